@@ -1,0 +1,199 @@
+//! Commands sent to the Task aggregate.
+
+use crate::ids::{CustomerId, ObjectId, OperatorId, SessionId};
+use crate::model::*;
+use serde::{Deserialize, Serialize};
+
+/// Creates a task (seed 000 "Create Task").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CreateTask {
+    /// The customer (tenant) sending it.
+    pub customer: CustomerId,
+    /// What kind of visual task.
+    pub task_type: TaskType,
+    /// Which steps to take.
+    pub recipe: Recipe,
+    /// The products to look for.
+    pub class_group: ClassGroup,
+    /// The images.
+    pub images: Vec<ImageRef>,
+    /// Where to post the result, if anywhere.
+    pub callback_url: Option<String>,
+}
+
+/// Asks the detection step to run (sent by the executor).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestDetection {}
+
+/// Records the boxes a detection model found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordDetections {
+    /// The model that ran.
+    pub model: ModelRef,
+    /// What it found.
+    pub detections: Vec<Detection>,
+}
+
+/// Records that no model is deployed for the task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordModelNotFound {
+    /// Which step had no model (e.g. `"detection"`).
+    pub step: String,
+}
+
+/// Hands the task to a human operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestAssistance {
+    /// Why.
+    pub reason: AssistanceReason,
+}
+
+/// Assigns an operator to a task that awaits one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignOperator {
+    /// The operator.
+    pub operator: OperatorId,
+    /// The session this assignment opens.
+    pub session_id: SessionId,
+}
+
+/// Takes the task back from an operator (gave up, disappeared or lease expired).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseOperator {
+    /// The session to close.
+    pub session_id: SessionId,
+    /// Why.
+    pub reason: String,
+}
+
+/// Adds the boxes an operator drew in a session (summarized).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AddObjects {
+    /// The session.
+    pub session_id: SessionId,
+    /// The boxes.
+    pub objects: Vec<AnnotatedObject>,
+}
+
+/// Removes boxes in a session (summarized).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveObjects {
+    /// The session.
+    pub session_id: SessionId,
+    /// The boxes to remove.
+    pub object_ids: Vec<ObjectId>,
+}
+
+/// Relabels boxes in a session (summarized).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelObjects {
+    /// The session.
+    pub session_id: SessionId,
+    /// The new labels.
+    pub labels: Vec<ObjectLabel>,
+}
+
+/// Seals an operator session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishOperatorSession {
+    /// The session.
+    pub session_id: SessionId,
+}
+
+/// Combines the results of the steps into the task result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerateResult {}
+
+/// Samples an automatic result for a quality check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestQualityCheck {}
+
+/// Records the outcome of posting the result to the callback URL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordReport {
+    /// Which try this was (1-based).
+    pub attempt: u32,
+    /// HTTP status, if a response came.
+    pub status_code: Option<u32>,
+    /// Whether the receiver accepted it.
+    pub delivered: bool,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// Whether no more tries will be made.
+    pub last_attempt: bool,
+}
+
+/// Cancels a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelTask {
+    /// Why.
+    pub reason: String,
+}
+
+/// Re-processes a task (seed 000 Task Manager: latest models, or re-send to an operator).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reprocess {
+    /// What to do again.
+    pub mode: ReprocessMode,
+}
+
+/// Every command the Task aggregate accepts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TaskCommand {
+    /// See [`CreateTask`].
+    CreateTask(CreateTask),
+    /// See [`RequestDetection`].
+    RequestDetection(RequestDetection),
+    /// See [`RecordDetections`].
+    RecordDetections(RecordDetections),
+    /// See [`RecordModelNotFound`].
+    RecordModelNotFound(RecordModelNotFound),
+    /// See [`RequestAssistance`].
+    RequestAssistance(RequestAssistance),
+    /// See [`AssignOperator`].
+    AssignOperator(AssignOperator),
+    /// See [`ReleaseOperator`].
+    ReleaseOperator(ReleaseOperator),
+    /// See [`AddObjects`].
+    AddObjects(AddObjects),
+    /// See [`RemoveObjects`].
+    RemoveObjects(RemoveObjects),
+    /// See [`LabelObjects`].
+    LabelObjects(LabelObjects),
+    /// See [`FinishOperatorSession`].
+    FinishOperatorSession(FinishOperatorSession),
+    /// See [`GenerateResult`].
+    GenerateResult(GenerateResult),
+    /// See [`RequestQualityCheck`].
+    RequestQualityCheck(RequestQualityCheck),
+    /// See [`RecordReport`].
+    RecordReport(RecordReport),
+    /// See [`CancelTask`].
+    CancelTask(CancelTask),
+    /// See [`Reprocess`].
+    Reprocess(Reprocess),
+}
+
+impl TaskCommand {
+    /// Returns the command's type name, as used in schemas and headers.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::CreateTask(_) => "CreateTask",
+            Self::RequestDetection(_) => "RequestDetection",
+            Self::RecordDetections(_) => "RecordDetections",
+            Self::RecordModelNotFound(_) => "RecordModelNotFound",
+            Self::RequestAssistance(_) => "RequestAssistance",
+            Self::AssignOperator(_) => "AssignOperator",
+            Self::ReleaseOperator(_) => "ReleaseOperator",
+            Self::AddObjects(_) => "AddObjects",
+            Self::RemoveObjects(_) => "RemoveObjects",
+            Self::LabelObjects(_) => "LabelObjects",
+            Self::FinishOperatorSession(_) => "FinishOperatorSession",
+            Self::GenerateResult(_) => "GenerateResult",
+            Self::RequestQualityCheck(_) => "RequestQualityCheck",
+            Self::RecordReport(_) => "RecordReport",
+            Self::CancelTask(_) => "CancelTask",
+            Self::Reprocess(_) => "Reprocess",
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! `decide`: the only place where commands become events.
+
+use crate::command::*;
+use crate::event::*;
+use crate::ids::{ObjectId, OperatorId, SessionId};
+use crate::limits::{ALLOWED_CALLBACK_SCHEMES, Limits};
+use crate::model::*;
+use crate::rejection::Rejection;
+use crate::state::{Stage, Task, TaskState};
+use crate::validate;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// Who sends a command; carried by the envelope and checked by the aggregate.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Actor {
+    /// A customer (through the API or a topic).
+    Customer(String),
+    /// A human operator.
+    Operator(String),
+    /// One of visionlog's services.
+    Service(String),
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Customer(c) => write!(f, "customer:{c}"),
+            Self::Operator(o) => write!(f, "operator:{o}"),
+            Self::Service(s) => write!(f, "service:{s}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Actor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            Some(("customer", c)) => Ok(Self::Customer(c.to_owned())),
+            Some(("operator", o)) => Ok(Self::Operator(o.to_owned())),
+            Some(("service", v)) => Ok(Self::Service(v.to_owned())),
+            _ => Err(format!(
+                "actor must be customer:ID, operator:ID or service:NAME, not {s:?}"
+            )),
+        }
+    }
+}
+
+/// What `decide` needs besides the state and the command.
+#[derive(Clone, Debug)]
+pub struct DecideContext<'a> {
+    /// Who sent the command.
+    pub actor: &'a Actor,
+    /// The size limits in force.
+    pub limits: &'a Limits,
+}
+
+/// Decides what a command means for a task: the events to append, or why not.
+///
+/// Pure: no I/O, no clock, no randomness. Object ids of model detections are derived from the
+/// detection attempt and their position, so deciding twice gives the same events.
+pub fn decide(
+    state: &TaskState,
+    command: &TaskCommand,
+    ctx: &DecideContext<'_>,
+) -> Result<Vec<TaskEvent>, Rejection> {
+    let task = match (state, command) {
+        (None, TaskCommand::CreateTask(c)) => return create(c, ctx.limits),
+        (Some(_), TaskCommand::CreateTask(_)) => return Err(Rejection::TaskAlreadyExists),
+        (None, _) => return Err(Rejection::TaskNotFound),
+        (Some(task), _) => task,
+    };
+    if task.stage == Stage::Cancelled {
+        return Err(Rejection::TaskCancelled);
+    }
+    let limits = ctx.limits;
+    let wrong_stage = || Rejection::InvalidStage {
+        command: command.type_name().to_owned(),
+        stage: task.stage.name().to_owned(),
+    };
+    let event = match command {
+        TaskCommand::CreateTask(_) => unreachable!("handled above"),
+        TaskCommand::RequestDetection(_) => match task.stage {
+            Stage::Created | Stage::ReprocessPending(ReprocessMode::LatestModels) => {
+                TaskEvent::DetectionRequested(DetectionRequested {
+                    attempt: task.detection_attempts + 1,
+                })
+            }
+            _ => return Err(wrong_stage()),
+        },
+        TaskCommand::RecordDetections(c) => {
+            if task.stage != Stage::DetectionPending {
+                return Err(wrong_stage());
+            }
+            record_detections(task, c, limits)?
+        }
+        TaskCommand::RecordModelNotFound(c) => {
+            if task.stage != Stage::DetectionPending {
+                return Err(wrong_stage());
+            }
+            validate::non_empty("step", &c.step, limits.max_string)?;
+            TaskEvent::ModelNotFound(ModelNotFound {
+                step: c.step.clone(),
+                class_group_key: task.class_group.key.clone(),
+            })
+        }
+        TaskCommand::RequestAssistance(c) => match (&task.stage, c.reason) {
+            (Stage::ModelMissing, AssistanceReason::ModelNotFound)
+            | (
+                Stage::ReprocessPending(ReprocessMode::ResendToOperator),
+                AssistanceReason::Resend,
+            ) => TaskEvent::AssistanceRequested(AssistanceRequested { reason: c.reason }),
+            _ => return Err(wrong_stage()),
+        },
+        TaskCommand::AssignOperator(c) => {
+            validate::id("operator", c.operator.as_str(), limits)?;
+            validate::id("session_id", c.session_id.as_str(), limits)?;
+            match (&task.stage, ctx.actor) {
+                (_, Actor::Operator(me)) if me != c.operator.as_str() => {
+                    return Err(Rejection::NotAssigned {
+                        actor: ctx.actor.to_string(),
+                    });
+                }
+                (_, Actor::Customer(_)) => {
+                    return Err(Rejection::NotAssigned {
+                        actor: ctx.actor.to_string(),
+                    });
+                }
+                (Stage::AwaitingOperator(purpose), _) => {
+                    TaskEvent::OperatorAssigned(OperatorAssigned {
+                        operator: c.operator.clone(),
+                        session_id: c.session_id.clone(),
+                        purpose: *purpose,
+                    })
+                }
+                (Stage::InSession { operator, .. }, _) => {
+                    return Err(Rejection::AlreadyAssigned {
+                        operator: operator.to_string(),
+                    });
+                }
+                _ => return Err(wrong_stage()),
+            }
+        }
+        TaskCommand::ReleaseOperator(c) => {
+            validate::string("reason", &c.reason, limits.max_string)?;
+            let Stage::InSession {
+                operator,
+                session_id,
+                ..
+            } = &task.stage
+            else {
+                return Err(wrong_stage());
+            };
+            let allowed = match ctx.actor {
+                Actor::Operator(me) => me == operator.as_str(),
+                Actor::Service(_) => true,
+                Actor::Customer(_) => false,
+            };
+            if !allowed {
+                return Err(Rejection::NotAssigned {
+                    actor: ctx.actor.to_string(),
+                });
+            }
+            if *session_id != c.session_id {
+                return Err(Rejection::SessionMismatch {
+                    given: c.session_id.to_string(),
+                });
+            }
+            TaskEvent::OperatorReleased(OperatorReleased {
+                operator: operator.clone(),
+                session_id: session_id.clone(),
+                reason: c.reason.clone(),
+            })
+        }
+        TaskCommand::AddObjects(c) => {
+            let (operator, session_id, _) = open_session(task, ctx.actor, &c.session_id)?;
+            add_objects(task, c, limits)?;
+            TaskEvent::ObjectsAdded(ObjectsAdded {
+                operator,
+                session_id,
+                objects: c.objects.clone(),
+            })
+        }
+        TaskCommand::RemoveObjects(c) => {
+            let (operator, session_id, _) = open_session(task, ctx.actor, &c.session_id)?;
+            if c.object_ids.is_empty() {
+                return Err(Rejection::EmptyCommand);
+            }
+            validate::count(
+                "objects",
+                c.object_ids.len(),
+                limits.max_objects_per_command,
+            )?;
+            let mut seen = HashSet::with_capacity(c.object_ids.len());
+            for id in &c.object_ids {
+                if !task.objects.contains_key(id) || !seen.insert(id) {
+                    return Err(Rejection::UnknownObject {
+                        object_id: id.to_string(),
+                    });
+                }
+            }
+            TaskEvent::ObjectsRemoved(ObjectsRemoved {
+                operator,
+                session_id,
+                object_ids: c.object_ids.clone(),
+            })
+        }
+        TaskCommand::LabelObjects(c) => {
+            let (operator, session_id, _) = open_session(task, ctx.actor, &c.session_id)?;
+            if c.labels.is_empty() {
+                return Err(Rejection::EmptyCommand);
+            }
+            validate::count("labels", c.labels.len(), limits.max_objects_per_command)?;
+            let mut seen = HashSet::with_capacity(c.labels.len());
+            for label in &c.labels {
+                if !task.objects.contains_key(&label.object_id) {
+                    return Err(Rejection::UnknownObject {
+                        object_id: label.object_id.to_string(),
+                    });
+                }
+                if !seen.insert(&label.object_id) {
+                    return Err(Rejection::DuplicateObject {
+                        object_id: label.object_id.to_string(),
+                    });
+                }
+                validate::class(&task.class_group, Some(label.class_id))?;
+            }
+            TaskEvent::ObjectsLabeled(ObjectsLabeled {
+                operator,
+                session_id,
+                labels: c.labels.clone(),
+            })
+        }
+        TaskCommand::FinishOperatorSession(c) => {
+            let (operator, session_id, purpose) = open_session(task, ctx.actor, &c.session_id)?;
+            TaskEvent::OperatorFinished(OperatorFinished {
+                operator,
+                session_id,
+                purpose,
+            })
+        }
+        TaskCommand::GenerateResult(_) => {
+            let source = match task.stage {
+                Stage::Detected => ResultSource::Automatic,
+                Stage::Annotated => ResultSource::Operator,
+                _ => return Err(wrong_stage()),
+            };
+            TaskEvent::TaskResultGenerated(TaskResultGenerated {
+                revision: task.result_revision + 1,
+                source,
+                model: task.last_model.clone(),
+                objects: task.result_objects(),
+            })
+        }
+        TaskCommand::RequestQualityCheck(_) => {
+            if task.stage != Stage::ResultGenerated || task.quality_check_requested {
+                return Err(wrong_stage());
+            }
+            TaskEvent::QualityCheckRequested(QualityCheckRequested {
+                revision: task.result_revision,
+            })
+        }
+        TaskCommand::RecordReport(c) => {
+            record_report(task, c, limits).ok_or_else(wrong_stage)??
+        }
+        TaskCommand::CancelTask(c) => {
+            validate::string("reason", &c.reason, limits.max_string)?;
+            if task.result_revision > 0 {
+                return Err(wrong_stage());
+            }
+            TaskEvent::TaskCancelled(TaskCancelled {
+                reason: c.reason.clone(),
+            })
+        }
+        TaskCommand::Reprocess(c) => match task.stage {
+            Stage::ResultGenerated
+            | Stage::ModelMissing
+            | Stage::Detected
+            | Stage::Annotated
+            | Stage::AwaitingOperator(_) => {
+                TaskEvent::ReprocessRequested(ReprocessRequested { mode: c.mode })
+            }
+            _ => return Err(wrong_stage()),
+        },
+    };
+    Ok(vec![event])
+}
+
+fn create(c: &CreateTask, limits: &Limits) -> Result<Vec<TaskEvent>, Rejection> {
+    validate::id("customer", c.customer.as_str(), limits)?;
+    if c.task_type != TaskType::ProductDetection {
+        return Err(Rejection::InvalidField {
+            field: "task_type".to_owned(),
+        });
+    }
+    validate::class_group(&c.class_group, limits)?;
+    validate::images(&c.images, limits)?;
+    if let Some(url) = &c.callback_url {
+        validate::uri("callback_url", url, ALLOWED_CALLBACK_SCHEMES, limits)?;
+    }
+    Ok(vec![TaskEvent::TaskCreated(TaskCreated {
+        customer: c.customer.clone(),
+        task_type: c.task_type,
+        recipe: c.recipe,
+        class_group: c.class_group.clone(),
+        images: c.images.clone(),
+        callback_url: c.callback_url.clone(),
+    })])
+}
+
+fn record_detections(
+    task: &Task,
+    c: &RecordDetections,
+    limits: &Limits,
+) -> Result<TaskEvent, Rejection> {
+    validate::id("model.model_id", &c.model.model_id, limits)?;
+    validate::count(
+        "objects",
+        c.detections.len(),
+        limits.max_objects_per_command,
+    )?;
+    validate::count("objects", c.detections.len(), limits.max_objects_per_task)?;
+    let attempt = task.detection_attempts;
+    let mut objects = Vec::with_capacity(c.detections.len());
+    for (i, d) in c.detections.iter().enumerate() {
+        let name = i.to_string();
+        validate::placed_box(&name, d.image, &d.bbox, &task.images)?;
+        validate::class(&task.class_group, d.class_id)?;
+        if !(d.score.is_finite() && (0.0..=1.0).contains(&d.score)) {
+            return Err(Rejection::InvalidScore { object: name });
+        }
+        objects.push(DetectedObject {
+            object_id: ObjectId(format!("d{attempt}.{i}")),
+            image: d.image,
+            bbox: d.bbox,
+            class_id: d.class_id,
+            score: d.score,
+        });
+    }
+    Ok(TaskEvent::ObjectsDetected(ObjectsDetected {
+        attempt,
+        model: c.model.clone(),
+        objects,
+    }))
+}
+
+fn add_objects(task: &Task, c: &AddObjects, limits: &Limits) -> Result<(), Rejection> {
+    if c.objects.is_empty() {
+        return Err(Rejection::EmptyCommand);
+    }
+    validate::count("objects", c.objects.len(), limits.max_objects_per_command)?;
+    validate::count(
+        "objects",
+        task.objects.len() + c.objects.len(),
+        limits.max_objects_per_task,
+    )?;
+    let mut seen = HashSet::with_capacity(c.objects.len());
+    for o in &c.objects {
+        validate::id("object_id", o.object_id.as_str(), limits)?;
+        if task.objects.contains_key(&o.object_id) || !seen.insert(&o.object_id) {
+            return Err(Rejection::DuplicateObject {
+                object_id: o.object_id.to_string(),
+            });
+        }
+        validate::placed_box(o.object_id.as_str(), o.image, &o.bbox, &task.images)?;
+        validate::class(&task.class_group, o.class_id)?;
+    }
+    Ok(())
+}
+
+fn record_report(
+    task: &Task,
+    c: &RecordReport,
+    limits: &Limits,
+) -> Option<Result<TaskEvent, Rejection>> {
+    let revision = task.result_revision;
+    if revision == 0
+        || task.callback_url.is_none()
+        || task.reported_revision == revision
+        || task.report_given_up
+    {
+        return None;
+    }
+    if let Some(error) = &c.error
+        && let Err(e) = validate::string("error", error, limits.max_string)
+    {
+        return Some(Err(e));
+    }
+    let event = if c.delivered {
+        TaskEvent::TaskReported(TaskReported {
+            revision,
+            attempt: c.attempt,
+            status_code: c.status_code,
+        })
+    } else {
+        TaskEvent::ReportFailed(ReportFailed {
+            revision,
+            attempt: c.attempt,
+            status_code: c.status_code,
+            error: c.error.clone().unwrap_or_default(),
+            last_attempt: c.last_attempt,
+        })
+    };
+    Some(Ok(event))
+}
+
+/// Checks that the actor is the operator of the open session named, and returns it.
+fn open_session(
+    task: &Task,
+    actor: &Actor,
+    session: &SessionId,
+) -> Result<(OperatorId, SessionId, SessionPurpose), Rejection> {
+    let Stage::InSession {
+        operator,
+        session_id,
+        purpose,
+    } = &task.stage
+    else {
+        return Err(Rejection::NotAssigned {
+            actor: actor.to_string(),
+        });
+    };
+    match actor {
+        Actor::Operator(me) if me == operator.as_str() => {}
+        _ => {
+            return Err(Rejection::NotAssigned {
+                actor: actor.to_string(),
+            });
+        }
+    }
+    if session_id != session {
+        return Err(Rejection::SessionMismatch {
+            given: session.to_string(),
+        });
+    }
+    Ok((operator.clone(), session_id.clone(), *purpose))
+}

@@ -1,0 +1,277 @@
+//! The state of a task, folded from its events by [`evolve`].
+
+use crate::event::*;
+use crate::ids::{CustomerId, ObjectId, OperatorId, SessionId};
+use crate::model::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Where a task stands in its recipe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stage {
+    /// Accepted, nothing run yet.
+    Created,
+    /// Waiting for a detection model to answer.
+    DetectionPending,
+    /// A model answered with objects.
+    Detected,
+    /// No model was deployed.
+    ModelMissing,
+    /// Waiting for an operator.
+    AwaitingOperator(SessionPurpose),
+    /// An operator works on it.
+    InSession {
+        /// The operator.
+        operator: OperatorId,
+        /// The open session.
+        session_id: SessionId,
+        /// Why.
+        purpose: SessionPurpose,
+    },
+    /// An operator sealed an annotation session; the result can be generated.
+    Annotated,
+    /// A result exists (and may be reported or checked).
+    ResultGenerated,
+    /// The task manager asked for it to be processed again.
+    ReprocessPending(ReprocessMode),
+    /// Cancelled: no command but queries applies.
+    Cancelled,
+}
+
+impl Stage {
+    /// Returns a short lower-case name of the stage.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::DetectionPending => "detection_pending",
+            Self::Detected => "detected",
+            Self::ModelMissing => "model_missing",
+            Self::AwaitingOperator(SessionPurpose::Annotation) => "awaiting_operator",
+            Self::AwaitingOperator(SessionPurpose::QualityCheck) => "awaiting_quality_check",
+            Self::InSession {
+                purpose: SessionPurpose::Annotation,
+                ..
+            } => "in_annotation",
+            Self::InSession {
+                purpose: SessionPurpose::QualityCheck,
+                ..
+            } => "in_quality_check",
+            Self::Annotated => "annotated",
+            Self::ResultGenerated => "result_generated",
+            Self::ReprocessPending(_) => "reprocess_pending",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One object alive in a task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskObject {
+    /// Index of the image.
+    pub image: u32,
+    /// The box.
+    pub bbox: BoundingBox,
+    /// Its class, if known.
+    pub class_id: Option<u32>,
+    /// Model confidence, for model objects.
+    pub score: Option<f32>,
+    /// Who produced it.
+    pub source: ObjectSource,
+}
+
+/// A task that exists.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// The customer.
+    pub customer: CustomerId,
+    /// The task type.
+    pub task_type: TaskType,
+    /// The recipe.
+    pub recipe: Recipe,
+    /// The class group.
+    pub class_group: ClassGroup,
+    /// The images.
+    pub images: Vec<ImageRef>,
+    /// The callback URL.
+    pub callback_url: Option<String>,
+    /// Where it stands.
+    pub stage: Stage,
+    /// The objects alive now, by id.
+    pub objects: BTreeMap<ObjectId, TaskObject>,
+    /// How many detection runs were asked for.
+    pub detection_attempts: u32,
+    /// The last model that answered.
+    pub last_model: Option<ModelRef>,
+    /// How many operator sessions were opened.
+    pub sessions_opened: u32,
+    /// Whether an operator has worked on the current objects.
+    pub operator_touched: bool,
+    /// The current result revision (0 before any result).
+    pub result_revision: u32,
+    /// The revision last delivered to the callback.
+    pub reported_revision: u32,
+    /// Failed delivery tries of the current revision.
+    pub report_failures: u32,
+    /// Whether delivery was given up for the current revision.
+    pub report_given_up: bool,
+    /// Whether a quality check was requested on the current revision.
+    pub quality_check_requested: bool,
+}
+
+/// The state of a task stream: `None` until `TaskCreated`.
+pub type TaskState = Option<Task>;
+
+/// Folds one event into the state.
+///
+/// Events are facts: `evolve` never fails. An event that does not fit the state (which
+/// [`crate::decide`] never produces) leaves the state unchanged.
+pub fn evolve(state: TaskState, event: &TaskEvent) -> TaskState {
+    match (state, event) {
+        (None, TaskEvent::TaskCreated(e)) => Some(Task {
+            customer: e.customer.clone(),
+            task_type: e.task_type,
+            recipe: e.recipe,
+            class_group: e.class_group.clone(),
+            images: e.images.clone(),
+            callback_url: e.callback_url.clone(),
+            stage: Stage::Created,
+            objects: BTreeMap::new(),
+            detection_attempts: 0,
+            last_model: None,
+            sessions_opened: 0,
+            operator_touched: false,
+            result_revision: 0,
+            reported_revision: 0,
+            report_failures: 0,
+            report_given_up: false,
+            quality_check_requested: false,
+        }),
+        (None, _) => None,
+        (Some(mut task), event) => {
+            apply(&mut task, event);
+            Some(task)
+        }
+    }
+}
+
+fn apply(task: &mut Task, event: &TaskEvent) {
+    match event {
+        TaskEvent::TaskCreated(_) => {}
+        TaskEvent::DetectionRequested(e) => {
+            task.detection_attempts = e.attempt;
+            task.stage = Stage::DetectionPending;
+        }
+        TaskEvent::ObjectsDetected(e) => {
+            task.objects = e
+                .objects
+                .iter()
+                .map(|o| {
+                    let object = TaskObject {
+                        image: o.image,
+                        bbox: o.bbox,
+                        class_id: o.class_id,
+                        score: Some(o.score),
+                        source: ObjectSource::Model,
+                    };
+                    (o.object_id.clone(), object)
+                })
+                .collect();
+            task.last_model = Some(e.model.clone());
+            task.operator_touched = false;
+            task.stage = Stage::Detected;
+        }
+        TaskEvent::ModelNotFound(_) => task.stage = Stage::ModelMissing,
+        TaskEvent::AssistanceRequested(_) => {
+            task.stage = Stage::AwaitingOperator(SessionPurpose::Annotation);
+        }
+        TaskEvent::OperatorAssigned(e) => {
+            task.sessions_opened += 1;
+            task.stage = Stage::InSession {
+                operator: e.operator.clone(),
+                session_id: e.session_id.clone(),
+                purpose: e.purpose,
+            };
+        }
+        TaskEvent::OperatorReleased(_) => {
+            if let Stage::InSession { purpose, .. } = task.stage {
+                task.stage = Stage::AwaitingOperator(purpose);
+            }
+        }
+        TaskEvent::ObjectsAdded(e) => {
+            for o in &e.objects {
+                let object = TaskObject {
+                    image: o.image,
+                    bbox: o.bbox,
+                    class_id: o.class_id,
+                    score: None,
+                    source: ObjectSource::Operator,
+                };
+                task.objects.insert(o.object_id.clone(), object);
+            }
+            task.operator_touched = true;
+        }
+        TaskEvent::ObjectsRemoved(e) => {
+            for id in &e.object_ids {
+                task.objects.remove(id);
+            }
+            task.operator_touched = true;
+        }
+        TaskEvent::ObjectsLabeled(e) => {
+            for label in &e.labels {
+                if let Some(o) = task.objects.get_mut(&label.object_id) {
+                    o.class_id = Some(label.class_id);
+                }
+            }
+            task.operator_touched = true;
+        }
+        TaskEvent::OperatorFinished(e) => {
+            task.operator_touched = true;
+            task.stage = match e.purpose {
+                SessionPurpose::Annotation => Stage::Annotated,
+                SessionPurpose::QualityCheck => Stage::ResultGenerated,
+            };
+        }
+        TaskEvent::TaskResultGenerated(e) => {
+            task.result_revision = e.revision;
+            task.report_failures = 0;
+            task.report_given_up = false;
+            task.quality_check_requested = false;
+            task.stage = Stage::ResultGenerated;
+        }
+        TaskEvent::QualityCheckRequested(_) => {
+            task.quality_check_requested = true;
+            task.stage = Stage::AwaitingOperator(SessionPurpose::QualityCheck);
+        }
+        TaskEvent::TaskReported(e) => task.reported_revision = e.revision,
+        TaskEvent::ReportFailed(e) => {
+            task.report_failures += 1;
+            task.report_given_up = e.last_attempt;
+        }
+        TaskEvent::TaskCancelled(_) => task.stage = Stage::Cancelled,
+        TaskEvent::ReprocessRequested(e) => task.stage = Stage::ReprocessPending(e.mode),
+    }
+}
+
+impl Task {
+    /// Returns the current objects as result objects, ordered by id.
+    pub fn result_objects(&self) -> Vec<ResultObject> {
+        self.objects
+            .iter()
+            .map(|(id, o)| ResultObject {
+                object_id: id.clone(),
+                image: o.image,
+                bbox: o.bbox,
+                class_id: o.class_id,
+                score: o.score,
+                source: o.source,
+            })
+            .collect()
+    }
+}
