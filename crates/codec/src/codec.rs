@@ -1,0 +1,326 @@
+//! The codec: typed messages to and from the wire format.
+
+use crate::catalog::{Catalog, SchemaVersion};
+use crate::error::CodecError;
+use crate::messages::{DeadLetter, Outcome, StoredEvent};
+use crate::registry::SchemaRegistry;
+use crate::{upcast, wire};
+use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use visionlog_domain::{TaskCommand, TaskEvent};
+
+/// Largest allocation a decoded message may ask for: a hostile length prefix in an Avro body
+/// must not make a consumer allocate gigabytes.
+const MAX_ALLOCATION_BYTES: usize = 64 * 1024 * 1024;
+
+const EVENTS: &str = "visionlog.events.";
+const COMMANDS: &str = "visionlog.commands.";
+const OUTCOME: &str = "visionlog.records.Outcome";
+const DEAD_LETTER: &str = "visionlog.records.DeadLetter";
+const STORED_EVENT: &str = "visionlog.records.StoredEvent";
+
+/// A schema a message was written with.
+struct WriterSchema {
+    id: u32,
+    full_name: String,
+    version: u32,
+    schema: Schema,
+}
+
+/// Encodes and decodes visionlog's messages against a schema registry.
+pub struct Codec {
+    registry: Arc<dyn SchemaRegistry>,
+    /// The current schema of each message, by full name.
+    current: HashMap<String, Arc<WriterSchema>>,
+    /// Every schema seen, by id (filled from the registry on first sight).
+    by_id: RwLock<HashMap<u32, Arc<WriterSchema>>>,
+}
+
+impl Codec {
+    /// Registers every schema of the catalog (old versions first) and returns a codec.
+    pub fn new(registry: Arc<dyn SchemaRegistry>) -> Result<Self, CodecError> {
+        apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
+        let catalog = Catalog::load()?;
+        let mut current = HashMap::new();
+        let mut by_id = HashMap::new();
+        for v in catalog.all() {
+            let id = registry.register(&v.subject(), &v.text)?;
+            let w = Arc::new(WriterSchema {
+                id,
+                full_name: v.full_name.clone(),
+                version: v.version,
+                schema: v.schema.clone(),
+            });
+            by_id.insert(id, w.clone());
+            current.insert(v.full_name.clone(), w);
+        }
+        Ok(Self {
+            registry,
+            current,
+            by_id: RwLock::new(by_id),
+        })
+    }
+
+    /// Returns the id of the current schema of a message.
+    pub fn schema_id(&self, full_name: &str) -> Option<u32> {
+        self.current.get(full_name).map(|w| w.id)
+    }
+
+    /// Encodes an event.
+    pub fn encode_event(&self, event: &TaskEvent) -> Result<Vec<u8>, CodecError> {
+        encode_event_dispatch(self, event)
+    }
+
+    /// Decodes an event, upcasting an old version.
+    pub fn decode_event(&self, bytes: &[u8]) -> Result<TaskEvent, CodecError> {
+        let (w, body) = self.writer_of(bytes)?;
+        let name = short_name(&w, EVENTS, "event")?;
+        decode_event_dispatch(self, &w, name, body)
+    }
+
+    /// Encodes a command.
+    pub fn encode_command(&self, command: &TaskCommand) -> Result<Vec<u8>, CodecError> {
+        encode_command_dispatch(self, command)
+    }
+
+    /// Decodes a command.
+    pub fn decode_command(&self, bytes: &[u8]) -> Result<TaskCommand, CodecError> {
+        let (w, body) = self.writer_of(bytes)?;
+        let name = short_name(&w, COMMANDS, "command")?;
+        decode_command_dispatch(self, &w, name, body)
+    }
+
+    /// Encodes an outcome.
+    pub fn encode_outcome(&self, o: &Outcome) -> Result<Vec<u8>, CodecError> {
+        self.encode(OUTCOME, o)
+    }
+
+    /// Decodes an outcome.
+    pub fn decode_outcome(&self, bytes: &[u8]) -> Result<Outcome, CodecError> {
+        self.decode_named(OUTCOME, bytes)
+    }
+
+    /// Encodes a dead letter.
+    pub fn encode_dead_letter(&self, d: &DeadLetter) -> Result<Vec<u8>, CodecError> {
+        self.encode(DEAD_LETTER, d)
+    }
+
+    /// Decodes a dead letter.
+    pub fn decode_dead_letter(&self, bytes: &[u8]) -> Result<DeadLetter, CodecError> {
+        self.decode_named(DEAD_LETTER, bytes)
+    }
+
+    /// Encodes a stored event.
+    pub fn encode_stored_event(&self, e: &StoredEvent) -> Result<Vec<u8>, CodecError> {
+        self.encode(STORED_EVENT, e)
+    }
+
+    /// Decodes a stored event.
+    pub fn decode_stored_event(&self, bytes: &[u8]) -> Result<StoredEvent, CodecError> {
+        self.decode_named(STORED_EVENT, bytes)
+    }
+
+    /// Encodes a value with an explicit schema version (to write history in tests and tools).
+    pub fn encode_with(
+        &self,
+        version: &SchemaVersion,
+        value: &apache_avro::types::Value,
+    ) -> Result<Vec<u8>, CodecError> {
+        let id = self.registry.register(&version.subject(), &version.text)?;
+        let body = GenericDatumWriter::builder(&version.schema)
+            .build()?
+            .write_value_to_vec(value.clone())?;
+        let mut out = wire::header(id, body.len());
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    fn encode<T: Serialize>(&self, full_name: &str, value: &T) -> Result<Vec<u8>, CodecError> {
+        let w = self
+            .current
+            .get(full_name)
+            .ok_or_else(|| CodecError::Schema {
+                name: full_name.to_owned(),
+                reason: "not in the catalog".into(),
+            })?;
+        let mut out = wire::header(w.id, 64);
+        GenericDatumWriter::builder(&w.schema)
+            .build()?
+            .write_ser(&mut out, value)?;
+        Ok(out)
+    }
+
+    fn decode_named<T: DeserializeOwned>(
+        &self,
+        full_name: &str,
+        bytes: &[u8],
+    ) -> Result<T, CodecError> {
+        let (w, body) = self.writer_of(bytes)?;
+        if w.full_name != full_name {
+            return Err(CodecError::UnexpectedMessage {
+                expected: full_name.to_owned(),
+                found: w.full_name.clone(),
+            });
+        }
+        self.read(&w, body)
+    }
+
+    fn writer_of<'b>(&self, bytes: &'b [u8]) -> Result<(Arc<WriterSchema>, &'b [u8]), CodecError> {
+        let (id, body) = wire::split(bytes)?;
+        if let Some(w) = self.by_id.read().expect("codec lock").get(&id) {
+            return Ok((w.clone(), body));
+        }
+        let text = match self.registry.schema(id) {
+            Ok(text) => text,
+            Err(crate::RegistryError::NotFound(_)) => return Err(CodecError::UnknownSchemaId(id)),
+            Err(e) => return Err(e.into()),
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| CodecError::Schema {
+                name: id.to_string(),
+                reason: e.to_string(),
+            })?;
+        let schema = Schema::parse(&json).map_err(|e| CodecError::Schema {
+            name: id.to_string(),
+            reason: e.to_string(),
+        })?;
+        let full_name = schema.name().map(|n| n.fullname(None)).unwrap_or_default();
+        let version = json
+            .get("visionlog.version")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(1) as u32;
+        let w = Arc::new(WriterSchema {
+            id,
+            full_name,
+            version,
+            schema,
+        });
+        self.by_id
+            .write()
+            .expect("codec lock")
+            .insert(id, w.clone());
+        Ok((w, body))
+    }
+
+    /// Reads a body written with `w` as the current version of its message.
+    fn read<T: DeserializeOwned>(
+        &self,
+        w: &WriterSchema,
+        mut body: &[u8],
+    ) -> Result<T, CodecError> {
+        let current =
+            self.current
+                .get(&w.full_name)
+                .ok_or_else(|| CodecError::UnexpectedMessage {
+                    expected: "a known message".into(),
+                    found: w.full_name.clone(),
+                })?;
+        let value = if current.id == w.id {
+            GenericDatumReader::builder(&w.schema)
+                .build()?
+                .read_deser::<T>(&mut body)?
+        } else {
+            let value = GenericDatumReader::builder(&w.schema)
+                .build()?
+                .read_value(&mut body)?;
+            let value = upcast::run(&w.full_name, w.version, current.version, value).map_err(
+                |(from, reason)| CodecError::Upcast {
+                    name: w.full_name.clone(),
+                    from,
+                    reason,
+                },
+            )?;
+            let value = value.resolve(&current.schema)?;
+            apache_avro::from_value::<T>(&value)?
+        };
+        if !body.is_empty() {
+            return Err(CodecError::Malformed(format!(
+                "{} bytes after the end of the avro body",
+                body.len()
+            )));
+        }
+        Ok(value)
+    }
+}
+
+fn short_name<'w>(w: &'w WriterSchema, prefix: &str, kind: &str) -> Result<&'w str, CodecError> {
+    w.full_name
+        .strip_prefix(prefix)
+        .ok_or_else(|| CodecError::UnexpectedMessage {
+            expected: kind.to_owned(),
+            found: w.full_name.clone(),
+        })
+}
+
+macro_rules! dispatch {
+    ($encode:ident, $decode:ident, $enum:ident, $ns:literal, [$($variant:ident),* $(,)?]) => {
+        fn $encode(codec: &Codec, value: &$enum) -> Result<Vec<u8>, CodecError> {
+            match value {
+                $($enum::$variant(x) => codec.encode(concat!($ns, stringify!($variant)), x),)*
+            }
+        }
+
+        fn $decode(codec: &Codec, w: &WriterSchema, name: &str, body: &[u8]) -> Result<$enum, CodecError> {
+            match name {
+                $(stringify!($variant) => Ok($enum::$variant(codec.read(w, body)?)),)*
+                other => Err(CodecError::UnexpectedMessage { expected: stringify!($enum).into(), found: other.to_owned() }),
+            }
+        }
+    };
+}
+
+dispatch!(
+    encode_event_dispatch,
+    decode_event_dispatch,
+    TaskEvent,
+    "visionlog.events.",
+    [
+        TaskCreated,
+        DetectionRequested,
+        ObjectsDetected,
+        ModelNotFound,
+        AssistanceRequested,
+        OperatorAssigned,
+        OperatorReleased,
+        ObjectsAdded,
+        ObjectsRemoved,
+        ObjectsLabeled,
+        OperatorFinished,
+        TaskResultGenerated,
+        QualityCheckRequested,
+        TaskReported,
+        ReportFailed,
+        TaskCancelled,
+        ReprocessRequested,
+    ]
+);
+
+dispatch!(
+    encode_command_dispatch,
+    decode_command_dispatch,
+    TaskCommand,
+    "visionlog.commands.",
+    [
+        CreateTask,
+        RequestDetection,
+        RecordDetections,
+        RecordModelNotFound,
+        RequestAssistance,
+        AssignOperator,
+        ReleaseOperator,
+        AddObjects,
+        RemoveObjects,
+        LabelObjects,
+        FinishOperatorSession,
+        GenerateResult,
+        RequestQualityCheck,
+        RecordReport,
+        CancelTask,
+        Reprocess,
+    ]
+);
