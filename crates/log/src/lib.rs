@@ -1,0 +1,107 @@
+//! The log: partitioned, ordered, append-only topics of keyed records with headers.
+//!
+//! [`EventLog`] is the trait every backend implements: the embedded [`FileLog`] (the default on
+//! one machine, crash-safe) and Kafka (production). Backends are chosen by URL with [`open`].
+//! Records are placed on partitions by Kafka's murmur2 partitioner ([`partition_for`]), so a
+//! retailer's Java producer and visionlog agree on where a task lives.
+//!
+//! Not here: what the records mean. Fencing, decisions and envelopes live in the services that
+//! write them.
+
+pub mod conformance;
+mod error;
+mod file;
+mod partitioner;
+
+pub use error::LogError;
+pub use file::{FileLog, FileLogOptions, FsyncPolicy};
+pub use partitioner::{murmur2, partition_for};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Record headers: name and raw value, in order.
+pub type Headers = Vec<(String, Vec<u8>)>;
+
+/// A record to append.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    /// Partitioning key.
+    pub key: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: Headers,
+    /// Value.
+    pub value: Vec<u8>,
+}
+
+/// A record read back, with its place in the partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRecord {
+    /// Offset in the partition.
+    pub offset: u64,
+    /// When it was appended (ms since the epoch).
+    pub timestamp_ms: i64,
+    /// Partitioning key.
+    pub key: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: Headers,
+    /// Value.
+    pub value: Vec<u8>,
+}
+
+/// A partitioned, append-only log.
+///
+/// Offsets of a partition start at 0 and are contiguous. An append of several records is
+/// all-or-nothing in the embedded log; readers that need atomic groups over Kafka frame them
+/// themselves (the aggregator's decisions do).
+pub trait EventLog: Send + Sync {
+    /// Creates a topic with `partitions` partitions; does nothing if it exists with that count.
+    fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), LogError>;
+    /// Returns the partition count of a topic.
+    fn partitions(&self, topic: &str) -> Result<u32, LogError>;
+    /// Appends records to a partition and returns the offset of the first.
+    fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<u64, LogError>;
+    /// Reads up to `max` records from offset `from` on (fewer at the end of the partition).
+    fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<LogRecord>, LogError>;
+    /// Returns the offset the next append will get.
+    fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError>;
+    /// Waits until the partition has a record at `offset` (or the timeout); tells which.
+    fn wait_for(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        timeout: Duration,
+    ) -> Result<bool, LogError>;
+    /// Stores a consumer group's position (the next offset to read).
+    fn commit(&self, group: &str, topic: &str, partition: u32, offset: u64)
+    -> Result<(), LogError>;
+    /// Returns a consumer group's stored position.
+    fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>, LogError>;
+    /// Makes every append so far durable (whatever the fsync policy).
+    fn flush(&self) -> Result<(), LogError>;
+}
+
+/// Opens a log by URL: `file:///path` for the embedded log. (`kafka://` arrives with the Kafka
+/// backend.)
+pub fn open(url: &str, options: FileLogOptions) -> Result<Arc<dyn EventLog>, LogError> {
+    let parsed =
+        url::Url::parse(url).map_err(|e| LogError::Config(format!("log url {url:?}: {e}")))?;
+    match parsed.scheme() {
+        "file" => {
+            let path = parsed
+                .to_file_path()
+                .map_err(|()| LogError::Config(format!("log url {url:?} has no usable path")))?;
+            Ok(Arc::new(FileLog::open(&path, options)?))
+        }
+        other => Err(LogError::Config(format!(
+            "unsupported log scheme {other:?} (supported: file)"
+        ))),
+    }
+}
