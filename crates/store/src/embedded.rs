@@ -1,0 +1,135 @@
+//! The embedded read store: one `redb` file, rows keyed by (table, partition, clustering).
+
+use crate::{Put, PutOutcome, ReadStore, Row, StoreError};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::Path;
+
+const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
+const SEP: u8 = 0;
+
+/// Read store in a local file.
+pub struct EmbeddedStore {
+    db: Database,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn key(table: &str, partition: &str, clustering: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(table.len() + partition.len() + clustering.len() + 2);
+    k.extend_from_slice(table.as_bytes());
+    k.push(SEP);
+    k.extend_from_slice(partition.as_bytes());
+    k.push(SEP);
+    k.extend_from_slice(clustering.as_bytes());
+    k
+}
+
+fn split_key(k: &[u8]) -> Option<(String, String)> {
+    let mut parts = k.splitn(3, |b| *b == SEP);
+    let _table = parts.next()?;
+    let partition = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    let clustering = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    Some((partition, clustering))
+}
+
+fn decode(k: &[u8], v: &[u8]) -> Result<Row, StoreError> {
+    let (partition, clustering) = split_key(k).ok_or_else(|| err("malformed row key"))?;
+    if v.len() < 8 {
+        return Err(err("malformed row value"));
+    }
+    let version = u64::from_le_bytes(v[..8].try_into().expect("8 bytes"));
+    Ok(Row { partition, clustering, version, value: v[8..].to_vec() })
+}
+
+fn check(name: &str, s: &str) -> Result<(), StoreError> {
+    if s.as_bytes().contains(&SEP) {
+        return Err(StoreError::Config(format!("{name} may not contain NUL bytes")));
+    }
+    Ok(())
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let db = Database::create(path).map_err(err)?;
+        let tx = db.begin_write().map_err(err)?;
+        tx.open_table(ROWS).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(Self { db })
+    }
+
+    fn scan(&self, start: Vec<u8>, prefix: Vec<u8>, skip_first: bool, limit: usize) -> Result<Vec<Row>, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(ROWS).map_err(err)?;
+        let mut out = Vec::new();
+        for item in table.range(start.as_slice()..).map_err(err)? {
+            let (k, v) = item.map_err(err)?;
+            let k = k.value();
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if skip_first && out.is_empty() && k == start.as_slice() {
+                continue;
+            }
+            out.push(decode(k, v.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl ReadStore for EmbeddedStore {
+    fn put(&self, puts: &[Put]) -> Result<Vec<PutOutcome>, StoreError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        let mut outcomes = Vec::with_capacity(puts.len());
+        {
+            let mut table = tx.open_table(ROWS).map_err(err)?;
+            let mut value = Vec::new();
+            for p in puts {
+                check("table", &p.table)?;
+                check("partition", &p.row.partition)?;
+                let k = key(&p.table, &p.row.partition, &p.row.clustering);
+                let stored = table.get(k.as_slice()).map_err(err)?.map(|v| u64::from_le_bytes(v.value()[..8].try_into().expect("8 bytes")));
+                match stored {
+                    Some(current) if current >= p.row.version => outcomes.push(PutOutcome::Stale(current)),
+                    _ => {
+                        value.clear();
+                        value.extend_from_slice(&p.row.version.to_le_bytes());
+                        value.extend_from_slice(&p.row.value);
+                        table.insert(k.as_slice(), value.as_slice()).map_err(err)?;
+                        outcomes.push(PutOutcome::Applied);
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(outcomes)
+    }
+
+    fn get(&self, table: &str, partition: &str, clustering: &str) -> Result<Option<Row>, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let t = tx.open_table(ROWS).map_err(err)?;
+        let k = key(table, partition, clustering);
+        t.get(k.as_slice()).map_err(err)?.map(|v| decode(&k, v.value())).transpose()
+    }
+
+    fn scan_partition(&self, table: &str, partition: &str, after: Option<&str>, limit: usize) -> Result<Vec<Row>, StoreError> {
+        let prefix = key(table, partition, "");
+        let start = after.map_or_else(|| prefix.clone(), |a| key(table, partition, a));
+        self.scan(start, prefix, after.is_some(), limit)
+    }
+
+    fn scan_table(&self, table: &str, after: Option<(&str, &str)>, limit: usize) -> Result<Vec<Row>, StoreError> {
+        let mut prefix = table.as_bytes().to_vec();
+        prefix.push(SEP);
+        let start = after.map_or_else(|| prefix.clone(), |(p, c)| key(table, p, c));
+        self.scan(start, prefix, after.is_some(), limit)
+    }
+}
