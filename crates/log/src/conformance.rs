@@ -3,7 +3,7 @@
 //! The embedded log runs them in its unit tests; the Kafka backend runs the same ones against a
 //! real broker.
 
-use crate::{EventLog, Record};
+use crate::{EventLog, Position, Record};
 use std::time::Duration;
 
 fn record(key: &str, value: &str) -> Record {
@@ -58,10 +58,17 @@ pub fn appends_read_back_in_order(log: &dyn EventLog, topic: &str) {
 pub fn group_offsets_are_kept(log: &dyn EventLog, topic: &str) {
     log.create_topic(topic, 2).unwrap();
     assert_eq!(log.committed("g1", topic, 0).unwrap(), None);
-    log.commit("g1", topic, 0, 5).unwrap();
-    log.commit("g2", topic, 0, 7).unwrap();
-    assert_eq!(log.committed("g1", topic, 0).unwrap(), Some(5));
-    assert_eq!(log.committed("g2", topic, 0).unwrap(), Some(7));
+    log.commit("g1", topic, 0, &Position::at(5)).unwrap();
+    let with_meta = Position {
+        offset: 7,
+        metadata: "epoch=3".into(),
+    };
+    log.commit("g2", topic, 0, &with_meta).unwrap();
+    assert_eq!(
+        log.committed("g1", topic, 0).unwrap(),
+        Some(Position::at(5))
+    );
+    assert_eq!(log.committed("g2", topic, 0).unwrap(), Some(with_meta));
     assert_eq!(log.committed("g1", topic, 1).unwrap(), None);
 }
 

@@ -49,6 +49,25 @@ pub struct LogRecord {
     pub value: Vec<u8>,
 }
 
+/// A consumer group's position in a partition.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Position {
+    /// The next offset to read.
+    pub offset: u64,
+    /// What the consumer needs to resume there (e.g. the owner epoch in force).
+    pub metadata: String,
+}
+
+impl Position {
+    /// A position with no metadata.
+    pub fn at(offset: u64) -> Self {
+        Self {
+            offset,
+            metadata: String::new(),
+        }
+    }
+}
+
 /// A partitioned, append-only log.
 ///
 /// Offsets of a partition start at 0 and are contiguous. An append of several records is
@@ -79,11 +98,22 @@ pub trait EventLog: Send + Sync {
         offset: u64,
         timeout: Duration,
     ) -> Result<bool, LogError>;
-    /// Stores a consumer group's position (the next offset to read).
-    fn commit(&self, group: &str, topic: &str, partition: u32, offset: u64)
-    -> Result<(), LogError>;
+    /// Stores a consumer group's position (the next offset to read) with opaque metadata (as
+    /// Kafka's offset commit does).
+    fn commit(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        position: &Position,
+    ) -> Result<(), LogError>;
     /// Returns a consumer group's stored position.
-    fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>, LogError>;
+    fn committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<Position>, LogError>;
     /// Makes every append so far durable (whatever the fsync policy).
     fn flush(&self) -> Result<(), LogError>;
 }

@@ -45,12 +45,15 @@ fn survives_reopen_with_groups_and_topics() {
         for i in 0..100 {
             log.append("events", (i % 2) as u32, &[rec(i)]).unwrap();
         }
-        log.commit("g", "events", 1, 42).unwrap();
+        log.commit("g", "events", 1, &Position::at(42)).unwrap();
     }
     let log = open(dir.path());
     assert_eq!(log.partitions("events").unwrap(), 2);
     assert_eq!(log.end_offset("events", 0).unwrap(), 50);
-    assert_eq!(log.committed("g", "events", 1).unwrap(), Some(42));
+    assert_eq!(
+        log.committed("g", "events", 1).unwrap(),
+        Some(Position::at(42))
+    );
     let got = log.read("events", 1, 0, 1000).unwrap();
     assert_eq!(got.len(), 50);
     assert_eq!(got[49].value, rec(99).value);

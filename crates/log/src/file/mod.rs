@@ -9,7 +9,7 @@ mod frame;
 mod partition;
 mod segment;
 
-use crate::{EventLog, LogError, LogRecord, Record};
+use crate::{EventLog, LogError, LogRecord, Position, Record};
 use partition::Partition;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -76,7 +76,7 @@ pub struct FileLog {
 struct Groups {
     path: PathBuf,
     /// group -> "topic/partition" -> next offset
-    offsets: BTreeMap<String, BTreeMap<String, u64>>,
+    offsets: BTreeMap<String, BTreeMap<String, Position>>,
     dirty_since: Option<Instant>,
 }
 
@@ -282,7 +282,7 @@ impl EventLog for FileLog {
         group: &str,
         topic: &str,
         partition: u32,
-        offset: u64,
+        position: &Position,
     ) -> Result<(), LogError> {
         let mut groups = self.groups.lock().expect("groups lock");
         let slot = groups
@@ -291,10 +291,10 @@ impl EventLog for FileLog {
             .or_default()
             .entry(format!("{topic}/{partition}"))
             .or_default();
-        if *slot == offset {
+        if slot == position {
             return Ok(());
         }
-        *slot = offset;
+        *slot = position.clone();
         let sync = match self.options.fsync {
             FsyncPolicy::Always => true,
             FsyncPolicy::Interval(d) => groups.dirty_since.is_some_and(|t| t.elapsed() >= d),
@@ -303,13 +303,18 @@ impl EventLog for FileLog {
         Self::write_groups(&mut groups, sync)
     }
 
-    fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>, LogError> {
+    fn committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<Position>, LogError> {
         let groups = self.groups.lock().expect("groups lock");
         Ok(groups
             .offsets
             .get(group)
             .and_then(|g| g.get(&format!("{topic}/{partition}")))
-            .copied())
+            .cloned())
     }
 
     fn flush(&self) -> Result<(), LogError> {

@@ -1,0 +1,72 @@
+//! Sending commands.
+
+use crate::topics::Topics;
+use std::sync::Arc;
+use visionlog_codec::envelope::CommandEnvelope;
+use visionlog_codec::{Codec, CodecError};
+use visionlog_domain::TaskCommand;
+use visionlog_log::{EventLog, LogError, Record, partition_for};
+
+/// Sends commands to the `commands` topic, on the partition of their task.
+#[derive(Clone)]
+pub struct CommandBus {
+    log: Arc<dyn EventLog>,
+    codec: Arc<Codec>,
+    topics: Topics,
+}
+
+/// Why a command could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// It could not be encoded (a bug, or a value the schema cannot carry).
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The log refused it; may be transient.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl CommandBus {
+    /// Creates a bus.
+    pub fn new(log: Arc<dyn EventLog>, codec: Arc<Codec>, topics: Topics) -> Self {
+        Self { log, codec, topics }
+    }
+
+    /// Sends a command; returns its partition and offset.
+    pub fn send(
+        &self,
+        envelope: &CommandEnvelope,
+        command: &TaskCommand,
+    ) -> Result<(u32, u64), SendError> {
+        let value = self.codec.encode_command(command)?;
+        let mut headers = Vec::with_capacity(10);
+        envelope.write_headers(&mut headers);
+        Ok(self.send_raw(&envelope.task_id, headers, value)?)
+    }
+
+    /// Sends a command record as given (for integrations and tests of bad input).
+    pub fn send_raw(
+        &self,
+        task_id: &str,
+        headers: Vec<(String, Vec<u8>)>,
+        value: Vec<u8>,
+    ) -> Result<(u32, u64), LogError> {
+        let partition = partition_for(task_id.as_bytes(), self.topics.partitions);
+        let record = Record {
+            key: Some(task_id.as_bytes().to_vec()),
+            headers,
+            value,
+        };
+        let offset = self
+            .log
+            .append(&self.topics.commands, partition, &[record])?;
+        Ok((partition, offset))
+    }
+}
+
+/// Derives a stable id from its parts (UUIDv5), so that a redelivered event leads to the same
+/// command id and the aggregator answers it as a duplicate.
+pub fn deterministic_id(parts: &[&str]) -> String {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6f1c_2a4e_8d3b_4c5a_9e7f_1b2c_3d4e_5f60);
+    uuid::Uuid::new_v5(&NAMESPACE, parts.join("\u{1f}").as_bytes()).to_string()
+}

@@ -1,0 +1,226 @@
+//! The one loop every service uses to consume `events`: fenced, whole decisions, decoded,
+//! at least once, with its position and epoch committed after each batch.
+
+use crate::reader::{DecisionBody, Entry, JournalReader};
+use crate::topics::Topics;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use visionlog_codec::envelope::EventEnvelope;
+use visionlog_codec::{Codec, DeadLetter};
+use visionlog_domain::TaskEvent;
+use visionlog_log::{EventLog, LogError, LogRecord, Position, Record};
+
+/// One event handed to a service.
+pub struct HandledEvent<'a> {
+    /// Partition of `events`.
+    pub partition: u32,
+    /// Offset there.
+    pub offset: u64,
+    /// Its envelope.
+    pub envelope: &'a EventEnvelope,
+    /// The event.
+    pub event: &'a TaskEvent,
+}
+
+/// Why handling failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    /// Transient: the loop pauses and retries from the last committed position.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// The log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// A service that reacts to events.
+pub trait EventHandler {
+    /// Handles one event. Must be idempotent: after a crash events are handed again.
+    fn handle(&mut self, event: HandledEvent<'_>) -> Result<(), ConsumeError>;
+    /// Called at the end of each batch, before the position is committed.
+    fn flush(&mut self) -> Result<(), ConsumeError> {
+        Ok(())
+    }
+}
+
+const BATCH: usize = 512;
+
+/// Encodes a reader position as commit metadata.
+fn metadata(epoch: u64) -> String {
+    format!("epoch={epoch}")
+}
+
+fn epoch_of(position: &Position) -> u64 {
+    position
+        .metadata
+        .strip_prefix("epoch=")
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Consumes one partition of `events` for a consumer group until `stop` is set.
+pub fn consume_partition(
+    log: &dyn EventLog,
+    codec: &Codec,
+    topics: &Topics,
+    group: &str,
+    partition: u32,
+    handler: &mut dyn EventHandler,
+    stop: &AtomicBool,
+) -> Result<(), ConsumeError> {
+    while !stop.load(Ordering::Relaxed) {
+        match run(log, codec, topics, group, partition, handler, stop) {
+            Ok(()) => return Ok(()),
+            Err(ConsumeError::Transient(e)) => {
+                tracing::warn!(group, partition, error = %e, "handler failed; retrying from the last committed position");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn run(
+    log: &dyn EventLog,
+    codec: &Codec,
+    topics: &Topics,
+    group: &str,
+    partition: u32,
+    handler: &mut dyn EventHandler,
+    stop: &AtomicBool,
+) -> Result<(), ConsumeError> {
+    let start = log
+        .committed(group, &topics.events, partition)?
+        .unwrap_or_default();
+    let mut reader = JournalReader::resume(start.offset, epoch_of(&start));
+    let mut next = start.offset;
+    let mut committed = start;
+    while !stop.load(Ordering::Relaxed) {
+        let records = log.read(&topics.events, partition, next, BATCH)?;
+        if records.is_empty() {
+            log.wait_for(&topics.events, partition, next, Duration::from_millis(100))?;
+            continue;
+        }
+        for record in records {
+            next = record.offset + 1;
+            let entry = match reader.feed(record.clone()) {
+                Ok(Some(entry)) => entry,
+                Ok(None) => continue,
+                Err(e) => {
+                    dead_letter(
+                        log,
+                        codec,
+                        topics,
+                        &topics.events,
+                        partition,
+                        &record,
+                        "not_a_journal_record",
+                        &e.to_string(),
+                        group,
+                    )?;
+                    continue;
+                }
+            };
+            let Entry::Decision(decision) = entry else {
+                continue;
+            };
+            let DecisionBody::Accepted(events) = decision.body else {
+                continue;
+            };
+            for e in events {
+                match codec.decode_event(&e.payload) {
+                    Ok(event) => handler.handle(HandledEvent {
+                        partition,
+                        offset: e.offset,
+                        envelope: &e.envelope,
+                        event: &event,
+                    })?,
+                    Err(err) => {
+                        let rec = LogRecord {
+                            offset: e.offset,
+                            timestamp_ms: e.envelope.recorded_at_ms,
+                            key: None,
+                            headers: Vec::new(),
+                            value: e.payload,
+                        };
+                        dead_letter(
+                            log,
+                            codec,
+                            topics,
+                            &topics.events,
+                            partition,
+                            &rec,
+                            err.code(),
+                            &err.to_string(),
+                            group,
+                        )?;
+                    }
+                }
+            }
+        }
+        handler.flush()?;
+        let position = Position {
+            offset: reader.resume_offset(),
+            metadata: metadata(reader.epoch()),
+        };
+        if position != committed {
+            log.commit(group, &topics.events, partition, &position)?;
+            committed = position;
+        }
+    }
+    Ok(())
+}
+
+/// Records a record that could not be decoded or handled on the `dead-letters` topic.
+#[allow(clippy::too_many_arguments)]
+pub fn dead_letter(
+    log: &dyn EventLog,
+    codec: &Codec,
+    topics: &Topics,
+    source_topic: &str,
+    partition: u32,
+    record: &LogRecord,
+    code: &str,
+    message: &str,
+    consumer: &str,
+) -> Result<(), LogError> {
+    tracing::warn!(
+        source_topic,
+        partition,
+        offset = record.offset,
+        code,
+        message,
+        consumer,
+        "dead letter"
+    );
+    let letter = DeadLetter {
+        source_topic: source_topic.to_owned(),
+        source_partition: partition as i32,
+        source_offset: record.offset as i64,
+        key: record.key.clone(),
+        headers: record
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+            .collect(),
+        value: record.value.clone(),
+        error_code: code.to_owned(),
+        error_message: message.to_owned(),
+        consumer: consumer.to_owned(),
+        recorded_at_ms: crate::now_ms(),
+    };
+    let value = codec
+        .encode_dead_letter(&letter)
+        .expect("a dead letter always encodes");
+    log.append(
+        &topics.dead_letters,
+        0,
+        &[Record {
+            key: record.key.clone(),
+            headers: Vec::new(),
+            value,
+        }],
+    )?;
+    Ok(())
+}

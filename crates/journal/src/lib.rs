@@ -1,0 +1,33 @@
+//! The `events` topic as the journal of the aggregator's decisions.
+//!
+//! Every command the aggregator handles leaves one **decision** in the `events` partition of its
+//! task: the events it caused (accepted) or one rejection record. The records of a decision are
+//! framed (`vl.batch = i/n`) so that a decision torn by a crash is never read, on any log.
+//! An aggregator that takes a partition first appends a **claim** with a higher owner epoch;
+//! every reader ignores records of an epoch that a later claim superseded, so a zombie owner
+//! can write but is never believed. This needs neither broker transactions nor a correct high
+//! watermark.
+//!
+//! [`JournalReader`] applies those rules; every service reads `events` through it, by way of
+//! [`consume`]. [`CommandBus`] sends commands to the `commands` topic.
+
+mod bus;
+mod consume;
+mod framing;
+mod reader;
+mod topics;
+
+pub use bus::SendError;
+pub use bus::{CommandBus, deterministic_id};
+pub use consume::{ConsumeError, EventHandler, HandledEvent, consume_partition, dead_letter};
+pub use framing::{claim_record, event_record, rejection_record};
+pub use reader::{Decision, DecisionBody, Entry, JournalError, JournalEvent, JournalReader};
+pub use topics::Topics;
+
+/// Returns the time now in ms since the epoch (outside the pure domain, time comes from here).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

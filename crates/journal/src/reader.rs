@@ -1,0 +1,349 @@
+//! Reading the journal: fencing by epoch and whole decisions only.
+
+use crate::framing::{headers, kinds};
+use thiserror::Error;
+use visionlog_codec::envelope::{EventEnvelope, get, names};
+use visionlog_log::LogRecord;
+
+/// A record that does not belong in the journal (foreign or damaged); skip and dead-letter it.
+#[derive(Debug, Error)]
+#[error("record {offset} is not a journal record: {reason}")]
+pub struct JournalError {
+    /// Its offset.
+    pub offset: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// One event of an accepted decision.
+#[derive(Clone, Debug)]
+pub struct JournalEvent {
+    /// Offset in the `events` partition.
+    pub offset: u64,
+    /// Its envelope.
+    pub envelope: EventEnvelope,
+    /// The encoded event.
+    pub payload: Vec<u8>,
+}
+
+/// What a decision holds.
+#[derive(Clone, Debug)]
+pub enum DecisionBody {
+    /// The events appended, in stream order.
+    Accepted(Vec<JournalEvent>),
+    /// The encoded `Outcome` of a rejected command.
+    Rejected(Vec<u8>),
+}
+
+/// The whole result of one command.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    /// The command.
+    pub command_id: String,
+    /// Its task.
+    pub task_id: String,
+    /// Its offset in `commands`.
+    pub command_offset: u64,
+    /// Offset of the decision's first record.
+    pub first_offset: u64,
+    /// Events or rejection.
+    pub body: DecisionBody,
+}
+
+/// What the journal says, in order.
+#[derive(Clone, Debug)]
+pub enum Entry {
+    /// An owner took the partition.
+    Claim {
+        /// Offset of the claim.
+        offset: u64,
+        /// Its epoch.
+        epoch: u64,
+        /// Who.
+        owner: String,
+    },
+    /// A whole decision of the owner in force.
+    Decision(Decision),
+}
+
+struct Framed {
+    record: LogRecord,
+    command_id: String,
+    index: usize,
+}
+
+/// Reads one partition of the journal, record by record, applying the fencing rules.
+#[derive(Default)]
+pub struct JournalReader {
+    epoch: u64,
+    pending: Vec<Framed>,
+    next_offset: u64,
+}
+
+fn text<'r>(r: &'r LogRecord, name: &str) -> Result<&'r str, JournalError> {
+    let bad = |reason: String| JournalError {
+        offset: r.offset,
+        reason,
+    };
+    let v = get(&r.headers, name).ok_or_else(|| bad(format!("missing header {name}")))?;
+    std::str::from_utf8(v).map_err(|_| bad(format!("header {name} is not utf-8")))
+}
+
+fn number(r: &LogRecord, name: &str) -> Result<u64, JournalError> {
+    text(r, name)?.parse().map_err(|_| JournalError {
+        offset: r.offset,
+        reason: format!("header {name} is not a number"),
+    })
+}
+
+impl JournalReader {
+    /// Starts reading at `offset` with the epoch in force there (0 at the start of a partition).
+    pub fn resume(offset: u64, epoch: u64) -> Self {
+        Self {
+            epoch,
+            pending: Vec::new(),
+            next_offset: offset,
+        }
+    }
+
+    /// The owner epoch in force.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The offset from which a reader must resume to see every decision not yet returned:
+    /// the start of a decision still incomplete, else the next offset.
+    pub fn resume_offset(&self) -> u64 {
+        self.pending
+            .first()
+            .map_or(self.next_offset, |f| f.record.offset)
+    }
+
+    /// Feeds the next record of the partition; returns an entry when one is complete.
+    pub fn feed(&mut self, record: LogRecord) -> Result<Option<Entry>, JournalError> {
+        self.next_offset = record.offset + 1;
+        let kind = get(&record.headers, names::KIND).ok_or_else(|| JournalError {
+            offset: record.offset,
+            reason: "no vl.kind header".into(),
+        })?;
+        let epoch = number(&record, headers::EPOCH)?;
+        if kind == kinds::CLAIM {
+            if epoch <= self.epoch {
+                return Ok(None); // lost a race for the partition: not in force
+            }
+            self.epoch = epoch;
+            self.pending.clear(); // a decision cut short by a change of owner never happened
+            let owner = text(&record, headers::OWNER)?.to_owned();
+            return Ok(Some(Entry::Claim {
+                offset: record.offset,
+                epoch,
+                owner,
+            }));
+        }
+        if kind != kinds::EVENT && kind != kinds::REJECTION {
+            return Err(JournalError {
+                offset: record.offset,
+                reason: "unknown record kind".into(),
+            });
+        }
+        if epoch != self.epoch {
+            return Ok(None); // written by a superseded owner (a zombie)
+        }
+        let command_id = text(&record, names::COMMAND_ID)?.to_owned();
+        let (index, count) = text(&record, headers::BATCH)?
+            .split_once('/')
+            .and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?)))
+            .filter(|(i, n)| i < n)
+            .ok_or_else(|| JournalError {
+                offset: record.offset,
+                reason: "bad vl.batch header".into(),
+            })?;
+        let continues = self
+            .pending
+            .last()
+            .is_some_and(|p| p.command_id == command_id && p.index + 1 == index);
+        if !continues {
+            self.pending.clear(); // an incomplete decision followed by another: it never completed
+        }
+        if index != self.pending.len() {
+            return Ok(None);
+        }
+        self.pending.push(Framed {
+            record,
+            command_id,
+            index,
+        });
+        if self.pending.len() < count {
+            return Ok(None);
+        }
+        let framed = std::mem::take(&mut self.pending);
+        self.complete(framed).map(Some)
+    }
+
+    fn complete(&self, framed: Vec<Framed>) -> Result<Entry, JournalError> {
+        let first = &framed[0].record;
+        let command_offset = number(first, headers::COMMAND_OFFSET)?;
+        let command_id = framed[0].command_id.clone();
+        let first_offset = first.offset;
+        if get(&first.headers, names::KIND) == Some(kinds::REJECTION) {
+            let task_id = text(first, names::TASK_ID)?.to_owned();
+            let body =
+                DecisionBody::Rejected(framed.into_iter().next().expect("one record").record.value);
+            return Ok(Entry::Decision(Decision {
+                command_id,
+                task_id,
+                command_offset,
+                first_offset,
+                body,
+            }));
+        }
+        let mut events = Vec::with_capacity(framed.len());
+        for f in framed {
+            let envelope =
+                EventEnvelope::from_headers(&f.record.headers).map_err(|e| JournalError {
+                    offset: f.record.offset,
+                    reason: e.to_string(),
+                })?;
+            events.push(JournalEvent {
+                offset: f.record.offset,
+                envelope,
+                payload: f.record.value,
+            });
+        }
+        let task_id = events[0].envelope.task_id.clone();
+        Ok(Entry::Decision(Decision {
+            command_id,
+            task_id,
+            command_offset,
+            first_offset,
+            body: DecisionBody::Accepted(events),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framing::{claim_record, event_record, rejection_record};
+    use visionlog_log::Record;
+
+    fn env(task: &str, cmd: &str, version: u64) -> EventEnvelope {
+        EventEnvelope {
+            event_id: format!("{cmd}-{version}"),
+            task_id: task.into(),
+            version,
+            event_type: "X".into(),
+            occurred_at_ms: 0,
+            recorded_at_ms: 0,
+            correlation_id: cmd.into(),
+            causation_id: cmd.into(),
+            actor: "service:test".into(),
+            tenant: "t".into(),
+        }
+    }
+
+    fn decision(epoch: u64, cmd: &str, n: usize) -> Vec<Record> {
+        (0..n)
+            .map(|i| event_record(&env("t1", cmd, i as u64 + 1), vec![], epoch, 0, i, n))
+            .collect()
+    }
+
+    fn read(records: Vec<Record>) -> Vec<Entry> {
+        let mut reader = JournalReader::default();
+        records
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let rec = LogRecord {
+                    offset: i as u64,
+                    timestamp_ms: 0,
+                    key: r.key,
+                    headers: r.headers,
+                    value: r.value,
+                };
+                reader.feed(rec).unwrap()
+            })
+            .collect()
+    }
+
+    fn decided(entries: &[Entry]) -> Vec<String> {
+        entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Decision(d) => Some(d.command_id.clone()),
+                Entry::Claim { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_zombie_owner_is_never_believed() {
+        let mut log = vec![claim_record(1, "a")];
+        log.extend(decision(1, "c1", 2));
+        log.push(claim_record(2, "b"));
+        log.extend(decision(1, "zombie", 1)); // a writes after b took over
+        log.extend(decision(2, "c2", 1));
+        assert_eq!(decided(&read(log)), ["c1", "c2"]);
+    }
+
+    #[test]
+    fn a_torn_decision_is_never_read() {
+        let mut log = vec![claim_record(1, "a")];
+        log.extend(decision(1, "c1", 3).into_iter().take(2)); // crashed after 2 of 3 records
+        log.push(claim_record(2, "a"));
+        log.extend(decision(2, "c1", 3)); // the command decided again, whole
+        let entries = read(log);
+        assert_eq!(decided(&entries), ["c1"]);
+        let Entry::Decision(d) = entries.last().unwrap() else {
+            panic!()
+        };
+        assert_eq!(d.first_offset, 4);
+        // also when another decision follows without a claim
+        let mut log = vec![claim_record(1, "a")];
+        log.extend(decision(1, "c1", 3).into_iter().take(1));
+        log.push(rejection_record("t1", "c2", vec![1], 1, 1));
+        assert_eq!(decided(&read(log)), ["c2"]);
+    }
+
+    #[test]
+    fn a_claim_that_lost_the_race_is_not_in_force() {
+        let mut log = vec![
+            claim_record(1, "a"),
+            claim_record(2, "b"),
+            claim_record(2, "c"),
+        ];
+        log.extend(decision(2, "from-b-or-c", 1));
+        let entries = read(log);
+        let claims: Vec<_> = entries
+            .iter()
+            .filter_map(|e| {
+                if let Entry::Claim { owner, .. } = e {
+                    Some(owner.as_str())
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(claims, ["a", "b"]);
+    }
+
+    #[test]
+    fn resume_offset_points_at_an_incomplete_decision() {
+        let mut reader = JournalReader::default();
+        let mut recs = vec![claim_record(1, "a")];
+        recs.extend(decision(1, "c1", 3));
+        for (i, r) in recs.into_iter().take(3).enumerate() {
+            reader
+                .feed(LogRecord {
+                    offset: i as u64,
+                    timestamp_ms: 0,
+                    key: r.key,
+                    headers: r.headers,
+                    value: r.value,
+                })
+                .unwrap();
+        }
+        assert_eq!(reader.resume_offset(), 1);
+        assert_eq!(reader.epoch(), 1);
+    }
+}
