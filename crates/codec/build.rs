@@ -4,10 +4,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .expect("schemas dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir).expect("schemas dir").map(|e| e.expect("entry").path()).collect();
     entries.sort();
     for path in entries {
         if path.is_dir() {
@@ -19,10 +16,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../schemas")
-        .canonicalize()
-        .expect("schemas dir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas").canonicalize().expect("schemas dir");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut files = Vec::new();
     collect(&root, &mut files);
@@ -31,17 +25,8 @@ fn main() {
     );
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
-        let rel = f
-            .strip_prefix(&root)
-            .expect("relative")
-            .display()
-            .to_string();
-        writeln!(
-            code,
-            "    ({rel:?}, include_str!({:?})),",
-            f.display().to_string()
-        )
-        .expect("write");
+        let rel = f.strip_prefix(&root).expect("relative").display().to_string();
+        writeln!(code, "    ({rel:?}, include_str!({:?})),", f.display().to_string()).expect("write");
     }
     code.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("schema_files.rs");

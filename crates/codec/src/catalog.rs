@@ -51,15 +51,11 @@ impl Catalog {
     }
 
     pub(crate) fn from_files(files: &[(&str, &str)]) -> Result<Self, CodecError> {
-        let invalid = |name: &str, reason: String| CodecError::Schema {
-            name: name.to_owned(),
-            reason,
-        };
+        let invalid = |name: &str, reason: String| CodecError::Schema { name: name.to_owned(), reason };
         let mut types = HashMap::new();
         let mut messages = Vec::new();
         for (path, text) in files {
-            let json: Value =
-                serde_json::from_str(text).map_err(|e| invalid(path, e.to_string()))?;
+            let json: Value = serde_json::from_str(text).map_err(|e| invalid(path, e.to_string()))?;
             if path.starts_with("types/") {
                 let name = full_name(&json).ok_or_else(|| invalid(path, "no name".into()))?;
                 types.insert(name, json);
@@ -70,32 +66,20 @@ impl Catalog {
         let mut by_name: BTreeMap<String, Vec<SchemaVersion>> = BTreeMap::new();
         for (path, mut json) in messages {
             let name = full_name(&json).ok_or_else(|| invalid(path, "no name".into()))?;
-            let version = json
-                .get("visionlog.version")
-                .and_then(Value::as_u64)
-                .ok_or_else(|| invalid(path, "no visionlog.version attribute".into()))?
-                as u32;
+            let version =
+                json.get("visionlog.version")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| invalid(path, "no visionlog.version attribute".into()))? as u32;
             let mut defined = HashSet::from([name.clone()]);
             inline(&mut json, &types, &mut defined);
             let text = json.to_string();
             let schema = Schema::parse_str(&text).map_err(|e| invalid(path, e.to_string()))?;
-            by_name
-                .entry(name.clone())
-                .or_default()
-                .push(SchemaVersion {
-                    full_name: name,
-                    version,
-                    text,
-                    schema,
-                });
+            by_name.entry(name.clone()).or_default().push(SchemaVersion { full_name: name, version, text, schema });
         }
         for versions in by_name.values_mut() {
             versions.sort_by_key(|v| v.version);
             if versions.windows(2).any(|w| w[0].version == w[1].version) {
-                return Err(invalid(
-                    &versions[0].full_name,
-                    "two files with one version".into(),
-                ));
+                return Err(invalid(&versions[0].full_name, "two files with one version".into()));
             }
         }
         Ok(Self { messages: by_name })
@@ -113,10 +97,7 @@ impl Catalog {
 
     /// Returns one version of a message.
     pub fn version(&self, full_name: &str, version: u32) -> Option<&SchemaVersion> {
-        self.messages
-            .get(full_name)?
-            .iter()
-            .find(|v| v.version == version)
+        self.messages.get(full_name)?.iter().find(|v| v.version == version)
     }
 }
 
@@ -168,13 +149,7 @@ mod tests {
             // parsing alone, without the type files, proves the text is self-contained
             Schema::parse_str(&v.text).unwrap_or_else(|e| panic!("{}: {e}", v.full_name));
         }
-        assert_eq!(
-            catalog
-                .current("visionlog.events.TaskCreated")
-                .unwrap()
-                .version,
-            2
-        );
+        assert_eq!(catalog.current("visionlog.events.TaskCreated").unwrap().version, 2);
         assert!(catalog.version("visionlog.events.TaskCreated", 1).is_some());
     }
 }

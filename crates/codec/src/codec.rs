@@ -59,11 +59,7 @@ impl Codec {
             by_id.insert(id, w.clone());
             current.insert(v.full_name.clone(), w);
         }
-        Ok(Self {
-            registry,
-            current,
-            by_id: RwLock::new(by_id),
-        })
+        Ok(Self { registry, current, by_id: RwLock::new(by_id) })
     }
 
     /// Returns the id of the current schema of a message.
@@ -132,9 +128,7 @@ impl Codec {
         value: &apache_avro::types::Value,
     ) -> Result<Vec<u8>, CodecError> {
         let id = self.registry.register(&version.subject(), &version.text)?;
-        let body = GenericDatumWriter::builder(&version.schema)
-            .build()?
-            .write_value_to_vec(value.clone())?;
+        let body = GenericDatumWriter::builder(&version.schema).build()?.write_value_to_vec(value.clone())?;
         let mut out = wire::header(id, body.len());
         out.extend_from_slice(&body);
         Ok(out)
@@ -144,28 +138,16 @@ impl Codec {
         let w = self
             .current
             .get(full_name)
-            .ok_or_else(|| CodecError::Schema {
-                name: full_name.to_owned(),
-                reason: "not in the catalog".into(),
-            })?;
+            .ok_or_else(|| CodecError::Schema { name: full_name.to_owned(), reason: "not in the catalog".into() })?;
         let mut out = wire::header(w.id, 64);
-        GenericDatumWriter::builder(&w.schema)
-            .build()?
-            .write_ser(&mut out, value)?;
+        GenericDatumWriter::builder(&w.schema).build()?.write_ser(&mut out, value)?;
         Ok(out)
     }
 
-    fn decode_named<T: DeserializeOwned>(
-        &self,
-        full_name: &str,
-        bytes: &[u8],
-    ) -> Result<T, CodecError> {
+    fn decode_named<T: DeserializeOwned>(&self, full_name: &str, bytes: &[u8]) -> Result<T, CodecError> {
         let (w, body) = self.writer_of(bytes)?;
         if w.full_name != full_name {
-            return Err(CodecError::UnexpectedMessage {
-                expected: full_name.to_owned(),
-                found: w.full_name.clone(),
-            });
+            return Err(CodecError::UnexpectedMessage { expected: full_name.to_owned(), found: w.full_name.clone() });
         }
         self.read(&w, body)
     }
@@ -180,69 +162,34 @@ impl Codec {
             Err(crate::RegistryError::NotFound(_)) => return Err(CodecError::UnknownSchemaId(id)),
             Err(e) => return Err(e.into()),
         };
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| CodecError::Schema {
-                name: id.to_string(),
-                reason: e.to_string(),
-            })?;
-        let schema = Schema::parse(&json).map_err(|e| CodecError::Schema {
-            name: id.to_string(),
-            reason: e.to_string(),
-        })?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| CodecError::Schema { name: id.to_string(), reason: e.to_string() })?;
+        let schema =
+            Schema::parse(&json).map_err(|e| CodecError::Schema { name: id.to_string(), reason: e.to_string() })?;
         let full_name = schema.name().map(|n| n.fullname(None)).unwrap_or_default();
-        let version = json
-            .get("visionlog.version")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(1) as u32;
-        let w = Arc::new(WriterSchema {
-            id,
-            full_name,
-            version,
-            schema,
-        });
-        self.by_id
-            .write()
-            .expect("codec lock")
-            .insert(id, w.clone());
+        let version = json.get("visionlog.version").and_then(serde_json::Value::as_u64).unwrap_or(1) as u32;
+        let w = Arc::new(WriterSchema { id, full_name, version, schema });
+        self.by_id.write().expect("codec lock").insert(id, w.clone());
         Ok((w, body))
     }
 
     /// Reads a body written with `w` as the current version of its message.
-    fn read<T: DeserializeOwned>(
-        &self,
-        w: &WriterSchema,
-        mut body: &[u8],
-    ) -> Result<T, CodecError> {
-        let current =
-            self.current
-                .get(&w.full_name)
-                .ok_or_else(|| CodecError::UnexpectedMessage {
-                    expected: "a known message".into(),
-                    found: w.full_name.clone(),
-                })?;
+    fn read<T: DeserializeOwned>(&self, w: &WriterSchema, mut body: &[u8]) -> Result<T, CodecError> {
+        let current = self.current.get(&w.full_name).ok_or_else(|| CodecError::UnexpectedMessage {
+            expected: "a known message".into(),
+            found: w.full_name.clone(),
+        })?;
         let value = if current.id == w.id {
-            GenericDatumReader::builder(&w.schema)
-                .build()?
-                .read_deser::<T>(&mut body)?
+            GenericDatumReader::builder(&w.schema).build()?.read_deser::<T>(&mut body)?
         } else {
-            let value = GenericDatumReader::builder(&w.schema)
-                .build()?
-                .read_value(&mut body)?;
-            let value = upcast::run(&w.full_name, w.version, current.version, value).map_err(
-                |(from, reason)| CodecError::Upcast {
-                    name: w.full_name.clone(),
-                    from,
-                    reason,
-                },
-            )?;
+            let value = GenericDatumReader::builder(&w.schema).build()?.read_value(&mut body)?;
+            let value = upcast::run(&w.full_name, w.version, current.version, value)
+                .map_err(|(from, reason)| CodecError::Upcast { name: w.full_name.clone(), from, reason })?;
             let value = value.resolve(&current.schema)?;
             apache_avro::from_value::<T>(&value)?
         };
         if !body.is_empty() {
-            return Err(CodecError::Malformed(format!(
-                "{} bytes after the end of the avro body",
-                body.len()
-            )));
+            return Err(CodecError::Malformed(format!("{} bytes after the end of the avro body", body.len())));
         }
         Ok(value)
     }
@@ -251,10 +198,7 @@ impl Codec {
 fn short_name<'w>(w: &'w WriterSchema, prefix: &str, kind: &str) -> Result<&'w str, CodecError> {
     w.full_name
         .strip_prefix(prefix)
-        .ok_or_else(|| CodecError::UnexpectedMessage {
-            expected: kind.to_owned(),
-            found: w.full_name.clone(),
-        })
+        .ok_or_else(|| CodecError::UnexpectedMessage { expected: kind.to_owned(), found: w.full_name.clone() })
 }
 
 macro_rules! dispatch {

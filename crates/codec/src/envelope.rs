@@ -40,27 +40,16 @@ pub mod names {
 
 /// Returns the value of a header, if present.
 pub fn get<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h [u8]> {
-    headers
-        .iter()
-        .rev()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_slice())
+    headers.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
 }
 
 fn text(headers: &[(String, Vec<u8>)], name: &str) -> Result<String, CodecError> {
-    let v = get(headers, name)
-        .ok_or_else(|| CodecError::Malformed(format!("missing header {name}")))?;
-    String::from_utf8(v.to_vec())
-        .map_err(|_| CodecError::Malformed(format!("header {name} is not utf-8")))
+    let v = get(headers, name).ok_or_else(|| CodecError::Malformed(format!("missing header {name}")))?;
+    String::from_utf8(v.to_vec()).map_err(|_| CodecError::Malformed(format!("header {name} is not utf-8")))
 }
 
-fn number<T: std::str::FromStr>(
-    headers: &[(String, Vec<u8>)],
-    name: &str,
-) -> Result<T, CodecError> {
-    text(headers, name)?
-        .parse()
-        .map_err(|_| CodecError::Malformed(format!("header {name} is not a number")))
+fn number<T: std::str::FromStr>(headers: &[(String, Vec<u8>)], name: &str) -> Result<T, CodecError> {
+    text(headers, name)?.parse().map_err(|_| CodecError::Malformed(format!("header {name} is not a number")))
 }
 
 fn put(headers: &mut Headers, name: &str, value: impl ToString) {

@@ -57,41 +57,27 @@ impl EmbeddedRegistry {
     /// Opens (or creates) a registry persisted at `path`.
     pub fn open(path: &Path) -> Result<Self, RegistryError> {
         let stored: Stored = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                RegistryError::Unavailable(format!("corrupt registry file {}: {e}", path.display()))
-            })?,
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| RegistryError::Unavailable(format!("corrupt registry file {}: {e}", path.display())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Stored::default(),
             Err(e) => return Err(RegistryError::Unavailable(e.to_string())),
         };
-        let index = stored
-            .schemas
-            .iter()
-            .map(|s| ((s.subject.clone(), s.schema.clone()), s.id))
-            .collect();
-        Ok(Self {
-            path: Some(path.to_owned()),
-            state: Mutex::new((stored, index)),
-        })
+        let index = stored.schemas.iter().map(|s| ((s.subject.clone(), s.schema.clone()), s.id)).collect();
+        Ok(Self { path: Some(path.to_owned()), state: Mutex::new((stored, index)) })
     }
 
     /// Creates a registry that lives only in memory (tests, benchmarks).
     pub fn in_memory() -> Self {
-        Self {
-            path: None,
-            state: Mutex::new((Stored::default(), HashMap::new())),
-        }
+        Self { path: None, state: Mutex::new((Stored::default(), HashMap::new())) }
     }
 
     fn persist(&self, stored: &Stored) -> Result<(), RegistryError> {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let io = |e: std::io::Error| {
-            RegistryError::Unavailable(format!("writing {}: {e}", path.display()))
-        };
+        let io = |e: std::io::Error| RegistryError::Unavailable(format!("writing {}: {e}", path.display()));
         let tmp = path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(stored)
-            .map_err(|e| RegistryError::Unavailable(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(stored).map_err(|e| RegistryError::Unavailable(e.to_string()))?;
         {
             use std::io::Write;
             let mut f = std::fs::File::create(&tmp).map_err(io)?;
@@ -100,9 +86,7 @@ impl EmbeddedRegistry {
         }
         std::fs::rename(&tmp, path).map_err(io)?;
         if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
         }
         Ok(())
     }
@@ -116,11 +100,7 @@ impl SchemaRegistry for EmbeddedRegistry {
             return Ok(*id);
         }
         let id = stored.schemas.len() as u32 + 1;
-        stored.schemas.push(StoredSchema {
-            id,
-            subject: subject.to_owned(),
-            schema: schema.to_owned(),
-        });
+        stored.schemas.push(StoredSchema { id, subject: subject.to_owned(), schema: schema.to_owned() });
         if let Err(e) = self.persist(stored) {
             stored.schemas.pop();
             return Err(e);

@@ -18,19 +18,11 @@ pub struct Upcaster {
 }
 
 /// Every upcaster.
-pub static UPCASTERS: &[Upcaster] = &[Upcaster {
-    name: "visionlog.events.TaskCreated",
-    from: 1,
-    apply: task_created_v1_to_v2,
-}];
+pub static UPCASTERS: &[Upcaster] =
+    &[Upcaster { name: "visionlog.events.TaskCreated", from: 1, apply: task_created_v1_to_v2 }];
 
 /// Runs the chain from version `from` to `to`.
-pub(crate) fn run(
-    name: &str,
-    from: u32,
-    to: u32,
-    mut value: Value,
-) -> Result<Value, (u32, String)> {
+pub(crate) fn run(name: &str, from: u32, to: u32, mut value: Value) -> Result<Value, (u32, String)> {
     for v in from..to {
         let up = UPCASTERS
             .iter()
@@ -42,10 +34,7 @@ pub(crate) fn run(
 }
 
 fn take(fields: &mut Vec<(String, Value)>, name: &str) -> Result<Value, String> {
-    let i = fields
-        .iter()
-        .position(|(n, _)| n == name)
-        .ok_or_else(|| format!("missing field {name}"))?;
+    let i = fields.iter().position(|(n, _)| n == name).ok_or_else(|| format!("missing field {name}"))?;
     Ok(fields.remove(i).1)
 }
 
@@ -63,12 +52,7 @@ fn task_created_v1_to_v2(value: Value) -> Result<Value, String> {
     let classes = names
         .into_iter()
         .enumerate()
-        .map(|(i, name)| {
-            Value::Record(vec![
-                ("id".into(), Value::Long(i as i64 + 1)),
-                ("name".into(), name),
-            ])
-        })
+        .map(|(i, name)| Value::Record(vec![("id".into(), Value::Long(i as i64 + 1)), ("name".into(), name)]))
         .collect();
     let callback = match take(&mut fields, "callback")? {
         Value::String(s) if s.is_empty() => Value::Union(0, Box::new(Value::Null)),
@@ -77,10 +61,7 @@ fn task_created_v1_to_v2(value: Value) -> Result<Value, String> {
     };
     fields.push((
         "class_group".into(),
-        Value::Record(vec![
-            ("key".into(), key),
-            ("classes".into(), Value::Array(classes)),
-        ]),
+        Value::Record(vec![("key".into(), key), ("classes".into(), Value::Array(classes))]),
     ));
     fields.push(("callback_url".into(), callback));
     Ok(Value::Record(fields))

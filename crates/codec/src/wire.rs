@@ -10,13 +10,8 @@ pub fn split(bytes: &[u8]) -> Result<(u32, &[u8]), CodecError> {
     match bytes {
         [MAGIC, a, b, c, d, body @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), body)),
         [] => Err(CodecError::Malformed("empty message".into())),
-        [m, ..] if *m != MAGIC => Err(CodecError::Malformed(format!(
-            "unknown magic byte {m:#04x}"
-        ))),
-        _ => Err(CodecError::Malformed(format!(
-            "message of {} bytes is shorter than its header",
-            bytes.len()
-        ))),
+        [m, ..] if *m != MAGIC => Err(CodecError::Malformed(format!("unknown magic byte {m:#04x}"))),
+        _ => Err(CodecError::Malformed(format!("message of {} bytes is shorter than its header", bytes.len()))),
     }
 }
 
@@ -38,10 +33,7 @@ mod tests {
         m.extend_from_slice(b"abc");
         assert_eq!(split(&m).unwrap(), (258, &b"abc"[..]));
         assert!(matches!(split(&[]), Err(CodecError::Malformed(_))));
-        assert!(matches!(
-            split(&[1, 0, 0, 0, 1]),
-            Err(CodecError::Malformed(_))
-        ));
+        assert!(matches!(split(&[1, 0, 0, 0, 1]), Err(CodecError::Malformed(_))));
         assert!(matches!(split(&[0, 0, 1]), Err(CodecError::Malformed(_))));
     }
 }

@@ -10,12 +10,7 @@ fn codec() -> Codec {
 }
 
 fn bbox(i: usize) -> BoundingBox {
-    BoundingBox {
-        x: i as f32,
-        y: 2.0,
-        w: 10.5,
-        h: 20.25,
-    }
+    BoundingBox { x: i as f32, y: 2.0, w: 10.5, h: 20.25 }
 }
 
 fn created() -> TaskCreated {
@@ -25,31 +20,15 @@ fn created() -> TaskCreated {
         recipe: Recipe::Detection,
         class_group: ClassGroup {
             key: "acme/ice-cream".into(),
-            classes: vec![
-                ProductClass {
-                    id: 1,
-                    name: "vanilla".into(),
-                },
-                ProductClass {
-                    id: 2,
-                    name: "cocoa".into(),
-                },
-            ],
+            classes: vec![ProductClass { id: 1, name: "vanilla".into() }, ProductClass { id: 2, name: "cocoa".into() }],
         },
-        images: vec![ImageRef {
-            uri: "s3://b/1.jpg".into(),
-            width: 4000,
-            height: 3000,
-        }],
+        images: vec![ImageRef { uri: "s3://b/1.jpg".into(), width: 4000, height: 3000 }],
         callback_url: Some("https://acme.example/cb".into()),
     }
 }
 
 fn every_event() -> Vec<TaskEvent> {
-    let model = ModelRef {
-        model_id: "det".into(),
-        version: 7,
-    };
+    let model = ModelRef { model_id: "det".into(), version: 7 };
     vec![
         TaskEvent::TaskCreated(created()),
         TaskEvent::DetectionRequested(DetectionRequested { attempt: 1 }),
@@ -66,13 +45,8 @@ fn every_event() -> Vec<TaskEvent> {
                 })
                 .collect(),
         }),
-        TaskEvent::ModelNotFound(ModelNotFound {
-            step: "detection".into(),
-            class_group_key: "k".into(),
-        }),
-        TaskEvent::AssistanceRequested(AssistanceRequested {
-            reason: AssistanceReason::ModelNotFound,
-        }),
+        TaskEvent::ModelNotFound(ModelNotFound { step: "detection".into(), class_group_key: "k".into() }),
+        TaskEvent::AssistanceRequested(AssistanceRequested { reason: AssistanceReason::ModelNotFound }),
         TaskEvent::OperatorAssigned(OperatorAssigned {
             operator: "ann".into(),
             session_id: "s".into(),
@@ -86,12 +60,7 @@ fn every_event() -> Vec<TaskEvent> {
         TaskEvent::ObjectsAdded(ObjectsAdded {
             operator: "ann".into(),
             session_id: "s".into(),
-            objects: vec![AnnotatedObject {
-                object_id: "a".into(),
-                image: 0,
-                bbox: bbox(1),
-                class_id: None,
-            }],
+            objects: vec![AnnotatedObject { object_id: "a".into(), image: 0, bbox: bbox(1), class_id: None }],
         }),
         TaskEvent::ObjectsRemoved(ObjectsRemoved {
             operator: "ann".into(),
@@ -101,10 +70,7 @@ fn every_event() -> Vec<TaskEvent> {
         TaskEvent::ObjectsLabeled(ObjectsLabeled {
             operator: "ann".into(),
             session_id: "s".into(),
-            labels: vec![ObjectLabel {
-                object_id: "a".into(),
-                class_id: 2,
-            }],
+            labels: vec![ObjectLabel { object_id: "a".into(), class_id: 2 }],
         }),
         TaskEvent::OperatorFinished(OperatorFinished {
             operator: "ann".into(),
@@ -125,11 +91,7 @@ fn every_event() -> Vec<TaskEvent> {
             }],
         }),
         TaskEvent::QualityCheckRequested(QualityCheckRequested { revision: 1 }),
-        TaskEvent::TaskReported(TaskReported {
-            revision: 1,
-            attempt: 2,
-            status_code: Some(204),
-        }),
+        TaskEvent::TaskReported(TaskReported { revision: 1, attempt: 2, status_code: Some(204) }),
         TaskEvent::ReportFailed(ReportFailed {
             revision: 1,
             attempt: 1,
@@ -137,12 +99,8 @@ fn every_event() -> Vec<TaskEvent> {
             error: "timeout".into(),
             last_attempt: false,
         }),
-        TaskEvent::TaskCancelled(TaskCancelled {
-            reason: "asked".into(),
-        }),
-        TaskEvent::ReprocessRequested(ReprocessRequested {
-            mode: ReprocessMode::ResendToOperator,
-        }),
+        TaskEvent::TaskCancelled(TaskCancelled { reason: "asked".into() }),
+        TaskEvent::ReprocessRequested(ReprocessRequested { mode: ReprocessMode::ResendToOperator }),
     ]
 }
 
@@ -171,54 +129,23 @@ fn every_command_round_trips() {
         }),
         TaskCommand::RequestDetection(RequestDetection {}),
         TaskCommand::RecordDetections(RecordDetections {
-            model: ModelRef {
-                model_id: "m".into(),
-                version: 1,
-            },
-            detections: vec![Detection {
-                image: 0,
-                bbox: bbox(1),
-                class_id: Some(3),
-                score: 0.25,
-            }],
+            model: ModelRef { model_id: "m".into(), version: 1 },
+            detections: vec![Detection { image: 0, bbox: bbox(1), class_id: Some(3), score: 0.25 }],
         }),
-        TaskCommand::RecordModelNotFound(RecordModelNotFound {
-            step: "detection".into(),
-        }),
-        TaskCommand::RequestAssistance(RequestAssistance {
-            reason: AssistanceReason::Resend,
-        }),
-        TaskCommand::AssignOperator(AssignOperator {
-            operator: "o".into(),
-            session_id: "s".into(),
-        }),
-        TaskCommand::ReleaseOperator(ReleaseOperator {
-            session_id: "s".into(),
-            reason: "r".into(),
-        }),
+        TaskCommand::RecordModelNotFound(RecordModelNotFound { step: "detection".into() }),
+        TaskCommand::RequestAssistance(RequestAssistance { reason: AssistanceReason::Resend }),
+        TaskCommand::AssignOperator(AssignOperator { operator: "o".into(), session_id: "s".into() }),
+        TaskCommand::ReleaseOperator(ReleaseOperator { session_id: "s".into(), reason: "r".into() }),
         TaskCommand::AddObjects(AddObjects {
             session_id: "s".into(),
-            objects: vec![AnnotatedObject {
-                object_id: "x".into(),
-                image: 0,
-                bbox: bbox(0),
-                class_id: Some(1),
-            }],
+            objects: vec![AnnotatedObject { object_id: "x".into(), image: 0, bbox: bbox(0), class_id: Some(1) }],
         }),
-        TaskCommand::RemoveObjects(RemoveObjects {
-            session_id: "s".into(),
-            object_ids: vec!["x".into()],
-        }),
+        TaskCommand::RemoveObjects(RemoveObjects { session_id: "s".into(), object_ids: vec!["x".into()] }),
         TaskCommand::LabelObjects(LabelObjects {
             session_id: "s".into(),
-            labels: vec![ObjectLabel {
-                object_id: "x".into(),
-                class_id: 1,
-            }],
+            labels: vec![ObjectLabel { object_id: "x".into(), class_id: 1 }],
         }),
-        TaskCommand::FinishOperatorSession(FinishOperatorSession {
-            session_id: "s".into(),
-        }),
+        TaskCommand::FinishOperatorSession(FinishOperatorSession { session_id: "s".into() }),
         TaskCommand::GenerateResult(GenerateResult {}),
         TaskCommand::RequestQualityCheck(RequestQualityCheck {}),
         TaskCommand::RecordReport(RecordReport {
@@ -229,22 +156,12 @@ fn every_command_round_trips() {
             last_attempt: true,
         }),
         TaskCommand::CancelTask(CancelTask { reason: "r".into() }),
-        TaskCommand::Reprocess(Reprocess {
-            mode: ReprocessMode::LatestModels,
-        }),
+        TaskCommand::Reprocess(Reprocess { mode: ReprocessMode::LatestModels }),
     ];
     for cmd in commands {
         let bytes = c.encode_command(&cmd).unwrap();
-        assert_eq!(
-            c.decode_command(&bytes).unwrap(),
-            cmd,
-            "{}",
-            cmd.type_name()
-        );
-        assert!(matches!(
-            c.decode_event(&bytes),
-            Err(CodecError::UnexpectedMessage { .. })
-        ));
+        assert_eq!(c.decode_command(&bytes).unwrap(), cmd, "{}", cmd.type_name());
+        assert!(matches!(c.decode_event(&bytes), Err(CodecError::UnexpectedMessage { .. })));
     }
 }
 
@@ -278,11 +195,7 @@ fn records_round_trip() {
         consumer: "aggregator".into(),
         recorded_at_ms: 5,
     };
-    assert_eq!(
-        c.decode_dead_letter(&c.encode_dead_letter(&d).unwrap())
-            .unwrap(),
-        d
-    );
+    assert_eq!(c.decode_dead_letter(&c.encode_dead_letter(&d).unwrap()).unwrap(), d);
     let e = c.encode_event(&every_event()[1]).unwrap();
     let s = StoredEvent {
         event_id: "e".into(),
@@ -298,9 +211,7 @@ fn records_round_trip() {
         epoch: 1,
         payload: e.clone(),
     };
-    let back = c
-        .decode_stored_event(&c.encode_stored_event(&s).unwrap())
-        .unwrap();
+    let back = c.decode_stored_event(&c.encode_stored_event(&s).unwrap()).unwrap();
     assert_eq!(back, s);
     assert_eq!(c.decode_event(&back.payload).unwrap(), every_event()[1]);
 }
@@ -319,53 +230,27 @@ fn an_old_task_created_is_upcast_on_read() {
     let old = |callback: &str| {
         Value::Record(vec![
             ("customer".into(), Value::String("acme".into())),
-            (
-                "task_type".into(),
-                Value::Enum(0, "PRODUCT_DETECTION".into()),
-            ),
+            ("task_type".into(), Value::Enum(0, "PRODUCT_DETECTION".into())),
             ("recipe".into(), Value::Enum(0, "DETECTION".into())),
             ("class_group_key".into(), Value::String("acme/old".into())),
-            (
-                "class_names".into(),
-                Value::Array(vec![
-                    Value::String("cola".into()),
-                    Value::String("lemon".into()),
-                ]),
-            ),
+            ("class_names".into(), Value::Array(vec![Value::String("cola".into()), Value::String("lemon".into())])),
             ("images".into(), Value::Array(vec![image.clone()])),
             ("callback".into(), Value::String(callback.into())),
         ])
     };
     let bytes = c.encode_with(v1, &old("")).unwrap();
     let (id, _) = split_wire(&bytes).unwrap();
-    assert_ne!(
-        Some(id),
-        c.schema_id("visionlog.events.TaskCreated"),
-        "written with the old schema"
-    );
-    let TaskEvent::TaskCreated(e) = c.decode_event(&bytes).unwrap() else {
-        panic!("not TaskCreated")
-    };
+    assert_ne!(Some(id), c.schema_id("visionlog.events.TaskCreated"), "written with the old schema");
+    let TaskEvent::TaskCreated(e) = c.decode_event(&bytes).unwrap() else { panic!("not TaskCreated") };
     assert_eq!(e.class_group.key, "acme/old");
     assert_eq!(
         e.class_group.classes,
-        vec![
-            ProductClass {
-                id: 1,
-                name: "cola".into()
-            },
-            ProductClass {
-                id: 2,
-                name: "lemon".into()
-            }
-        ]
+        vec![ProductClass { id: 1, name: "cola".into() }, ProductClass { id: 2, name: "lemon".into() }]
     );
     assert_eq!(e.callback_url, None);
     assert_eq!(e.images[0].width, 800);
     let bytes = c.encode_with(v1, &old("https://acme.example/cb")).unwrap();
-    let TaskEvent::TaskCreated(e) = c.decode_event(&bytes).unwrap() else {
-        panic!("not TaskCreated")
-    };
+    let TaskEvent::TaskCreated(e) = c.decode_event(&bytes).unwrap() else { panic!("not TaskCreated") };
     assert_eq!(e.callback_url.as_deref(), Some("https://acme.example/cb"));
 }
 
@@ -374,16 +259,10 @@ fn hostile_bytes_are_clear_errors() {
     let c = codec();
     let good = c.encode_event(&every_event()[0]).unwrap();
     assert_eq!(c.decode_event(&[]).unwrap_err().code(), "malformed");
-    assert_eq!(
-        c.decode_event(b"{\"json\":1}").unwrap_err().code(),
-        "malformed"
-    );
+    assert_eq!(c.decode_event(b"{\"json\":1}").unwrap_err().code(), "malformed");
     let mut unknown = good.clone();
     unknown[1..5].copy_from_slice(&9999u32.to_be_bytes());
-    assert_eq!(
-        c.decode_event(&unknown).unwrap_err().code(),
-        "unknown_schema_id"
-    );
+    assert_eq!(c.decode_event(&unknown).unwrap_err().code(), "unknown_schema_id");
     // truncated bodies, flipped bytes and trailing garbage never panic
     for cut in 5..good.len() {
         assert!(c.decode_event(&good[..cut]).is_err(), "cut at {cut}");

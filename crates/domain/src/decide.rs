@@ -40,9 +40,7 @@ impl std::str::FromStr for Actor {
             Some(("customer", c)) => Ok(Self::Customer(c.to_owned())),
             Some(("operator", o)) => Ok(Self::Operator(o.to_owned())),
             Some(("service", v)) => Ok(Self::Service(v.to_owned())),
-            _ => Err(format!(
-                "actor must be customer:ID, operator:ID or service:NAME, not {s:?}"
-            )),
+            _ => Err(format!("actor must be customer:ID, operator:ID or service:NAME, not {s:?}")),
         }
     }
 }
@@ -60,11 +58,7 @@ pub struct DecideContext<'a> {
 ///
 /// Pure: no I/O, no clock, no randomness. Object ids of model detections are derived from the
 /// detection attempt and their position, so deciding twice gives the same events.
-pub fn decide(
-    state: &TaskState,
-    command: &TaskCommand,
-    ctx: &DecideContext<'_>,
-) -> Result<Vec<TaskEvent>, Rejection> {
+pub fn decide(state: &TaskState, command: &TaskCommand, ctx: &DecideContext<'_>) -> Result<Vec<TaskEvent>, Rejection> {
     let task = match (state, command) {
         (None, TaskCommand::CreateTask(c)) => return create(c, ctx.limits),
         (Some(_), TaskCommand::CreateTask(_)) => return Err(Rejection::TaskAlreadyExists),
@@ -75,17 +69,13 @@ pub fn decide(
         return Err(Rejection::TaskCancelled);
     }
     let limits = ctx.limits;
-    let wrong_stage = || Rejection::InvalidStage {
-        command: command.type_name().to_owned(),
-        stage: task.stage.name().to_owned(),
-    };
+    let wrong_stage =
+        || Rejection::InvalidStage { command: command.type_name().to_owned(), stage: task.stage.name().to_owned() };
     let event = match command {
         TaskCommand::CreateTask(_) => unreachable!("handled above"),
         TaskCommand::RequestDetection(_) => match task.stage {
             Stage::Created | Stage::ReprocessPending(ReprocessMode::LatestModels) => {
-                TaskEvent::DetectionRequested(DetectionRequested {
-                    attempt: task.detection_attempts + 1,
-                })
+                TaskEvent::DetectionRequested(DetectionRequested { attempt: task.detection_attempts + 1 })
             }
             _ => return Err(wrong_stage()),
         },
@@ -107,10 +97,9 @@ pub fn decide(
         }
         TaskCommand::RequestAssistance(c) => match (&task.stage, c.reason) {
             (Stage::ModelMissing, AssistanceReason::ModelNotFound)
-            | (
-                Stage::ReprocessPending(ReprocessMode::ResendToOperator),
-                AssistanceReason::Resend,
-            ) => TaskEvent::AssistanceRequested(AssistanceRequested { reason: c.reason }),
+            | (Stage::ReprocessPending(ReprocessMode::ResendToOperator), AssistanceReason::Resend) => {
+                TaskEvent::AssistanceRequested(AssistanceRequested { reason: c.reason })
+            }
             _ => return Err(wrong_stage()),
         },
         TaskCommand::AssignOperator(c) => {
@@ -118,38 +107,25 @@ pub fn decide(
             validate::id("session_id", c.session_id.as_str(), limits)?;
             match (&task.stage, ctx.actor) {
                 (_, Actor::Operator(me)) if me != c.operator.as_str() => {
-                    return Err(Rejection::NotAssigned {
-                        actor: ctx.actor.to_string(),
-                    });
+                    return Err(Rejection::NotAssigned { actor: ctx.actor.to_string() });
                 }
                 (_, Actor::Customer(_)) => {
-                    return Err(Rejection::NotAssigned {
-                        actor: ctx.actor.to_string(),
-                    });
+                    return Err(Rejection::NotAssigned { actor: ctx.actor.to_string() });
                 }
-                (Stage::AwaitingOperator(purpose), _) => {
-                    TaskEvent::OperatorAssigned(OperatorAssigned {
-                        operator: c.operator.clone(),
-                        session_id: c.session_id.clone(),
-                        purpose: *purpose,
-                    })
-                }
+                (Stage::AwaitingOperator(purpose), _) => TaskEvent::OperatorAssigned(OperatorAssigned {
+                    operator: c.operator.clone(),
+                    session_id: c.session_id.clone(),
+                    purpose: *purpose,
+                }),
                 (Stage::InSession { operator, .. }, _) => {
-                    return Err(Rejection::AlreadyAssigned {
-                        operator: operator.to_string(),
-                    });
+                    return Err(Rejection::AlreadyAssigned { operator: operator.to_string() });
                 }
                 _ => return Err(wrong_stage()),
             }
         }
         TaskCommand::ReleaseOperator(c) => {
             validate::string("reason", &c.reason, limits.max_string)?;
-            let Stage::InSession {
-                operator,
-                session_id,
-                ..
-            } = &task.stage
-            else {
+            let Stage::InSession { operator, session_id, .. } = &task.stage else {
                 return Err(wrong_stage());
             };
             let allowed = match ctx.actor {
@@ -158,14 +134,10 @@ pub fn decide(
                 Actor::Customer(_) => false,
             };
             if !allowed {
-                return Err(Rejection::NotAssigned {
-                    actor: ctx.actor.to_string(),
-                });
+                return Err(Rejection::NotAssigned { actor: ctx.actor.to_string() });
             }
             if *session_id != c.session_id {
-                return Err(Rejection::SessionMismatch {
-                    given: c.session_id.to_string(),
-                });
+                return Err(Rejection::SessionMismatch { given: c.session_id.to_string() });
             }
             TaskEvent::OperatorReleased(OperatorReleased {
                 operator: operator.clone(),
@@ -176,35 +148,21 @@ pub fn decide(
         TaskCommand::AddObjects(c) => {
             let (operator, session_id, _) = open_session(task, ctx.actor, &c.session_id)?;
             add_objects(task, c, limits)?;
-            TaskEvent::ObjectsAdded(ObjectsAdded {
-                operator,
-                session_id,
-                objects: c.objects.clone(),
-            })
+            TaskEvent::ObjectsAdded(ObjectsAdded { operator, session_id, objects: c.objects.clone() })
         }
         TaskCommand::RemoveObjects(c) => {
             let (operator, session_id, _) = open_session(task, ctx.actor, &c.session_id)?;
             if c.object_ids.is_empty() {
                 return Err(Rejection::EmptyCommand);
             }
-            validate::count(
-                "objects",
-                c.object_ids.len(),
-                limits.max_objects_per_command,
-            )?;
+            validate::count("objects", c.object_ids.len(), limits.max_objects_per_command)?;
             let mut seen = HashSet::with_capacity(c.object_ids.len());
             for id in &c.object_ids {
                 if !task.objects.contains_key(id) || !seen.insert(id) {
-                    return Err(Rejection::UnknownObject {
-                        object_id: id.to_string(),
-                    });
+                    return Err(Rejection::UnknownObject { object_id: id.to_string() });
                 }
             }
-            TaskEvent::ObjectsRemoved(ObjectsRemoved {
-                operator,
-                session_id,
-                object_ids: c.object_ids.clone(),
-            })
+            TaskEvent::ObjectsRemoved(ObjectsRemoved { operator, session_id, object_ids: c.object_ids.clone() })
         }
         TaskCommand::LabelObjects(c) => {
             let (operator, session_id, _) = open_session(task, ctx.actor, &c.session_id)?;
@@ -215,30 +173,18 @@ pub fn decide(
             let mut seen = HashSet::with_capacity(c.labels.len());
             for label in &c.labels {
                 if !task.objects.contains_key(&label.object_id) {
-                    return Err(Rejection::UnknownObject {
-                        object_id: label.object_id.to_string(),
-                    });
+                    return Err(Rejection::UnknownObject { object_id: label.object_id.to_string() });
                 }
                 if !seen.insert(&label.object_id) {
-                    return Err(Rejection::DuplicateObject {
-                        object_id: label.object_id.to_string(),
-                    });
+                    return Err(Rejection::DuplicateObject { object_id: label.object_id.to_string() });
                 }
                 validate::class(&task.class_group, Some(label.class_id))?;
             }
-            TaskEvent::ObjectsLabeled(ObjectsLabeled {
-                operator,
-                session_id,
-                labels: c.labels.clone(),
-            })
+            TaskEvent::ObjectsLabeled(ObjectsLabeled { operator, session_id, labels: c.labels.clone() })
         }
         TaskCommand::FinishOperatorSession(c) => {
             let (operator, session_id, purpose) = open_session(task, ctx.actor, &c.session_id)?;
-            TaskEvent::OperatorFinished(OperatorFinished {
-                operator,
-                session_id,
-                purpose,
-            })
+            TaskEvent::OperatorFinished(OperatorFinished { operator, session_id, purpose })
         }
         TaskCommand::GenerateResult(_) => {
             let source = match task.stage {
@@ -257,30 +203,22 @@ pub fn decide(
             if task.stage != Stage::ResultGenerated || task.quality_check_requested {
                 return Err(wrong_stage());
             }
-            TaskEvent::QualityCheckRequested(QualityCheckRequested {
-                revision: task.result_revision,
-            })
+            TaskEvent::QualityCheckRequested(QualityCheckRequested { revision: task.result_revision })
         }
-        TaskCommand::RecordReport(c) => {
-            record_report(task, c, limits).ok_or_else(wrong_stage)??
-        }
+        TaskCommand::RecordReport(c) => record_report(task, c, limits).ok_or_else(wrong_stage)??,
         TaskCommand::CancelTask(c) => {
             validate::string("reason", &c.reason, limits.max_string)?;
             if task.result_revision > 0 {
                 return Err(wrong_stage());
             }
-            TaskEvent::TaskCancelled(TaskCancelled {
-                reason: c.reason.clone(),
-            })
+            TaskEvent::TaskCancelled(TaskCancelled { reason: c.reason.clone() })
         }
         TaskCommand::Reprocess(c) => match task.stage {
             Stage::ResultGenerated
             | Stage::ModelMissing
             | Stage::Detected
             | Stage::Annotated
-            | Stage::AwaitingOperator(_) => {
-                TaskEvent::ReprocessRequested(ReprocessRequested { mode: c.mode })
-            }
+            | Stage::AwaitingOperator(_) => TaskEvent::ReprocessRequested(ReprocessRequested { mode: c.mode }),
             _ => return Err(wrong_stage()),
         },
     };
@@ -290,9 +228,7 @@ pub fn decide(
 fn create(c: &CreateTask, limits: &Limits) -> Result<Vec<TaskEvent>, Rejection> {
     validate::id("customer", c.customer.as_str(), limits)?;
     if c.task_type != TaskType::ProductDetection {
-        return Err(Rejection::InvalidField {
-            field: "task_type".to_owned(),
-        });
+        return Err(Rejection::InvalidField { field: "task_type".to_owned() });
     }
     validate::class_group(&c.class_group, limits)?;
     validate::images(&c.images, limits)?;
@@ -309,17 +245,9 @@ fn create(c: &CreateTask, limits: &Limits) -> Result<Vec<TaskEvent>, Rejection> 
     })])
 }
 
-fn record_detections(
-    task: &Task,
-    c: &RecordDetections,
-    limits: &Limits,
-) -> Result<TaskEvent, Rejection> {
+fn record_detections(task: &Task, c: &RecordDetections, limits: &Limits) -> Result<TaskEvent, Rejection> {
     validate::id("model.model_id", &c.model.model_id, limits)?;
-    validate::count(
-        "objects",
-        c.detections.len(),
-        limits.max_objects_per_command,
-    )?;
+    validate::count("objects", c.detections.len(), limits.max_objects_per_command)?;
     validate::count("objects", c.detections.len(), limits.max_objects_per_task)?;
     let attempt = task.detection_attempts;
     let mut objects = Vec::with_capacity(c.detections.len());
@@ -338,11 +266,7 @@ fn record_detections(
             score: d.score,
         });
     }
-    Ok(TaskEvent::ObjectsDetected(ObjectsDetected {
-        attempt,
-        model: c.model.clone(),
-        objects,
-    }))
+    Ok(TaskEvent::ObjectsDetected(ObjectsDetected { attempt, model: c.model.clone(), objects }))
 }
 
 fn add_objects(task: &Task, c: &AddObjects, limits: &Limits) -> Result<(), Rejection> {
@@ -350,18 +274,12 @@ fn add_objects(task: &Task, c: &AddObjects, limits: &Limits) -> Result<(), Rejec
         return Err(Rejection::EmptyCommand);
     }
     validate::count("objects", c.objects.len(), limits.max_objects_per_command)?;
-    validate::count(
-        "objects",
-        task.objects.len() + c.objects.len(),
-        limits.max_objects_per_task,
-    )?;
+    validate::count("objects", task.objects.len() + c.objects.len(), limits.max_objects_per_task)?;
     let mut seen = HashSet::with_capacity(c.objects.len());
     for o in &c.objects {
         validate::id("object_id", o.object_id.as_str(), limits)?;
         if task.objects.contains_key(&o.object_id) || !seen.insert(&o.object_id) {
-            return Err(Rejection::DuplicateObject {
-                object_id: o.object_id.to_string(),
-            });
+            return Err(Rejection::DuplicateObject { object_id: o.object_id.to_string() });
         }
         validate::placed_box(o.object_id.as_str(), o.image, &o.bbox, &task.images)?;
         validate::class(&task.class_group, o.class_id)?;
@@ -369,17 +287,9 @@ fn add_objects(task: &Task, c: &AddObjects, limits: &Limits) -> Result<(), Rejec
     Ok(())
 }
 
-fn record_report(
-    task: &Task,
-    c: &RecordReport,
-    limits: &Limits,
-) -> Option<Result<TaskEvent, Rejection>> {
+fn record_report(task: &Task, c: &RecordReport, limits: &Limits) -> Option<Result<TaskEvent, Rejection>> {
     let revision = task.result_revision;
-    if revision == 0
-        || task.callback_url.is_none()
-        || task.reported_revision == revision
-        || task.report_given_up
-    {
+    if revision == 0 || task.callback_url.is_none() || task.reported_revision == revision || task.report_given_up {
         return None;
     }
     if let Some(error) = &c.error
@@ -388,11 +298,7 @@ fn record_report(
         return Some(Err(e));
     }
     let event = if c.delivered {
-        TaskEvent::TaskReported(TaskReported {
-            revision,
-            attempt: c.attempt,
-            status_code: c.status_code,
-        })
+        TaskEvent::TaskReported(TaskReported { revision, attempt: c.attempt, status_code: c.status_code })
     } else {
         TaskEvent::ReportFailed(ReportFailed {
             revision,
@@ -411,28 +317,17 @@ fn open_session(
     actor: &Actor,
     session: &SessionId,
 ) -> Result<(OperatorId, SessionId, SessionPurpose), Rejection> {
-    let Stage::InSession {
-        operator,
-        session_id,
-        purpose,
-    } = &task.stage
-    else {
-        return Err(Rejection::NotAssigned {
-            actor: actor.to_string(),
-        });
+    let Stage::InSession { operator, session_id, purpose } = &task.stage else {
+        return Err(Rejection::NotAssigned { actor: actor.to_string() });
     };
     match actor {
         Actor::Operator(me) if me == operator.as_str() => {}
         _ => {
-            return Err(Rejection::NotAssigned {
-                actor: actor.to_string(),
-            });
+            return Err(Rejection::NotAssigned { actor: actor.to_string() });
         }
     }
     if session_id != session {
-        return Err(Rejection::SessionMismatch {
-            given: session.to_string(),
-        });
+        return Err(Rejection::SessionMismatch { given: session.to_string() });
     }
     Ok((operator.clone(), session_id.clone(), *purpose))
 }

@@ -58,11 +58,16 @@ string_id!(
     ObjectId
 );
 
+/// Tells whether a string is usable as a task id: 1 to `max` characters of `[A-Za-z0-9._:-]`
+/// (it names a stream, a partition key and paths in object stores).
+pub fn is_valid_task_id(s: &str, max: usize) -> bool {
+    is_valid_id(s, max)
+}
+
 /// Tells whether a string is usable as an identifier: 1 to `max` characters of
 /// `[A-Za-z0-9._:-]`.
 pub(crate) fn is_valid_id(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }

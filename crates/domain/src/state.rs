@@ -49,14 +49,8 @@ impl Stage {
             Self::ModelMissing => "model_missing",
             Self::AwaitingOperator(SessionPurpose::Annotation) => "awaiting_operator",
             Self::AwaitingOperator(SessionPurpose::QualityCheck) => "awaiting_quality_check",
-            Self::InSession {
-                purpose: SessionPurpose::Annotation,
-                ..
-            } => "in_annotation",
-            Self::InSession {
-                purpose: SessionPurpose::QualityCheck,
-                ..
-            } => "in_quality_check",
+            Self::InSession { purpose: SessionPurpose::Annotation, .. } => "in_annotation",
+            Self::InSession { purpose: SessionPurpose::QualityCheck, .. } => "in_quality_check",
             Self::Annotated => "annotated",
             Self::ResultGenerated => "result_generated",
             Self::ReprocessPending(_) => "reprocess_pending",
@@ -193,11 +187,8 @@ fn apply(task: &mut Task, event: &TaskEvent) {
         }
         TaskEvent::OperatorAssigned(e) => {
             task.sessions_opened += 1;
-            task.stage = Stage::InSession {
-                operator: e.operator.clone(),
-                session_id: e.session_id.clone(),
-                purpose: e.purpose,
-            };
+            task.stage =
+                Stage::InSession { operator: e.operator.clone(), session_id: e.session_id.clone(), purpose: e.purpose };
         }
         TaskEvent::OperatorReleased(_) => {
             if let Stage::InSession { purpose, .. } = task.stage {

@@ -111,16 +111,11 @@ impl Summary {
             }));
         }
         if !self.added.is_empty() {
-            commands.push(TaskCommand::AddObjects(AddObjects {
-                session_id: session_id.clone(),
-                objects: self.added,
-            }));
+            commands.push(TaskCommand::AddObjects(AddObjects { session_id: session_id.clone(), objects: self.added }));
         }
         if !self.labeled.is_empty() {
-            commands.push(TaskCommand::LabelObjects(LabelObjects {
-                session_id: session_id.clone(),
-                labels: self.labeled,
-            }));
+            commands
+                .push(TaskCommand::LabelObjects(LabelObjects { session_id: session_id.clone(), labels: self.labeled }));
         }
         commands
     }
@@ -131,11 +126,7 @@ impl Summary {
             objects.remove(id);
         }
         for o in &self.added {
-            let object = SessionObject {
-                image: o.image,
-                bbox: o.bbox,
-                class_id: o.class_id,
-            };
+            let object = SessionObject { image: o.image, bbox: o.bbox, class_id: o.class_id };
             objects.insert(o.object_id.clone(), object);
         }
         for l in &self.labeled {
@@ -147,54 +138,25 @@ impl Summary {
 }
 
 /// Applies actions one by one to a set of objects.
-pub fn replay(
-    objects: &mut BTreeMap<ObjectId, SessionObject>,
-    actions: &[UiAction],
-) -> Result<(), SummaryError> {
+pub fn replay(objects: &mut BTreeMap<ObjectId, SessionObject>, actions: &[UiAction]) -> Result<(), SummaryError> {
     for (index, action) in actions.iter().enumerate() {
-        let unknown = |id: &ObjectId| SummaryError::UnknownObject {
-            index,
-            object_id: id.to_string(),
-        };
+        let unknown = |id: &ObjectId| SummaryError::UnknownObject { index, object_id: id.to_string() };
         match action {
-            UiAction::Add {
-                object_id,
-                image,
-                bbox,
-                class_id,
-            } => {
+            UiAction::Add { object_id, image, bbox, class_id } => {
                 if objects.contains_key(object_id) {
-                    return Err(SummaryError::DuplicateObject {
-                        index,
-                        object_id: object_id.to_string(),
-                    });
+                    return Err(SummaryError::DuplicateObject { index, object_id: object_id.to_string() });
                 }
-                let object = SessionObject {
-                    image: *image,
-                    bbox: *bbox,
-                    class_id: *class_id,
-                };
+                let object = SessionObject { image: *image, bbox: *bbox, class_id: *class_id };
                 objects.insert(object_id.clone(), object);
             }
             UiAction::Move { object_id, bbox } => {
-                objects
-                    .get_mut(object_id)
-                    .ok_or_else(|| unknown(object_id))?
-                    .bbox = *bbox
+                objects.get_mut(object_id).ok_or_else(|| unknown(object_id))?.bbox = *bbox
             }
             UiAction::Remove { object_id } => {
-                objects
-                    .remove(object_id)
-                    .ok_or_else(|| unknown(object_id))?;
+                objects.remove(object_id).ok_or_else(|| unknown(object_id))?;
             }
-            UiAction::Label {
-                object_id,
-                class_id,
-            } => {
-                objects
-                    .get_mut(object_id)
-                    .ok_or_else(|| unknown(object_id))?
-                    .class_id = Some(*class_id);
+            UiAction::Label { object_id, class_id } => {
+                objects.get_mut(object_id).ok_or_else(|| unknown(object_id))?.class_id = Some(*class_id);
             }
         }
     }
@@ -202,10 +164,7 @@ pub fn replay(
 }
 
 /// Summarizes a session's actions against the objects the task had when the session began.
-pub fn summarize(
-    initial: &BTreeMap<ObjectId, SessionObject>,
-    actions: &[UiAction],
-) -> Result<Summary, SummaryError> {
+pub fn summarize(initial: &BTreeMap<ObjectId, SessionObject>, actions: &[UiAction]) -> Result<Summary, SummaryError> {
     let mut current = initial.clone();
     replay(&mut current, actions)?;
     let mut summary = Summary::default();
@@ -236,12 +195,7 @@ pub fn summarize(
 }
 
 fn annotated(id: &ObjectId, o: &SessionObject) -> AnnotatedObject {
-    AnnotatedObject {
-        object_id: id.clone(),
-        image: o.image,
-        bbox: o.bbox,
-        class_id: o.class_id,
-    }
+    AnnotatedObject { object_id: id.clone(), image: o.image, bbox: o.bbox, class_id: o.class_id }
 }
 
 #[cfg(test)]
@@ -251,12 +205,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn bbox(v: u8) -> BoundingBox {
-        BoundingBox {
-            x: f32::from(v),
-            y: f32::from(v),
-            w: 10.0,
-            h: 10.0,
-        }
+        BoundingBox { x: f32::from(v), y: f32::from(v), w: 10.0, h: 10.0 }
     }
 
     #[derive(Clone, Debug)]
@@ -269,8 +218,7 @@ mod tests {
 
     fn raw() -> impl Strategy<Value = Raw> {
         prop_oneof![
-            (0u8..12, 0u8..4, proptest::option::of(0u32..5))
-                .prop_map(|(i, b, c)| Raw::Add(i, b, c)),
+            (0u8..12, 0u8..4, proptest::option::of(0u32..5)).prop_map(|(i, b, c)| Raw::Add(i, b, c)),
             (0u8..12, 0u8..4).prop_map(|(i, b)| Raw::Move(i, b)),
             (0u8..12).prop_map(Raw::Remove),
             (0u8..12, 0u32..5).prop_map(|(i, c)| Raw::Label(i, c)),
@@ -287,21 +235,10 @@ mod tests {
         let mut actions = Vec::new();
         for r in raws {
             let action = match *r {
-                Raw::Add(i, b, c) => UiAction::Add {
-                    object_id: id(i),
-                    image: 0,
-                    bbox: bbox(b),
-                    class_id: c,
-                },
-                Raw::Move(i, b) => UiAction::Move {
-                    object_id: id(i),
-                    bbox: bbox(b),
-                },
+                Raw::Add(i, b, c) => UiAction::Add { object_id: id(i), image: 0, bbox: bbox(b), class_id: c },
+                Raw::Move(i, b) => UiAction::Move { object_id: id(i), bbox: bbox(b) },
                 Raw::Remove(i) => UiAction::Remove { object_id: id(i) },
-                Raw::Label(i, c) => UiAction::Label {
-                    object_id: id(i),
-                    class_id: c,
-                },
+                Raw::Label(i, c) => UiAction::Label { object_id: id(i), class_id: c },
             };
             if replay(&mut state, std::slice::from_ref(&action)).is_ok() {
                 actions.push(action);
@@ -311,21 +248,9 @@ mod tests {
     }
 
     fn initial_objects() -> impl Strategy<Value = BTreeMap<ObjectId, SessionObject>> {
-        proptest::collection::btree_map(0u8..6, (0u8..4, proptest::option::of(0u32..5)), 0..6)
-            .prop_map(|m| {
-                m.into_iter()
-                    .map(|(i, (b, c))| {
-                        (
-                            id(i),
-                            SessionObject {
-                                image: 0,
-                                bbox: bbox(b),
-                                class_id: c,
-                            },
-                        )
-                    })
-                    .collect()
-            })
+        proptest::collection::btree_map(0u8..6, (0u8..4, proptest::option::of(0u32..5)), 0..6).prop_map(|m| {
+            m.into_iter().map(|(i, (b, c))| (id(i), SessionObject { image: 0, bbox: bbox(b), class_id: c })).collect()
+        })
     }
 
     proptest! {
@@ -375,34 +300,18 @@ mod tests {
 
     #[test]
     fn refuses_actions_on_unknown_objects() {
-        let err =
-            summarize(&BTreeMap::new(), &[UiAction::Remove { object_id: id(1) }]).unwrap_err();
-        assert_eq!(
-            err,
-            SummaryError::UnknownObject {
-                index: 0,
-                object_id: "o1".into()
-            }
-        );
+        let err = summarize(&BTreeMap::new(), &[UiAction::Remove { object_id: id(1) }]).unwrap_err();
+        assert_eq!(err, SummaryError::UnknownObject { index: 0, object_id: "o1".into() });
     }
 
     #[test]
     fn joins_many_adds_into_one_command() {
         let actions: Vec<_> = (0..100)
-            .map(|i| UiAction::Add {
-                object_id: ObjectId(format!("n{i}")),
-                image: 0,
-                bbox: bbox(1),
-                class_id: Some(1),
-            })
+            .map(|i| UiAction::Add { object_id: ObjectId(format!("n{i}")), image: 0, bbox: bbox(1), class_id: Some(1) })
             .collect();
-        let commands = summarize(&BTreeMap::new(), &actions)
-            .unwrap()
-            .into_commands(&SessionId::from("s"));
+        let commands = summarize(&BTreeMap::new(), &actions).unwrap().into_commands(&SessionId::from("s"));
         assert_eq!(commands.len(), 1);
-        let TaskCommand::AddObjects(add) = &commands[0] else {
-            panic!("expected AddObjects")
-        };
+        let TaskCommand::AddObjects(add) = &commands[0] else { panic!("expected AddObjects") };
         assert_eq!(add.objects.len(), 100);
     }
 }

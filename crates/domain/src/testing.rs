@@ -1,8 +1,6 @@
 //! Given / when / then for the Task aggregate (after cqrs-es's test framework).
 
-use crate::{
-    Actor, DecideContext, Limits, Rejection, TaskCommand, TaskEvent, TaskState, decide, evolve,
-};
+use crate::{Actor, DecideContext, Limits, Rejection, TaskCommand, TaskEvent, TaskState, decide, evolve};
 
 pub(crate) struct Given {
     state: TaskState,
@@ -12,11 +10,7 @@ pub(crate) struct Given {
 
 pub(crate) fn given(events: &[TaskEvent]) -> Given {
     let state = events.iter().fold(None, evolve);
-    Given {
-        state,
-        actor: Actor::Service("test".into()),
-        limits: Limits::default(),
-    }
+    Given { state, actor: Actor::Service("test".into()), limits: Limits::default() }
 }
 
 pub(crate) fn given_no_task() -> Given {
@@ -34,13 +28,8 @@ impl Given {
     }
 
     pub(crate) fn when(self, command: TaskCommand) -> Then {
-        let ctx = DecideContext {
-            actor: &self.actor,
-            limits: &self.limits,
-        };
-        Then {
-            result: decide(&self.state, &command, &ctx),
-        }
+        let ctx = DecideContext { actor: &self.actor, limits: &self.limits };
+        Then { result: decide(&self.state, &command, &ctx) }
     }
 }
 

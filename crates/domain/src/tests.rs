@@ -6,16 +6,7 @@ use crate::*;
 fn group() -> ClassGroup {
     ClassGroup {
         key: "acme/ice-cream".into(),
-        classes: vec![
-            ProductClass {
-                id: 1,
-                name: "vanilla".into(),
-            },
-            ProductClass {
-                id: 2,
-                name: "cocoa".into(),
-            },
-        ],
+        classes: vec![ProductClass { id: 1, name: "vanilla".into() }, ProductClass { id: 2, name: "cocoa".into() }],
     }
 }
 
@@ -25,11 +16,7 @@ fn create() -> CreateTask {
         task_type: TaskType::ProductDetection,
         recipe: Recipe::Detection,
         class_group: group(),
-        images: vec![ImageRef {
-            uri: "s3://shelves/1.jpg".into(),
-            width: 640,
-            height: 480,
-        }],
+        images: vec![ImageRef { uri: "s3://shelves/1.jpg".into(), width: 640, height: 480 }],
         callback_url: Some("https://acme.example/hook".into()),
     }
 }
@@ -54,13 +41,8 @@ fn new_project_until_assigned() -> Vec<TaskEvent> {
     vec![
         created(),
         TaskEvent::DetectionRequested(DetectionRequested { attempt: 1 }),
-        TaskEvent::ModelNotFound(ModelNotFound {
-            step: "detection".into(),
-            class_group_key: "acme/ice-cream".into(),
-        }),
-        TaskEvent::AssistanceRequested(AssistanceRequested {
-            reason: AssistanceReason::ModelNotFound,
-        }),
+        TaskEvent::ModelNotFound(ModelNotFound { step: "detection".into(), class_group_key: "acme/ice-cream".into() }),
+        TaskEvent::AssistanceRequested(AssistanceRequested { reason: AssistanceReason::ModelNotFound }),
         TaskEvent::OperatorAssigned(OperatorAssigned {
             operator: "ann".into(),
             session_id: "s1".into(),
@@ -74,94 +56,61 @@ fn ann() -> Actor {
 }
 
 fn add(objects: Vec<AnnotatedObject>) -> TaskCommand {
-    TaskCommand::AddObjects(AddObjects {
-        session_id: "s1".into(),
-        objects,
-    })
+    TaskCommand::AddObjects(AddObjects { session_id: "s1".into(), objects })
 }
 
 fn object(id: &str, b: BoundingBox, class_id: Option<u32>) -> AnnotatedObject {
-    AnnotatedObject {
-        object_id: id.into(),
-        image: 0,
-        bbox: b,
-        class_id,
-    }
+    AnnotatedObject { object_id: id.into(), image: 0, bbox: b, class_id }
 }
 
 #[test]
 fn create_task_raises_task_created() {
-    given_no_task()
-        .when(TaskCommand::CreateTask(create()))
-        .then_events(&[created()]);
+    given_no_task().when(TaskCommand::CreateTask(create())).then_events(&[created()]);
 }
 
 #[test]
 fn a_task_is_created_once() {
-    given(&[created()])
-        .when(TaskCommand::CreateTask(create()))
-        .then_rejected("task_already_exists");
+    given(&[created()]).when(TaskCommand::CreateTask(create())).then_rejected("task_already_exists");
 }
 
 #[test]
 fn commands_on_a_missing_task_are_rejected() {
-    given_no_task()
-        .when(TaskCommand::RequestDetection(RequestDetection {}))
-        .then_rejected("task_not_found");
+    given_no_task().when(TaskCommand::RequestDetection(RequestDetection {})).then_rejected("task_not_found");
 }
 
 #[test]
 fn create_task_validates_its_input() {
     let mut c = create();
     c.images[0].uri = "file:///etc/passwd".into();
-    given_no_task()
-        .when(TaskCommand::CreateTask(c))
-        .then_rejected("disallowed_uri_scheme");
+    given_no_task().when(TaskCommand::CreateTask(c)).then_rejected("disallowed_uri_scheme");
 
     let mut c = create();
     c.callback_url = Some("javascript:alert(1)".into());
-    given_no_task()
-        .when(TaskCommand::CreateTask(c))
-        .then_rejected("disallowed_uri_scheme");
+    given_no_task().when(TaskCommand::CreateTask(c)).then_rejected("disallowed_uri_scheme");
 
     let mut c = create();
     c.callback_url = Some("https://user:pw@acme.example/".into());
-    given_no_task()
-        .when(TaskCommand::CreateTask(c))
-        .then_rejected("invalid_uri");
+    given_no_task().when(TaskCommand::CreateTask(c)).then_rejected("invalid_uri");
 
     let mut c = create();
     c.images = vec![c.images[0].clone(); 65];
-    given_no_task()
-        .when(TaskCommand::CreateTask(c))
-        .then_rejected("too_many");
+    given_no_task().when(TaskCommand::CreateTask(c)).then_rejected("too_many");
 
     let mut c = create();
     c.images[0].width = 0;
-    given_no_task()
-        .when(TaskCommand::CreateTask(c))
-        .then_rejected("invalid_image_size");
+    given_no_task().when(TaskCommand::CreateTask(c)).then_rejected("invalid_image_size");
 
     let mut c = create();
     c.class_group.key = "k".repeat(513);
-    given_no_task()
-        .when(TaskCommand::CreateTask(c))
-        .then_rejected("string_too_long");
+    given_no_task().when(TaskCommand::CreateTask(c)).then_rejected("string_too_long");
 
     let mut c = create();
-    c.class_group.classes.push(ProductClass {
-        id: 1,
-        name: "again".into(),
-    });
-    given_no_task()
-        .when(TaskCommand::CreateTask(c))
-        .then_rejected("duplicate_class");
+    c.class_group.classes.push(ProductClass { id: 1, name: "again".into() });
+    given_no_task().when(TaskCommand::CreateTask(c)).then_rejected("duplicate_class");
 
     let mut c = create();
     c.customer = "acme corp/../".into();
-    given_no_task()
-        .when(TaskCommand::CreateTask(c))
-        .then_rejected("invalid_field");
+    given_no_task().when(TaskCommand::CreateTask(c)).then_rejected("invalid_field");
 }
 
 #[test]
@@ -173,61 +122,29 @@ fn the_new_project_flow_reaches_an_operator_result() {
         events.extend(produced);
     };
     let svc = Actor::Service("executor".into());
+    step(&mut events, svc.clone(), TaskCommand::RequestDetection(RequestDetection {}));
+    step(&mut events, svc.clone(), TaskCommand::RecordModelNotFound(RecordModelNotFound { step: "detection".into() }));
     step(
         &mut events,
         svc.clone(),
-        TaskCommand::RequestDetection(RequestDetection {}),
-    );
-    step(
-        &mut events,
-        svc.clone(),
-        TaskCommand::RecordModelNotFound(RecordModelNotFound {
-            step: "detection".into(),
-        }),
-    );
-    step(
-        &mut events,
-        svc.clone(),
-        TaskCommand::RequestAssistance(RequestAssistance {
-            reason: AssistanceReason::ModelNotFound,
-        }),
+        TaskCommand::RequestAssistance(RequestAssistance { reason: AssistanceReason::ModelNotFound }),
     );
     step(
         &mut events,
         ann(),
-        TaskCommand::AssignOperator(AssignOperator {
-            operator: "ann".into(),
-            session_id: "s1".into(),
-        }),
+        TaskCommand::AssignOperator(AssignOperator { operator: "ann".into(), session_id: "s1".into() }),
     );
-    step(
-        &mut events,
-        ann(),
-        add(vec![object("a", bbox(10.0, 10.0, 50.0, 80.0), None)]),
-    );
+    step(&mut events, ann(), add(vec![object("a", bbox(10.0, 10.0, 50.0, 80.0), None)]));
     step(
         &mut events,
         ann(),
         TaskCommand::LabelObjects(LabelObjects {
             session_id: "s1".into(),
-            labels: vec![ObjectLabel {
-                object_id: "a".into(),
-                class_id: 2,
-            }],
+            labels: vec![ObjectLabel { object_id: "a".into(), class_id: 2 }],
         }),
     );
-    step(
-        &mut events,
-        ann(),
-        TaskCommand::FinishOperatorSession(FinishOperatorSession {
-            session_id: "s1".into(),
-        }),
-    );
-    step(
-        &mut events,
-        svc,
-        TaskCommand::GenerateResult(GenerateResult {}),
-    );
+    step(&mut events, ann(), TaskCommand::FinishOperatorSession(FinishOperatorSession { session_id: "s1".into() }));
+    step(&mut events, svc, TaskCommand::GenerateResult(GenerateResult {}));
 
     let names: Vec<_> = events.iter().map(TaskEvent::type_name).collect();
     assert_eq!(
@@ -244,9 +161,7 @@ fn the_new_project_flow_reaches_an_operator_result() {
             "TaskResultGenerated"
         ]
     );
-    let TaskEvent::TaskResultGenerated(result) = events.last().unwrap() else {
-        unreachable!()
-    };
+    let TaskEvent::TaskResultGenerated(result) = events.last().unwrap() else { unreachable!() };
     assert_eq!(result.source, ResultSource::Operator);
     assert_eq!(result.revision, 1);
     assert_eq!(result.objects.len(), 1);
@@ -256,106 +171,53 @@ fn the_new_project_flow_reaches_an_operator_result() {
 
 #[test]
 fn detections_are_validated() {
-    let pending = [
-        created(),
-        TaskEvent::DetectionRequested(DetectionRequested { attempt: 1 }),
-    ];
-    let model = ModelRef {
-        model_id: "det".into(),
-        version: 3,
-    };
+    let pending = [created(), TaskEvent::DetectionRequested(DetectionRequested { attempt: 1 })];
+    let model = ModelRef { model_id: "det".into(), version: 3 };
     let record = |bbox: BoundingBox, class_id: Option<u32>, score: f32| {
         TaskCommand::RecordDetections(RecordDetections {
             model: model.clone(),
-            detections: vec![Detection {
-                image: 0,
-                bbox,
-                class_id,
-                score,
-            }],
+            detections: vec![Detection { image: 0, bbox, class_id, score }],
         })
     };
-    given(&pending)
-        .when(record(bbox(600.0, 10.0, 100.0, 10.0), Some(1), 0.9))
-        .then_rejected("invalid_box");
-    given(&pending)
-        .when(record(bbox(f32::NAN, 10.0, 10.0, 10.0), Some(1), 0.9))
-        .then_rejected("invalid_box");
-    given(&pending)
-        .when(record(bbox(1.0, 1.0, 0.0, 10.0), Some(1), 0.9))
-        .then_rejected("invalid_box");
-    given(&pending)
-        .when(record(bbox(1.0, 1.0, 10.0, 10.0), Some(7), 0.9))
-        .then_rejected("unknown_class");
-    given(&pending)
-        .when(record(bbox(1.0, 1.0, 10.0, 10.0), Some(1), 1.5))
-        .then_rejected("invalid_score");
+    given(&pending).when(record(bbox(600.0, 10.0, 100.0, 10.0), Some(1), 0.9)).then_rejected("invalid_box");
+    given(&pending).when(record(bbox(f32::NAN, 10.0, 10.0, 10.0), Some(1), 0.9)).then_rejected("invalid_box");
+    given(&pending).when(record(bbox(1.0, 1.0, 0.0, 10.0), Some(1), 0.9)).then_rejected("invalid_box");
+    given(&pending).when(record(bbox(1.0, 1.0, 10.0, 10.0), Some(7), 0.9)).then_rejected("unknown_class");
+    given(&pending).when(record(bbox(1.0, 1.0, 10.0, 10.0), Some(1), 1.5)).then_rejected("invalid_score");
     let bad_image = TaskCommand::RecordDetections(RecordDetections {
         model: model.clone(),
-        detections: vec![Detection {
-            image: 3,
-            bbox: bbox(1.0, 1.0, 1.0, 1.0),
-            class_id: None,
-            score: 0.5,
-        }],
+        detections: vec![Detection { image: 3, bbox: bbox(1.0, 1.0, 1.0, 1.0), class_id: None, score: 0.5 }],
     });
-    given(&pending)
-        .when(bad_image)
-        .then_rejected("image_out_of_range");
+    given(&pending).when(bad_image).then_rejected("image_out_of_range");
 
-    let events = given(&pending)
-        .when(record(bbox(1.0, 1.0, 10.0, 10.0), Some(1), 0.9))
-        .events();
-    let TaskEvent::ObjectsDetected(d) = &events[0] else {
-        panic!()
-    };
+    let events = given(&pending).when(record(bbox(1.0, 1.0, 10.0, 10.0), Some(1), 0.9)).events();
+    let TaskEvent::ObjectsDetected(d) = &events[0] else { panic!() };
     assert_eq!(d.objects[0].object_id.as_str(), "d1.0");
     assert_eq!(d.model, model);
     // only while detection is pending
-    given(&[created()])
-        .when(record(bbox(1.0, 1.0, 10.0, 10.0), Some(1), 0.9))
-        .then_rejected("invalid_stage");
+    given(&[created()]).when(record(bbox(1.0, 1.0, 10.0, 10.0), Some(1), 0.9)).then_rejected("invalid_stage");
 }
 
 #[test]
 fn a_fat_detection_is_accepted_up_to_the_limit() {
-    let pending = [
-        created(),
-        TaskEvent::DetectionRequested(DetectionRequested { attempt: 1 }),
-    ];
+    let pending = [created(), TaskEvent::DetectionRequested(DetectionRequested { attempt: 1 })];
     let detections: Vec<_> = (0..5000)
         .map(|i| Detection {
             image: 0,
-            bbox: bbox(
-                (i % 60) as f32 * 10.0,
-                (i / 60 % 40) as f32 * 10.0,
-                9.0,
-                9.0,
-            ),
+            bbox: bbox((i % 60) as f32 * 10.0, (i / 60 % 40) as f32 * 10.0, 9.0, 9.0),
             class_id: Some(1),
             score: 0.5,
         })
         .collect();
-    let model = ModelRef {
-        model_id: "det".into(),
-        version: 1,
-    };
+    let model = ModelRef { model_id: "det".into(), version: 1 };
     let events = given(&pending)
-        .when(TaskCommand::RecordDetections(RecordDetections {
-            model: model.clone(),
-            detections: detections.clone(),
-        }))
+        .when(TaskCommand::RecordDetections(RecordDetections { model: model.clone(), detections: detections.clone() }))
         .events();
-    let TaskEvent::ObjectsDetected(d) = &events[0] else {
-        panic!()
-    };
+    let TaskEvent::ObjectsDetected(d) = &events[0] else { panic!() };
     assert_eq!(d.objects.len(), 5000);
     let too_many = detections.iter().cycle().take(10_001).cloned().collect();
     given(&pending)
-        .when(TaskCommand::RecordDetections(RecordDetections {
-            model,
-            detections: too_many,
-        }))
+        .when(TaskCommand::RecordDetections(RecordDetections { model, detections: too_many }))
         .then_rejected("too_many");
 }
 
@@ -363,26 +225,14 @@ fn a_fat_detection_is_accepted_up_to_the_limit() {
 fn only_the_assigned_operator_may_annotate() {
     let events = new_project_until_assigned();
     let cmd = add(vec![object("a", bbox(1.0, 1.0, 5.0, 5.0), Some(1))]);
-    given(&events)
-        .by(Actor::Operator("bob".into()))
-        .when(cmd.clone())
-        .then_rejected("not_assigned");
-    given(&events)
-        .by(Actor::Customer("acme".into()))
-        .when(cmd.clone())
-        .then_rejected("not_assigned");
-    given(&events)
-        .by(Actor::Service("executor".into()))
-        .when(cmd.clone())
-        .then_rejected("not_assigned");
+    given(&events).by(Actor::Operator("bob".into())).when(cmd.clone()).then_rejected("not_assigned");
+    given(&events).by(Actor::Customer("acme".into())).when(cmd.clone()).then_rejected("not_assigned");
+    given(&events).by(Actor::Service("executor".into())).when(cmd.clone()).then_rejected("not_assigned");
     let wrong_session = TaskCommand::AddObjects(AddObjects {
         session_id: "s0".into(),
         objects: vec![object("a", bbox(1.0, 1.0, 5.0, 5.0), Some(1))],
     });
-    given(&events)
-        .by(ann())
-        .when(wrong_session)
-        .then_rejected("session_mismatch");
+    given(&events).by(ann()).when(wrong_session).then_rejected("session_mismatch");
     given(&events).by(ann()).when(cmd).events();
 }
 
@@ -391,18 +241,12 @@ fn a_task_is_never_given_to_two_operators() {
     let events = new_project_until_assigned();
     given(&events)
         .by(Actor::Operator("bob".into()))
-        .when(TaskCommand::AssignOperator(AssignOperator {
-            operator: "bob".into(),
-            session_id: "s2".into(),
-        }))
+        .when(TaskCommand::AssignOperator(AssignOperator { operator: "bob".into(), session_id: "s2".into() }))
         .then_rejected("already_assigned");
     // an operator cannot assign a task to someone else
     given(&events[..4])
         .by(Actor::Operator("bob".into()))
-        .when(TaskCommand::AssignOperator(AssignOperator {
-            operator: "ann".into(),
-            session_id: "s2".into(),
-        }))
+        .when(TaskCommand::AssignOperator(AssignOperator { operator: "ann".into(), session_id: "s2".into() }))
         .then_rejected("not_assigned");
 }
 
@@ -426,74 +270,43 @@ fn operator_changes_are_validated() {
         .by(ann())
         .when(add(vec![object("b", bbox(630.0, 1.0, 50.0, 5.0), None)]))
         .then_rejected("invalid_box");
+    given(&events).by(ann()).when(add(vec![])).then_rejected("empty_command");
     given(&events)
         .by(ann())
-        .when(add(vec![]))
-        .then_rejected("empty_command");
-    given(&events)
-        .by(ann())
-        .when(TaskCommand::RemoveObjects(RemoveObjects {
-            session_id: "s1".into(),
-            object_ids: vec!["zz".into()],
-        }))
+        .when(TaskCommand::RemoveObjects(RemoveObjects { session_id: "s1".into(), object_ids: vec!["zz".into()] }))
         .then_rejected("unknown_object");
     given(&events)
         .by(ann())
         .when(TaskCommand::LabelObjects(LabelObjects {
             session_id: "s1".into(),
-            labels: vec![ObjectLabel {
-                object_id: "a".into(),
-                class_id: 5,
-            }],
+            labels: vec![ObjectLabel { object_id: "a".into(), class_id: 5 }],
         }))
         .then_rejected("unknown_class");
     given(&events)
         .by(ann())
-        .when(TaskCommand::RemoveObjects(RemoveObjects {
-            session_id: "s1".into(),
-            object_ids: vec!["a".into()],
-        }))
+        .when(TaskCommand::RemoveObjects(RemoveObjects { session_id: "s1".into(), object_ids: vec!["a".into()] }))
         .events();
 }
 
 #[test]
 fn release_returns_the_task_to_the_queue() {
     let events = new_project_until_assigned();
-    let release = TaskCommand::ReleaseOperator(ReleaseOperator {
-        session_id: "s1".into(),
-        reason: "lease expired".into(),
-    });
-    given(&events)
-        .by(Actor::Operator("bob".into()))
-        .when(release.clone())
-        .then_rejected("not_assigned");
+    let release =
+        TaskCommand::ReleaseOperator(ReleaseOperator { session_id: "s1".into(), reason: "lease expired".into() });
+    given(&events).by(Actor::Operator("bob".into())).when(release.clone()).then_rejected("not_assigned");
     let mut all = events.clone();
-    all.extend(
-        given(&events)
-            .by(Actor::Service("operators".into()))
-            .when(release)
-            .events(),
-    );
+    all.extend(given(&events).by(Actor::Service("operators".into())).when(release).events());
     let state = all.iter().fold(None, evolve).unwrap();
-    assert_eq!(
-        state.stage,
-        Stage::AwaitingOperator(SessionPurpose::Annotation)
-    );
+    assert_eq!(state.stage, Stage::AwaitingOperator(SessionPurpose::Annotation));
     given(&all)
         .by(Actor::Operator("bob".into()))
-        .when(TaskCommand::AssignOperator(AssignOperator {
-            operator: "bob".into(),
-            session_id: "s2".into(),
-        }))
+        .when(TaskCommand::AssignOperator(AssignOperator { operator: "bob".into(), session_id: "s2".into() }))
         .events();
 }
 
 #[test]
 fn automatic_results_can_be_quality_checked() {
-    let model = ModelRef {
-        model_id: "det".into(),
-        version: 1,
-    };
+    let model = ModelRef { model_id: "det".into(), version: 1 };
     let events = vec![
         created(),
         TaskEvent::DetectionRequested(DetectionRequested { attempt: 1 }),
@@ -509,40 +322,21 @@ fn automatic_results_can_be_quality_checked() {
             }],
         }),
     ];
-    let result = given(&events)
-        .when(TaskCommand::GenerateResult(GenerateResult {}))
-        .events();
-    let TaskEvent::TaskResultGenerated(r) = &result[0] else {
-        panic!()
-    };
-    assert_eq!(
-        (r.source, r.model.as_ref()),
-        (ResultSource::Automatic, Some(&model))
-    );
+    let result = given(&events).when(TaskCommand::GenerateResult(GenerateResult {})).events();
+    let TaskEvent::TaskResultGenerated(r) = &result[0] else { panic!() };
+    assert_eq!((r.source, r.model.as_ref()), (ResultSource::Automatic, Some(&model)));
     let mut all = events.clone();
     all.extend(result);
-    let qc = given(&all)
-        .when(TaskCommand::RequestQualityCheck(RequestQualityCheck {}))
-        .events();
-    assert_eq!(
-        qc,
-        [TaskEvent::QualityCheckRequested(QualityCheckRequested {
-            revision: 1
-        })]
-    );
+    let qc = given(&all).when(TaskCommand::RequestQualityCheck(RequestQualityCheck {})).events();
+    assert_eq!(qc, [TaskEvent::QualityCheckRequested(QualityCheckRequested { revision: 1 })]);
     all.extend(qc);
-    given(&all)
-        .when(TaskCommand::RequestQualityCheck(RequestQualityCheck {}))
-        .then_rejected("invalid_stage");
+    given(&all).when(TaskCommand::RequestQualityCheck(RequestQualityCheck {})).then_rejected("invalid_stage");
     // an operator checks it and removes a false positive
     let bob = Actor::Operator("bob".into());
     all.extend(
         given(&all)
             .by(bob.clone())
-            .when(TaskCommand::AssignOperator(AssignOperator {
-                operator: "bob".into(),
-                session_id: "q1".into(),
-            }))
+            .when(TaskCommand::AssignOperator(AssignOperator { operator: "bob".into(), session_id: "q1".into() }))
             .events(),
     );
     all.extend(
@@ -556,13 +350,9 @@ fn automatic_results_can_be_quality_checked() {
     );
     let finished = given(&all)
         .by(bob)
-        .when(TaskCommand::FinishOperatorSession(FinishOperatorSession {
-            session_id: "q1".into(),
-        }))
+        .when(TaskCommand::FinishOperatorSession(FinishOperatorSession { session_id: "q1".into() }))
         .events();
-    assert!(
-        matches!(&finished[0], TaskEvent::OperatorFinished(f) if f.purpose == SessionPurpose::QualityCheck)
-    );
+    assert!(matches!(&finished[0], TaskEvent::OperatorFinished(f) if f.purpose == SessionPurpose::QualityCheck));
     all.extend(finished);
     let state = all.iter().fold(None, evolve).unwrap();
     assert_eq!(state.stage, Stage::ResultGenerated);
@@ -586,11 +376,7 @@ fn reports_are_recorded_once_per_revision() {
             last_attempt: false,
         }))
         .then_rejected("invalid_stage");
-    events.extend(
-        given(&events)
-            .when(TaskCommand::GenerateResult(GenerateResult {}))
-            .events(),
-    );
+    events.extend(given(&events).when(TaskCommand::GenerateResult(GenerateResult {})).events());
     let fail = TaskCommand::RecordReport(RecordReport {
         attempt: 1,
         status_code: Some(503),
@@ -607,14 +393,7 @@ fn reports_are_recorded_once_per_revision() {
         last_attempt: false,
     });
     let reported = given(&events).when(ok.clone()).events();
-    assert_eq!(
-        reported,
-        [TaskEvent::TaskReported(TaskReported {
-            revision: 1,
-            attempt: 2,
-            status_code: Some(200)
-        })]
-    );
+    assert_eq!(reported, [TaskEvent::TaskReported(TaskReported { revision: 1, attempt: 2, status_code: Some(200) })]);
     events.extend(reported);
     given(&events).when(ok).then_rejected("invalid_stage");
 }
@@ -627,59 +406,28 @@ fn reprocess_with_latest_models_and_resend_to_operator() {
         session_id: "s1".into(),
         purpose: SessionPurpose::Annotation,
     }));
-    events.extend(
-        given(&events)
-            .when(TaskCommand::GenerateResult(GenerateResult {}))
-            .events(),
-    );
+    events.extend(given(&events).when(TaskCommand::GenerateResult(GenerateResult {})).events());
 
     let mut latest = events.clone();
-    latest.extend(
-        given(&latest)
-            .when(TaskCommand::Reprocess(Reprocess {
-                mode: ReprocessMode::LatestModels,
-            }))
-            .events(),
-    );
-    let again = given(&latest)
-        .when(TaskCommand::RequestDetection(RequestDetection {}))
-        .events();
-    assert_eq!(
-        again,
-        [TaskEvent::DetectionRequested(DetectionRequested {
-            attempt: 2
-        })]
-    );
+    latest
+        .extend(given(&latest).when(TaskCommand::Reprocess(Reprocess { mode: ReprocessMode::LatestModels })).events());
+    let again = given(&latest).when(TaskCommand::RequestDetection(RequestDetection {})).events();
+    assert_eq!(again, [TaskEvent::DetectionRequested(DetectionRequested { attempt: 2 })]);
 
     let mut resend = events.clone();
     resend.extend(
-        given(&resend)
-            .when(TaskCommand::Reprocess(Reprocess {
-                mode: ReprocessMode::ResendToOperator,
-            }))
-            .events(),
+        given(&resend).when(TaskCommand::Reprocess(Reprocess { mode: ReprocessMode::ResendToOperator })).events(),
     );
+    given(&resend).when(TaskCommand::RequestDetection(RequestDetection {})).then_rejected("invalid_stage");
     given(&resend)
-        .when(TaskCommand::RequestDetection(RequestDetection {}))
-        .then_rejected("invalid_stage");
-    given(&resend)
-        .when(TaskCommand::RequestAssistance(RequestAssistance {
-            reason: AssistanceReason::Resend,
-        }))
+        .when(TaskCommand::RequestAssistance(RequestAssistance { reason: AssistanceReason::Resend }))
         .events();
 }
 
 #[test]
 fn a_cancelled_task_takes_no_more_commands() {
     let mut events = vec![created()];
-    events.extend(
-        given(&events)
-            .when(TaskCommand::CancelTask(CancelTask {
-                reason: "customer asked".into(),
-            }))
-            .events(),
-    );
-    given(&events)
-        .when(TaskCommand::RequestDetection(RequestDetection {}))
-        .then_rejected("task_cancelled");
+    events
+        .extend(given(&events).when(TaskCommand::CancelTask(CancelTask { reason: "customer asked".into() })).events());
+    given(&events).when(TaskCommand::RequestDetection(RequestDetection {})).then_rejected("task_cancelled");
 }

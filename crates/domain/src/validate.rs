@@ -10,11 +10,7 @@ const EDGE_EPSILON: f32 = 0.5;
 
 pub(crate) fn string(field: &str, value: &str, max: usize) -> Result<(), Rejection> {
     if value.len() > max {
-        return Err(Rejection::StringTooLong {
-            field: field.to_owned(),
-            len: value.len() as u64,
-            max: max as u64,
-        });
+        return Err(Rejection::StringTooLong { field: field.to_owned(), len: value.len() as u64, max: max as u64 });
     }
     Ok(())
 }
@@ -22,9 +18,7 @@ pub(crate) fn string(field: &str, value: &str, max: usize) -> Result<(), Rejecti
 pub(crate) fn non_empty(field: &str, value: &str, max: usize) -> Result<(), Rejection> {
     string(field, value, max)?;
     if value.trim().is_empty() {
-        return Err(Rejection::InvalidField {
-            field: field.to_owned(),
-        });
+        return Err(Rejection::InvalidField { field: field.to_owned() });
     }
     Ok(())
 }
@@ -32,52 +26,30 @@ pub(crate) fn non_empty(field: &str, value: &str, max: usize) -> Result<(), Reje
 pub(crate) fn id(field: &str, value: &str, limits: &Limits) -> Result<(), Rejection> {
     string(field, value, limits.max_id)?;
     if !is_valid_id(value, limits.max_id) {
-        return Err(Rejection::InvalidField {
-            field: field.to_owned(),
-        });
+        return Err(Rejection::InvalidField { field: field.to_owned() });
     }
     Ok(())
 }
 
 pub(crate) fn count(what: &str, count: usize, max: usize) -> Result<(), Rejection> {
     if count > max {
-        return Err(Rejection::TooMany {
-            what: what.to_owned(),
-            count: count as u64,
-            max: max as u64,
-        });
+        return Err(Rejection::TooMany { what: what.to_owned(), count: count as u64, max: max as u64 });
     }
     Ok(())
 }
 
-pub(crate) fn uri(
-    field: &str,
-    value: &str,
-    schemes: &[&str],
-    limits: &Limits,
-) -> Result<(), Rejection> {
+pub(crate) fn uri(field: &str, value: &str, schemes: &[&str], limits: &Limits) -> Result<(), Rejection> {
     string(field, value, limits.max_uri)?;
-    let parsed = url::Url::parse(value).map_err(|e| Rejection::InvalidUri {
-        field: field.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let parsed =
+        url::Url::parse(value).map_err(|e| Rejection::InvalidUri { field: field.to_owned(), reason: e.to_string() })?;
     if !schemes.contains(&parsed.scheme()) {
-        return Err(Rejection::DisallowedUriScheme {
-            field: field.to_owned(),
-            scheme: parsed.scheme().to_owned(),
-        });
+        return Err(Rejection::DisallowedUriScheme { field: field.to_owned(), scheme: parsed.scheme().to_owned() });
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(Rejection::InvalidUri {
-            field: field.to_owned(),
-            reason: "no host".to_owned(),
-        });
+        return Err(Rejection::InvalidUri { field: field.to_owned(), reason: "no host".to_owned() });
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(Rejection::InvalidUri {
-            field: field.to_owned(),
-            reason: "credentials in uri".to_owned(),
-        });
+        return Err(Rejection::InvalidUri { field: field.to_owned(), reason: "credentials in uri".to_owned() });
     }
     Ok(())
 }
@@ -85,9 +57,7 @@ pub(crate) fn uri(
 pub(crate) fn class_group(group: &ClassGroup, limits: &Limits) -> Result<(), Rejection> {
     non_empty("class_group.key", &group.key, limits.max_string)?;
     if group.classes.is_empty() {
-        return Err(Rejection::InvalidField {
-            field: "class_group.classes".to_owned(),
-        });
+        return Err(Rejection::InvalidField { field: "class_group.classes".to_owned() });
     }
     count("classes", group.classes.len(), limits.max_classes)?;
     let mut seen = std::collections::HashSet::with_capacity(group.classes.len());
@@ -102,18 +72,11 @@ pub(crate) fn class_group(group: &ClassGroup, limits: &Limits) -> Result<(), Rej
 
 pub(crate) fn images(images: &[ImageRef], limits: &Limits) -> Result<(), Rejection> {
     if images.is_empty() {
-        return Err(Rejection::InvalidField {
-            field: "images".to_owned(),
-        });
+        return Err(Rejection::InvalidField { field: "images".to_owned() });
     }
     count("images", images.len(), limits.max_images)?;
     for (i, image) in images.iter().enumerate() {
-        uri(
-            "images.uri",
-            &image.uri,
-            crate::limits::ALLOWED_IMAGE_SCHEMES,
-            limits,
-        )?;
+        uri("images.uri", &image.uri, crate::limits::ALLOWED_IMAGE_SCHEMES, limits)?;
         if image.width == 0
             || image.height == 0
             || image.width > limits.max_image_side
@@ -126,23 +89,11 @@ pub(crate) fn images(images: &[ImageRef], limits: &Limits) -> Result<(), Rejecti
 }
 
 /// Checks that an object lies inside its image and has a finite, positive size.
-pub(crate) fn placed_box(
-    object: &str,
-    image: u32,
-    bbox: &BoundingBox,
-    images: &[ImageRef],
-) -> Result<(), Rejection> {
+pub(crate) fn placed_box(object: &str, image: u32, bbox: &BoundingBox, images: &[ImageRef]) -> Result<(), Rejection> {
     let Some(img) = images.get(image as usize) else {
-        return Err(Rejection::ImageOutOfRange {
-            object: object.to_owned(),
-            image,
-            images: images.len() as u32,
-        });
+        return Err(Rejection::ImageOutOfRange { object: object.to_owned(), image, images: images.len() as u32 });
     };
-    let invalid = |reason: &str| Rejection::InvalidBox {
-        object: object.to_owned(),
-        reason: reason.to_owned(),
-    };
+    let invalid = |reason: &str| Rejection::InvalidBox { object: object.to_owned(), reason: reason.to_owned() };
     let BoundingBox { x, y, w, h } = *bbox;
     if ![x, y, w, h].iter().all(|v| v.is_finite()) {
         return Err(invalid("coordinates must be finite numbers"));

@@ -33,11 +33,7 @@ impl CommandBus {
     }
 
     /// Sends a command; returns its partition and offset.
-    pub fn send(
-        &self,
-        envelope: &CommandEnvelope,
-        command: &TaskCommand,
-    ) -> Result<(u32, u64), SendError> {
+    pub fn send(&self, envelope: &CommandEnvelope, command: &TaskCommand) -> Result<(u32, u64), SendError> {
         let value = self.codec.encode_command(command)?;
         let mut headers = Vec::with_capacity(10);
         envelope.write_headers(&mut headers);
@@ -52,14 +48,8 @@ impl CommandBus {
         value: Vec<u8>,
     ) -> Result<(u32, u64), LogError> {
         let partition = partition_for(task_id.as_bytes(), self.topics.partitions);
-        let record = Record {
-            key: Some(task_id.as_bytes().to_vec()),
-            headers,
-            value,
-        };
-        let offset = self
-            .log
-            .append(&self.topics.commands, partition, &[record])?;
+        let record = Record { key: Some(task_id.as_bytes().to_vec()), headers, value };
+        let offset = self.log.append(&self.topics.commands, partition, &[record])?;
         Ok((partition, offset))
     }
 }

@@ -51,11 +51,7 @@ fn metadata(epoch: u64) -> String {
 }
 
 fn epoch_of(position: &Position) -> u64 {
-    position
-        .metadata
-        .strip_prefix("epoch=")
-        .and_then(|e| e.parse().ok())
-        .unwrap_or(0)
+    position.metadata.strip_prefix("epoch=").and_then(|e| e.parse().ok()).unwrap_or(0)
 }
 
 /// Consumes one partition of `events` for a consumer group until `stop` is set.
@@ -90,9 +86,7 @@ fn run(
     handler: &mut dyn EventHandler,
     stop: &AtomicBool,
 ) -> Result<(), ConsumeError> {
-    let start = log
-        .committed(group, &topics.events, partition)?
-        .unwrap_or_default();
+    let start = log.committed(group, &topics.events, partition)?.unwrap_or_default();
     let mut reader = JournalReader::resume(start.offset, epoch_of(&start));
     let mut next = start.offset;
     let mut committed = start;
@@ -160,10 +154,7 @@ fn run(
             }
         }
         handler.flush()?;
-        let position = Position {
-            offset: reader.resume_offset(),
-            metadata: metadata(reader.epoch()),
-        };
+        let position = Position { offset: reader.resume_offset(), metadata: metadata(reader.epoch()) };
         if position != committed {
             log.commit(group, &topics.events, partition, &position)?;
             committed = position;
@@ -185,42 +176,20 @@ pub fn dead_letter(
     message: &str,
     consumer: &str,
 ) -> Result<(), LogError> {
-    tracing::warn!(
-        source_topic,
-        partition,
-        offset = record.offset,
-        code,
-        message,
-        consumer,
-        "dead letter"
-    );
+    tracing::warn!(source_topic, partition, offset = record.offset, code, message, consumer, "dead letter");
     let letter = DeadLetter {
         source_topic: source_topic.to_owned(),
         source_partition: partition as i32,
         source_offset: record.offset as i64,
         key: record.key.clone(),
-        headers: record
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
-            .collect(),
+        headers: record.headers.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect(),
         value: record.value.clone(),
         error_code: code.to_owned(),
         error_message: message.to_owned(),
         consumer: consumer.to_owned(),
         recorded_at_ms: crate::now_ms(),
     };
-    let value = codec
-        .encode_dead_letter(&letter)
-        .expect("a dead letter always encodes");
-    log.append(
-        &topics.dead_letters,
-        0,
-        &[Record {
-            key: record.key.clone(),
-            headers: Vec::new(),
-            value,
-        }],
-    )?;
+    let value = codec.encode_dead_letter(&letter).expect("a dead letter always encodes");
+    log.append(&topics.dead_letters, 0, &[Record { key: record.key.clone(), headers: Vec::new(), value }])?;
     Ok(())
 }

@@ -11,6 +11,8 @@ pub(crate) mod headers {
     pub(crate) const OWNER: &str = "vl.owner";
     /// Offset of the decided command in its `commands` partition.
     pub(crate) const COMMAND_OFFSET: &str = "vl.command_offset";
+    /// Type of the decided command.
+    pub(crate) const COMMAND_TYPE: &str = "vl.command_type";
     /// Position in the decision: `i/n`.
     pub(crate) const BATCH: &str = "vl.batch";
 }
@@ -35,26 +37,27 @@ pub fn claim_record(epoch: u64, owner: &str) -> Record {
     }
 }
 
-fn framing(
-    kind: &[u8],
-    epoch: u64,
-    command_id: &str,
-    command_offset: u64,
-    index: usize,
-    count: usize,
-) -> Vec<(String, Vec<u8>)> {
+/// Where a decision comes from: the command and the owner epoch that decided it.
+#[derive(Clone, Copy, Debug)]
+pub struct DecisionOrigin<'a> {
+    /// The command id.
+    pub command_id: &'a str,
+    /// The command type.
+    pub command_type: &'a str,
+    /// The command's offset in `commands`.
+    pub command_offset: u64,
+    /// The deciding owner's epoch.
+    pub epoch: u64,
+}
+
+fn framing(kind: &[u8], origin: DecisionOrigin<'_>, index: usize, count: usize) -> Vec<(String, Vec<u8>)> {
     vec![
         (names::KIND.into(), kind.to_vec()),
-        (headers::EPOCH.into(), epoch.to_string().into_bytes()),
-        (names::COMMAND_ID.into(), command_id.as_bytes().to_vec()),
-        (
-            headers::COMMAND_OFFSET.into(),
-            command_offset.to_string().into_bytes(),
-        ),
-        (
-            headers::BATCH.into(),
-            format!("{index}/{count}").into_bytes(),
-        ),
+        (headers::EPOCH.into(), origin.epoch.to_string().into_bytes()),
+        (names::COMMAND_ID.into(), origin.command_id.as_bytes().to_vec()),
+        (headers::COMMAND_TYPE.into(), origin.command_type.as_bytes().to_vec()),
+        (headers::COMMAND_OFFSET.into(), origin.command_offset.to_string().into_bytes()),
+        (headers::BATCH.into(), format!("{index}/{count}").into_bytes()),
     ]
 }
 
@@ -62,40 +65,18 @@ fn framing(
 pub fn event_record(
     envelope: &EventEnvelope,
     payload: Vec<u8>,
-    epoch: u64,
-    command_offset: u64,
+    origin: DecisionOrigin<'_>,
     index: usize,
     count: usize,
 ) -> Record {
-    let mut h = framing(
-        kinds::EVENT,
-        epoch,
-        &envelope.causation_id,
-        command_offset,
-        index,
-        count,
-    );
+    let mut h = framing(kinds::EVENT, origin, index, count);
     envelope.write_headers(&mut h);
-    Record {
-        key: Some(envelope.task_id.as_bytes().to_vec()),
-        headers: h,
-        value: payload,
-    }
+    Record { key: Some(envelope.task_id.as_bytes().to_vec()), headers: h, value: payload }
 }
 
 /// Returns the record of a rejection; its value is the encoded `Outcome`.
-pub fn rejection_record(
-    task_id: &str,
-    command_id: &str,
-    outcome: Vec<u8>,
-    epoch: u64,
-    command_offset: u64,
-) -> Record {
-    let mut h = framing(kinds::REJECTION, epoch, command_id, command_offset, 0, 1);
+pub fn rejection_record(task_id: &str, outcome: Vec<u8>, origin: DecisionOrigin<'_>) -> Record {
+    let mut h = framing(kinds::REJECTION, origin, 0, 1);
     h.push((names::TASK_ID.into(), task_id.as_bytes().to_vec()));
-    Record {
-        key: Some(task_id.as_bytes().to_vec()),
-        headers: h,
-        value: outcome,
-    }
+    Record { key: Some(task_id.as_bytes().to_vec()), headers: h, value: outcome }
 }

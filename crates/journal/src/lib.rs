@@ -11,23 +11,22 @@
 //! [`JournalReader`] applies those rules; every service reads `events` through it, by way of
 //! [`consume`]. [`CommandBus`] sends commands to the `commands` topic.
 
+mod audit;
 mod bus;
 mod consume;
 mod framing;
 mod reader;
 mod topics;
 
+pub use audit::{Audit, audit};
 pub use bus::SendError;
 pub use bus::{CommandBus, deterministic_id};
 pub use consume::{ConsumeError, EventHandler, HandledEvent, consume_partition, dead_letter};
-pub use framing::{claim_record, event_record, rejection_record};
+pub use framing::{DecisionOrigin, claim_record, event_record, rejection_record};
 pub use reader::{Decision, DecisionBody, Entry, JournalError, JournalEvent, JournalReader};
 pub use topics::Topics;
 
 /// Returns the time now in ms since the epoch (outside the pure domain, time comes from here).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -40,6 +40,8 @@ pub enum DecisionBody {
 pub struct Decision {
     /// The command.
     pub command_id: String,
+    /// Its type.
+    pub command_type: String,
     /// Its task.
     pub task_id: String,
     /// Its offset in `commands`.
@@ -81,29 +83,21 @@ pub struct JournalReader {
 }
 
 fn text<'r>(r: &'r LogRecord, name: &str) -> Result<&'r str, JournalError> {
-    let bad = |reason: String| JournalError {
-        offset: r.offset,
-        reason,
-    };
+    let bad = |reason: String| JournalError { offset: r.offset, reason };
     let v = get(&r.headers, name).ok_or_else(|| bad(format!("missing header {name}")))?;
     std::str::from_utf8(v).map_err(|_| bad(format!("header {name} is not utf-8")))
 }
 
 fn number(r: &LogRecord, name: &str) -> Result<u64, JournalError> {
-    text(r, name)?.parse().map_err(|_| JournalError {
-        offset: r.offset,
-        reason: format!("header {name} is not a number"),
-    })
+    text(r, name)?
+        .parse()
+        .map_err(|_| JournalError { offset: r.offset, reason: format!("header {name} is not a number") })
 }
 
 impl JournalReader {
     /// Starts reading at `offset` with the epoch in force there (0 at the start of a partition).
     pub fn resume(offset: u64, epoch: u64) -> Self {
-        Self {
-            epoch,
-            pending: Vec::new(),
-            next_offset: offset,
-        }
+        Self { epoch, pending: Vec::new(), next_offset: offset }
     }
 
     /// The owner epoch in force.
@@ -114,18 +108,14 @@ impl JournalReader {
     /// The offset from which a reader must resume to see every decision not yet returned:
     /// the start of a decision still incomplete, else the next offset.
     pub fn resume_offset(&self) -> u64 {
-        self.pending
-            .first()
-            .map_or(self.next_offset, |f| f.record.offset)
+        self.pending.first().map_or(self.next_offset, |f| f.record.offset)
     }
 
     /// Feeds the next record of the partition; returns an entry when one is complete.
     pub fn feed(&mut self, record: LogRecord) -> Result<Option<Entry>, JournalError> {
         self.next_offset = record.offset + 1;
-        let kind = get(&record.headers, names::KIND).ok_or_else(|| JournalError {
-            offset: record.offset,
-            reason: "no vl.kind header".into(),
-        })?;
+        let kind = get(&record.headers, names::KIND)
+            .ok_or_else(|| JournalError { offset: record.offset, reason: "no vl.kind header".into() })?;
         let epoch = number(&record, headers::EPOCH)?;
         if kind == kinds::CLAIM {
             if epoch <= self.epoch {
@@ -134,17 +124,10 @@ impl JournalReader {
             self.epoch = epoch;
             self.pending.clear(); // a decision cut short by a change of owner never happened
             let owner = text(&record, headers::OWNER)?.to_owned();
-            return Ok(Some(Entry::Claim {
-                offset: record.offset,
-                epoch,
-                owner,
-            }));
+            return Ok(Some(Entry::Claim { offset: record.offset, epoch, owner }));
         }
         if kind != kinds::EVENT && kind != kinds::REJECTION {
-            return Err(JournalError {
-                offset: record.offset,
-                reason: "unknown record kind".into(),
-            });
+            return Err(JournalError { offset: record.offset, reason: "unknown record kind".into() });
         }
         if epoch != self.epoch {
             return Ok(None); // written by a superseded owner (a zombie)
@@ -154,25 +137,15 @@ impl JournalReader {
             .split_once('/')
             .and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?)))
             .filter(|(i, n)| i < n)
-            .ok_or_else(|| JournalError {
-                offset: record.offset,
-                reason: "bad vl.batch header".into(),
-            })?;
-        let continues = self
-            .pending
-            .last()
-            .is_some_and(|p| p.command_id == command_id && p.index + 1 == index);
+            .ok_or_else(|| JournalError { offset: record.offset, reason: "bad vl.batch header".into() })?;
+        let continues = self.pending.last().is_some_and(|p| p.command_id == command_id && p.index + 1 == index);
         if !continues {
             self.pending.clear(); // an incomplete decision followed by another: it never completed
         }
         if index != self.pending.len() {
             return Ok(None);
         }
-        self.pending.push(Framed {
-            record,
-            command_id,
-            index,
-        });
+        self.pending.push(Framed { record, command_id, index });
         if self.pending.len() < count {
             return Ok(None);
         }
@@ -184,13 +157,14 @@ impl JournalReader {
         let first = &framed[0].record;
         let command_offset = number(first, headers::COMMAND_OFFSET)?;
         let command_id = framed[0].command_id.clone();
+        let command_type = text(first, headers::COMMAND_TYPE)?.to_owned();
         let first_offset = first.offset;
         if get(&first.headers, names::KIND) == Some(kinds::REJECTION) {
             let task_id = text(first, names::TASK_ID)?.to_owned();
-            let body =
-                DecisionBody::Rejected(framed.into_iter().next().expect("one record").record.value);
+            let body = DecisionBody::Rejected(framed.into_iter().next().expect("one record").record.value);
             return Ok(Entry::Decision(Decision {
                 command_id,
+                command_type,
                 task_id,
                 command_offset,
                 first_offset,
@@ -199,20 +173,14 @@ impl JournalReader {
         }
         let mut events = Vec::with_capacity(framed.len());
         for f in framed {
-            let envelope =
-                EventEnvelope::from_headers(&f.record.headers).map_err(|e| JournalError {
-                    offset: f.record.offset,
-                    reason: e.to_string(),
-                })?;
-            events.push(JournalEvent {
-                offset: f.record.offset,
-                envelope,
-                payload: f.record.value,
-            });
+            let envelope = EventEnvelope::from_headers(&f.record.headers)
+                .map_err(|e| JournalError { offset: f.record.offset, reason: e.to_string() })?;
+            events.push(JournalEvent { offset: f.record.offset, envelope, payload: f.record.value });
         }
         let task_id = events[0].envelope.task_id.clone();
         Ok(Entry::Decision(Decision {
             command_id,
+            command_type,
             task_id,
             command_offset,
             first_offset,
@@ -224,7 +192,11 @@ impl JournalReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::framing::{claim_record, event_record, rejection_record};
+    use crate::framing::{DecisionOrigin, claim_record, event_record, rejection_record};
+
+    fn origin(cmd: &str, epoch: u64) -> DecisionOrigin<'_> {
+        DecisionOrigin { command_id: cmd, command_type: "X", command_offset: 0, epoch }
+    }
     use visionlog_log::Record;
 
     fn env(task: &str, cmd: &str, version: u64) -> EventEnvelope {
@@ -243,9 +215,7 @@ mod tests {
     }
 
     fn decision(epoch: u64, cmd: &str, n: usize) -> Vec<Record> {
-        (0..n)
-            .map(|i| event_record(&env("t1", cmd, i as u64 + 1), vec![], epoch, 0, i, n))
-            .collect()
+        (0..n).map(|i| event_record(&env("t1", cmd, i as u64 + 1), vec![], origin(cmd, epoch), i, n)).collect()
     }
 
     fn read(records: Vec<Record>) -> Vec<Entry> {
@@ -254,13 +224,8 @@ mod tests {
             .into_iter()
             .enumerate()
             .filter_map(|(i, r)| {
-                let rec = LogRecord {
-                    offset: i as u64,
-                    timestamp_ms: 0,
-                    key: r.key,
-                    headers: r.headers,
-                    value: r.value,
-                };
+                let rec =
+                    LogRecord { offset: i as u64, timestamp_ms: 0, key: r.key, headers: r.headers, value: r.value };
                 reader.feed(rec).unwrap()
             })
             .collect()
@@ -294,35 +259,23 @@ mod tests {
         log.extend(decision(2, "c1", 3)); // the command decided again, whole
         let entries = read(log);
         assert_eq!(decided(&entries), ["c1"]);
-        let Entry::Decision(d) = entries.last().unwrap() else {
-            panic!()
-        };
+        let Entry::Decision(d) = entries.last().unwrap() else { panic!() };
         assert_eq!(d.first_offset, 4);
         // also when another decision follows without a claim
         let mut log = vec![claim_record(1, "a")];
         log.extend(decision(1, "c1", 3).into_iter().take(1));
-        log.push(rejection_record("t1", "c2", vec![1], 1, 1));
+        log.push(rejection_record("t1", vec![1], origin("c2", 1)));
         assert_eq!(decided(&read(log)), ["c2"]);
     }
 
     #[test]
     fn a_claim_that_lost_the_race_is_not_in_force() {
-        let mut log = vec![
-            claim_record(1, "a"),
-            claim_record(2, "b"),
-            claim_record(2, "c"),
-        ];
+        let mut log = vec![claim_record(1, "a"), claim_record(2, "b"), claim_record(2, "c")];
         log.extend(decision(2, "from-b-or-c", 1));
         let entries = read(log);
         let claims: Vec<_> = entries
             .iter()
-            .filter_map(|e| {
-                if let Entry::Claim { owner, .. } = e {
-                    Some(owner.as_str())
-                } else {
-                    None
-                }
-            })
+            .filter_map(|e| if let Entry::Claim { owner, .. } = e { Some(owner.as_str()) } else { None })
             .collect();
         assert_eq!(claims, ["a", "b"]);
     }
@@ -334,13 +287,7 @@ mod tests {
         recs.extend(decision(1, "c1", 3));
         for (i, r) in recs.into_iter().take(3).enumerate() {
             reader
-                .feed(LogRecord {
-                    offset: i as u64,
-                    timestamp_ms: 0,
-                    key: r.key,
-                    headers: r.headers,
-                    value: r.value,
-                })
+                .feed(LogRecord { offset: i as u64, timestamp_ms: 0, key: r.key, headers: r.headers, value: r.value })
                 .unwrap();
         }
         assert_eq!(reader.resume_offset(), 1);

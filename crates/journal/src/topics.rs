@@ -23,11 +23,7 @@ impl Topics {
     /// Names the topics under a prefix (`""` for none).
     pub fn new(prefix: &str, partitions: u32) -> Self {
         let name = |n: &str| {
-            if prefix.is_empty() {
-                n.to_owned()
-            } else {
-                format!("{prefix}.{n}")
-            }
+            if prefix.is_empty() { n.to_owned() } else { format!("{prefix}.{n}") }
         };
         Self {
             commands: name("commands"),

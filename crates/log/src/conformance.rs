@@ -9,10 +9,7 @@ use std::time::Duration;
 fn record(key: &str, value: &str) -> Record {
     Record {
         key: Some(key.as_bytes().to_vec()),
-        headers: vec![
-            ("h".into(), value.as_bytes().to_vec()),
-            ("empty".into(), Vec::new()),
-        ],
+        headers: vec![("h".into(), value.as_bytes().to_vec()), ("empty".into(), Vec::new())],
         value: value.as_bytes().to_vec(),
     }
 }
@@ -23,21 +20,9 @@ pub fn appends_read_back_in_order(log: &dyn EventLog, topic: &str) {
     log.create_topic(topic, 3).unwrap();
     assert_eq!(log.partitions(topic).unwrap(), 3);
     assert!(log.create_topic(topic, 4).is_err());
-    let first = log
-        .append(topic, 1, &[record("a", "1"), record("b", "2")])
-        .unwrap();
+    let first = log.append(topic, 1, &[record("a", "1"), record("b", "2")]).unwrap();
     assert_eq!(first, 0);
-    let second = log
-        .append(
-            topic,
-            1,
-            &[Record {
-                key: None,
-                headers: vec![],
-                value: b"3".to_vec(),
-            }],
-        )
-        .unwrap();
+    let second = log.append(topic, 1, &[Record { key: None, headers: vec![], value: b"3".to_vec() }]).unwrap();
     assert_eq!(second, 2);
     assert_eq!(log.end_offset(topic, 1).unwrap(), 3);
     assert_eq!(log.end_offset(topic, 0).unwrap(), 0);
@@ -59,15 +44,9 @@ pub fn group_offsets_are_kept(log: &dyn EventLog, topic: &str) {
     log.create_topic(topic, 2).unwrap();
     assert_eq!(log.committed("g1", topic, 0).unwrap(), None);
     log.commit("g1", topic, 0, &Position::at(5)).unwrap();
-    let with_meta = Position {
-        offset: 7,
-        metadata: "epoch=3".into(),
-    };
+    let with_meta = Position { offset: 7, metadata: "epoch=3".into() };
     log.commit("g2", topic, 0, &with_meta).unwrap();
-    assert_eq!(
-        log.committed("g1", topic, 0).unwrap(),
-        Some(Position::at(5))
-    );
+    assert_eq!(log.committed("g1", topic, 0).unwrap(), Some(Position::at(5)));
     assert_eq!(log.committed("g2", topic, 0).unwrap(), Some(with_meta));
     assert_eq!(log.committed("g1", topic, 1).unwrap(), None);
 }
@@ -75,10 +54,7 @@ pub fn group_offsets_are_kept(log: &dyn EventLog, topic: &str) {
 /// A reader waiting for the next offset wakes when it is appended, and times out otherwise.
 pub fn waiters_wake_on_append(log: &'static dyn EventLog, topic: &'static str) {
     log.create_topic(topic, 1).unwrap();
-    assert!(
-        !log.wait_for(topic, 0, 0, Duration::from_millis(20))
-            .unwrap()
-    );
+    assert!(!log.wait_for(topic, 0, 0, Duration::from_millis(20)).unwrap());
     let writer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
         log.append(topic, 0, &[record("k", "v")]).unwrap();

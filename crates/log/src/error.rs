@@ -64,9 +64,6 @@ pub enum LogError {
 
 impl LogError {
     pub(crate) fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.to_string(),
-            source,
-        }
+        Self::Io { path: path.to_string(), source }
     }
 }

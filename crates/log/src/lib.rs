@@ -61,10 +61,7 @@ pub struct Position {
 impl Position {
     /// A position with no metadata.
     pub fn at(offset: u64) -> Self {
-        Self {
-            offset,
-            metadata: String::new(),
-        }
+        Self { offset, metadata: String::new() }
     }
 }
 
@@ -81,39 +78,16 @@ pub trait EventLog: Send + Sync {
     /// Appends records to a partition and returns the offset of the first.
     fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<u64, LogError>;
     /// Reads up to `max` records from offset `from` on (fewer at the end of the partition).
-    fn read(
-        &self,
-        topic: &str,
-        partition: u32,
-        from: u64,
-        max: usize,
-    ) -> Result<Vec<LogRecord>, LogError>;
+    fn read(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<LogRecord>, LogError>;
     /// Returns the offset the next append will get.
     fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError>;
     /// Waits until the partition has a record at `offset` (or the timeout); tells which.
-    fn wait_for(
-        &self,
-        topic: &str,
-        partition: u32,
-        offset: u64,
-        timeout: Duration,
-    ) -> Result<bool, LogError>;
+    fn wait_for(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) -> Result<bool, LogError>;
     /// Stores a consumer group's position (the next offset to read) with opaque metadata (as
     /// Kafka's offset commit does).
-    fn commit(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: u32,
-        position: &Position,
-    ) -> Result<(), LogError>;
+    fn commit(&self, group: &str, topic: &str, partition: u32, position: &Position) -> Result<(), LogError>;
     /// Returns a consumer group's stored position.
-    fn committed(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: u32,
-    ) -> Result<Option<Position>, LogError>;
+    fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<Position>, LogError>;
     /// Makes every append so far durable (whatever the fsync policy).
     fn flush(&self) -> Result<(), LogError>;
 }
@@ -121,17 +95,13 @@ pub trait EventLog: Send + Sync {
 /// Opens a log by URL: `file:///path` for the embedded log. (`kafka://` arrives with the Kafka
 /// backend.)
 pub fn open(url: &str, options: FileLogOptions) -> Result<Arc<dyn EventLog>, LogError> {
-    let parsed =
-        url::Url::parse(url).map_err(|e| LogError::Config(format!("log url {url:?}: {e}")))?;
+    let parsed = url::Url::parse(url).map_err(|e| LogError::Config(format!("log url {url:?}: {e}")))?;
     match parsed.scheme() {
         "file" => {
-            let path = parsed
-                .to_file_path()
-                .map_err(|()| LogError::Config(format!("log url {url:?} has no usable path")))?;
+            let path =
+                parsed.to_file_path().map_err(|()| LogError::Config(format!("log url {url:?} has no usable path")))?;
             Ok(Arc::new(FileLog::open(&path, options)?))
         }
-        other => Err(LogError::Config(format!(
-            "unsupported log scheme {other:?} (supported: file)"
-        ))),
+        other => Err(LogError::Config(format!("unsupported log scheme {other:?} (supported: file)"))),
     }
 }

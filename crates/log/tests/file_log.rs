@@ -50,10 +50,7 @@ fn survives_reopen_with_groups_and_topics() {
     let log = open(dir.path());
     assert_eq!(log.partitions("events").unwrap(), 2);
     assert_eq!(log.end_offset("events", 0).unwrap(), 50);
-    assert_eq!(
-        log.committed("g", "events", 1).unwrap(),
-        Some(Position::at(42))
-    );
+    assert_eq!(log.committed("g", "events", 1).unwrap(), Some(Position::at(42)));
     let got = log.read("events", 1, 0, 1000).unwrap();
     assert_eq!(got.len(), 50);
     assert_eq!(got[49].value, rec(99).value);
@@ -64,10 +61,7 @@ fn survives_reopen_with_groups_and_topics() {
 fn a_second_process_cannot_open_the_same_log() {
     let dir = tempfile::tempdir().unwrap();
     let _log = open(dir.path());
-    assert!(matches!(
-        FileLog::open(dir.path(), FileLogOptions::default()),
-        Err(LogError::Locked(_))
-    ));
+    assert!(matches!(FileLog::open(dir.path(), FileLogOptions::default()), Err(LogError::Locked(_))));
 }
 
 #[test]
@@ -86,12 +80,7 @@ fn a_torn_tail_is_cut_and_never_read() {
         let copy = tempfile::tempdir().unwrap();
         copy_log(dir.path(), copy.path());
         let seg2 = &segment_files(copy.path(), "t", 0)[0];
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(seg2)
-            .unwrap()
-            .set_len(cut)
-            .unwrap();
+        std::fs::OpenOptions::new().write(true).open(seg2).unwrap().set_len(cut).unwrap();
         let log = open(copy.path());
         assert_eq!(log.end_offset("t", 0).unwrap(), 2, "cut at {cut}");
         assert_eq!(log.read("t", 0, 0, 10).unwrap().len(), 2);
@@ -132,10 +121,7 @@ fn corruption_before_the_tail_is_an_error_not_a_panic() {
 #[test]
 fn corruption_found_while_reading_a_sealed_segment_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let options = FileLogOptions {
-        segment_bytes: 4096,
-        ..FileLogOptions::default()
-    };
+    let options = FileLogOptions { segment_bytes: 4096, ..FileLogOptions::default() };
     {
         let log = FileLog::open(dir.path(), options.clone()).unwrap();
         log.create_topic("t", 1).unwrap();
@@ -151,19 +137,13 @@ fn corruption_found_while_reading_a_sealed_segment_is_an_error() {
     // sealed segments are not fully verified on open (that would cost O(history)), so the bad
     // frame is found when read, as an error
     let log = FileLog::open(dir.path(), options).unwrap();
-    assert!(matches!(
-        log.read("t", 0, 0, 1000),
-        Err(LogError::Corrupt { .. })
-    ));
+    assert!(matches!(log.read("t", 0, 0, 1000), Err(LogError::Corrupt { .. })));
 }
 
 #[test]
 fn segments_roll_and_reads_cross_them() {
     let dir = tempfile::tempdir().unwrap();
-    let options = FileLogOptions {
-        segment_bytes: 4096,
-        fsync: FsyncPolicy::Never,
-    };
+    let options = FileLogOptions { segment_bytes: 4096, fsync: FsyncPolicy::Never };
     {
         let log = FileLog::open(dir.path(), options.clone()).unwrap();
         log.create_topic("t", 1).unwrap();
@@ -187,15 +167,8 @@ fn oversized_batches_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     log.create_topic("t", 1).unwrap();
-    let big = Record {
-        key: None,
-        headers: vec![],
-        value: vec![0; 65 * 1024 * 1024],
-    };
-    assert!(matches!(
-        log.append("t", 0, &[big]),
-        Err(LogError::BatchTooLarge { .. })
-    ));
+    let big = Record { key: None, headers: vec![], value: vec![0; 65 * 1024 * 1024] };
+    assert!(matches!(log.append("t", 0, &[big]), Err(LogError::BatchTooLarge { .. })));
     assert_eq!(log.append("t", 0, &[rec(1)]).unwrap(), 0);
 }
 
@@ -206,10 +179,7 @@ fn urls_choose_the_backend() {
     let log = visionlog_log::open(&url, FileLogOptions::default()).unwrap();
     log.create_topic("t", 1).unwrap();
     assert!(visionlog_log::open("ftp://x", FileLogOptions::default()).is_err());
-    assert_eq!(
-        "250ms".parse::<FsyncPolicy>().unwrap(),
-        FsyncPolicy::Interval(std::time::Duration::from_millis(250))
-    );
+    assert_eq!("250ms".parse::<FsyncPolicy>().unwrap(), FsyncPolicy::Interval(std::time::Duration::from_millis(250)));
 }
 
 fn copy_log(from: &Path, to: &Path) {
@@ -228,11 +198,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p))
-        } else {
-            out.push(p)
-        }
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
     }
     out
 }

@@ -16,23 +16,11 @@ fn put(table: &str, partition: &str, clustering: &str, version: u64, value: &str
 
 /// Writes apply only with a newer version: redelivery and reordering never go backwards.
 pub fn writes_are_version_guarded(store: &dyn ReadStore) {
-    assert_eq!(
-        store.put(&[put("v", "t1", "", 2, "two")]).unwrap(),
-        [PutOutcome::Applied]
-    );
-    assert_eq!(
-        store.put(&[put("v", "t1", "", 2, "two again")]).unwrap(),
-        [PutOutcome::Stale(2)]
-    );
-    assert_eq!(
-        store.put(&[put("v", "t1", "", 1, "one, late")]).unwrap(),
-        [PutOutcome::Stale(2)]
-    );
+    assert_eq!(store.put(&[put("v", "t1", "", 2, "two")]).unwrap(), [PutOutcome::Applied]);
+    assert_eq!(store.put(&[put("v", "t1", "", 2, "two again")]).unwrap(), [PutOutcome::Stale(2)]);
+    assert_eq!(store.put(&[put("v", "t1", "", 1, "one, late")]).unwrap(), [PutOutcome::Stale(2)]);
     assert_eq!(store.get("v", "t1", "").unwrap().unwrap().value, b"two");
-    assert_eq!(
-        store.put(&[put("v", "t1", "", 3, "three")]).unwrap(),
-        [PutOutcome::Applied]
-    );
+    assert_eq!(store.put(&[put("v", "t1", "", 3, "three")]).unwrap(), [PutOutcome::Applied]);
     let row = store.get("v", "t1", "").unwrap().unwrap();
     assert_eq!((row.version, row.value.as_slice()), (3, &b"three"[..]));
     assert!(store.get("v", "nope", "").unwrap().is_none());
@@ -48,32 +36,15 @@ pub fn partitions_scan_in_order(store: &dyn ReadStore) {
         .collect();
     store.put(&puts).unwrap();
     let page = store.scan_partition("s", "p1", None, 2).unwrap();
-    assert_eq!(
-        page.iter()
-            .map(|r| r.clustering.as_str())
-            .collect::<Vec<_>>(),
-        ["a", "b"]
-    );
+    assert_eq!(page.iter().map(|r| r.clustering.as_str()).collect::<Vec<_>>(), ["a", "b"]);
     let page = store.scan_partition("s", "p1", Some("b"), 10).unwrap();
-    assert_eq!(
-        page.iter()
-            .map(|r| r.clustering.as_str())
-            .collect::<Vec<_>>(),
-        ["c", "d"]
-    );
+    assert_eq!(page.iter().map(|r| r.clustering.as_str()).collect::<Vec<_>>(), ["c", "d"]);
     let all = store.scan_table("s", None, 100).unwrap();
     assert_eq!(
-        all.iter()
-            .map(|r| format!("{}/{}", r.partition, r.clustering))
-            .collect::<Vec<_>>(),
+        all.iter().map(|r| format!("{}/{}", r.partition, r.clustering)).collect::<Vec<_>>(),
         ["p0/z", "p1/a", "p1/b", "p1/c", "p1/d", "p2/a"]
     );
     let rest = store.scan_table("s", Some(("p1", "d")), 100).unwrap();
     assert_eq!(rest.len(), 1);
-    assert!(
-        store
-            .scan_partition("s", "p9", None, 10)
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.scan_partition("s", "p9", None, 10).unwrap().is_empty());
 }

@@ -40,19 +40,12 @@ fn decode(k: &[u8], v: &[u8]) -> Result<Row, StoreError> {
         return Err(err("malformed row value"));
     }
     let version = u64::from_le_bytes(v[..8].try_into().expect("8 bytes"));
-    Ok(Row {
-        partition,
-        clustering,
-        version,
-        value: v[8..].to_vec(),
-    })
+    Ok(Row { partition, clustering, version, value: v[8..].to_vec() })
 }
 
 fn check(name: &str, s: &str) -> Result<(), StoreError> {
     if s.as_bytes().contains(&SEP) {
-        return Err(StoreError::Config(format!(
-            "{name} may not contain NUL bytes"
-        )));
+        return Err(StoreError::Config(format!("{name} may not contain NUL bytes")));
     }
     Ok(())
 }
@@ -70,13 +63,7 @@ impl EmbeddedStore {
         Ok(Self { db })
     }
 
-    fn scan(
-        &self,
-        start: Vec<u8>,
-        prefix: Vec<u8>,
-        skip_first: bool,
-        limit: usize,
-    ) -> Result<Vec<Row>, StoreError> {
+    fn scan(&self, start: Vec<u8>, prefix: Vec<u8>, skip_first: bool, limit: usize) -> Result<Vec<Row>, StoreError> {
         let tx = self.db.begin_read().map_err(err)?;
         let table = tx.open_table(ROWS).map_err(err)?;
         let mut out = Vec::new();
@@ -114,9 +101,7 @@ impl ReadStore for EmbeddedStore {
                     .map_err(err)?
                     .map(|v| u64::from_le_bytes(v.value()[..8].try_into().expect("8 bytes")));
                 match stored {
-                    Some(current) if current >= p.row.version => {
-                        outcomes.push(PutOutcome::Stale(current))
-                    }
+                    Some(current) if current >= p.row.version => outcomes.push(PutOutcome::Stale(current)),
                     _ => {
                         value.clear();
                         value.extend_from_slice(&p.row.version.to_le_bytes());
@@ -131,19 +116,11 @@ impl ReadStore for EmbeddedStore {
         Ok(outcomes)
     }
 
-    fn get(
-        &self,
-        table: &str,
-        partition: &str,
-        clustering: &str,
-    ) -> Result<Option<Row>, StoreError> {
+    fn get(&self, table: &str, partition: &str, clustering: &str) -> Result<Option<Row>, StoreError> {
         let tx = self.db.begin_read().map_err(err)?;
         let t = tx.open_table(ROWS).map_err(err)?;
         let k = key(table, partition, clustering);
-        t.get(k.as_slice())
-            .map_err(err)?
-            .map(|v| decode(&k, v.value()))
-            .transpose()
+        t.get(k.as_slice()).map_err(err)?.map(|v| decode(&k, v.value())).transpose()
     }
 
     fn scan_partition(
@@ -158,12 +135,7 @@ impl ReadStore for EmbeddedStore {
         self.scan(start, prefix, after.is_some(), limit)
     }
 
-    fn scan_table(
-        &self,
-        table: &str,
-        after: Option<(&str, &str)>,
-        limit: usize,
-    ) -> Result<Vec<Row>, StoreError> {
+    fn scan_table(&self, table: &str, after: Option<(&str, &str)>, limit: usize) -> Result<Vec<Row>, StoreError> {
         let mut prefix = table.as_bytes().to_vec();
         prefix.push(SEP);
         let start = after.map_or_else(|| prefix.clone(), |(p, c)| key(table, p, c));

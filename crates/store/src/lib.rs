@@ -64,12 +64,7 @@ pub trait ReadStore: Send + Sync {
     /// Applies conditional writes, all or none (a logged batch on Scylla, a transaction here).
     fn put(&self, puts: &[Put]) -> Result<Vec<PutOutcome>, StoreError>;
     /// Reads one row.
-    fn get(
-        &self,
-        table: &str,
-        partition: &str,
-        clustering: &str,
-    ) -> Result<Option<Row>, StoreError>;
+    fn get(&self, table: &str, partition: &str, clustering: &str) -> Result<Option<Row>, StoreError>;
     /// Reads the rows of a partition in clustering order, after `after` (for paging).
     fn scan_partition(
         &self,
@@ -79,24 +74,14 @@ pub trait ReadStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Row>, StoreError>;
     /// Reads the rows of a whole table in (partition, clustering) order, after a row (for paging).
-    fn scan_table(
-        &self,
-        table: &str,
-        after: Option<(&str, &str)>,
-        limit: usize,
-    ) -> Result<Vec<Row>, StoreError>;
+    fn scan_table(&self, table: &str, after: Option<(&str, &str)>, limit: usize) -> Result<Vec<Row>, StoreError>;
 }
 
 /// Opens a store by URL: `embedded:///path/to/file.redb`. (`scylla://` arrives with its backend.)
 pub fn open(url: &str) -> Result<Arc<dyn ReadStore>, StoreError> {
-    let parsed =
-        url::Url::parse(url).map_err(|e| StoreError::Config(format!("store url {url:?}: {e}")))?;
+    let parsed = url::Url::parse(url).map_err(|e| StoreError::Config(format!("store url {url:?}: {e}")))?;
     match parsed.scheme() {
-        "embedded" => Ok(Arc::new(EmbeddedStore::open(std::path::Path::new(
-            parsed.path(),
-        ))?)),
-        other => Err(StoreError::Config(format!(
-            "unsupported store scheme {other:?} (supported: embedded)"
-        ))),
+        "embedded" => Ok(Arc::new(EmbeddedStore::open(std::path::Path::new(parsed.path()))?)),
+        other => Err(StoreError::Config(format!("unsupported store scheme {other:?} (supported: embedded)"))),
     }
 }

@@ -17,18 +17,8 @@ fn rows_survive_reopen() {
     let url = format!("embedded://{}", path.display());
     {
         let store = open(&url).unwrap();
-        let row = Row {
-            partition: "t".into(),
-            clustering: "".into(),
-            version: 4,
-            value: b"x".to_vec(),
-        };
-        store
-            .put(&[Put {
-                table: "v".into(),
-                row,
-            }])
-            .unwrap();
+        let row = Row { partition: "t".into(), clustering: "".into(), version: 4, value: b"x".to_vec() };
+        store.put(&[Put { table: "v".into(), row }]).unwrap();
     }
     let store = open(&url).unwrap();
     assert_eq!(store.get("v", "t", "").unwrap().unwrap().version, 4);

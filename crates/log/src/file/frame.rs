@@ -99,10 +99,7 @@ struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if self.b.len() < n {
-            return Err(format!(
-                "record runs past its frame ({} < {n})",
-                self.b.len()
-            ));
+            return Err(format!("record runs past its frame ({} < {n})", self.b.len()));
         }
         let (head, rest) = self.b.split_at(n);
         self.b = rest;
@@ -110,34 +107,21 @@ impl<'a> Cursor<'a> {
     }
 
     fn u16(&mut self) -> Result<u16, String> {
-        Ok(u16::from_le_bytes(
-            self.take(2)?.try_into().expect("2 bytes"),
-        ))
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
     }
 
     fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
 
     fn i64(&mut self) -> Result<i64, String> {
-        Ok(i64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
+        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
 }
 
 /// Decodes a verified frame's records from offset `from` on.
-pub(crate) fn decode(
-    frame: &[u8],
-    from: u64,
-    out: &mut Vec<LogRecord>,
-    max: usize,
-) -> Result<(), String> {
-    let mut c = Cursor {
-        b: &frame[PREFIX..],
-    };
+pub(crate) fn decode(frame: &[u8], from: u64, out: &mut Vec<LogRecord>, max: usize) -> Result<(), String> {
+    let mut c = Cursor { b: &frame[PREFIX..] };
     let base = u64::from_le_bytes(c.take(8)?.try_into().expect("8 bytes"));
     let count = c.u32()?;
     let timestamp_ms = c.i64()?;
@@ -155,9 +139,7 @@ pub(crate) fn decode(
         let mut headers: Headers = Vec::with_capacity(header_count as usize);
         for _ in 0..header_count {
             let n = c.u16()? as usize;
-            let name = std::str::from_utf8(c.take(n)?)
-                .map_err(|_| "header name is not utf-8".to_owned())?
-                .to_owned();
+            let name = std::str::from_utf8(c.take(n)?).map_err(|_| "header name is not utf-8".to_owned())?.to_owned();
             let v = c.u32()? as usize;
             headers.push((name, c.take(v)?.to_vec()));
         }
@@ -165,13 +147,7 @@ pub(crate) fn decode(
         let value = c.take(v)?;
         let offset = base + i;
         if offset >= from {
-            out.push(LogRecord {
-                offset,
-                timestamp_ms,
-                key,
-                headers,
-                value: value.to_vec(),
-            });
+            out.push(LogRecord { offset, timestamp_ms, key, headers, value: value.to_vec() });
         }
     }
     Ok(())

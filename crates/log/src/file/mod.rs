@@ -39,9 +39,7 @@ impl std::str::FromStr for FsyncPolicy {
                 .parse()
                 .map(|n| Self::Interval(Duration::from_millis(n)))
                 .map_err(|_| format!("bad fsync interval {s:?}")),
-            _ => Err(format!(
-                "fsync policy must be always, never or <N>ms, not {s:?}"
-            )),
+            _ => Err(format!("fsync policy must be always, never or <N>ms, not {s:?}")),
         }
     }
 }
@@ -57,10 +55,7 @@ pub struct FileLogOptions {
 
 impl Default for FileLogOptions {
     fn default() -> Self {
-        Self {
-            fsync: FsyncPolicy::Always,
-            segment_bytes: 64 * 1024 * 1024,
-        }
+        Self { fsync: FsyncPolicy::Always, segment_bytes: 64 * 1024 * 1024 }
     }
 }
 
@@ -91,14 +86,9 @@ impl FileLog {
         let io = |p: &Path, e| LogError::io(p.display(), e);
         std::fs::create_dir_all(root.join("topics")).map_err(|e| io(root, e))?;
         let lock_path = root.join("LOCK");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| io(&lock_path, e))?;
-        lock.try_lock()
-            .map_err(|_| LogError::Locked(root.display().to_string()))?;
+        let lock =
+            File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| io(&lock_path, e))?;
+        lock.try_lock().map_err(|_| LogError::Locked(root.display().to_string()))?;
         let mut topics = HashMap::new();
         for entry in std::fs::read_dir(root.join("topics")).map_err(|e| io(root, e))? {
             let dir = entry.map_err(|e| io(root, e))?.path();
@@ -106,17 +96,12 @@ impl FileLog {
             let Ok(bytes) = std::fs::read(&meta_path) else {
                 continue;
             };
-            let meta: TopicMeta =
-                serde_json::from_slice(&bytes).map_err(|e| LogError::Corrupt {
-                    path: meta_path.display().to_string(),
-                    position: 0,
-                    reason: e.to_string(),
-                })?;
-            let name = dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_owned();
+            let meta: TopicMeta = serde_json::from_slice(&bytes).map_err(|e| LogError::Corrupt {
+                path: meta_path.display().to_string(),
+                position: 0,
+                reason: e.to_string(),
+            })?;
+            let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
             let parts = (0..meta.partitions)
                 .map(|p| Partition::open(&dir.join(p.to_string())).map(Arc::new))
                 .collect::<Result<Vec<_>, _>>()?;
@@ -136,36 +121,22 @@ impl FileLog {
             root: root.to_owned(),
             options,
             topics: RwLock::new(topics),
-            groups: Mutex::new(Groups {
-                path: groups_path,
-                offsets,
-                dirty_since: None,
-            }),
+            groups: Mutex::new(Groups { path: groups_path, offsets, dirty_since: None }),
             _lock: lock,
         })
     }
 
     fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>, LogError> {
         let topics = self.topics.read().expect("topics lock");
-        let parts = topics
-            .get(topic)
-            .ok_or_else(|| LogError::UnknownTopic(topic.to_owned()))?;
+        let parts = topics.get(topic).ok_or_else(|| LogError::UnknownTopic(topic.to_owned()))?;
         parts
             .get(partition as usize)
             .cloned()
-            .ok_or_else(|| LogError::UnknownPartition {
-                topic: topic.to_owned(),
-                partition,
-            })
+            .ok_or_else(|| LogError::UnknownPartition { topic: topic.to_owned(), partition })
     }
 
     fn all_partitions(&self) -> Vec<Arc<Partition>> {
-        self.topics
-            .read()
-            .expect("topics lock")
-            .values()
-            .flat_map(|p| p.iter().cloned())
-            .collect()
+        self.topics.read().expect("topics lock").values().flat_map(|p| p.iter().cloned()).collect()
     }
 
     fn write_groups(groups: &mut Groups, sync: bool) -> Result<(), LogError> {
@@ -174,53 +145,37 @@ impl FileLog {
         {
             use std::io::Write;
             let mut f = File::create(&tmp).map_err(|e| LogError::io(tmp.display(), e))?;
-            f.write_all(&bytes)
-                .map_err(|e| LogError::io(tmp.display(), e))?;
+            f.write_all(&bytes).map_err(|e| LogError::io(tmp.display(), e))?;
             if sync {
                 f.sync_all().map_err(|e| LogError::io(tmp.display(), e))?;
             }
         }
         std::fs::rename(&tmp, &groups.path).map_err(|e| LogError::io(groups.path.display(), e))?;
-        groups.dirty_since = if sync {
-            None
-        } else {
-            groups.dirty_since.or(Some(Instant::now()))
-        };
+        groups.dirty_since = if sync { None } else { groups.dirty_since.or(Some(Instant::now())) };
         Ok(())
     }
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn valid_topic_name(topic: &str) -> bool {
     !topic.is_empty()
         && topic.len() <= 200
-        && topic
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && topic.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 impl EventLog for FileLog {
     fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), LogError> {
         if !valid_topic_name(topic) || partitions == 0 {
-            return Err(LogError::Config(format!(
-                "invalid topic {topic:?} with {partitions} partitions"
-            )));
+            return Err(LogError::Config(format!("invalid topic {topic:?} with {partitions} partitions")));
         }
         let mut topics = self.topics.write().expect("topics lock");
         if let Some(existing) = topics.get(topic) {
             return match existing.len() as u32 {
                 n if n == partitions => Ok(()),
-                n => Err(LogError::PartitionMismatch {
-                    topic: topic.to_owned(),
-                    existing: n,
-                    requested: partitions,
-                }),
+                n => Err(LogError::PartitionMismatch { topic: topic.to_owned(), existing: n, requested: partitions }),
             };
         }
         let dir = self.root.join("topics").join(topic);
@@ -228,38 +183,23 @@ impl EventLog for FileLog {
             .map(|p| Partition::open(&dir.join(p.to_string())).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let meta = dir.join("meta.json");
-        std::fs::write(
-            &meta,
-            serde_json::to_vec(&TopicMeta { partitions }).expect("meta"),
-        )
-        .map_err(|e| LogError::io(meta.display(), e))?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| LogError::io(dir.display(), e))?;
+        std::fs::write(&meta, serde_json::to_vec(&TopicMeta { partitions }).expect("meta"))
+            .map_err(|e| LogError::io(meta.display(), e))?;
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| LogError::io(dir.display(), e))?;
         topics.insert(topic.to_owned(), Arc::new(parts));
         Ok(())
     }
 
     fn partitions(&self, topic: &str) -> Result<u32, LogError> {
         let topics = self.topics.read().expect("topics lock");
-        topics
-            .get(topic)
-            .map(|p| p.len() as u32)
-            .ok_or_else(|| LogError::UnknownTopic(topic.to_owned()))
+        topics.get(topic).map(|p| p.len() as u32).ok_or_else(|| LogError::UnknownTopic(topic.to_owned()))
     }
 
     fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<u64, LogError> {
-        self.partition(topic, partition)?
-            .append(records, now_ms(), &self.options)
+        self.partition(topic, partition)?.append(records, now_ms(), &self.options)
     }
 
-    fn read(
-        &self,
-        topic: &str,
-        partition: u32,
-        from: u64,
-        max: usize,
-    ) -> Result<Vec<LogRecord>, LogError> {
+    fn read(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<LogRecord>, LogError> {
         self.partition(topic, partition)?.read(from, max)
     }
 
@@ -267,30 +207,14 @@ impl EventLog for FileLog {
         Ok(self.partition(topic, partition)?.end())
     }
 
-    fn wait_for(
-        &self,
-        topic: &str,
-        partition: u32,
-        offset: u64,
-        timeout: Duration,
-    ) -> Result<bool, LogError> {
+    fn wait_for(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) -> Result<bool, LogError> {
         Ok(self.partition(topic, partition)?.wait_for(offset, timeout))
     }
 
-    fn commit(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: u32,
-        position: &Position,
-    ) -> Result<(), LogError> {
+    fn commit(&self, group: &str, topic: &str, partition: u32, position: &Position) -> Result<(), LogError> {
         let mut groups = self.groups.lock().expect("groups lock");
-        let slot = groups
-            .offsets
-            .entry(group.to_owned())
-            .or_default()
-            .entry(format!("{topic}/{partition}"))
-            .or_default();
+        let slot =
+            groups.offsets.entry(group.to_owned()).or_default().entry(format!("{topic}/{partition}")).or_default();
         if slot == position {
             return Ok(());
         }
@@ -303,18 +227,9 @@ impl EventLog for FileLog {
         Self::write_groups(&mut groups, sync)
     }
 
-    fn committed(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: u32,
-    ) -> Result<Option<Position>, LogError> {
+    fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<Position>, LogError> {
         let groups = self.groups.lock().expect("groups lock");
-        Ok(groups
-            .offsets
-            .get(group)
-            .and_then(|g| g.get(&format!("{topic}/{partition}")))
-            .cloned())
+        Ok(groups.offsets.get(group).and_then(|g| g.get(&format!("{topic}/{partition}"))).cloned())
     }
 
     fn flush(&self) -> Result<(), LogError> {

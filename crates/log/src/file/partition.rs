@@ -37,14 +37,7 @@ impl Partition {
         std::fs::create_dir_all(dir).map_err(|e| LogError::io(dir.display(), e))?;
         let mut bases: Vec<u64> = std::fs::read_dir(dir)
             .map_err(|e| LogError::io(dir.display(), e))?
-            .filter_map(|e| {
-                e.ok()?
-                    .file_name()
-                    .to_str()?
-                    .strip_suffix(".log")?
-                    .parse()
-                    .ok()
-            })
+            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
             .collect();
         bases.sort_unstable();
         let mut sealed = Vec::new();
@@ -82,11 +75,7 @@ impl Partition {
     }
 
     pub(super) fn end(&self) -> u64 {
-        self.inner
-            .lock()
-            .expect("partition lock")
-            .active
-            .next_offset
+        self.inner.lock().expect("partition lock").active.next_offset
     }
 
     pub(super) fn append(
@@ -101,11 +90,7 @@ impl Partition {
             return Ok(first);
         }
         if inner.active.size >= options.segment_bytes {
-            inner
-                .active
-                .file
-                .sync_all()
-                .map_err(|e| LogError::io(inner.active.path.display(), e))?;
+            inner.active.file.sync_all().map_err(|e| LogError::io(inner.active.path.display(), e))?;
             let next = Segment::create(&self.dir, first)?;
             inner.active_file = handle(&next)?;
             let old = std::mem::replace(&mut inner.active, next);
@@ -116,10 +101,7 @@ impl Partition {
         frame::encode(first, timestamp_ms, records, &mut bytes);
         if bytes.len() > frame::MAX_FRAME {
             inner.scratch = bytes;
-            return Err(LogError::BatchTooLarge {
-                size: inner.scratch.len(),
-                max: frame::MAX_FRAME,
-            });
+            return Err(LogError::BatchTooLarge { size: inner.scratch.len(), max: frame::MAX_FRAME });
         }
         let next = first + records.len() as u64;
         let result = inner.active.append(&bytes, first, next);
@@ -127,17 +109,11 @@ impl Partition {
         result?;
         let sync = match options.fsync {
             FsyncPolicy::Always => true,
-            FsyncPolicy::Interval(d) => {
-                *inner.unsynced_since.get_or_insert_with(Instant::now) <= Instant::now() - d
-            }
+            FsyncPolicy::Interval(d) => *inner.unsynced_since.get_or_insert_with(Instant::now) <= Instant::now() - d,
             FsyncPolicy::Never => false,
         };
         if sync {
-            inner
-                .active
-                .file
-                .sync_data()
-                .map_err(|e| LogError::io(inner.active.path.display(), e))?;
+            inner.active.file.sync_data().map_err(|e| LogError::io(inner.active.path.display(), e))?;
             inner.unsynced_since = None;
         }
         drop(inner);
@@ -155,23 +131,10 @@ impl Partition {
             }
             let mut plan = Vec::new();
             for seg in inner.sealed.iter().filter(|s| s.next_offset > from) {
-                let start = if plan.is_empty() {
-                    seg.position_before(from)
-                } else {
-                    0
-                };
-                plan.push(ReadPlan {
-                    file: seg.file.clone(),
-                    path: seg.path.clone(),
-                    start,
-                    end: seg.size,
-                });
+                let start = if plan.is_empty() { seg.position_before(from) } else { 0 };
+                plan.push(ReadPlan { file: seg.file.clone(), path: seg.path.clone(), start, end: seg.size });
             }
-            let start = if plan.is_empty() {
-                inner.active.position_before(from)
-            } else {
-                0
-            };
+            let start = if plan.is_empty() { inner.active.position_before(from) } else { 0 };
             plan.push(ReadPlan {
                 file: inner.active_file.clone(),
                 path: inner.active.path.clone(),
@@ -197,11 +160,7 @@ impl Partition {
             if now >= deadline {
                 return false;
             }
-            inner = self
-                .appended
-                .wait_timeout(inner, deadline - now)
-                .expect("partition lock")
-                .0;
+            inner = self.appended.wait_timeout(inner, deadline - now).expect("partition lock").0;
         }
         true
     }
@@ -209,11 +168,7 @@ impl Partition {
     pub(super) fn sync(&self) -> Result<(), LogError> {
         let mut inner = self.inner.lock().expect("partition lock");
         if inner.unsynced_since.take().is_some() {
-            inner
-                .active
-                .file
-                .sync_data()
-                .map_err(|e| LogError::io(inner.active.path.display(), e))?;
+            inner.active.file.sync_data().map_err(|e| LogError::io(inner.active.path.display(), e))?;
         }
         Ok(())
     }

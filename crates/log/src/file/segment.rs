@@ -49,15 +49,8 @@ impl Segment {
     /// Opens a segment and scans its frames. The last segment (`is_tail`) is fully verified and a
     /// torn tail is cut; in a sealed segment only headers are read and any bad frame is an error.
     pub(crate) fn open(path: &Path, base_offset: u64, is_tail: bool) -> Result<Self, LogError> {
-        let file = File::options()
-            .read(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| LogError::io(path.display(), e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| LogError::io(path.display(), e))?
-            .len();
+        let file = File::options().read(true).append(true).open(path).map_err(|e| LogError::io(path.display(), e))?;
+        let len = file.metadata().map_err(|e| LogError::io(path.display(), e))?.len();
         let mut seg = Self {
             path: path.to_owned(),
             file: Arc::new(file),
@@ -75,17 +68,13 @@ impl Segment {
                 reason: reason.to_owned(),
             };
             let available = (len - pos).min(head.len() as u64) as usize;
-            seg.file
-                .read_exact_at(&mut head[..available], pos)
-                .map_err(|e| LogError::io(path.display(), e))?;
+            seg.file.read_exact_at(&mut head[..available], pos).map_err(|e| LogError::io(path.display(), e))?;
             let header = FrameHeader::parse(&head[..available]);
             let valid = match header {
                 Some(h) if pos + h.frame_len <= len && h.base_offset == seg.next_offset => {
                     if is_tail {
                         let mut buf = vec![0u8; h.frame_len as usize];
-                        seg.file
-                            .read_exact_at(&mut buf, pos)
-                            .map_err(|e| LogError::io(path.display(), e))?;
+                        seg.file.read_exact_at(&mut buf, pos).map_err(|e| LogError::io(path.display(), e))?;
                         frame::verify(&h, &buf)
                     } else {
                         true
@@ -101,12 +90,8 @@ impl Segment {
                 }
                 _ if is_tail && seg.rest_is_torn(pos, len, header)? => {
                     tracing::warn!(path = %path.display(), position = pos, cut = len - pos, "cutting a torn tail");
-                    seg.file
-                        .set_len(pos)
-                        .map_err(|e| LogError::io(path.display(), e))?;
-                    seg.file
-                        .sync_all()
-                        .map_err(|e| LogError::io(path.display(), e))?;
+                    seg.file.set_len(pos).map_err(|e| LogError::io(path.display(), e))?;
+                    seg.file.sync_all().map_err(|e| LogError::io(path.display(), e))?;
                     break;
                 }
                 _ => return Err(bad("frame fails its length, offset or checksum")),
@@ -119,45 +104,28 @@ impl Segment {
     /// Tells whether the bytes from `pos` are a torn last write: an incomplete or unverifiable
     /// frame that reaches the end of the file (or zeros). A bad frame followed by more frames is
     /// corruption, not a torn tail.
-    fn rest_is_torn(
-        &self,
-        pos: u64,
-        len: u64,
-        header: Option<FrameHeader>,
-    ) -> Result<bool, LogError> {
+    fn rest_is_torn(&self, pos: u64, len: u64, header: Option<FrameHeader>) -> Result<bool, LogError> {
         if let Some(h) = header
             && pos + h.frame_len < len
         {
             let mut rest = vec![0u8; (len - pos - h.frame_len).min(1 << 20) as usize];
-            self.file
-                .read_exact_at(&mut rest, pos + h.frame_len)
-                .map_err(|e| LogError::io(self.path.display(), e))?;
+            self.file.read_exact_at(&mut rest, pos + h.frame_len).map_err(|e| LogError::io(self.path.display(), e))?;
             return Ok(rest.iter().all(|b| *b == 0));
         }
         Ok(true)
     }
 
     fn note_frame(&mut self, first_offset: u64, pos: u64) {
-        if self
-            .last_indexed_pos
-            .is_none_or(|last| pos >= last + INDEX_INTERVAL)
-        {
+        if self.last_indexed_pos.is_none_or(|last| pos >= last + INDEX_INTERVAL) {
             self.index.push((first_offset, pos));
             self.last_indexed_pos = Some(pos);
         }
     }
 
     /// Writes encoded frames at the end of the segment.
-    pub(crate) fn append(
-        &mut self,
-        bytes: &[u8],
-        first_offset: u64,
-        next_offset: u64,
-    ) -> Result<(), LogError> {
+    pub(crate) fn append(&mut self, bytes: &[u8], first_offset: u64, next_offset: u64) -> Result<(), LogError> {
         use std::io::Write;
-        (&*self.file)
-            .write_all(bytes)
-            .map_err(|e| LogError::io(self.path.display(), e))?;
+        (&*self.file).write_all(bytes).map_err(|e| LogError::io(self.path.display(), e))?;
         self.note_frame(first_offset, self.size);
         self.size += bytes.len() as u64;
         self.next_offset = next_offset;
@@ -186,21 +154,15 @@ pub(crate) fn read(
     let mut head = [0u8; frame::PREFIX + frame::BODY_HEADER];
     let mut buf = Vec::new();
     while pos < end && out.len() < max {
-        let bad = |reason: String| LogError::Corrupt {
-            path: path.display().to_string(),
-            position: pos,
-            reason,
-        };
-        file.read_exact_at(&mut head, pos)
-            .map_err(|e| LogError::io(path.display(), e))?;
+        let bad = |reason: String| LogError::Corrupt { path: path.display().to_string(), position: pos, reason };
+        file.read_exact_at(&mut head, pos).map_err(|e| LogError::io(path.display(), e))?;
         let h = FrameHeader::parse(&head).ok_or_else(|| bad("invalid frame header".into()))?;
         if h.next_offset() <= from {
             pos += h.frame_len;
             continue;
         }
         buf.resize(h.frame_len as usize, 0);
-        file.read_exact_at(&mut buf, pos)
-            .map_err(|e| LogError::io(path.display(), e))?;
+        file.read_exact_at(&mut buf, pos).map_err(|e| LogError::io(path.display(), e))?;
         if !frame::verify(&h, &buf) {
             return Err(bad("checksum mismatch".into()));
         }

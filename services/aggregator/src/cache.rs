@@ -1,0 +1,124 @@
+//! The bounded cache of task records over the snapshot table, with checkpoints.
+
+use crate::record::TaskRecord;
+use lru::LruCache;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use visionlog_store::{Put, ReadStore, Row, StoreError};
+
+const SNAPSHOTS: &str = "aggregate_snapshots";
+const CHECKPOINTS: &str = "aggregate_checkpoints";
+
+/// Where a partition's snapshots stand: everything before `events_offset` is in them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Checkpoint {
+    pub(crate) events_offset: u64,
+    pub(crate) command_offset: u64,
+    pub(crate) epoch: u64,
+    /// Recent claims in force: (epoch, offset), ascending.
+    pub(crate) claims: Vec<(u64, u64)>,
+}
+
+/// Orders writes by owner epoch first: a superseded owner's late write never wins.
+fn fenced_version(epoch: u64, offset: u64) -> u64 {
+    (epoch << 40) | (offset & ((1 << 40) - 1))
+}
+
+pub(crate) struct TaskCache<'s> {
+    store: &'s dyn ReadStore,
+    partition_key: String,
+    lru: LruCache<String, TaskRecord>,
+    capacity: usize,
+    dirty: HashSet<String>,
+    pub(crate) loads: u64,
+}
+
+impl<'s> TaskCache<'s> {
+    pub(crate) fn new(store: &'s dyn ReadStore, partition: u32, capacity: usize) -> Self {
+        Self {
+            store,
+            partition_key: format!("p{partition}"),
+            lru: LruCache::unbounded(),
+            capacity: capacity.max(1),
+            dirty: HashSet::new(),
+            loads: 0,
+        }
+    }
+
+    pub(crate) fn checkpoint(&self) -> Result<Checkpoint, StoreError> {
+        Ok(self
+            .store
+            .get(CHECKPOINTS, &self.partition_key, "")?
+            .and_then(|row| postcard::from_bytes(&row.value).ok())
+            .unwrap_or_default())
+    }
+
+    /// Returns a cached record.
+    pub(crate) fn get_mut(&mut self, task_id: &str) -> Option<&mut TaskRecord> {
+        self.lru.get_mut(task_id)
+    }
+
+    /// Reads a task's snapshot from the store.
+    pub(crate) fn load(&mut self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        self.loads += 1;
+        Ok(self.store.get(SNAPSHOTS, task_id, "")?.and_then(|row| TaskRecord::from_snapshot(&row.value)))
+    }
+
+    /// Caches a record. Never evicts: records may hold decisions not appended yet; [`Self::trim`]
+    /// evicts once they are.
+    pub(crate) fn insert(&mut self, task_id: &str, record: TaskRecord) -> &mut TaskRecord {
+        self.lru.put(task_id.to_owned(), record);
+        self.lru.get_mut(task_id).expect("just inserted")
+    }
+
+    /// Evicts the least recently used records beyond the capacity, checkpointing first if a
+    /// changed one would leave. Call only when every decision in the cache is appended.
+    pub(crate) fn trim(&mut self, cp: &Checkpoint) -> Result<(), StoreError> {
+        let excess = self.lru.len().saturating_sub(self.capacity);
+        if excess == 0 {
+            return Ok(());
+        }
+        if self.lru.iter().rev().take(excess).any(|(k, _)| self.dirty.contains(k)) {
+            self.flush(cp)?;
+        }
+        for _ in 0..excess {
+            self.lru.pop_lru();
+        }
+        Ok(())
+    }
+
+    /// Forgets every record (after losing the partition, or a failed append).
+    pub(crate) fn clear(&mut self) {
+        self.lru.clear();
+        self.dirty.clear();
+    }
+
+    pub(crate) fn mark_dirty(&mut self, task_id: &str) {
+        if !self.dirty.contains(task_id) {
+            self.dirty.insert(task_id.to_owned());
+        }
+    }
+
+    /// Writes every changed record and the checkpoint, in one batch.
+    pub(crate) fn flush(&mut self, cp: &Checkpoint) -> Result<(), StoreError> {
+        let mut puts = Vec::with_capacity(self.dirty.len() + 1);
+        for task_id in self.dirty.drain() {
+            if let Some(record) = self.lru.peek_mut(&task_id) {
+                record.epoch = cp.epoch;
+                let version = fenced_version(cp.epoch, record.applied_offset);
+                let row =
+                    Row { partition: task_id.clone(), clustering: String::new(), version, value: record.to_snapshot() };
+                puts.push(Put { table: SNAPSHOTS.into(), row });
+            }
+        }
+        let row = Row {
+            partition: self.partition_key.clone(),
+            clustering: String::new(),
+            version: fenced_version(cp.epoch, cp.events_offset),
+            value: postcard::to_stdvec(cp).expect("checkpoint serializes"),
+        };
+        puts.push(Put { table: CHECKPOINTS.into(), row });
+        self.store.put(&puts)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,323 @@
+//! The single writer against the embedded log: flow, idempotence, concurrency, restart,
+//! bad input, and two owners racing for one partition.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use visionlog_aggregator::*;
+use visionlog_codec::envelope::{CommandEnvelope, names};
+use visionlog_codec::{Codec, EmbeddedRegistry, Outcome};
+use visionlog_domain::*;
+use visionlog_journal::{CommandBus, Topics, audit};
+use visionlog_log::{EventLog, FileLog, FileLogOptions, FsyncPolicy, partition_for};
+use visionlog_store::{EmbeddedStore, ReadStore};
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    log: Arc<dyn EventLog>,
+    codec: Arc<Codec>,
+    store: Arc<dyn ReadStore>,
+    topics: Topics,
+    bus: CommandBus,
+}
+
+fn rig(partitions: u32) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(
+        FileLog::open(&dir.path().join("log"), FileLogOptions { fsync: FsyncPolicy::Never, ..Default::default() })
+            .unwrap(),
+    );
+    let codec = Arc::new(Codec::new(Arc::new(EmbeddedRegistry::in_memory())).unwrap());
+    let store: Arc<dyn ReadStore> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
+    let topics = Topics::new("t", partitions);
+    topics.create(log.as_ref()).unwrap();
+    let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
+    Rig { _dir: dir, log, codec, store, topics, bus }
+}
+
+struct Running {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<Result<PartitionStats, AggregatorError>>>,
+}
+
+impl Running {
+    fn stop(self) -> Vec<Result<PartitionStats, AggregatorError>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.threads.into_iter().map(|t| t.join().unwrap()).collect()
+    }
+}
+
+impl Rig {
+    fn start(&self, owner: &str, config: AggregatorConfig) -> Running {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..self.topics.partitions)
+            .map(|p| {
+                let agg = PartitionAggregator::new(
+                    self.log.clone(),
+                    self.codec.clone(),
+                    self.store.clone(),
+                    self.topics.clone(),
+                    AggregatorConfig { owner: owner.into(), ..config.clone() },
+                    p,
+                );
+                let stop = stop.clone();
+                std::thread::spawn(move || agg.run(&stop))
+            })
+            .collect();
+        Running { stop, threads }
+    }
+
+    fn send(&self, task: &str, command_id: &str, actor: &str, expected: Option<u64>, command: &TaskCommand) {
+        self.bus.send(&envelope(task, command_id, actor, expected, command), command).unwrap();
+    }
+
+    /// Waits for the outcome of a command (the last one published for it).
+    fn outcome(&self, command_id: &str) -> Outcome {
+        let p = partition_for(command_id.as_bytes(), self.topics.partitions);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = self
+                .log
+                .read(&self.topics.outcomes, p, 0, 1_000_000)
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.key.as_deref() == Some(command_id.as_bytes()))
+                .map(|r| self.codec.decode_outcome(&r.value).unwrap())
+                .next_back();
+            if let Some(o) = found {
+                return o;
+            }
+            assert!(Instant::now() < deadline, "no outcome for {command_id}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn dead_letters(&self) -> Vec<visionlog_codec::DeadLetter> {
+        let records = self.log.read(&self.topics.dead_letters, 0, 0, 10_000).unwrap();
+        records.iter().map(|r| self.codec.decode_dead_letter(&r.value).unwrap()).collect()
+    }
+}
+
+fn envelope(
+    task: &str,
+    command_id: &str,
+    actor: &str,
+    expected: Option<u64>,
+    command: &TaskCommand,
+) -> CommandEnvelope {
+    CommandEnvelope {
+        command_id: command_id.into(),
+        task_id: task.into(),
+        command_type: command.type_name().into(),
+        expected_version: expected,
+        actor: actor.into(),
+        tenant: "acme".into(),
+        correlation_id: command_id.into(),
+        causation_id: None,
+        issued_at_ms: 1,
+    }
+}
+
+fn create() -> TaskCommand {
+    TaskCommand::CreateTask(CreateTask {
+        customer: "acme".into(),
+        task_type: TaskType::ProductDetection,
+        recipe: Recipe::Detection,
+        class_group: ClassGroup {
+            key: "acme/ice".into(),
+            classes: vec![ProductClass { id: 1, name: "vanilla".into() }],
+        },
+        images: vec![ImageRef { uri: "s3://b/1.jpg".into(), width: 100, height: 100 }],
+        callback_url: None,
+    })
+}
+
+const EXECUTOR: &str = "service:executor";
+const CUSTOMER: &str = "customer:acme";
+
+#[test]
+fn commands_become_versioned_events_with_outcomes() {
+    let rig = rig(2);
+    let run = rig.start("a", AggregatorConfig::default());
+    rig.send("task-1", "c1", CUSTOMER, Some(0), &create());
+    rig.send("task-1", "c2", EXECUTOR, Some(1), &TaskCommand::RequestDetection(RequestDetection {}));
+    let o1 = rig.outcome("c1");
+    assert!(o1.accepted);
+    assert_eq!((o1.first_version, o1.last_version), (Some(1), Some(1)));
+    let o2 = rig.outcome("c2");
+    assert_eq!((o2.first_version, o2.last_version, o2.duplicate), (Some(2), Some(2), false));
+    // a wrong expected version is a conflict, not a second event
+    rig.send(
+        "task-1",
+        "c3",
+        EXECUTOR,
+        Some(1),
+        &TaskCommand::RecordModelNotFound(RecordModelNotFound { step: "detection".into() }),
+    );
+    let o3 = rig.outcome("c3");
+    assert!(!o3.accepted);
+    assert_eq!(o3.rejection_code.as_deref(), Some("version_conflict"));
+    // a domain rule
+    rig.send("task-1", "c4", EXECUTOR, None, &TaskCommand::GenerateResult(GenerateResult {}));
+    assert_eq!(rig.outcome("c4").rejection_code.as_deref(), Some("invalid_stage"));
+    for r in run.stop() {
+        r.unwrap();
+    }
+    let a = audit(rig.log.as_ref(), &rig.topics).unwrap();
+    assert_eq!((a.events, a.version_gaps, a.duplicate_events, a.rejections), (2, 0, 0, 2));
+}
+
+#[test]
+fn a_redelivered_command_returns_its_earlier_outcome_and_writes_nothing() {
+    let rig = rig(1);
+    let run = rig.start("a", AggregatorConfig::default());
+    rig.send("task-1", "c1", CUSTOMER, None, &create());
+    let first = rig.outcome("c1");
+    rig.send("task-1", "c1", CUSTOMER, None, &create());
+    rig.send("task-1", "c2", CUSTOMER, None, &TaskCommand::CancelTask(CancelTask { reason: "x".into() }));
+    rig.outcome("c2");
+    let again = rig.outcome("c1");
+    assert!(again.duplicate);
+    assert_eq!(
+        (again.accepted, again.first_version, again.events_offset),
+        (true, first.first_version, first.events_offset)
+    );
+    run.stop();
+    let a = audit(rig.log.as_ref(), &rig.topics).unwrap();
+    assert_eq!((a.events, a.duplicate_events, a.decisions), (2, 0, 2));
+}
+
+#[test]
+fn a_restart_restores_state_from_snapshots_and_the_journal() {
+    let rig = rig(1);
+    // checkpoint often, so the restart needs both snapshots and the journal tail
+    let config = AggregatorConfig { snapshot_every: 3, cache_capacity: 2, ..AggregatorConfig::default() };
+    let run = rig.start("a", config.clone());
+    for t in 0..6 {
+        rig.send(&format!("task-{t}"), &format!("create-{t}"), CUSTOMER, None, &create());
+        rig.send(
+            &format!("task-{t}"),
+            &format!("detect-{t}"),
+            EXECUTOR,
+            None,
+            &TaskCommand::RequestDetection(RequestDetection {}),
+        );
+    }
+    rig.outcome("detect-5");
+    let stats = run.stop();
+    assert_eq!(stats[0].as_ref().unwrap().events, 12);
+    let run = rig.start("b", config);
+    for t in 0..6 {
+        // the state survived: this is only legal after DetectionRequested
+        let cmd = TaskCommand::RecordModelNotFound(RecordModelNotFound { step: "detection".into() });
+        rig.send(&format!("task-{t}"), &format!("nf-{t}"), EXECUTOR, Some(2), &cmd);
+        // and so did deduplication
+        rig.send(&format!("task-{t}"), &format!("create-{t}"), CUSTOMER, None, &create());
+    }
+    for t in 0..6 {
+        let o = rig.outcome(&format!("nf-{t}"));
+        assert!(o.accepted, "{o:?}");
+        assert_eq!(o.first_version, Some(3));
+        assert!(rig.outcome(&format!("create-{t}")).duplicate);
+    }
+    let stats = run.stop().pop().unwrap().unwrap();
+    assert!(stats.epoch >= 2);
+    assert!(stats.snapshot_loads > 0);
+    let a = audit(rig.log.as_ref(), &rig.topics).unwrap();
+    assert_eq!((a.events, a.version_gaps, a.duplicate_events), (18, 0, 0));
+}
+
+#[test]
+fn bad_input_is_rejected_or_dead_lettered_and_the_partition_keeps_flowing() {
+    let rig = rig(1);
+    let run = rig.start("a", AggregatorConfig { max_command_bytes: 64 * 1024, ..AggregatorConfig::default() });
+    let headers = |id: &str, ty: &str| {
+        let mut h = Vec::new();
+        envelope("task-1", id, CUSTOMER, None, &create()).write_headers(&mut h);
+        h.retain(|(n, _)| n != names::TYPE);
+        h.push((names::TYPE.into(), ty.as_bytes().to_vec()));
+        h
+    };
+    // malformed bytes
+    rig.bus.send_raw("task-1", headers("bad-bytes", "CreateTask"), b"\x00\x00\x00\x00\x01garbage".to_vec()).unwrap();
+    // an unknown schema id
+    let mut unknown = rig.codec.encode_command(&create()).unwrap();
+    unknown[1..5].copy_from_slice(&4242u32.to_be_bytes());
+    rig.bus.send_raw("task-1", headers("bad-schema", "CreateTask"), unknown).unwrap();
+    // oversized
+    rig.bus.send_raw("task-1", headers("too-big", "CreateTask"), vec![0; 100 * 1024]).unwrap();
+    // no envelope at all
+    rig.bus.send_raw("task-1", vec![], b"hello".to_vec()).unwrap();
+    // the task, then an invalid box and an unknown class
+    rig.send("task-1", "create", CUSTOMER, None, &create());
+    let svc = |id: &str, cmd: &TaskCommand| rig.send("task-1", id, EXECUTOR, None, cmd);
+    svc("detect", &TaskCommand::RequestDetection(RequestDetection {}));
+    let det = |b: BoundingBox, class_id| {
+        TaskCommand::RecordDetections(RecordDetections {
+            model: ModelRef { model_id: "m".into(), version: 1 },
+            detections: vec![Detection { image: 0, bbox: b, class_id, score: 0.9 }],
+        })
+    };
+    svc("bad-box", &det(BoundingBox { x: 90.0, y: 90.0, w: 50.0, h: 50.0 }, Some(1)));
+    svc("bad-class", &det(BoundingBox { x: 1.0, y: 1.0, w: 5.0, h: 5.0 }, Some(77)));
+    svc("good", &det(BoundingBox { x: 1.0, y: 1.0, w: 5.0, h: 5.0 }, Some(1)));
+    let code = |id: &str| rig.outcome(id).rejection_code;
+    assert_eq!(code("bad-bytes").as_deref(), Some("invalid_avro"));
+    assert_eq!(code("bad-schema").as_deref(), Some("unknown_schema_id"));
+    assert_eq!(code("too-big").as_deref(), Some("oversized"));
+    assert_eq!(code("bad-box").as_deref(), Some("invalid_box"));
+    assert_eq!(code("bad-class").as_deref(), Some("unknown_class"));
+    assert!(rig.outcome("good").accepted, "the partition kept flowing");
+    let stats = run.stop().pop().unwrap().unwrap();
+    let dead = rig.dead_letters();
+    let codes: Vec<_> = dead.iter().map(|d| d.error_code.as_str()).collect();
+    assert_eq!(codes, ["invalid_avro", "unknown_schema_id", "oversized", "invalid_envelope"]);
+    assert_eq!(dead[3].value, b"hello", "the original bytes are kept");
+    assert_eq!(stats.dead_letters, 4);
+    let a = audit(rig.log.as_ref(), &rig.topics).unwrap();
+    assert_eq!((a.events, a.version_gaps, a.duplicate_events), (3, 0, 0));
+}
+
+/// Two owners take the same partition while commands flow. Whatever the interleaving, the
+/// journal holds each command decided once, contiguous versions, and a superseded owner stops.
+#[test]
+fn two_owners_racing_for_a_partition_never_corrupt_the_journal() {
+    for round in 0..5 {
+        let rig = rig(1);
+        let tasks = 40;
+        let sender = {
+            let bus = rig.bus.clone();
+            std::thread::spawn(move || {
+                for t in 0..tasks {
+                    let task = format!("task-{t}");
+                    let c = create();
+                    bus.send(&envelope(&task, &format!("create-{t}"), CUSTOMER, None, &c), &c).unwrap();
+                    let d = TaskCommand::RequestDetection(RequestDetection {});
+                    bus.send(&envelope(&task, &format!("detect-{t}"), EXECUTOR, None, &d), &d).unwrap();
+                    if t % 7 == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            })
+        };
+        let a = rig.start("owner-a", AggregatorConfig { max_batch: 3, ..AggregatorConfig::default() });
+        std::thread::sleep(Duration::from_millis(round * 3));
+        let b = rig.start("owner-b", AggregatorConfig { max_batch: 3, ..AggregatorConfig::default() });
+        sender.join().unwrap();
+        // every command is decided by whoever holds the partition now
+        for t in 0..tasks {
+            assert!(rig.outcome(&format!("detect-{t}")).accepted);
+        }
+        let results: Vec<_> = a.stop().into_iter().chain(b.stop()).collect();
+        assert!(
+            results.iter().any(|r| matches!(r, Err(AggregatorError::Fenced { .. }))),
+            "round {round}: the older owner was fenced: {results:?}"
+        );
+        let audit = audit(rig.log.as_ref(), &rig.topics).unwrap();
+        assert_eq!(audit.version_gaps, 0, "round {round}");
+        assert_eq!(audit.duplicate_events, 0, "round {round}");
+        assert_eq!(audit.events, 2 * tasks, "round {round}");
+        assert!(audit.versions.values().all(|v| *v == 2));
+    }
+}
