@@ -131,7 +131,8 @@ impl PartitionAggregator {
                 since_checkpoint: 0,
                 stats: PartitionStats::default(),
             };
-            let result = owner.restore().and_then(|()| owner.serve(stop));
+            // a superseded owner must not write a last checkpoint: check the fence first
+            let result = owner.restore().and_then(|()| owner.serve(stop)).and_then(|()| owner.check_fence());
             if result.is_ok() {
                 owner.checkpoint()?;
             }
@@ -498,16 +499,25 @@ impl Owner<'_> {
     /// Reads journal records written since our last append: any is another owner's claim.
     fn check_fence(&mut self) -> Result<(), AggregatorError> {
         let agg = self.agg;
-        let newer = agg.log.read(&agg.topics.events, agg.partition, self.events_end, 16)?;
-        for record in newer {
-            self.events_end = record.offset + 1;
-            if let Ok(Some(Entry::Claim { epoch, owner, .. })) = self.reader.feed(record) {
-                tracing::warn!(partition = agg.partition, epoch, owner, "partition claimed by another owner; stopping");
-                self.cache.clear();
-                return Err(AggregatorError::Fenced { partition: agg.partition, epoch });
+        loop {
+            let newer = agg.log.read(&agg.topics.events, agg.partition, self.events_end, 256)?;
+            if newer.is_empty() {
+                return Ok(());
+            }
+            for record in newer {
+                self.events_end = record.offset + 1;
+                if let Ok(Some(Entry::Claim { epoch, owner, .. })) = self.reader.feed(record) {
+                    tracing::warn!(
+                        partition = agg.partition,
+                        epoch,
+                        owner,
+                        "partition claimed by another owner; stopping"
+                    );
+                    self.cache.clear();
+                    return Err(AggregatorError::Fenced { partition: agg.partition, epoch });
+                }
             }
         }
-        Ok(())
     }
 
     fn publish(&self, outcomes: &[Outcome]) -> Result<(), AggregatorError> {
