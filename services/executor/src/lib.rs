@@ -1,0 +1,131 @@
+//! The task executor (seed 000 "Task Executor"): the recipe as a process manager.
+//!
+//! It reads `events` and, after each event, sends the command the recipe says comes next. It
+//! never writes events. Command ids derive from the causing event id, so a redelivered event
+//! yields the same command id, which the aggregator answers as a duplicate; and each command
+//! expects the version of the event that caused it, so a task that moved on in the meantime
+//! (cancelled, say) refuses it.
+//!
+//! Until the model registry and inference workers land, no model is deployed anywhere: every
+//! detection request is answered with `ModelNotFound`, as for a new project in seed 000.
+
+use visionlog_codec::envelope::CommandEnvelope;
+use visionlog_domain::*;
+use visionlog_journal::{CommandBus, ConsumeError, EventHandler, HandledEvent, deterministic_id, now_ms};
+
+/// The consumer group of executors.
+pub const GROUP: &str = "executor";
+
+/// Reacts to events with the recipe's next command.
+pub struct Executor {
+    bus: CommandBus,
+    /// Automatic results sampled for quality checks, per thousand.
+    qc_per_mille: u32,
+}
+
+/// Returns the command the recipe sends after an event, if any.
+pub fn next_command(task_id: &str, version: u64, event: &TaskEvent, qc_per_mille: u32) -> Option<TaskCommand> {
+    Some(match event {
+        TaskEvent::TaskCreated(_) => TaskCommand::RequestDetection(RequestDetection {}),
+        TaskEvent::ReprocessRequested(e) => match e.mode {
+            ReprocessMode::LatestModels => TaskCommand::RequestDetection(RequestDetection {}),
+            ReprocessMode::ResendToOperator => {
+                TaskCommand::RequestAssistance(RequestAssistance { reason: AssistanceReason::Resend })
+            }
+        },
+        TaskEvent::DetectionRequested(_) => {
+            TaskCommand::RecordModelNotFound(RecordModelNotFound { step: "detection".into() })
+        }
+        TaskEvent::ModelNotFound(_) => {
+            TaskCommand::RequestAssistance(RequestAssistance { reason: AssistanceReason::ModelNotFound })
+        }
+        TaskEvent::ObjectsDetected(_) => TaskCommand::GenerateResult(GenerateResult {}),
+        TaskEvent::OperatorFinished(e) if e.purpose == SessionPurpose::Annotation => {
+            TaskCommand::GenerateResult(GenerateResult {})
+        }
+        TaskEvent::TaskResultGenerated(e)
+            if e.source == ResultSource::Automatic && sampled(task_id, version, qc_per_mille) =>
+        {
+            TaskCommand::RequestQualityCheck(RequestQualityCheck {})
+        }
+        _ => return None,
+    })
+}
+
+/// Deterministic sampling: the same task and version is always sampled the same way.
+fn sampled(task_id: &str, version: u64, per_mille: u32) -> bool {
+    let h = visionlog_journal::deterministic_id(&[task_id, &version.to_string(), "qc"]);
+    let n = u32::from_str_radix(&h[..8], 16).unwrap_or(0);
+    n % 1000 < per_mille
+}
+
+impl Executor {
+    /// Creates an executor.
+    pub fn new(bus: CommandBus, qc_per_mille: u32) -> Self {
+        Self { bus, qc_per_mille }
+    }
+}
+
+impl EventHandler for Executor {
+    fn handle(&mut self, e: HandledEvent<'_>) -> Result<(), ConsumeError> {
+        let env = e.envelope;
+        let Some(command) = next_command(&env.task_id, env.version, e.event, self.qc_per_mille) else { return Ok(()) };
+        let envelope = CommandEnvelope {
+            command_id: deterministic_id(&[&env.event_id, GROUP, command.type_name()]),
+            task_id: env.task_id.clone(),
+            command_type: command.type_name().to_owned(),
+            expected_version: Some(env.version),
+            actor: "service:executor".into(),
+            tenant: env.tenant.clone(),
+            correlation_id: env.correlation_id.clone(),
+            causation_id: Some(env.event_id.clone()),
+            issued_at_ms: now_ms(),
+        };
+        self.bus.send(&envelope, &command).map_err(|err| ConsumeError::Transient(err.to_string()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_new_project_recipe() {
+        let created = TaskEvent::TaskCreated(TaskCreated {
+            customer: "c".into(),
+            task_type: TaskType::ProductDetection,
+            recipe: Recipe::Detection,
+            class_group: ClassGroup { key: "k".into(), classes: vec![] },
+            images: vec![],
+            callback_url: None,
+        });
+        let next = |e: &TaskEvent| next_command("t", 1, e, 0).map(|c| c.type_name());
+        assert_eq!(next(&created), Some("RequestDetection"));
+        assert_eq!(
+            next(&TaskEvent::DetectionRequested(DetectionRequested { attempt: 1 })),
+            Some("RecordModelNotFound")
+        );
+        let nf = TaskEvent::ModelNotFound(ModelNotFound { step: "detection".into(), class_group_key: "k".into() });
+        assert_eq!(next(&nf), Some("RequestAssistance"));
+        let fin = |purpose| {
+            TaskEvent::OperatorFinished(OperatorFinished { operator: "o".into(), session_id: "s".into(), purpose })
+        };
+        assert_eq!(next(&fin(SessionPurpose::Annotation)), Some("GenerateResult"));
+        assert_eq!(next(&fin(SessionPurpose::QualityCheck)), None);
+    }
+
+    #[test]
+    fn quality_checks_sample_at_the_configured_rate() {
+        let result = TaskEvent::TaskResultGenerated(TaskResultGenerated {
+            revision: 1,
+            source: ResultSource::Automatic,
+            model: None,
+            objects: vec![],
+        });
+        let sampled = (0..2000).filter(|i| next_command(&format!("t{i}"), 5, &result, 100).is_some()).count();
+        assert!((150..250).contains(&sampled), "{sampled} of 2000 at 10%");
+        assert!(next_command("t", 5, &result, 1000).is_some());
+        assert!(next_command("t", 5, &result, 0).is_none());
+    }
+}
