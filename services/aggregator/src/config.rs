@@ -26,7 +26,7 @@ impl Default for AggregatorConfig {
         Self {
             owner: format!("aggregator-{}", std::process::id()),
             cache_capacity: 10_000,
-            snapshot_every: 2_000,
+            snapshot_every: 20_000,
             max_batch: 500,
             max_command_bytes: 4 * 1024 * 1024,
             dedup_per_task: 256,

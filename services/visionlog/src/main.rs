@@ -1,0 +1,86 @@
+//! `visionlog`: one binary, a subcommand per service, plus the demo, task queries and benchmarks.
+
+mod bench;
+mod demo;
+mod output;
+mod runtime;
+mod task;
+
+use clap::{Parser, Subcommand};
+use runtime::{Backends, Runtime, Service};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// An event-sourced machine-learning pipeline for image recognition.
+#[derive(Parser, Debug)]
+#[command(name = "visionlog", version, about)]
+struct Cli {
+    #[command(flatten)]
+    backends: Backends,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs the whole pipeline with simulated operators and prints what happened.
+    Demo(demo::DemoArgs),
+    /// Runs every service in one process until killed.
+    Run {
+        /// Simulated operators (0 for none).
+        #[arg(long, default_value_t = 0)]
+        operators: usize,
+    },
+    /// Runs the aggregator (the single writer) alone.
+    Aggregator,
+    /// Runs the task executor alone.
+    Executor,
+    /// Runs the read-model projector alone.
+    Projector,
+    /// Runs the simulated operator pool alone.
+    Operators {
+        /// Simulated operators.
+        #[arg(long, default_value_t = 4)]
+        operators: usize,
+    },
+    /// Queries tasks.
+    #[command(subcommand)]
+    Task(task::TaskCmd),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+fn serve(backends: &Backends, services: &[Service], operators: usize) -> anyhow::Result<()> {
+    let rt = Runtime::open(backends)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    tracing::info!(?services, "serving until killed");
+    runtime::join(runtime::spawn(&rt, services, &stop, operators))
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VISIONLOG_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let b = &cli.backends;
+    match &cli.command {
+        Command::Demo(args) => demo::run(b, args),
+        Command::Run { operators } => {
+            let mut services = vec![Service::Aggregator, Service::Executor, Service::Projector];
+            if *operators > 0 {
+                services.push(Service::Operators);
+            }
+            serve(b, &services, *operators)
+        }
+        Command::Aggregator => serve(b, &[Service::Aggregator], 0),
+        Command::Executor => serve(b, &[Service::Executor], 0),
+        Command::Projector => serve(b, &[Service::Projector], 0),
+        Command::Operators { operators } => serve(b, &[Service::Operators], *operators),
+        Command::Task(cmd) => task::run(b, cmd),
+        Command::Bench(cmd) => bench::run(cmd),
+    }
+}

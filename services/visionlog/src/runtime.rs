@@ -1,0 +1,150 @@
+//! Wiring: backends chosen by URL, and the services started as threads.
+
+use anyhow::Context;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+use visionlog_aggregator::{AggregatorConfig, AggregatorError, PartitionAggregator};
+use visionlog_codec::{Codec, EmbeddedRegistry};
+use visionlog_journal::{CommandBus, EventHandler, Topics, consume_partition};
+use visionlog_log::{EventLog, FileLogOptions, FsyncPolicy};
+use visionlog_store::ReadStore;
+
+/// Where the data lives and which backends serve it.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct Backends {
+    /// Data directory of the embedded backends.
+    #[arg(long, env = "VISIONLOG_DATA_DIR", default_value = ".visionlog/data", global = true)]
+    pub(crate) data_dir: PathBuf,
+    /// The log: `file:///path` (embedded, default: DATA_DIR/log).
+    #[arg(long, env = "VISIONLOG_LOG", global = true)]
+    pub(crate) log: Option<String>,
+    /// The read store: `embedded:///path.redb` (default: DATA_DIR/store.redb).
+    #[arg(long, env = "VISIONLOG_STORE", global = true)]
+    pub(crate) store: Option<String>,
+    /// When the embedded log fsyncs: always, never or <N>ms.
+    #[arg(long, env = "VISIONLOG_FSYNC", default_value = "always", global = true)]
+    pub(crate) fsync: FsyncPolicy,
+    /// Partitions of `commands` and `events` (when creating them).
+    #[arg(long, env = "VISIONLOG_PARTITIONS", default_value_t = 4, global = true)]
+    pub(crate) partitions: u32,
+    /// Prefix of the topic names.
+    #[arg(long, env = "VISIONLOG_TOPIC_PREFIX", default_value = "", global = true)]
+    pub(crate) topic_prefix: String,
+}
+
+/// The opened backends.
+pub(crate) struct Runtime {
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) codec: Arc<Codec>,
+    pub(crate) store: Arc<dyn ReadStore>,
+    pub(crate) topics: Topics,
+    pub(crate) bus: CommandBus,
+}
+
+impl Runtime {
+    pub(crate) fn open(b: &Backends) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&b.data_dir).with_context(|| format!("creating {}", b.data_dir.display()))?;
+        let data = b.data_dir.canonicalize()?;
+        let log_url = b.log.clone().unwrap_or_else(|| format!("file://{}", data.join("log").display()));
+        let store_url = b.store.clone().unwrap_or_else(|| format!("embedded://{}", data.join("store.redb").display()));
+        let log = visionlog_log::open(&log_url, FileLogOptions { fsync: b.fsync, ..FileLogOptions::default() })
+            .with_context(|| format!("opening the log {log_url}"))?;
+        let store = visionlog_store::open(&store_url).with_context(|| format!("opening the store {store_url}"))?;
+        let registry = EmbeddedRegistry::open(&data.join("registry.json"))?;
+        let codec = Arc::new(Codec::new(Arc::new(registry))?);
+        let mut topics = Topics::new(&b.topic_prefix, b.partitions);
+        if let Ok(existing) = log.partitions(&topics.commands) {
+            topics.partitions = existing;
+        }
+        topics.create(log.as_ref())?;
+        let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
+        tracing::info!(log = log_url, store = store_url, partitions = topics.partitions, "backends open");
+        Ok(Self { log, codec, store, topics, bus })
+    }
+}
+
+/// A service of the pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Service {
+    Aggregator,
+    Executor,
+    Projector,
+    Operators,
+}
+
+/// Starts services, one thread per partition each; they run until `stop` is set.
+pub(crate) fn spawn(
+    rt: &Runtime,
+    services: &[Service],
+    stop: &Arc<AtomicBool>,
+    operators: usize,
+) -> Vec<(String, JoinHandle<anyhow::Result<()>>)> {
+    let mut threads = Vec::new();
+    for service in services {
+        for p in 0..rt.topics.partitions {
+            let name = format!("{service:?}-{p}").to_lowercase();
+            let stop = stop.clone();
+            let (log, codec, topics, store, bus) =
+                (rt.log.clone(), rt.codec.clone(), rt.topics.clone(), rt.store.clone(), rt.bus.clone());
+            let handle = match service {
+                Service::Aggregator => std::thread::Builder::new().name(name.clone()).spawn(move || {
+                    let config = AggregatorConfig {
+                        owner: format!("aggregator-{}-{p}", std::process::id()),
+                        ..AggregatorConfig::default()
+                    };
+                    let agg = PartitionAggregator::new(log, codec, store, topics, config, p);
+                    match agg.run(&stop) {
+                        Ok(stats) => {
+                            tracing::info!(partition = p, ?stats, "aggregator stopped");
+                            Ok(())
+                        }
+                        Err(e @ AggregatorError::Fenced { .. }) => {
+                            tracing::warn!(partition = p, error = %e, "aggregator gave the partition up");
+                            Ok(())
+                        }
+                        Err(e) => Err(e.into()),
+                    }
+                }),
+                consumer => {
+                    let consumer = *consumer;
+                    std::thread::Builder::new().name(name.clone()).spawn(move || {
+                        let (group, mut handler): (&str, Box<dyn EventHandler>) = match consumer {
+                            Service::Executor => {
+                                (visionlog_executor::GROUP, Box::new(visionlog_executor::Executor::new(bus, 0)))
+                            }
+                            Service::Projector => {
+                                ("projector", Box::new(visionlog_projector::TaskSummaryProjector::new(store)))
+                            }
+                            Service::Operators => (
+                                visionlog_operators::GROUP,
+                                Box::new(visionlog_operators::SimulatedOperators::new(bus, operators)),
+                            ),
+                            Service::Aggregator => unreachable!("handled above"),
+                        };
+                        consume_partition(log.as_ref(), &codec, &topics, group, p, handler.as_mut(), &stop)?;
+                        Ok(())
+                    })
+                }
+            };
+            threads.push((name, handle.expect("spawning a service thread")));
+        }
+    }
+    threads
+}
+
+/// Stops services and reports the first failure.
+pub(crate) fn join(threads: Vec<(String, JoinHandle<anyhow::Result<()>>)>) -> anyhow::Result<()> {
+    let mut first = Ok(());
+    for (name, t) in threads {
+        let result = t
+            .join()
+            .map_err(|_| anyhow::anyhow!("{name} panicked"))
+            .and_then(|r| r.with_context(|| format!("{name} failed")));
+        if let (Err(e), true) = (result, first.is_ok()) {
+            first = Err(e);
+        }
+    }
+    first
+}

@@ -1,0 +1,129 @@
+//! `visionlog task ...`: a task's events and its state at any version (time travel).
+
+use crate::runtime::{Backends, Runtime};
+use anyhow::bail;
+use serde_json::json;
+use visionlog_domain::{TaskEvent, TaskState, evolve};
+use visionlog_journal::{DecisionBody, Entry, JournalReader};
+use visionlog_log::partition_for;
+
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum TaskCmd {
+    /// Prints a task's events, decoded, one per line.
+    Show {
+        /// The task id.
+        id: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prints a task's state as of a version (default: the latest).
+    State {
+        /// The task id.
+        id: String,
+        /// The stream version to stop at.
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// Lists the task summaries of the task manager view.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+struct Loaded {
+    version: u64,
+    offset: u64,
+    envelope: visionlog_codec::envelope::EventEnvelope,
+    event: TaskEvent,
+}
+
+/// Reads a task's stream from its partition of the journal.
+fn events(rt: &Runtime, task_id: &str) -> anyhow::Result<Vec<Loaded>> {
+    let p = partition_for(task_id.as_bytes(), rt.topics.partitions);
+    let mut reader = JournalReader::default();
+    let mut out = Vec::new();
+    let mut from = 0;
+    loop {
+        let records = rt.log.read(&rt.topics.events, p, from, 4096)?;
+        let Some(last) = records.last() else { break };
+        from = last.offset + 1;
+        for r in records {
+            if r.key.as_deref().is_some_and(|k| k != task_id.as_bytes()) {
+                continue; // another task's record (claims have no key and are read)
+            }
+            let Ok(Some(Entry::Decision(d))) = reader.feed(r) else { continue };
+            if let DecisionBody::Accepted(evs) = d.body {
+                for e in evs {
+                    let event = rt.codec.decode_event(&e.payload)?;
+                    out.push(Loaded { version: e.envelope.version, offset: e.offset, envelope: e.envelope, event });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn run(backends: &Backends, cmd: &TaskCmd) -> anyhow::Result<()> {
+    let rt = Runtime::open(backends)?;
+    match cmd {
+        TaskCmd::Show { id, json } => {
+            let evs = events(&rt, id)?;
+            if evs.is_empty() {
+                bail!("no task {id}");
+            }
+            for e in evs {
+                let body = serde_json::to_value(&e.event)?;
+                let body = body.as_object().and_then(|o| o.values().next().cloned()).unwrap_or(body);
+                if *json {
+                    let line = json!({
+                        "version": e.version, "offset": e.offset, "event_id": e.envelope.event_id, "type": e.envelope.event_type,
+                        "recorded_at_ms": e.envelope.recorded_at_ms, "actor": e.envelope.actor, "causation_id": e.envelope.causation_id, "event": body,
+                    });
+                    crate::output::line(format!("{line}"));
+                } else {
+                    let mut text = body.to_string();
+                    if text.len() > 160 {
+                        text.truncate(157);
+                        text.push_str("...");
+                    }
+                    crate::output::line(format!(
+                        "v{:<3} {:<22} {:<18} {text}",
+                        e.version, e.envelope.event_type, e.envelope.actor
+                    ));
+                }
+            }
+        }
+        TaskCmd::State { id, version } => {
+            let evs = events(&rt, id)?;
+            let upto = version.unwrap_or(u64::MAX);
+            let mut at = 0;
+            let state: TaskState = evs.iter().filter(|e| e.version <= upto).fold(None, |s, e| {
+                at = e.version;
+                evolve(s, &e.event)
+            });
+            if state.is_none() {
+                bail!("no task {id} at version {upto}");
+            }
+            crate::output::line(format!(
+                "{}",
+                serde_json::to_string_pretty(&json!({ "task_id": id, "version": at, "state": state }))?
+            ));
+        }
+        TaskCmd::List { json } => {
+            for s in visionlog_projector::list_summaries(rt.store.as_ref())? {
+                if *json {
+                    crate::output::line(format!("{}", serde_json::to_string(&s)?));
+                } else {
+                    crate::output::line(format!(
+                        "{:<14} {:<10} {:<22} v{:<3} objects {:<4} sessions {}",
+                        s.task_id, s.customer, s.status, s.version, s.objects, s.operator_sessions
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
