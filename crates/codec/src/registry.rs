@@ -46,11 +46,14 @@ struct StoredSchema {
     schema: String,
 }
 
+/// Ids by (subject, schema text).
+type SchemaIndex = HashMap<(String, String), u32>;
+
 /// A schema registry in the process, persisted to one JSON file so that ids stay stable across
 /// restarts (the ids are written into every message of the log).
 pub struct EmbeddedRegistry {
     path: Option<PathBuf>,
-    state: Mutex<(Stored, HashMap<(String, String), u32>)>,
+    state: Mutex<(Stored, SchemaIndex)>,
 }
 
 impl EmbeddedRegistry {

@@ -14,8 +14,6 @@ pub(crate) enum Step {
     Decided { task_id: String, records: Vec<Record>, outcome: Outcome },
     /// A command id decided before: its earlier outcome, nothing appended.
     Duplicate(Outcome),
-    /// Not a command at all: only a dead letter.
-    Undecodable { code: &'static str, message: String },
 }
 
 /// A rejection before or instead of `decide`.
@@ -59,16 +57,16 @@ pub(crate) fn outcome_of(command_id: &str, task_id: &str, partition: u32, d: &De
 
 impl Handler<'_> {
     /// Reads and checks a command's envelope; a record without a usable one is only a dead letter.
-    pub(crate) fn envelope(&self, cmd: &LogRecord) -> Result<CommandEnvelope, Step> {
-        let envelope = CommandEnvelope::from_headers(&cmd.headers)
-            .map_err(|e| Step::Undecodable { code: "invalid_envelope", message: e.to_string() })?;
+    /// Errs with the dead letter's message.
+    pub(crate) fn envelope(&self, cmd: &LogRecord) -> Result<CommandEnvelope, String> {
+        let envelope = CommandEnvelope::from_headers(&cmd.headers).map_err(|e| e.to_string())?;
         let ids_ok = is_valid_task_id(&envelope.task_id, self.config.limits.max_id)
             && !envelope.command_id.is_empty()
             && envelope.command_id.len() <= self.config.limits.max_id;
         if !ids_ok {
             let message =
                 "task id or command id is empty, too long or has characters outside [A-Za-z0-9._:-]".to_owned();
-            return Err(Step::Undecodable { code: "invalid_envelope", message });
+            return Err(message);
         }
         Ok(envelope)
     }

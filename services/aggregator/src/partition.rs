@@ -410,11 +410,10 @@ impl Owner<'_> {
             self.stats.commands += 1;
             let envelope = match handler.envelope(cmd) {
                 Ok(e) => e,
-                Err(Step::Undecodable { code, message }) => {
-                    dead.push((cmd, code.to_owned(), message));
+                Err(message) => {
+                    dead.push((cmd, "invalid_envelope".to_owned(), message));
                     continue;
                 }
-                Err(_) => unreachable!("envelope errors are undecodable"),
             };
             let events_offset = self.events_end + to_append.len() as u64;
             let record = self.record(&envelope.task_id)?;
@@ -440,7 +439,6 @@ impl Owner<'_> {
                     self.stats.duplicates += 1;
                     outcomes.push(outcome);
                 }
-                Step::Undecodable { .. } => unreachable!("decide never returns undecodable"),
             }
         }
         if !to_append.is_empty() {

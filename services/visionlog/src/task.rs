@@ -107,15 +107,14 @@ pub(crate) fn run(backends: &Backends, cmd: &TaskCmd) -> anyhow::Result<()> {
             if state.is_none() {
                 bail!("no task {id} at version {upto}");
             }
-            crate::output::line(format!(
-                "{}",
-                serde_json::to_string_pretty(&json!({ "task_id": id, "version": at, "state": state }))?
-            ));
+            crate::output::line(serde_json::to_string_pretty(
+                &json!({ "task_id": id, "version": at, "state": state }),
+            )?);
         }
         TaskCmd::List { json } => {
             for s in visionlog_projector::list_summaries(rt.store.as_ref())? {
                 if *json {
-                    crate::output::line(format!("{}", serde_json::to_string(&s)?));
+                    crate::output::line(serde_json::to_string(&s)?);
                 } else {
                     crate::output::line(format!(
                         "{:<14} {:<10} {:<22} v{:<3} objects {:<4} sessions {}",

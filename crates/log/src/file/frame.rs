@@ -70,7 +70,7 @@ impl FrameHeader {
             return None;
         }
         let len = u32::from_le_bytes(b[0..4].try_into().ok()?) as usize;
-        if len < 4 + BODY_HEADER || len > MAX_FRAME {
+        if !(4 + BODY_HEADER..=MAX_FRAME).contains(&len) {
             return None;
         }
         Some(Self {

@@ -1,0 +1,101 @@
+//! The demo, run as a newcomer would, and killed and restarted as a crash would.
+
+use std::time::Duration;
+use visionlog_integration_tests::{Leftovers, last_json, visionlog};
+use visionlog_journal::audit;
+
+/// `visionlog demo --tasks 200 --json` completes every task with a clean journal.
+#[test]
+fn the_demo_completes_200_tasks_with_no_gaps_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = visionlog(&data).args(["demo", "--tasks", "200", "--json"]).output().unwrap();
+    assert!(out.status.success(), "demo failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report = last_json(&out.stdout);
+    assert_eq!(report["tasks_created"], 200);
+    assert_eq!(report["tasks_completed"], 200);
+    assert_eq!(report["version_gaps"], 0);
+    assert_eq!(report["duplicate_events"], 0);
+    assert_eq!(report["rejected_commands"], 0);
+    assert_eq!(report["events_per_task"], 8.0);
+    // time travel: the state of a task as of version 4 is still waiting for an operator
+    let out = visionlog(&data).args(["task", "state", "task-000042", "--version", "4"]).output().unwrap();
+    assert!(out.status.success());
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["version"], 4);
+    assert_eq!(state["state"]["stage"]["AwaitingOperator"], "ANNOTATION");
+    let out = visionlog(&data).args(["task", "show", "task-000042"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let types: Vec<_> = text.lines().map(|l| l.split_whitespace().nth(1).unwrap_or_default()).collect();
+    assert_eq!(
+        types,
+        [
+            "TaskCreated",
+            "DetectionRequested",
+            "ModelNotFound",
+            "AssistanceRequested",
+            "OperatorAssigned",
+            "ObjectsAdded",
+            "OperatorFinished",
+            "TaskResultGenerated"
+        ]
+    );
+}
+
+/// SIGKILL the demo mid-run several times and restart it: no accepted command is lost, no event
+/// is duplicated, every stream's versions are contiguous, and every task completes.
+#[test]
+fn killing_the_demo_mid_run_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tasks = "1500";
+    let mut killed_mid_run = 0;
+    for (round, delay_ms) in [250u64, 400, 150, 600, 300].into_iter().enumerate() {
+        let mut args = vec!["demo", "--tasks", tasks, "--json"];
+        if round > 0 {
+            args.push("--resume");
+        }
+        let mut child = visionlog(&data)
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed_mid_run += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(killed_mid_run >= 3, "the demo finished before it could be killed ({killed_mid_run} kills)");
+
+    // after the crashes, the journal is whole and consistent with every outcome published
+    {
+        let left = Leftovers::open(&data);
+        let a = audit(left.log.as_ref(), &left.topics).unwrap();
+        assert_eq!((a.version_gaps, a.duplicate_events), (0, 0), "after the crashes");
+        for o in left.outcomes().iter().filter(|o| o.accepted) {
+            assert!(a.accepted_commands.contains(&o.command_id), "accepted command {} has no events", o.command_id);
+        }
+    }
+
+    let out = visionlog(&data).args(["demo", "--tasks", tasks, "--json", "--resume"]).output().unwrap();
+    assert!(out.status.success(), "final run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report = last_json(&out.stdout);
+    assert_eq!(report["tasks_completed"], 1500, "{report}");
+    assert_eq!(report["tasks_created"], 1500, "{report}");
+    assert_eq!(report["version_gaps"], 0, "{report}");
+    assert_eq!(report["duplicate_events"], 0, "{report}");
+    assert_eq!(report["events_written"], 1500 * 8, "{report}");
+    assert!(report["owner_claims"].as_u64().unwrap() > 4, "owners restarted: {report}");
+    let left = Leftovers::open(&data);
+    let a = audit(left.log.as_ref(), &left.topics).unwrap();
+    let outcomes = left.outcomes();
+    for o in outcomes.iter().filter(|o| o.accepted) {
+        assert!(a.accepted_commands.contains(&o.command_id), "accepted command {} has no events", o.command_id);
+    }
+    // every command in the journal has an outcome
+    let answered: std::collections::HashSet<_> = outcomes.iter().map(|o| o.command_id.clone()).collect();
+    assert!(a.accepted_commands.iter().all(|c| answered.contains(c)));
+}
