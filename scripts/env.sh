@@ -1,0 +1,4 @@
+# Sourced by the other scripts: where builds go and how tools are found.
+# Cargo's target dir lives outside the clone so that CI and later runs reuse the builds.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/visionlog/target}"
+export PATH="$HOME/.cargo/bin:$PATH"

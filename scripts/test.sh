@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds everything and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+./scripts/install.sh
+# the end-to-end tests run the visionlog binary: build it (and every test) first
+cargo build --locked --workspace --all-targets
+cargo test --locked --workspace --no-fail-fast
