@@ -5,8 +5,11 @@
 
 use crate::error::CodecError;
 
+/// A header name: borrowed for the names visionlog writes, so headers cost no allocation for them.
+pub type HeaderName = std::borrow::Cow<'static, str>;
+
 /// Record headers: name and raw value, in order.
-pub type Headers = Vec<(String, Vec<u8>)>;
+pub type Headers = Vec<(HeaderName, Vec<u8>)>;
 
 /// Header names.
 pub mod names {
@@ -39,21 +42,21 @@ pub mod names {
 }
 
 /// Returns the value of a header, if present.
-pub fn get<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h [u8]> {
+pub fn get<'h>(headers: &'h [(HeaderName, Vec<u8>)], name: &str) -> Option<&'h [u8]> {
     headers.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
 }
 
-fn text(headers: &[(String, Vec<u8>)], name: &str) -> Result<String, CodecError> {
+fn text(headers: &[(HeaderName, Vec<u8>)], name: &str) -> Result<String, CodecError> {
     let v = get(headers, name).ok_or_else(|| CodecError::Malformed(format!("missing header {name}")))?;
     String::from_utf8(v.to_vec()).map_err(|_| CodecError::Malformed(format!("header {name} is not utf-8")))
 }
 
-fn number<T: std::str::FromStr>(headers: &[(String, Vec<u8>)], name: &str) -> Result<T, CodecError> {
+fn number<T: std::str::FromStr>(headers: &[(HeaderName, Vec<u8>)], name: &str) -> Result<T, CodecError> {
     text(headers, name)?.parse().map_err(|_| CodecError::Malformed(format!("header {name} is not a number")))
 }
 
-fn put(headers: &mut Headers, name: &str, value: impl ToString) {
-    headers.push((name.to_owned(), value.to_string().into_bytes()));
+fn put(headers: &mut Headers, name: &'static str, value: impl ToString) {
+    headers.push((HeaderName::Borrowed(name), value.to_string().into_bytes()));
 }
 
 /// The metadata of one event.
@@ -97,7 +100,7 @@ impl EventEnvelope {
     }
 
     /// Reads an envelope from headers.
-    pub fn from_headers(h: &[(String, Vec<u8>)]) -> Result<Self, CodecError> {
+    pub fn from_headers(h: &[(HeaderName, Vec<u8>)]) -> Result<Self, CodecError> {
         Ok(Self {
             event_id: text(h, names::EVENT_ID)?,
             task_id: text(h, names::TASK_ID)?,
@@ -155,7 +158,7 @@ impl CommandEnvelope {
     }
 
     /// Reads an envelope from headers.
-    pub fn from_headers(h: &[(String, Vec<u8>)]) -> Result<Self, CodecError> {
+    pub fn from_headers(h: &[(HeaderName, Vec<u8>)]) -> Result<Self, CodecError> {
         let expected_version = match get(h, names::EXPECTED_VERSION) {
             Some(_) => Some(number(h, names::EXPECTED_VERSION)?),
             None => None,

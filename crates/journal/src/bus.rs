@@ -44,7 +44,7 @@ impl CommandBus {
     pub fn send_raw(
         &self,
         task_id: &str,
-        headers: Vec<(String, Vec<u8>)>,
+        headers: visionlog_log::Headers,
         value: Vec<u8>,
     ) -> Result<(u32, u64), LogError> {
         let partition = partition_for(task_id.as_bytes(), self.topics.partitions);

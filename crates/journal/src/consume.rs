@@ -182,7 +182,7 @@ pub fn dead_letter(
         source_partition: partition as i32,
         source_offset: record.offset as i64,
         key: record.key.clone(),
-        headers: record.headers.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect(),
+        headers: record.headers.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned())).collect(),
         value: record.value.clone(),
         error_code: code.to_owned(),
         error_message: message.to_owned(),

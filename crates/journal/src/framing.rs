@@ -50,7 +50,7 @@ pub struct DecisionOrigin<'a> {
     pub epoch: u64,
 }
 
-fn framing(kind: &[u8], origin: DecisionOrigin<'_>, index: usize, count: usize) -> Vec<(String, Vec<u8>)> {
+fn framing(kind: &[u8], origin: DecisionOrigin<'_>, index: usize, count: usize) -> visionlog_log::Headers {
     vec![
         (names::KIND.into(), kind.to_vec()),
         (headers::EPOCH.into(), origin.epoch.to_string().into_bytes()),

@@ -11,17 +11,22 @@
 pub mod conformance;
 mod error;
 mod file;
+mod intern;
 mod partitioner;
 
 pub use error::LogError;
 pub use file::{FileLog, FileLogOptions, FsyncPolicy};
+pub use intern::intern;
 pub use partitioner::{murmur2, partition_for};
 
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A header name: borrowed where it is a constant, interned when read back (see [`intern`]).
+pub type HeaderName = std::borrow::Cow<'static, str>;
+
 /// Record headers: name and raw value, in order.
-pub type Headers = Vec<(String, Vec<u8>)>;
+pub type Headers = Vec<(HeaderName, Vec<u8>)>;
 
 /// A record to append.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -11,6 +11,11 @@ use runtime::{Backends, Runtime, Service};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+/// mimalloc: the services allocate many small buffers from several threads, where glibc's
+/// allocator spent a quarter of the aggregator's time (see docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An event-sourced machine-learning pipeline for image recognition.
 #[derive(Parser, Debug)]
 #[command(name = "visionlog", version, about)]

@@ -139,7 +139,8 @@ pub(crate) fn decode(frame: &[u8], from: u64, out: &mut Vec<LogRecord>, max: usi
         let mut headers: Headers = Vec::with_capacity(header_count as usize);
         for _ in 0..header_count {
             let n = c.u16()? as usize;
-            let name = std::str::from_utf8(c.take(n)?).map_err(|_| "header name is not utf-8".to_owned())?.to_owned();
+            let name =
+                crate::intern(std::str::from_utf8(c.take(n)?).map_err(|_| "header name is not utf-8".to_owned())?);
             let v = c.u32()? as usize;
             headers.push((name, c.take(v)?.to_vec()));
         }
