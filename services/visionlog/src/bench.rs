@@ -22,7 +22,7 @@ pub(crate) enum BenchCmd {
 #[derive(clap::Args, Debug)]
 pub(crate) struct AggregatorBench {
     /// Tasks in the workload (8 commands and 8 events each).
-    #[arg(long, default_value_t = 4000)]
+    #[arg(long, default_value_t = 10_000)]
     tasks: usize,
     /// Partitions (one aggregator thread each).
     #[arg(long, default_value_t = 2)]
@@ -122,7 +122,8 @@ fn aggregator(b: &AggregatorBench) -> anyhow::Result<()> {
     }
     let mut command_ends = Vec::new();
     for (p, records) in per_partition.iter().enumerate() {
-        for chunk in records.chunks(2000) {
+        // producers batch lightly (Kafka's default batch.size is 16 KiB): about 100 commands a frame
+        for chunk in records.chunks(100) {
             log.append(&topics.commands, p as u32, chunk)?;
         }
         command_ends.push(log.end_offset(&topics.commands, p as u32)?);
