@@ -54,21 +54,33 @@ fn epoch_of(position: &Position) -> u64 {
     position.metadata.strip_prefix("epoch=").and_then(|e| e.parse().ok()).unwrap_or(0)
 }
 
-/// Consumes one partition of `events` for a consumer group until `stop` is set.
+/// Where a consumer reads: one partition of `events`, for one consumer group.
+#[derive(Clone, Copy)]
+pub struct Subscription<'a> {
+    /// The log.
+    pub log: &'a dyn EventLog,
+    /// The codec.
+    pub codec: &'a Codec,
+    /// The topics.
+    pub topics: &'a Topics,
+    /// The consumer group.
+    pub group: &'a str,
+    /// The partition.
+    pub partition: u32,
+}
+
+/// Consumes one partition of `events` until `stop` is set; transient failures of the handler
+/// make it pause and start again from the last committed position.
 pub fn consume_partition(
-    log: &dyn EventLog,
-    codec: &Codec,
-    topics: &Topics,
-    group: &str,
-    partition: u32,
+    sub: Subscription<'_>,
     handler: &mut dyn EventHandler,
     stop: &AtomicBool,
 ) -> Result<(), ConsumeError> {
     while !stop.load(Ordering::Relaxed) {
-        match run(log, codec, topics, group, partition, handler, stop) {
+        match run(sub, handler, stop) {
             Ok(()) => return Ok(()),
             Err(ConsumeError::Transient(e)) => {
-                tracing::warn!(group, partition, error = %e, "handler failed; retrying from the last committed position");
+                tracing::warn!(group = sub.group, partition = sub.partition, error = %e, "handler failed; retrying from the last committed position");
                 std::thread::sleep(Duration::from_millis(200));
             }
             Err(e) => return Err(e),
@@ -77,15 +89,8 @@ pub fn consume_partition(
     Ok(())
 }
 
-fn run(
-    log: &dyn EventLog,
-    codec: &Codec,
-    topics: &Topics,
-    group: &str,
-    partition: u32,
-    handler: &mut dyn EventHandler,
-    stop: &AtomicBool,
-) -> Result<(), ConsumeError> {
+fn run(sub: Subscription<'_>, handler: &mut dyn EventHandler, stop: &AtomicBool) -> Result<(), ConsumeError> {
+    let Subscription { log, codec, topics, group, partition } = sub;
     let start = log.committed(group, &topics.events, partition)?.unwrap_or_default();
     let mut reader = JournalReader::resume(start.offset, epoch_of(&start));
     let mut next = start.offset;
@@ -116,12 +121,8 @@ fn run(
                     continue;
                 }
             };
-            let Entry::Decision(decision) = entry else {
-                continue;
-            };
-            let DecisionBody::Accepted(events) = decision.body else {
-                continue;
-            };
+            let Entry::Decision(decision) = entry else { continue };
+            let DecisionBody::Accepted(events) = decision.body else { continue };
             for e in events {
                 match codec.decode_event(&e.payload) {
                     Ok(event) => handler.handle(HandledEvent {

@@ -21,7 +21,7 @@ mod topics;
 pub use audit::{Audit, audit};
 pub use bus::SendError;
 pub use bus::{CommandBus, deterministic_id};
-pub use consume::{ConsumeError, EventHandler, HandledEvent, consume_partition, dead_letter};
+pub use consume::{ConsumeError, EventHandler, HandledEvent, Subscription, consume_partition, dead_letter};
 pub use framing::{DecisionOrigin, claim_record, event_record, rejection_record};
 pub use reader::{Decision, DecisionBody, Entry, JournalError, JournalEvent, JournalReader};
 pub use topics::Topics;

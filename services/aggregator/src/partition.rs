@@ -265,37 +265,40 @@ impl Owner<'_> {
                     _ => return Ok(()),
                 }
             }
+            let mut outcomes = Vec::new();
             for record in records {
                 self.events_end = record.offset + 1;
                 match self.reader.feed(record) {
-                    Ok(Some(Entry::Decision(d))) => self.fold(d)?,
+                    Ok(Some(Entry::Decision(d))) => outcomes.extend(self.fold(d)?),
                     Ok(Some(Entry::Claim { .. }) | None) => {}
                     Err(e) => {
                         tracing::warn!(partition = agg.partition, error = %e, "skipping a record that is not part of the journal")
                     }
                 }
             }
+            // an outcome may not have been published before a crash: publish again (same content)
+            self.publish(&outcomes)?;
             if until.is_some_and(|u| self.events_end > u) {
                 return Ok(());
             }
         }
     }
 
-    /// Folds a decision read from the journal (while restoring, or written by a previous owner).
-    fn fold(&mut self, d: Decision) -> Result<(), AggregatorError> {
+    /// Folds a decision read from the journal (while restoring, or written by a previous owner)
+    /// and returns its outcome, unless the snapshot held it already.
+    fn fold(&mut self, d: Decision) -> Result<Option<Outcome>, AggregatorError> {
         let agg = self.agg;
         self.command_pos = self.command_pos.max(d.command_offset + 1);
         let record = self.record(&d.task_id)?;
         if d.first_offset < record.applied_offset {
-            return Ok(()); // already in the snapshot
+            return Ok(None); // already in the snapshot
         }
         let decided = fold_into(&agg.codec, agg.partition, record, &d)?;
-        // the outcome may not have been published before a crash: publish it again (same content)
         let outcome = outcome_of(&d.command_id, &d.task_id, agg.partition, &decided, false);
         record.remember(d.command_id, decided, agg.config.dedup_per_task);
         self.cache.mark_dirty(&d.task_id);
         self.stats.restored_decisions += 1;
-        self.publish(&[outcome])
+        Ok(Some(outcome))
     }
 
     /// Returns a task's record: cached, else its snapshot if an owner in force wrote it, else

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 use visionlog_aggregator::{AggregatorConfig, AggregatorError, PartitionAggregator};
 use visionlog_codec::{Codec, EmbeddedRegistry};
-use visionlog_journal::{CommandBus, EventHandler, Topics, consume_partition};
+use visionlog_journal::{CommandBus, EventHandler, Subscription, Topics, consume_partition};
 use visionlog_log::{EventLog, FileLogOptions, FsyncPolicy};
 use visionlog_store::ReadStore;
 
@@ -123,7 +123,9 @@ pub(crate) fn spawn(
                             ),
                             Service::Aggregator => unreachable!("handled above"),
                         };
-                        consume_partition(log.as_ref(), &codec, &topics, group, p, handler.as_mut(), &stop)?;
+                        let sub =
+                            Subscription { log: log.as_ref(), codec: &codec, topics: &topics, group, partition: p };
+                        consume_partition(sub, handler.as_mut(), &stop)?;
                         Ok(())
                     })
                 }
