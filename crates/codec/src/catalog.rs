@@ -50,6 +50,17 @@ impl Catalog {
         Self::from_files(SCHEMA_FILES)
     }
 
+    /// Returns the schemas compiled into the crate, parsed once per process (codecs keep
+    /// writers and readers that borrow them).
+    pub fn compiled() -> Result<&'static Self, CodecError> {
+        static COMPILED: std::sync::OnceLock<Catalog> = std::sync::OnceLock::new();
+        if let Some(c) = COMPILED.get() {
+            return Ok(c);
+        }
+        let catalog = Self::load()?;
+        Ok(COMPILED.get_or_init(|| catalog))
+    }
+
     pub(crate) fn from_files(files: &[(&str, &str)]) -> Result<Self, CodecError> {
         let invalid = |name: &str, reason: String| CodecError::Schema { name: name.to_owned(), reason };
         let mut types = HashMap::new();

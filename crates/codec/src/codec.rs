@@ -24,12 +24,23 @@ const OUTCOME: &str = "visionlog.records.Outcome";
 const DEAD_LETTER: &str = "visionlog.records.DeadLetter";
 const STORED_EVENT: &str = "visionlog.records.StoredEvent";
 
-/// A schema a message was written with.
+/// A schema a message was written with, with its datum writer and reader built once (building
+/// them resolves the schema's names, which cost more than encoding a small message).
 struct WriterSchema {
     id: u32,
     full_name: String,
     version: u32,
-    schema: Schema,
+    schema: &'static Schema,
+    writer: GenericDatumWriter<'static>,
+    reader: GenericDatumReader<'static>,
+}
+
+impl WriterSchema {
+    fn new(id: u32, full_name: String, version: u32, schema: &'static Schema) -> Result<Self, CodecError> {
+        let writer = GenericDatumWriter::builder(schema).build()?;
+        let reader = GenericDatumReader::builder(schema).build()?;
+        Ok(Self { id, full_name, version, schema, writer, reader })
+    }
 }
 
 /// Encodes and decodes visionlog's messages against a schema registry.
@@ -45,17 +56,12 @@ impl Codec {
     /// Registers every schema of the catalog (old versions first) and returns a codec.
     pub fn new(registry: Arc<dyn SchemaRegistry>) -> Result<Self, CodecError> {
         apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
-        let catalog = Catalog::load()?;
+        let catalog = Catalog::compiled()?;
         let mut current = HashMap::new();
         let mut by_id = HashMap::new();
         for v in catalog.all() {
             let id = registry.register(&v.subject(), &v.text)?;
-            let w = Arc::new(WriterSchema {
-                id,
-                full_name: v.full_name.clone(),
-                version: v.version,
-                schema: v.schema.clone(),
-            });
+            let w = Arc::new(WriterSchema::new(id, v.full_name.clone(), v.version, &v.schema)?);
             by_id.insert(id, w.clone());
             current.insert(v.full_name.clone(), w);
         }
@@ -140,7 +146,7 @@ impl Codec {
             .get(full_name)
             .ok_or_else(|| CodecError::Schema { name: full_name.to_owned(), reason: "not in the catalog".into() })?;
         let mut out = wire::header(w.id, 64);
-        GenericDatumWriter::builder(&w.schema).build()?.write_ser(&mut out, value)?;
+        w.writer.write_ser(&mut out, value)?;
         Ok(out)
     }
 
@@ -168,7 +174,10 @@ impl Codec {
             Schema::parse(&json).map_err(|e| CodecError::Schema { name: id.to_string(), reason: e.to_string() })?;
         let full_name = schema.name().map(|n| n.fullname(None)).unwrap_or_default();
         let version = json.get("visionlog.version").and_then(serde_json::Value::as_u64).unwrap_or(1) as u32;
-        let w = Arc::new(WriterSchema { id, full_name, version, schema });
+        // a schema from the registry that this build does not know: kept for the life of the
+        // process like the compiled ones (ids are few; unknown ids never get here)
+        let schema: &'static Schema = Box::leak(Box::new(schema));
+        let w = Arc::new(WriterSchema::new(id, full_name, version, schema)?);
         self.by_id.write().expect("codec lock").insert(id, w.clone());
         Ok((w, body))
     }
@@ -180,12 +189,12 @@ impl Codec {
             found: w.full_name.clone(),
         })?;
         let value = if current.id == w.id {
-            GenericDatumReader::builder(&w.schema).build()?.read_deser::<T>(&mut body)?
+            w.reader.read_deser::<T>(&mut body)?
         } else {
-            let value = GenericDatumReader::builder(&w.schema).build()?.read_value(&mut body)?;
+            let value = w.reader.read_value(&mut body)?;
             let value = upcast::run(&w.full_name, w.version, current.version, value)
                 .map_err(|(from, reason)| CodecError::Upcast { name: w.full_name.clone(), from, reason })?;
-            let value = value.resolve(&current.schema)?;
+            let value = value.resolve(current.schema)?;
             apache_avro::from_value::<T>(&value)?
         };
         if !body.is_empty() {
