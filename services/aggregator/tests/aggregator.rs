@@ -74,8 +74,12 @@ impl Rig {
 
     /// Waits for the outcome of a command (the last one published for it).
     fn outcome(&self, command_id: &str) -> Outcome {
+        self.try_outcome(command_id, Duration::from_secs(20)).unwrap_or_else(|| panic!("no outcome for {command_id}"))
+    }
+
+    fn try_outcome(&self, command_id: &str, wait: Duration) -> Option<Outcome> {
         let p = partition_for(command_id.as_bytes(), self.topics.partitions);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + wait;
         loop {
             let found = self
                 .log
@@ -85,10 +89,9 @@ impl Rig {
                 .filter(|r| r.key.as_deref() == Some(command_id.as_bytes()))
                 .map(|r| self.codec.decode_outcome(&r.value).unwrap())
                 .next_back();
-            if let Some(o) = found {
-                return o;
+            if found.is_some() || Instant::now() >= deadline {
+                return found;
             }
-            assert!(Instant::now() < deadline, "no outcome for {command_id}");
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -306,14 +309,23 @@ fn two_owners_racing_for_a_partition_never_corrupt_the_journal() {
         let b = rig.start("owner-b", AggregatorConfig { max_batch: 3, ..AggregatorConfig::default() });
         sender.join().unwrap();
         // every command is decided by whoever holds the partition now
-        for t in 0..tasks {
-            assert!(rig.outcome(&format!("detect-{t}")).accepted);
-        }
-        let results: Vec<_> = a.stop().into_iter().chain(b.stop()).collect();
+        let missing: Vec<_> =
+            (0..tasks).filter(|t| rig.try_outcome(&format!("detect-{t}"), Duration::from_secs(20)).is_none()).collect();
+        // stop the later-started owner first: its claim then exists before the other checks its fence
+        let (newer, older) = (b.stop(), a.stop());
         assert!(
-            results.iter().any(|r| matches!(r, Err(AggregatorError::Fenced { .. }))),
-            "round {round}: the older owner was fenced: {results:?}"
+            missing.is_empty(),
+            "round {round}: no outcome for tasks {missing:?}; newer {newer:?}, older {older:?}"
         );
+        for t in 0..tasks {
+            assert!(rig.outcome(&format!("detect-{t}")).accepted, "round {round}");
+        }
+        // whoever claimed last served to the end; the other was fenced (during its run, or by the
+        // fence check it makes before its last checkpoint)
+        let results: Vec<_> = newer.into_iter().chain(older).collect();
+        let served = results.iter().filter(|r| r.is_ok()).count();
+        let fenced = results.iter().filter(|r| matches!(r, Err(AggregatorError::Fenced { .. }))).count();
+        assert_eq!((served, fenced), (1, 1), "round {round}: {results:?}");
         let audit = audit(rig.log.as_ref(), &rig.topics).unwrap();
         assert_eq!(audit.version_gaps, 0, "round {round}");
         assert_eq!(audit.duplicate_events, 0, "round {round}");
