@@ -270,7 +270,9 @@ impl Owner<'_> {
                 self.events_end = record.offset + 1;
                 match self.reader.feed(record) {
                     Ok(Some(Entry::Decision(d))) => outcomes.extend(self.fold(d)?),
-                    Ok(Some(Entry::Claim { .. }) | None) => {}
+                    // claims met while restoring judge snapshots too, ours included
+                    Ok(Some(Entry::Claim { epoch, offset, .. })) => self.note_claim(epoch, offset),
+                    Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(partition = agg.partition, error = %e, "skipping a record that is not part of the journal")
                     }
