@@ -2,3 +2,6 @@
 # Cargo's target dir lives outside the clone so that CI and later runs reuse the builds.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/visionlog/target}"
 export PATH="$HOME/.cargo/bin:$PATH"
+# Tools the scripts install (see install.sh).
+export VISIONLOG_TOOLS="${VISIONLOG_TOOLS:-$HOME/.cache/visionlog/bin}"
+export TANSU_BIN="${TANSU_BIN:-$VISIONLOG_TOOLS/tansu}"

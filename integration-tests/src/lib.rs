@@ -2,7 +2,8 @@
 //! runs it in throw-away data directories and reads what it left behind.
 //!
 //! The binary is taken from `VISIONLOG_BIN`, else from the target directory these tests were
-//! built into (`scripts/test.sh` builds it first).
+//! built into (`scripts/test.sh` builds it first). Real servers (the tansu Kafka-protocol broker)
+//! are started on loopback from what `scripts/install.sh` installed, and stopped on drop.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -72,5 +73,55 @@ impl Leftovers {
             }
         }
         out
+    }
+}
+
+/// A Kafka-protocol broker (tansu, in memory) on a loopback port, stopped when dropped.
+pub struct Broker {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+}
+
+impl Broker {
+    /// Starts a broker and waits until it accepts connections.
+    pub fn start() -> Self {
+        let bin = std::env::var("TANSU_BIN").map(PathBuf::from).unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/visionlog/bin/tansu")
+        });
+        assert!(bin.exists(), "{} is missing: run ./scripts/install.sh (or set TANSU_BIN)", bin.display());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let address = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{address}");
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+                "--silent",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting tansu");
+        let broker = Self { child, address };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(&broker.address).is_err() {
+            assert!(std::time::Instant::now() < deadline, "tansu did not listen on {}", broker.address);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        broker
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

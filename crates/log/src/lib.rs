@@ -12,11 +12,13 @@ pub mod conformance;
 mod error;
 mod file;
 mod intern;
+mod kafka;
 mod partitioner;
 
 pub use error::LogError;
 pub use file::{FileLog, FileLogOptions, FsyncPolicy};
 pub use intern::intern;
+pub use kafka::KafkaLog;
 pub use partitioner::{murmur2, partition_for};
 
 use std::sync::Arc;
@@ -97,8 +99,7 @@ pub trait EventLog: Send + Sync {
     fn flush(&self) -> Result<(), LogError>;
 }
 
-/// Opens a log by URL: `file:///path` for the embedded log. (`kafka://` arrives with the Kafka
-/// backend.)
+/// Opens a log by URL: `file:///path` for the embedded log, `kafka://host:port[,host:port]`.
 pub fn open(url: &str, options: FileLogOptions) -> Result<Arc<dyn EventLog>, LogError> {
     let parsed = url::Url::parse(url).map_err(|e| LogError::Config(format!("log url {url:?}: {e}")))?;
     match parsed.scheme() {
@@ -107,6 +108,13 @@ pub fn open(url: &str, options: FileLogOptions) -> Result<Arc<dyn EventLog>, Log
                 parsed.to_file_path().map_err(|()| LogError::Config(format!("log url {url:?} has no usable path")))?;
             Ok(Arc::new(FileLog::open(&path, options)?))
         }
-        other => Err(LogError::Config(format!("unsupported log scheme {other:?} (supported: file)"))),
+        "kafka" => {
+            let hosts = url.strip_prefix("kafka://").unwrap_or_default().trim_end_matches('/');
+            if hosts.is_empty() {
+                return Err(LogError::Config("kafka:// needs host:port[,host:port]".into()));
+            }
+            Ok(Arc::new(KafkaLog::connect(hosts)?))
+        }
+        other => Err(LogError::Config(format!("unsupported log scheme {other:?} (supported: file, kafka)"))),
     }
 }

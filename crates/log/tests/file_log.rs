@@ -32,6 +32,7 @@ fn conformance() {
     let log = open(dir.path());
     conformance::appends_read_back_in_order(&log, "t1");
     conformance::group_offsets_are_kept(&log, "t2");
+    conformance::group_offset_metadata_is_kept(&log, "t4");
     let leaked: &'static FileLog = Box::leak(Box::new(log));
     conformance::waiters_wake_on_append(leaked, "t3");
 }

@@ -1,0 +1,279 @@
+//! The log on Kafka (any Kafka-protocol broker), with `rdkafka`.
+//!
+//! Topics are created with the admin API when missing. Appends go through an idempotent
+//! producer to an explicit partition (callers place keys with [`crate::partition_for`], Kafka's
+//! own murmur2); the offsets come from the delivery reports. Reads assign a consumer to one
+//! partition at an offset. Consumer-group positions are Kafka offset commits, with metadata.
+//!
+//! Some brokers report a wrong high watermark after multi-record batches (tansu 0.6 does), so
+//! [`EventLog::end_offset`] takes the watermark only as a starting point and reads on from it.
+
+use crate::{EventLog, HeaderName, LogError, LogRecord, Position, Record};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long one broker request may take before the call fails.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a read waits for more records once it has some (or none are coming).
+const READ_IDLE: Duration = Duration::from_millis(50);
+
+/// The log on a Kafka cluster.
+pub struct KafkaLog {
+    bootstrap: String,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    /// One consumer per group, for commits; `""` is the reader's (no group semantics used).
+    consumers: Mutex<HashMap<String, BaseConsumer>>,
+    /// Partition counts seen (partitions are only ever added, never removed).
+    partition_counts: Mutex<HashMap<String, u32>>,
+}
+
+fn kafka_err(what: &str, e: KafkaError) -> LogError {
+    LogError::Io { path: what.to_owned(), source: std::io::Error::other(e.to_string()) }
+}
+
+impl KafkaLog {
+    /// Connects to `host:port[,host:port]`.
+    pub fn connect(bootstrap: &str) -> Result<Self, LogError> {
+        let mut config = ClientConfig::new();
+        // topics are created by `create_topic` with their partition counts, never by a lookup
+        config.set("bootstrap.servers", bootstrap).set("allow.auto.create.topics", "false");
+        let producer: FutureProducer = config
+            .clone()
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "1")
+            .set("message.timeout.ms", "30000")
+            .create()
+            .map_err(|e| kafka_err("creating the producer", e))?;
+        let admin = config.create().map_err(|e| kafka_err("creating the admin client", e))?;
+        Ok(Self {
+            bootstrap: bootstrap.to_owned(),
+            producer,
+            admin,
+            consumers: Mutex::new(HashMap::new()),
+            partition_counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn consumer(&self, group: &str) -> Result<BaseConsumer, LogError> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", if group.is_empty() { "visionlog-reader" } else { group })
+            .set("allow.auto.create.topics", "false")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "20")
+            .set("session.timeout.ms", "6000")
+            .create()
+            .map_err(|e| kafka_err("creating a consumer", e))
+    }
+
+    /// Checks a partition exists, from the cache of partition counts when it can.
+    fn check_partition(&self, topic: &str, partition: u32) -> Result<(), LogError> {
+        let known = self.partition_counts.lock().expect("partition counts").get(topic).copied();
+        let count = match known {
+            Some(n) if partition < n => n,
+            _ => {
+                let n = self.partitions(topic)?;
+                self.partition_counts.lock().expect("partition counts").insert(topic.to_owned(), n);
+                n
+            }
+        };
+        if partition >= count {
+            return Err(LogError::UnknownPartition { topic: topic.to_owned(), partition });
+        }
+        Ok(())
+    }
+
+    fn with_consumer<T>(
+        &self,
+        group: &str,
+        f: impl FnOnce(&BaseConsumer) -> Result<T, LogError>,
+    ) -> Result<T, LogError> {
+        let mut consumers = self.consumers.lock().expect("consumers lock");
+        if !consumers.contains_key(group) {
+            let c = self.consumer(group)?;
+            consumers.insert(group.to_owned(), c);
+        }
+        f(consumers.get(group).expect("just inserted"))
+    }
+
+    /// Reads from `from` until `max` records, or until none arrive for a while.
+    fn read_from(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+        patience: Duration,
+    ) -> Result<Vec<LogRecord>, LogError> {
+        self.with_consumer("", |consumer| {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, partition as i32, Offset::Offset(from as i64))
+                .map_err(|e| kafka_err("assigning", e))?;
+            consumer.assign(&tpl).map_err(|e| kafka_err("assigning", e))?;
+            let mut out = Vec::new();
+            let mut deadline = Instant::now() + patience;
+            while out.len() < max {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                let Some(message) = consumer.poll(deadline - now) else { break };
+                let m = message.map_err(|e| kafka_err(topic, e))?;
+                if (m.offset() as u64) < from {
+                    continue;
+                }
+                let headers =
+                    m.headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (crate::intern(h.key), h.value.unwrap_or_default().to_vec()))
+                                .collect::<Vec<(HeaderName, Vec<u8>)>>()
+                        })
+                        .unwrap_or_default();
+                out.push(LogRecord {
+                    offset: m.offset() as u64,
+                    timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+                    key: m.key().map(<[u8]>::to_vec),
+                    headers,
+                    value: m.payload().unwrap_or_default().to_vec(),
+                });
+                deadline = Instant::now() + READ_IDLE;
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl EventLog for KafkaLog {
+    fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), LogError> {
+        if let Ok(existing) = self.partitions(topic) {
+            return match existing {
+                n if n == partitions => Ok(()),
+                n => Err(LogError::PartitionMismatch { topic: topic.to_owned(), existing: n, requested: partitions }),
+            };
+        }
+        let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(1));
+        let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+        let results = futures_executor::block_on(self.admin.create_topics([&new], &options))
+            .map_err(|e| kafka_err("creating a topic", e))?;
+        for r in results {
+            if let Err((name, code)) = r
+                && code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists
+            {
+                return Err(LogError::Config(format!("creating topic {name}: {code}")));
+            }
+        }
+        // wait until the metadata shows it
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        while self.partitions(topic).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.partitions(topic).map(|_| ())
+    }
+
+    fn partitions(&self, topic: &str) -> Result<u32, LogError> {
+        let metadata =
+            self.producer.client().fetch_metadata(Some(topic), REQUEST_TIMEOUT).map_err(|e| kafka_err(topic, e))?;
+        match metadata.topics().iter().find(|t| t.name() == topic) {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len() as u32),
+            _ => Err(LogError::UnknownTopic(topic.to_owned())),
+        }
+    }
+
+    fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<u64, LogError> {
+        self.check_partition(topic, partition)?;
+        let mut deliveries = Vec::with_capacity(records.len());
+        for r in records {
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (name, value) in &r.headers {
+                headers = headers.insert(Header { key: name, value: Some(value) });
+            }
+            let mut record =
+                FutureRecord::<[u8], [u8]>::to(topic).partition(partition as i32).payload(&r.value).headers(headers);
+            if let Some(key) = &r.key {
+                record = record.key(key);
+            }
+            deliveries.push(self.producer.send_result(record).map_err(|(e, _)| kafka_err(topic, e))?);
+        }
+        let mut offsets = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            let delivered =
+                futures_executor::block_on(d).map_err(|_| LogError::Config("producer dropped a delivery".into()))?;
+            let delivery = delivered.map_err(|(e, _)| kafka_err(topic, e))?;
+            offsets.push(delivery.offset as u64);
+        }
+        let first = offsets.first().copied().unwrap_or(0);
+        if offsets.iter().enumerate().any(|(i, o)| *o != first + i as u64) {
+            return Err(LogError::Interleaved { topic: topic.to_owned(), partition });
+        }
+        Ok(first)
+    }
+
+    fn read(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<LogRecord>, LogError> {
+        self.check_partition(topic, partition)?;
+        self.read_from(topic, partition, from, max, READ_IDLE * 4)
+    }
+
+    fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
+        let (_, high) = self.with_consumer("", |c| {
+            c.fetch_watermarks(topic, partition as i32, REQUEST_TIMEOUT).map_err(|e| kafka_err(topic, e))
+        })?;
+        let high = high.max(0) as u64;
+        // the watermark may lag the last batch: read on from the last record it admits
+        let mut end = high.saturating_sub(1);
+        let mut found = false;
+        loop {
+            let got = self.read_from(topic, partition, end, 4096, READ_IDLE * 4)?;
+            let Some(last) = got.last() else { break };
+            found = true;
+            end = last.offset + 1;
+            if got.len() < 4096 {
+                break;
+            }
+        }
+        Ok(if found { end } else { high })
+    }
+
+    fn wait_for(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) -> Result<bool, LogError> {
+        Ok(!self.read_from(topic, partition, offset, 1, timeout)?.is_empty())
+    }
+
+    fn commit(&self, group: &str, topic: &str, partition: u32, position: &Position) -> Result<(), LogError> {
+        self.with_consumer(group, |c| {
+            let mut tpl = TopicPartitionList::new();
+            let mut element = tpl.add_partition(topic, partition as i32);
+            element.set_offset(Offset::Offset(position.offset as i64)).map_err(|e| kafka_err("commit", e))?;
+            element.set_metadata(position.metadata.clone());
+            c.commit(&tpl, CommitMode::Sync).map_err(|e| kafka_err("commit", e))
+        })
+    }
+
+    fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<Position>, LogError> {
+        self.with_consumer(group, |c| {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(topic, partition as i32);
+            let got = c.committed_offsets(tpl, REQUEST_TIMEOUT).map_err(|e| kafka_err("committed offsets", e))?;
+            let element = got.find_partition(topic, partition as i32);
+            Ok(element.and_then(|e| match e.offset() {
+                Offset::Offset(o) if o >= 0 => Some(Position { offset: o as u64, metadata: e.metadata().to_owned() }),
+                _ => None,
+            }))
+        })
+    }
+
+    fn flush(&self) -> Result<(), LogError> {
+        self.producer.flush(REQUEST_TIMEOUT).map_err(|e| kafka_err("flush", e))
+    }
+}

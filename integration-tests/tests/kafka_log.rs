@@ -1,0 +1,36 @@
+//! The log conformance suite against a real Kafka-protocol broker (tansu on loopback).
+
+use visionlog_integration_tests::Broker;
+use visionlog_log::{EventLog, KafkaLog, Record, conformance};
+
+#[test]
+fn kafka_log_conformance() {
+    let broker = Broker::start();
+    let log = KafkaLog::connect(&broker.address).unwrap();
+    conformance::appends_read_back_in_order(&log, "conf-order");
+    conformance::group_offsets_are_kept(&log, "conf-groups");
+    // not `group_offset_metadata_is_kept`: tansu 0.6 returns committed offsets with empty
+    // metadata (measured here), so the journal's consumers cannot keep their epoch there yet;
+    // the Kafka issue must store it elsewhere before consumers run on tansu
+    let leaked: &'static KafkaLog = Box::leak(Box::new(log));
+    conformance::waiters_wake_on_append(leaked, "conf-wait");
+}
+
+/// Multi-record appends: offsets come from the delivery reports, and the end offset is right
+/// even where the broker's high watermark is not.
+#[test]
+fn batches_get_contiguous_offsets_and_a_true_end() {
+    let broker = Broker::start();
+    let log = KafkaLog::connect(&broker.address).unwrap();
+    log.create_topic("batches", 2).unwrap();
+    let batch: Vec<Record> =
+        (0..25).map(|i| Record { key: Some(b"k".to_vec()), headers: vec![], value: vec![i as u8; 64] }).collect();
+    for round in 0..4u64 {
+        assert_eq!(log.append("batches", 1, &batch).unwrap(), round * 25);
+    }
+    assert_eq!(log.end_offset("batches", 1).unwrap(), 100);
+    let all = log.read("batches", 1, 37, 1000).unwrap();
+    assert_eq!(all.first().map(|r| r.offset), Some(37));
+    assert_eq!(all.len(), 63);
+    assert_eq!(all[0].value, vec![12u8; 64]);
+}
