@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use visionlog_aggregator::{AggregatorConfig, PartitionAggregator};
+use visionlog_aggregator::{AggregatorConfig, spawn_owners};
 use visionlog_codec::envelope::CommandEnvelope;
 use visionlog_codec::{Codec, EmbeddedRegistry, Outcome};
 use visionlog_domain::*;
@@ -55,20 +55,7 @@ fn the_aggregator_decides_on_kafka() {
     topics.create(log.as_ref()).unwrap();
     let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
     let stop = Arc::new(AtomicBool::new(false));
-    let threads: Vec<_> = (0..2)
-        .map(|p| {
-            let agg = PartitionAggregator::new(
-                log.clone(),
-                codec.clone(),
-                store.clone(),
-                topics.clone(),
-                AggregatorConfig::default(),
-                p,
-            );
-            let stop = stop.clone();
-            std::thread::spawn(move || agg.run(&stop))
-        })
-        .collect();
+    let threads = spawn_owners(&log, &codec, &store, &topics, &AggregatorConfig::default(), &stop);
     let tasks = 6;
     for t in 0..tasks {
         let task = format!("task-{t}");

@@ -69,6 +69,23 @@ pub struct Subscription<'a> {
     pub partition: u32,
 }
 
+impl Subscription<'_> {
+    /// Records a record of this partition that could not be decoded or handled.
+    pub fn dead_letter(&self, record: &LogRecord, code: &str, message: &str) -> Result<(), LogError> {
+        dead_letter(
+            self.log,
+            self.codec,
+            self.topics,
+            &self.topics.events,
+            self.partition,
+            record,
+            code,
+            message,
+            self.group,
+        )
+    }
+}
+
 /// Consumes one partition of `events` until `stop` is set; transient failures of the handler
 /// make it pause and start again from the last committed position.
 pub fn consume_partition(
@@ -107,17 +124,7 @@ fn run(sub: Subscription<'_>, handler: &mut dyn EventHandler, stop: &AtomicBool)
                 Ok(Some(entry)) => entry,
                 Ok(None) => continue,
                 Err(e) => {
-                    dead_letter(
-                        log,
-                        codec,
-                        topics,
-                        &topics.events,
-                        partition,
-                        &record,
-                        "not_a_journal_record",
-                        &e.to_string(),
-                        group,
-                    )?;
+                    sub.dead_letter(&record, "not_a_journal_record", &e.to_string())?;
                     continue;
                 }
             };
@@ -139,17 +146,7 @@ fn run(sub: Subscription<'_>, handler: &mut dyn EventHandler, stop: &AtomicBool)
                             headers: Vec::new(),
                             value: e.payload,
                         };
-                        dead_letter(
-                            log,
-                            codec,
-                            topics,
-                            &topics.events,
-                            partition,
-                            &rec,
-                            err.code(),
-                            &err.to_string(),
-                            group,
-                        )?;
+                        sub.dead_letter(&rec, err.code(), &err.to_string())?;
                     }
                 }
             }

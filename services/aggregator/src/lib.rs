@@ -17,4 +17,31 @@ mod record;
 
 pub use config::AggregatorConfig;
 pub use partition::{AggregatorError, PartitionAggregator, PartitionStats};
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+use visionlog_codec::Codec;
+use visionlog_journal::Topics;
+use visionlog_log::EventLog;
+use visionlog_store::ReadStore;
+
+/// Runs one owner per partition of `topics`, each on its own thread, until `stop` is set.
+pub fn spawn_owners(
+    log: &Arc<dyn EventLog>,
+    codec: &Arc<Codec>,
+    store: &Arc<dyn ReadStore>,
+    topics: &Topics,
+    config: &AggregatorConfig,
+    stop: &Arc<AtomicBool>,
+) -> Vec<JoinHandle<Result<PartitionStats, AggregatorError>>> {
+    (0..topics.partitions)
+        .map(|p| {
+            let agg =
+                PartitionAggregator::new(log.clone(), codec.clone(), store.clone(), topics.clone(), config.clone(), p);
+            let stop = stop.clone();
+            std::thread::spawn(move || agg.run(&stop))
+        })
+        .collect()
+}
 pub use record::{Decided, TaskRecord};

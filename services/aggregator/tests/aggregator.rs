@@ -51,20 +51,8 @@ impl Running {
 impl Rig {
     fn start(&self, owner: &str, config: AggregatorConfig) -> Running {
         let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..self.topics.partitions)
-            .map(|p| {
-                let agg = PartitionAggregator::new(
-                    self.log.clone(),
-                    self.codec.clone(),
-                    self.store.clone(),
-                    self.topics.clone(),
-                    AggregatorConfig { owner: owner.into(), ..config.clone() },
-                    p,
-                );
-                let stop = stop.clone();
-                std::thread::spawn(move || agg.run(&stop))
-            })
-            .collect();
+        let config = AggregatorConfig { owner: owner.into(), ..config };
+        let threads = spawn_owners(&self.log, &self.codec, &self.store, &self.topics, &config, &stop);
         Running { stop, threads }
     }
 

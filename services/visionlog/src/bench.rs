@@ -4,7 +4,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use visionlog_aggregator::{AggregatorConfig, PartitionAggregator};
+use visionlog_aggregator::AggregatorConfig;
 use visionlog_codec::envelope::{CommandEnvelope, names};
 use visionlog_codec::{Codec, EmbeddedRegistry};
 use visionlog_domain::*;
@@ -132,20 +132,8 @@ fn aggregator(b: &AggregatorBench) -> anyhow::Result<()> {
     // the aggregators, timed until every command is decided
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let threads: Vec<_> = (0..b.partitions)
-        .map(|p| {
-            let agg = PartitionAggregator::new(
-                log.clone(),
-                codec.clone(),
-                store.clone(),
-                topics.clone(),
-                AggregatorConfig::default(),
-                p,
-            );
-            let stop = stop.clone();
-            std::thread::spawn(move || agg.run(&stop))
-        })
-        .collect();
+    let threads =
+        visionlog_aggregator::spawn_owners(&log, &codec, &store, &topics, &AggregatorConfig::default(), &stop);
     loop {
         let done = (0..b.partitions).all(|p| {
             log.committed("aggregator", &topics.commands, p)
