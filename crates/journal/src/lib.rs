@@ -9,7 +9,7 @@
 //! watermark.
 //!
 //! [`JournalReader`] applies those rules; every service reads `events` through it, by way of
-//! [`consume`]. [`CommandBus`] sends commands to the `commands` topic.
+//! [`consume_partition`]. [`CommandBus`] sends commands to the `commands` topic.
 
 mod audit;
 mod bus;

@@ -27,7 +27,7 @@ pub(crate) struct AggregatorBench {
     /// Partitions (one aggregator thread each).
     #[arg(long, default_value_t = 2)]
     partitions: u32,
-    /// fsync policy of the log: always, never or <N>ms.
+    /// fsync policy of the log: always, never or `<N>ms`.
     #[arg(long, default_value = "always")]
     fsync: FsyncPolicy,
     /// Print one JSON object as the last line.

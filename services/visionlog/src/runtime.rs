@@ -23,7 +23,7 @@ pub(crate) struct Backends {
     /// The read store: `embedded:///path.redb` (default: DATA_DIR/store.redb).
     #[arg(long, env = "VISIONLOG_STORE", global = true)]
     pub(crate) store: Option<String>,
-    /// When the embedded log fsyncs: always, never or <N>ms.
+    /// When the embedded log fsyncs: always, never or `<N>ms`.
     #[arg(long, env = "VISIONLOG_FSYNC", default_value = "always", global = true)]
     pub(crate) fsync: FsyncPolicy,
     /// Partitions of `commands` and `events` (when creating them).
