@@ -226,10 +226,12 @@ impl Owner<'_> {
         for _ in 0..16 {
             let epoch = self.reader.epoch() + 1;
             let at = agg.log.append(&agg.topics.events, agg.partition, &[claim_record(epoch, &agg.config.owner)])?;
+            // judge snapshots against our claim while reading up to it (if it loses the race,
+            // we only distrust more snapshots than needed and rebuild those tasks)
+            self.note_claim(epoch, at);
             self.replay(Some(at))?;
             if self.reader.epoch() == epoch {
                 self.epoch = epoch;
-                self.note_claim(epoch, at);
                 tracing::info!(
                     partition = agg.partition,
                     epoch,
@@ -376,9 +378,11 @@ impl Owner<'_> {
         }
     }
 
+    /// Remembers a claim; for one epoch the earliest claim is the one in force.
     fn note_claim(&mut self, epoch: u64, offset: u64) {
-        if self.claims.last().is_none_or(|(e, _)| *e < epoch) {
-            self.claims.push((epoch, offset));
+        match self.claims.binary_search_by_key(&epoch, |(e, _)| *e) {
+            Ok(i) => self.claims[i].1 = self.claims[i].1.min(offset),
+            Err(i) => self.claims.insert(i, (epoch, offset)),
         }
         if self.claims.len() > CLAIMS_KEPT {
             self.claims.remove(0);
