@@ -120,11 +120,19 @@ fn run(sub: Subscription<'_>, handler: &mut dyn EventHandler, stop: &AtomicBool)
         }
         for record in records {
             next = record.offset + 1;
-            let entry = match reader.feed(record.clone()) {
+            let entry = match reader.feed(record) {
                 Ok(Some(entry)) => entry,
                 Ok(None) => continue,
                 Err(e) => {
-                    sub.dead_letter(&record, "not_a_journal_record", &e.to_string())?;
+                    let reason = e.reason;
+                    let refused = e.record.map(|r| *r).unwrap_or_else(|| LogRecord {
+                        offset: e.offset,
+                        timestamp_ms: 0,
+                        key: None,
+                        headers: Vec::new(),
+                        value: Vec::new(),
+                    });
+                    sub.dead_letter(&refused, "not_a_journal_record", &reason)?;
                     continue;
                 }
             };

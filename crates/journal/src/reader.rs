@@ -13,6 +13,8 @@ pub struct JournalError {
     pub offset: u64,
     /// What is wrong.
     pub reason: String,
+    /// The record itself, handed back for a dead letter (so readers need not keep a copy).
+    pub record: Option<Box<LogRecord>>,
 }
 
 /// One event of an accepted decision.
@@ -82,16 +84,13 @@ pub struct JournalReader {
     next_offset: u64,
 }
 
-fn text<'r>(r: &'r LogRecord, name: &str) -> Result<&'r str, JournalError> {
-    let bad = |reason: String| JournalError { offset: r.offset, reason };
-    let v = get(&r.headers, name).ok_or_else(|| bad(format!("missing header {name}")))?;
-    std::str::from_utf8(v).map_err(|_| bad(format!("header {name} is not utf-8")))
+fn text<'r>(r: &'r LogRecord, name: &str) -> Result<&'r str, String> {
+    let v = get(&r.headers, name).ok_or_else(|| format!("missing header {name}"))?;
+    std::str::from_utf8(v).map_err(|_| format!("header {name} is not utf-8"))
 }
 
-fn number(r: &LogRecord, name: &str) -> Result<u64, JournalError> {
-    text(r, name)?
-        .parse()
-        .map_err(|_| JournalError { offset: r.offset, reason: format!("header {name} is not a number") })
+fn number(r: &LogRecord, name: &str) -> Result<u64, String> {
+    text(r, name)?.parse().map_err(|_| format!("header {name} is not a number"))
 }
 
 impl JournalReader {
@@ -114,53 +113,62 @@ impl JournalReader {
     /// Feeds the next record of the partition; returns an entry when one is complete.
     pub fn feed(&mut self, record: LogRecord) -> Result<Option<Entry>, JournalError> {
         self.next_offset = record.offset + 1;
-        let kind = get(&record.headers, names::KIND)
-            .ok_or_else(|| JournalError { offset: record.offset, reason: "no vl.kind header".into() })?;
-        let epoch = number(&record, headers::EPOCH)?;
-        if kind == kinds::CLAIM {
-            if epoch <= self.epoch {
-                return Ok(None); // lost a race for the partition: not in force
+        match parse(&record) {
+            Ok(parsed) => self.apply(parsed, record),
+            Err(reason) => Err(JournalError { offset: record.offset, reason, record: Some(Box::new(record)) }),
+        }
+    }
+
+    fn apply(&mut self, parsed: Parsed, record: LogRecord) -> Result<Option<Entry>, JournalError> {
+        match parsed {
+            Parsed::Claim { epoch, owner } => {
+                if epoch <= self.epoch {
+                    return Ok(None); // lost a race for the partition: not in force
+                }
+                self.epoch = epoch;
+                self.pending.clear(); // a decision cut short by a change of owner never happened
+                Ok(Some(Entry::Claim { offset: record.offset, epoch, owner }))
             }
-            self.epoch = epoch;
-            self.pending.clear(); // a decision cut short by a change of owner never happened
-            let owner = text(&record, headers::OWNER)?.to_owned();
-            return Ok(Some(Entry::Claim { offset: record.offset, epoch, owner }));
+            Parsed::Decision { epoch, command_id, index, count } => {
+                if epoch != self.epoch {
+                    return Ok(None); // written by a superseded owner (a zombie)
+                }
+                let continues = self.pending.last().is_some_and(|p| p.command_id == command_id && p.index + 1 == index);
+                if !continues {
+                    self.pending.clear(); // an incomplete decision followed by another: it never completed
+                }
+                if index != self.pending.len() {
+                    return Ok(None);
+                }
+                self.pending.push(Framed { record, command_id, index });
+                if self.pending.len() < count {
+                    return Ok(None);
+                }
+                let framed = std::mem::take(&mut self.pending);
+                self.complete(framed).map(Some)
+            }
         }
-        if kind != kinds::EVENT && kind != kinds::REJECTION {
-            return Err(JournalError { offset: record.offset, reason: "unknown record kind".into() });
-        }
-        if epoch != self.epoch {
-            return Ok(None); // written by a superseded owner (a zombie)
-        }
-        let command_id = text(&record, names::COMMAND_ID)?.to_owned();
-        let (index, count) = text(&record, headers::BATCH)?
-            .split_once('/')
-            .and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?)))
-            .filter(|(i, n)| i < n)
-            .ok_or_else(|| JournalError { offset: record.offset, reason: "bad vl.batch header".into() })?;
-        let continues = self.pending.last().is_some_and(|p| p.command_id == command_id && p.index + 1 == index);
-        if !continues {
-            self.pending.clear(); // an incomplete decision followed by another: it never completed
-        }
-        if index != self.pending.len() {
-            return Ok(None);
-        }
-        self.pending.push(Framed { record, command_id, index });
-        if self.pending.len() < count {
-            return Ok(None);
-        }
-        let framed = std::mem::take(&mut self.pending);
-        self.complete(framed).map(Some)
     }
 
     fn complete(&self, framed: Vec<Framed>) -> Result<Entry, JournalError> {
+        let refuse = |framed: Vec<Framed>, offset: u64, reason: String| {
+            let record = framed.into_iter().map(|f| f.record).find(|r| r.offset == offset).map(Box::new);
+            JournalError { offset, reason, record }
+        };
         let first = &framed[0].record;
-        let command_offset = number(first, headers::COMMAND_OFFSET)?;
-        let command_id = framed[0].command_id.clone();
-        let command_type = text(first, headers::COMMAND_TYPE)?.to_owned();
         let first_offset = first.offset;
+        let head = number(first, headers::COMMAND_OFFSET)
+            .and_then(|o| Ok((o, text(first, headers::COMMAND_TYPE)?.to_owned())));
+        let (command_offset, command_type) = match head {
+            Ok(head) => head,
+            Err(reason) => return Err(refuse(framed, first_offset, reason)),
+        };
+        let command_id = framed[0].command_id.clone();
         if get(&first.headers, names::KIND) == Some(kinds::REJECTION) {
-            let task_id = text(first, names::TASK_ID)?.to_owned();
+            let task_id = match text(first, names::TASK_ID) {
+                Ok(t) => t.to_owned(),
+                Err(reason) => return Err(refuse(framed, first_offset, reason)),
+            };
             let body = DecisionBody::Rejected(framed.into_iter().next().expect("one record").record.value);
             return Ok(Entry::Decision(Decision {
                 command_id,
@@ -171,12 +179,19 @@ impl JournalReader {
                 body,
             }));
         }
-        let mut events = Vec::with_capacity(framed.len());
-        for f in framed {
-            let envelope = EventEnvelope::from_headers(&f.record.headers)
-                .map_err(|e| JournalError { offset: f.record.offset, reason: e.to_string() })?;
-            events.push(JournalEvent { offset: f.record.offset, envelope, payload: f.record.value });
+        if let Some((offset, e)) = framed
+            .iter()
+            .find_map(|f| EventEnvelope::from_headers(&f.record.headers).err().map(|e| (f.record.offset, e)))
+        {
+            return Err(refuse(framed, offset, e.to_string()));
         }
+        let events: Vec<_> = framed
+            .into_iter()
+            .map(|f| {
+                let envelope = EventEnvelope::from_headers(&f.record.headers).expect("checked above");
+                JournalEvent { offset: f.record.offset, envelope, payload: f.record.value }
+            })
+            .collect();
         let task_id = events[0].envelope.task_id.clone();
         Ok(Entry::Decision(Decision {
             command_id,
@@ -187,6 +202,30 @@ impl JournalReader {
             body: DecisionBody::Accepted(events),
         }))
     }
+}
+
+/// What a record's headers say, before the fencing rules apply.
+enum Parsed {
+    Claim { epoch: u64, owner: String },
+    Decision { epoch: u64, command_id: String, index: usize, count: usize },
+}
+
+fn parse(r: &LogRecord) -> Result<Parsed, String> {
+    let kind = get(&r.headers, names::KIND).ok_or("no vl.kind header")?;
+    let epoch = number(r, headers::EPOCH)?;
+    if kind == kinds::CLAIM {
+        return Ok(Parsed::Claim { epoch, owner: text(r, headers::OWNER)?.to_owned() });
+    }
+    if kind != kinds::EVENT && kind != kinds::REJECTION {
+        return Err("unknown record kind".into());
+    }
+    let command_id = text(r, names::COMMAND_ID)?.to_owned();
+    let (index, count) = text(r, headers::BATCH)?
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?)))
+        .filter(|(i, n)| i < n)
+        .ok_or("bad vl.batch header")?;
+    Ok(Parsed::Decision { epoch, command_id, index, count })
 }
 
 #[cfg(test)]
@@ -278,6 +317,15 @@ mod tests {
             .filter_map(|e| if let Entry::Claim { owner, .. } = e { Some(owner.as_str()) } else { None })
             .collect();
         assert_eq!(claims, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_foreign_record_is_refused_and_handed_back() {
+        let mut reader = JournalReader::default();
+        let foreign = LogRecord { offset: 0, timestamp_ms: 0, key: None, headers: vec![], value: b"not ours".to_vec() };
+        let err = reader.feed(foreign).unwrap_err();
+        assert_eq!(err.record.map(|r| r.value), Some(b"not ours".to_vec()));
+        assert_eq!(reader.resume_offset(), 1, "the reader moves past it");
     }
 
     #[test]
