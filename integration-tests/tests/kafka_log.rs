@@ -10,8 +10,8 @@ fn kafka_log_conformance() {
     conformance::appends_read_back_in_order(&log, "conf-order");
     conformance::group_offsets_are_kept(&log, "conf-groups");
     // not `group_offset_metadata_is_kept`: tansu 0.6 returns committed offsets with empty
-    // metadata (measured here), so the journal's consumers cannot keep their epoch there yet;
-    // the Kafka issue must store it elsewhere before consumers run on tansu
+    // metadata (measured here); nothing of visionlog depends on it (journal consumers find
+    // their epoch in the record before their position)
     let leaked: &'static KafkaLog = Box::leak(Box::new(log));
     conformance::waiters_wake_on_append(leaked, "conf-wait");
 }

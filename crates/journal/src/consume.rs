@@ -45,15 +45,6 @@ pub trait EventHandler {
 
 const BATCH: usize = 512;
 
-/// Encodes a reader position as commit metadata.
-fn metadata(epoch: u64) -> String {
-    format!("epoch={epoch}")
-}
-
-fn epoch_of(position: &Position) -> u64 {
-    position.metadata.strip_prefix("epoch=").and_then(|e| e.parse().ok()).unwrap_or(0)
-}
-
 /// Where a consumer reads: one partition of `events`, for one consumer group.
 #[derive(Clone, Copy)]
 pub struct Subscription<'a> {
@@ -108,9 +99,9 @@ pub fn consume_partition(
 
 fn run(sub: Subscription<'_>, handler: &mut dyn EventHandler, stop: &AtomicBool) -> Result<(), ConsumeError> {
     let Subscription { log, codec, topics, group, partition } = sub;
-    let start = log.committed(group, &topics.events, partition)?.unwrap_or_default();
-    let mut reader = JournalReader::resume(start.offset, epoch_of(&start));
-    let mut next = start.offset;
+    let start = log.committed(group, &topics.events, partition)?.map_or(0, |p| p.offset);
+    let mut reader = JournalReader::resume_after(log, &topics.events, partition, start)?;
+    let mut next = start;
     let mut committed = start;
     while !stop.load(Ordering::Relaxed) {
         let records = log.read(&topics.events, partition, next, BATCH)?;
@@ -160,10 +151,10 @@ fn run(sub: Subscription<'_>, handler: &mut dyn EventHandler, stop: &AtomicBool)
             }
         }
         handler.flush()?;
-        let position = Position { offset: reader.resume_offset(), metadata: metadata(reader.epoch()) };
-        if position != committed {
-            log.commit(group, &topics.events, partition, &position)?;
-            committed = position;
+        let settled = reader.settled_offset();
+        if settled != committed {
+            log.commit(group, &topics.events, partition, &Position::at(settled))?;
+            committed = settled;
         }
     }
     Ok(())

@@ -82,6 +82,8 @@ pub struct JournalReader {
     epoch: u64,
     pending: Vec<Framed>,
     next_offset: u64,
+    /// The offset after the last record in force that is not part of a pending decision.
+    settled: u64,
 }
 
 fn text<'r>(r: &'r LogRecord, name: &str) -> Result<&'r str, String> {
@@ -96,18 +98,36 @@ fn number(r: &LogRecord, name: &str) -> Result<u64, String> {
 impl JournalReader {
     /// Starts reading at `offset` with the epoch in force there (0 at the start of a partition).
     pub fn resume(offset: u64, epoch: u64) -> Self {
-        Self { epoch, pending: Vec::new(), next_offset: offset }
+        Self { epoch, pending: Vec::new(), next_offset: offset, settled: offset }
+    }
+
+    /// Starts reading at a position taken from [`Self::settled_offset`]: the record just before
+    /// it was in force, so its epoch is the epoch in force there (one read, no stored metadata).
+    pub fn resume_after(
+        log: &dyn visionlog_log::EventLog,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<Self, visionlog_log::LogError> {
+        let epoch = match offset.checked_sub(1) {
+            Some(before) => {
+                log.read(topic, partition, before, 1)?.first().and_then(|r| number(r, headers::EPOCH).ok()).unwrap_or(0)
+            }
+            None => 0,
+        };
+        Ok(Self::resume(offset, epoch))
+    }
+
+    /// The position to store for [`Self::resume_after`]: after the last record in force that
+    /// completed something (a claim, a whole decision). Records after it are read again on
+    /// resume; the ones not in force are ignored again.
+    pub fn settled_offset(&self) -> u64 {
+        self.settled
     }
 
     /// The owner epoch in force.
     pub fn epoch(&self) -> u64 {
         self.epoch
-    }
-
-    /// The offset from which a reader must resume to see every decision not yet returned:
-    /// the start of a decision still incomplete, else the next offset.
-    pub fn resume_offset(&self) -> u64 {
-        self.pending.first().map_or(self.next_offset, |f| f.record.offset)
     }
 
     /// Feeds the next record of the partition; returns an entry when one is complete.
@@ -127,6 +147,7 @@ impl JournalReader {
                 }
                 self.epoch = epoch;
                 self.pending.clear(); // a decision cut short by a change of owner never happened
+                self.settled = record.offset + 1;
                 Ok(Some(Entry::Claim { offset: record.offset, epoch, owner }))
             }
             Parsed::Decision { epoch, command_id, index, count } => {
@@ -145,7 +166,9 @@ impl JournalReader {
                     return Ok(None);
                 }
                 let framed = std::mem::take(&mut self.pending);
-                self.complete(framed).map(Some)
+                let entry = self.complete(framed)?;
+                self.settled = self.next_offset;
+                Ok(Some(entry))
             }
         }
     }
@@ -320,25 +343,30 @@ mod tests {
     }
 
     #[test]
+    fn the_settled_offset_follows_a_record_in_force() {
+        let mut log = vec![claim_record(1, "a")];
+        log.extend(decision(1, "c1", 2));
+        log.push(claim_record(2, "b"));
+        log.extend(decision(1, "zombie", 1));
+        log.extend(decision(2, "c2", 2).into_iter().take(1)); // pending
+        let mut reader = JournalReader::default();
+        for (i, r) in log.into_iter().enumerate() {
+            reader
+                .feed(LogRecord { offset: i as u64, timestamp_ms: 0, key: r.key, headers: r.headers, value: r.value })
+                .unwrap();
+        }
+        // after b's claim (offset 3): the zombie record and the pending decision are read again
+        assert_eq!(reader.settled_offset(), 4);
+        assert_eq!(reader.epoch(), 2);
+    }
+
+    #[test]
     fn a_foreign_record_is_refused_and_handed_back() {
         let mut reader = JournalReader::default();
         let foreign = LogRecord { offset: 0, timestamp_ms: 0, key: None, headers: vec![], value: b"not ours".to_vec() };
         let err = reader.feed(foreign).unwrap_err();
         assert_eq!(err.record.map(|r| r.value), Some(b"not ours".to_vec()));
-        assert_eq!(reader.resume_offset(), 1, "the reader moves past it");
-    }
-
-    #[test]
-    fn resume_offset_points_at_an_incomplete_decision() {
-        let mut reader = JournalReader::default();
-        let mut recs = vec![claim_record(1, "a")];
-        recs.extend(decision(1, "c1", 3));
-        for (i, r) in recs.into_iter().take(3).enumerate() {
-            reader
-                .feed(LogRecord { offset: i as u64, timestamp_ms: 0, key: r.key, headers: r.headers, value: r.value })
-                .unwrap();
-        }
-        assert_eq!(reader.resume_offset(), 1);
-        assert_eq!(reader.epoch(), 1);
+        // it settles nothing: after a restart it is read (and dead-lettered) again
+        assert_eq!(reader.settled_offset(), 0);
     }
 }
