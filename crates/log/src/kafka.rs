@@ -18,7 +18,16 @@ use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+/// Which reader: topic, partition, reading thread.
+type ReaderKey = (String, u32, std::thread::ThreadId);
+
+/// A consumer assigned to one partition, and where it will read next.
+struct Reader {
+    consumer: BaseConsumer,
+    next: Option<u64>,
+}
 use std::time::{Duration, Instant};
 
 /// How long one broker request may take before the call fails.
@@ -31,8 +40,11 @@ pub struct KafkaLog {
     bootstrap: String,
     producer: FutureProducer,
     admin: AdminClient<DefaultClientContext>,
-    /// One consumer per group, for commits; `""` is the reader's (no group semantics used).
+    /// One consumer per group, for commits and committed offsets.
     consumers: Mutex<HashMap<String, BaseConsumer>>,
+    /// One reading consumer per topic, partition and thread, so readers never wait for each
+    /// other and a thread reading on keeps the data its consumer fetched ahead.
+    readers: Mutex<HashMap<ReaderKey, Arc<Mutex<Reader>>>>,
     /// Partition counts seen (partitions are only ever added, never removed).
     partition_counts: Mutex<HashMap<String, u32>>,
 }
@@ -60,6 +72,7 @@ impl KafkaLog {
             producer,
             admin,
             consumers: Mutex::new(HashMap::new()),
+            readers: Mutex::new(HashMap::new()),
             partition_counts: Mutex::new(HashMap::new()),
         })
     }
@@ -108,6 +121,17 @@ impl KafkaLog {
         f(consumers.get(group).expect("just inserted"))
     }
 
+    fn reader(&self, topic: &str, partition: u32) -> Result<Arc<Mutex<Reader>>, LogError> {
+        let key = (topic.to_owned(), partition, std::thread::current().id());
+        let mut readers = self.readers.lock().expect("readers lock");
+        if let Some(r) = readers.get(&key) {
+            return Ok(r.clone());
+        }
+        let reader = Arc::new(Mutex::new(Reader { consumer: self.consumer("")?, next: None }));
+        readers.insert(key, reader.clone());
+        Ok(reader)
+    }
+
     /// Reads from `from` until `max` records, or until none arrive for a while.
     fn read_from(
         &self,
@@ -117,42 +141,54 @@ impl KafkaLog {
         max: usize,
         patience: Duration,
     ) -> Result<Vec<LogRecord>, LogError> {
-        self.with_consumer("", |consumer| {
+        let reader = self.reader(topic, partition)?;
+        let mut reader = reader.lock().expect("reader lock");
+        if reader.next != Some(from) {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(topic, partition as i32, Offset::Offset(from as i64))
                 .map_err(|e| kafka_err("assigning", e))?;
-            consumer.assign(&tpl).map_err(|e| kafka_err("assigning", e))?;
-            let mut out = Vec::new();
-            let mut deadline = Instant::now() + patience;
-            while out.len() < max {
-                let now = Instant::now();
-                if now >= deadline {
-                    break;
-                }
-                let Some(message) = consumer.poll(deadline - now) else { break };
-                let m = message.map_err(|e| kafka_err(topic, e))?;
-                if (m.offset() as u64) < from {
-                    continue;
-                }
-                let headers =
-                    m.headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|h| (crate::intern(h.key), h.value.unwrap_or_default().to_vec()))
-                                .collect::<Vec<(HeaderName, Vec<u8>)>>()
-                        })
-                        .unwrap_or_default();
-                out.push(LogRecord {
-                    offset: m.offset() as u64,
-                    timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
-                    key: m.key().map(<[u8]>::to_vec),
-                    headers,
-                    value: m.payload().unwrap_or_default().to_vec(),
-                });
-                deadline = Instant::now() + READ_IDLE;
+            reader.consumer.assign(&tpl).map_err(|e| kafka_err("assigning", e))?;
+            reader.next = Some(from);
+        }
+        let mut out = Vec::new();
+        let mut deadline = Instant::now() + patience;
+        while out.len() < max {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
             }
-            Ok(out)
-        })
+            let Some(message) = reader.consumer.poll(deadline - now) else { break };
+            let m = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    reader.next = None; // assign again on the next read
+                    return Err(kafka_err(topic, e));
+                }
+            };
+            if (m.offset() as u64) < from {
+                continue;
+            }
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter().map(|h| (crate::intern(h.key), h.value.unwrap_or_default().to_vec())).collect::<Vec<(
+                        HeaderName,
+                        Vec<u8>,
+                    )>>(
+                    )
+                })
+                .unwrap_or_default();
+            out.push(LogRecord {
+                offset: m.offset() as u64,
+                timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+                key: m.key().map(<[u8]>::to_vec),
+                headers,
+                value: m.payload().unwrap_or_default().to_vec(),
+            });
+            deadline = Instant::now() + READ_IDLE;
+        }
+        reader.next = Some(out.last().map_or(from, |r| r.offset + 1));
+        Ok(out)
     }
 }
 
