@@ -76,52 +76,40 @@ impl Leftovers {
     }
 }
 
-/// A Kafka-protocol broker (tansu, in memory) on a loopback port, stopped when dropped.
-pub struct Broker {
-    child: std::process::Child,
-    /// `127.0.0.1:PORT`.
-    pub address: String,
+/// The Kafka-protocol broker of a test: a real Apache Kafka when `KAFKA_BOOTSTRAP` names one,
+/// else tansu (in memory) on a loopback port, stopped when dropped.
+pub enum Broker {
+    /// `KAFKA_BOOTSTRAP`, shared by the tests: each names its own topics or prefix.
+    External(String),
+    /// A broker started for this test.
+    Local(visionlog_log::LocalBroker),
 }
 
 impl Broker {
-    /// Starts a broker and waits until it accepts connections.
+    /// Starts a broker (or takes `KAFKA_BOOTSTRAP`) and waits until it accepts connections.
     pub fn start() -> Self {
-        let bin = std::env::var("TANSU_BIN").map(PathBuf::from).unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/visionlog/bin/tansu")
-        });
-        assert!(bin.exists(), "{} is missing: run ./scripts/install.sh (or set TANSU_BIN)", bin.display());
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let address = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{address}");
-        let child = Command::new(bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-                "--silent",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting tansu");
-        let broker = Self { child, address };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::net::TcpStream::connect(&broker.address).is_err() {
-            assert!(std::time::Instant::now() < deadline, "tansu did not listen on {}", broker.address);
-            std::thread::sleep(std::time::Duration::from_millis(50));
+        match std::env::var("KAFKA_BOOTSTRAP") {
+            Ok(address) if !address.is_empty() => Self::External(address),
+            _ => Self::Local(visionlog_log::LocalBroker::start().expect("starting tansu")),
         }
-        broker
     }
-}
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// A topic name (or prefix) no earlier run used: a shared broker keeps what tests wrote.
+    pub fn name(&self, name: &str) -> String {
+        match self {
+            Self::External(_) => {
+                let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+                format!("{name}-{}-{nanos}", std::process::id())
+            }
+            Self::Local(_) => name.to_owned(),
+        }
+    }
+
+    /// `host:port[,host:port]`.
+    pub fn address(&self) -> &str {
+        match self {
+            Self::External(address) => address,
+            Self::Local(broker) => &broker.address,
+        }
     }
 }

@@ -48,10 +48,10 @@ fn outcome(log: &dyn EventLog, codec: &Codec, topics: &Topics, id: &str) -> Outc
 fn the_aggregator_decides_on_kafka() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
-    let log: Arc<dyn EventLog> = Arc::new(KafkaLog::connect(&broker.address).unwrap());
+    let log: Arc<dyn EventLog> = Arc::new(KafkaLog::connect(broker.address()).unwrap());
     let codec = Arc::new(Codec::new(Arc::new(EmbeddedRegistry::in_memory())).unwrap());
     let store: Arc<dyn ReadStore> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
-    let topics = Topics::new("k", 2);
+    let topics = Topics::new(&broker.name("k"), 2);
     topics.create(log.as_ref()).unwrap();
     let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
     let stop = Arc::new(AtomicBool::new(false));

@@ -6,14 +6,14 @@ use visionlog_log::{EventLog, KafkaLog, Record, conformance};
 #[test]
 fn kafka_log_conformance() {
     let broker = Broker::start();
-    let log = KafkaLog::connect(&broker.address).unwrap();
-    conformance::appends_read_back_in_order(&log, "conf-order");
-    conformance::group_offsets_are_kept(&log, "conf-groups");
+    let log = KafkaLog::connect(broker.address()).unwrap();
+    conformance::appends_read_back_in_order(&log, &broker.name("conf-order"));
+    conformance::group_offsets_are_kept(&log, &broker.name("conf-groups"));
     // not `group_offset_metadata_is_kept`: tansu 0.6 returns committed offsets with empty
     // metadata (measured here); nothing of visionlog depends on it (journal consumers find
     // their epoch in the record before their position)
     let leaked: &'static KafkaLog = Box::leak(Box::new(log));
-    conformance::waiters_wake_on_append(leaked, "conf-wait");
+    conformance::waiters_wake_on_append(leaked, broker.name("conf-wait").leak());
 }
 
 /// Multi-record appends: offsets come from the delivery reports, and the end offset is right
@@ -21,15 +21,16 @@ fn kafka_log_conformance() {
 #[test]
 fn batches_get_contiguous_offsets_and_a_true_end() {
     let broker = Broker::start();
-    let log = KafkaLog::connect(&broker.address).unwrap();
-    log.create_topic("batches", 2).unwrap();
+    let log = KafkaLog::connect(broker.address()).unwrap();
+    let topic = broker.name("batches");
+    log.create_topic(&topic, 2).unwrap();
     let batch: Vec<Record> =
         (0..25).map(|i| Record { key: Some(b"k".to_vec()), headers: vec![], value: vec![i as u8; 64] }).collect();
     for round in 0..4u64 {
-        assert_eq!(log.append("batches", 1, &batch).unwrap(), round * 25);
+        assert_eq!(log.append(&topic, 1, &batch).unwrap().first, round * 25);
     }
-    assert_eq!(log.end_offset("batches", 1).unwrap(), 100);
-    let all = log.read("batches", 1, 37, 1000).unwrap();
+    assert_eq!(log.end_offset(&topic, 1).unwrap(), 100);
+    let all = log.read(&topic, 1, 37, 1000).unwrap();
     assert_eq!(all.first().map(|r| r.offset), Some(37));
     assert_eq!(all.len(), 63);
     assert_eq!(all[0].value, vec![12u8; 64]);

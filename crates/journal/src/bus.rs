@@ -49,7 +49,7 @@ impl CommandBus {
     ) -> Result<(u32, u64), LogError> {
         let partition = partition_for(task_id.as_bytes(), self.topics.partitions);
         let record = Record { key: Some(task_id.as_bytes().to_vec()), headers, value };
-        let offset = self.log.append(&self.topics.commands, partition, &[record])?;
+        let offset = self.log.append(&self.topics.commands, partition, &[record])?.first;
         Ok((partition, offset))
     }
 }

@@ -3,7 +3,7 @@
 //! The embedded log runs them in its unit tests; the Kafka backend runs the same ones against a
 //! real broker.
 
-use crate::{EventLog, Position, Record};
+use crate::{Appended, EventLog, Position, Record};
 use std::time::Duration;
 
 fn record(key: &str, value: &str) -> Record {
@@ -21,9 +21,9 @@ pub fn appends_read_back_in_order(log: &dyn EventLog, topic: &str) {
     assert_eq!(log.partitions(topic).unwrap(), 3);
     assert!(log.create_topic(topic, 4).is_err());
     let first = log.append(topic, 1, &[record("a", "1"), record("b", "2")]).unwrap();
-    assert_eq!(first, 0);
+    assert_eq!(first, Appended { first: 0, last: 1, count: 2 });
     let second = log.append(topic, 1, &[Record { key: None, headers: vec![], value: b"3".to_vec() }]).unwrap();
-    assert_eq!(second, 2);
+    assert_eq!(second.first, 2);
     assert_eq!(log.end_offset(topic, 1).unwrap(), 3);
     assert_eq!(log.end_offset(topic, 0).unwrap(), 0);
     let all = log.read(topic, 1, 0, 100).unwrap();

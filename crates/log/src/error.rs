@@ -54,15 +54,6 @@ pub enum LogError {
         /// The limit.
         max: usize,
     },
-    /// The records of one append were not given contiguous offsets (another producer wrote
-    /// between them): the caller must re-read the partition before going on.
-    #[error("the append to {topic}/{partition} was interleaved with another producer's records")]
-    Interleaved {
-        /// The topic.
-        topic: String,
-        /// The partition.
-        partition: u32,
-    },
     /// Another process holds the log.
     #[error("the log at {0} is in use by another process")]
     Locked(String),

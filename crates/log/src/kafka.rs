@@ -8,7 +8,7 @@
 //! Some brokers report a wrong high watermark after multi-record batches (tansu 0.6 does), so
 //! [`EventLog::end_offset`] takes the watermark only as a starting point and reads on from it.
 
-use crate::{EventLog, HeaderName, LogError, LogRecord, Position, Record};
+use crate::{Appended, EventLog, HeaderName, LogError, LogRecord, Position, Record};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -228,7 +228,7 @@ impl EventLog for KafkaLog {
         }
     }
 
-    fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<u64, LogError> {
+    fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<Appended, LogError> {
         self.check_partition(topic, partition)?;
         let mut deliveries = Vec::with_capacity(records.len());
         for r in records {
@@ -250,11 +250,10 @@ impl EventLog for KafkaLog {
             let delivery = delivered.map_err(|(e, _)| kafka_err(topic, e))?;
             offsets.push(delivery.offset as u64);
         }
-        let first = offsets.first().copied().unwrap_or(0);
-        if offsets.iter().enumerate().any(|(i, o)| *o != first + i as u64) {
-            return Err(LogError::Interleaved { topic: topic.to_owned(), partition });
+        match (offsets.first(), offsets.last()) {
+            (Some(&first), Some(&last)) => Ok(Appended { first, last, count: offsets.len() as u64 }),
+            _ => Ok(Appended::contiguous(self.end_offset(topic, partition)?, 0)),
         }
-        Ok(first)
     }
 
     fn read(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<LogRecord>, LogError> {

@@ -13,12 +13,14 @@ mod error;
 mod file;
 mod intern;
 mod kafka;
+mod local_broker;
 mod partitioner;
 
 pub use error::LogError;
 pub use file::{FileLog, FileLogOptions, FsyncPolicy};
 pub use intern::intern;
 pub use kafka::KafkaLog;
+pub use local_broker::{LocalBroker, tansu_binary};
 pub use partitioner::{murmur2, partition_for};
 
 use std::sync::Arc;
@@ -72,6 +74,37 @@ impl Position {
     }
 }
 
+/// Where an append landed: the offsets of its first and last records.
+///
+/// Over Kafka another producer may write between the records of one append, so they are
+/// contiguous only where the partition has a single writer; [`Appended::is_contiguous`] tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset of the first record.
+    pub first: u64,
+    /// Offset of the last record.
+    pub last: u64,
+    /// How many records were appended.
+    pub count: u64,
+}
+
+impl Appended {
+    /// `count` records at offsets `first..first + count`.
+    pub fn contiguous(first: u64, count: u64) -> Self {
+        Self { first, last: (first + count).saturating_sub(1).max(first), count }
+    }
+
+    /// Whether no other producer's record landed between ours.
+    pub fn is_contiguous(&self) -> bool {
+        self.count == 0 || self.last - self.first + 1 == self.count
+    }
+
+    /// The offset after the last record.
+    pub fn next(&self) -> u64 {
+        if self.count == 0 { self.first } else { self.last + 1 }
+    }
+}
+
 /// A partitioned, append-only log.
 ///
 /// Offsets of a partition start at 0 and are contiguous. An append of several records is
@@ -82,8 +115,8 @@ pub trait EventLog: Send + Sync {
     fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), LogError>;
     /// Returns the partition count of a topic.
     fn partitions(&self, topic: &str) -> Result<u32, LogError>;
-    /// Appends records to a partition and returns the offset of the first.
-    fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<u64, LogError>;
+    /// Appends records to a partition and returns where they landed.
+    fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<Appended, LogError>;
     /// Reads up to `max` records from offset `from` on (fewer at the end of the partition).
     fn read(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<LogRecord>, LogError>;
     /// Returns the offset the next append will get.

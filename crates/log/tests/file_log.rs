@@ -55,7 +55,7 @@ fn survives_reopen_with_groups_and_topics() {
     let got = log.read("events", 1, 0, 1000).unwrap();
     assert_eq!(got.len(), 50);
     assert_eq!(got[49].value, rec(99).value);
-    assert_eq!(log.append("events", 1, &[rec(1)]).unwrap(), 50);
+    assert_eq!(log.append("events", 1, &[rec(1)]).unwrap().first, 50);
 }
 
 #[test]
@@ -86,7 +86,7 @@ fn a_torn_tail_is_cut_and_never_read() {
         assert_eq!(log.end_offset("t", 0).unwrap(), 2, "cut at {cut}");
         assert_eq!(log.read("t", 0, 0, 10).unwrap().len(), 2);
         // and appends go on from there
-        assert_eq!(log.append("t", 0, &[rec(9)]).unwrap(), 2);
+        assert_eq!(log.append("t", 0, &[rec(9)]).unwrap().first, 2);
     }
     // a torn write that left garbage (not a prefix) in the last frame is cut too
     let mut f = std::fs::OpenOptions::new().write(true).open(seg).unwrap();
@@ -170,7 +170,7 @@ fn oversized_batches_are_refused() {
     log.create_topic("t", 1).unwrap();
     let big = Record { key: None, headers: vec![], value: vec![0; 65 * 1024 * 1024] };
     assert!(matches!(log.append("t", 0, &[big]), Err(LogError::BatchTooLarge { .. })));
-    assert_eq!(log.append("t", 0, &[rec(1)]).unwrap(), 0);
+    assert_eq!(log.append("t", 0, &[rec(1)]).unwrap().first, 0);
 }
 
 #[test]

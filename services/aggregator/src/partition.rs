@@ -225,7 +225,8 @@ impl Owner<'_> {
         // with the same epoch, ours is not in force and we claim again above theirs
         for _ in 0..16 {
             let epoch = self.reader.epoch() + 1;
-            let at = agg.log.append(&agg.topics.events, agg.partition, &[claim_record(epoch, &agg.config.owner)])?;
+            let at =
+                agg.log.append(&agg.topics.events, agg.partition, &[claim_record(epoch, &agg.config.owner)])?.first;
             // judge snapshots against our claim while reading up to it (if it loses the race,
             // we only distrust more snapshots than needed and rebuild those tasks)
             self.note_claim(epoch, at);
@@ -451,11 +452,11 @@ impl Owner<'_> {
             }
         }
         if !to_append.is_empty() {
-            let first = agg.log.append(&agg.topics.events, agg.partition, &to_append)?;
-            if first != self.events_end {
-                return Err(self.explain_interleaving(first));
+            let appended = agg.log.append(&agg.topics.events, agg.partition, &to_append)?;
+            if appended.first != self.events_end || !appended.is_contiguous() {
+                return Err(self.explain_interleaving(appended.next()));
             }
-            self.events_end = first + to_append.len() as u64;
+            self.events_end = appended.next();
             self.reader = JournalReader::resume(self.events_end, self.epoch);
         }
         for (cmd, code, message) in dead {
@@ -482,19 +483,16 @@ impl Owner<'_> {
         Ok(())
     }
 
-    /// Someone else appended between our last read and our append: a claim in force means we
-    /// were superseded (our records are void); a superseded owner's records only shifted ours.
-    fn explain_interleaving(&mut self, first: u64) -> AggregatorError {
+    /// Someone else appended before or among the records of our last append (which ends before
+    /// `end`): a claim in force means we were superseded (our records are void); a superseded
+    /// owner's records only shifted or tore ours, and restoring again reads past them.
+    fn explain_interleaving(&mut self, end: u64) -> AggregatorError {
         let agg = self.agg;
-        let foreign = match agg.log.read(
-            &agg.topics.events,
-            agg.partition,
-            self.events_end,
-            (first - self.events_end) as usize,
-        ) {
-            Ok(records) => records,
-            Err(e) => return e.into(),
-        };
+        let foreign =
+            match agg.log.read(&agg.topics.events, agg.partition, self.events_end, (end - self.events_end) as usize) {
+                Ok(records) => records,
+                Err(e) => return e.into(),
+            };
         for record in foreign {
             if let Ok(Some(Entry::Claim { epoch, .. })) = self.reader.feed(record) {
                 return AggregatorError::Fenced { partition: agg.partition, epoch };

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use visionlog_aggregator::{AggregatorConfig, AggregatorError, PartitionAggregator};
 use visionlog_codec::{Codec, EmbeddedRegistry};
 use visionlog_journal::{CommandBus, EventHandler, Subscription, Topics, consume_partition};
-use visionlog_log::{EventLog, FileLogOptions, FsyncPolicy};
+use visionlog_log::{EventLog, FileLogOptions, FsyncPolicy, LocalBroker};
 use visionlog_store::ReadStore;
 
 /// Where the data lives and which backends serve it.
@@ -17,7 +17,8 @@ pub(crate) struct Backends {
     /// Data directory of the embedded backends.
     #[arg(long, env = "VISIONLOG_DATA_DIR", default_value = ".visionlog/data", global = true)]
     pub(crate) data_dir: PathBuf,
-    /// The log: `file:///path` (embedded, default: DATA_DIR/log).
+    /// The log: `file:///path` (embedded, default: DATA_DIR/log), `kafka://host:port[,host:port]`,
+    /// or `kafka` alone for a local broker started for this run (tansu, in memory).
     #[arg(long, env = "VISIONLOG_LOG", global = true)]
     pub(crate) log: Option<String>,
     /// The read store: `embedded:///path.redb` (default: DATA_DIR/store.redb).
@@ -41,13 +42,23 @@ pub(crate) struct Runtime {
     pub(crate) store: Arc<dyn ReadStore>,
     pub(crate) topics: Topics,
     pub(crate) bus: CommandBus,
+    /// The broker started for `--log kafka`, if any. Declared last: fields drop in order, so it
+    /// stops after everything that talks to it.
+    _broker: Option<LocalBroker>,
 }
 
 impl Runtime {
     pub(crate) fn open(b: &Backends) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&b.data_dir).with_context(|| format!("creating {}", b.data_dir.display()))?;
         let data = b.data_dir.canonicalize()?;
-        let log_url = b.log.clone().unwrap_or_else(|| format!("file://{}", data.join("log").display()));
+        let (log_url, broker) = match b.log.as_deref() {
+            Some("kafka") => {
+                let broker = LocalBroker::start().context("starting a local broker for --log kafka")?;
+                (format!("kafka://{}", broker.address), Some(broker))
+            }
+            Some(url) => (url.to_owned(), None),
+            None => (format!("file://{}", data.join("log").display()), None),
+        };
         let store_url = b.store.clone().unwrap_or_else(|| format!("embedded://{}", data.join("store.redb").display()));
         let log = visionlog_log::open(&log_url, FileLogOptions { fsync: b.fsync, ..FileLogOptions::default() })
             .with_context(|| format!("opening the log {log_url}"))?;
@@ -61,7 +72,7 @@ impl Runtime {
         topics.create(log.as_ref())?;
         let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
         tracing::info!(log = log_url, store = store_url, partitions = topics.partitions, "backends open");
-        Ok(Self { log, codec, store, topics, bus })
+        Ok(Self { log, codec, store, topics, bus, _broker: broker })
     }
 }
 

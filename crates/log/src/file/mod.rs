@@ -9,7 +9,7 @@ mod frame;
 mod partition;
 mod segment;
 
-use crate::{EventLog, LogError, LogRecord, Position, Record};
+use crate::{Appended, EventLog, LogError, LogRecord, Position, Record};
 use partition::Partition;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -195,7 +195,7 @@ impl EventLog for FileLog {
         topics.get(topic).map(|p| p.len() as u32).ok_or_else(|| LogError::UnknownTopic(topic.to_owned()))
     }
 
-    fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<u64, LogError> {
+    fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<Appended, LogError> {
         self.partition(topic, partition)?.append(records, now_ms(), &self.options)
     }
 

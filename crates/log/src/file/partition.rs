@@ -2,7 +2,7 @@
 
 use super::segment::{self, Segment};
 use super::{FileLogOptions, FsyncPolicy, frame};
-use crate::{LogError, LogRecord, Record};
+use crate::{Appended, LogError, LogRecord, Record};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
@@ -83,11 +83,11 @@ impl Partition {
         records: &[Record],
         timestamp_ms: i64,
         options: &FileLogOptions,
-    ) -> Result<u64, LogError> {
+    ) -> Result<Appended, LogError> {
         let mut inner = self.inner.lock().expect("partition lock");
         let first = inner.active.next_offset;
         if records.is_empty() {
-            return Ok(first);
+            return Ok(Appended::contiguous(first, 0));
         }
         if inner.active.size >= options.segment_bytes {
             inner.active.file.sync_all().map_err(|e| LogError::io(inner.active.path.display(), e))?;
@@ -118,7 +118,7 @@ impl Partition {
         }
         drop(inner);
         self.appended.notify_all();
-        Ok(first)
+        Ok(Appended::contiguous(first, records.len() as u64))
     }
 
     pub(super) fn read(&self, from: u64, max: usize) -> Result<Vec<LogRecord>, LogError> {
