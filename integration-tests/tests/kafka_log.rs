@@ -14,6 +14,7 @@ fn kafka_log_conformance() {
     // their epoch in the record before their position)
     let leaked: &'static KafkaLog = Box::leak(Box::new(log));
     conformance::waiters_wake_on_append(leaked, broker.name("conf-wait").leak());
+    conformance::group_members_share_partitions(leaked, broker.name("conf-group").leak());
 }
 
 /// Multi-record appends: offsets come from the delivery reports, and the end offset is right

@@ -15,6 +15,7 @@ mod audit;
 mod bus;
 mod consume;
 mod framing;
+mod owners;
 mod reader;
 mod topics;
 
@@ -23,6 +24,7 @@ pub use bus::SendError;
 pub use bus::{CommandBus, deterministic_id};
 pub use consume::{ConsumeError, EventHandler, HandledEvent, Subscription, consume_partition, dead_letter};
 pub use framing::{DecisionOrigin, claim_record, event_record, rejection_record};
+pub use owners::{Work, WorkError, serve_partitions};
 pub use reader::{Decision, DecisionBody, Entry, JournalError, JournalEvent, JournalReader};
 pub use topics::Topics;
 

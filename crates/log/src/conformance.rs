@@ -69,3 +69,86 @@ pub fn waiters_wake_on_append(log: &'static dyn EventLog, topic: &'static str) {
     assert!(log.wait_for(topic, 0, 0, Duration::from_secs(10)).unwrap());
     writer.join().unwrap();
 }
+
+/// Who owns which partition, as the members' handlers report it; a partition assigned while
+/// another member still owns it is a violation (kept, not panicked on: handlers run inside
+/// the client library's callbacks).
+#[derive(Default)]
+struct Ownership {
+    owners: std::collections::BTreeMap<u32, &'static str>,
+    violations: Vec<String>,
+}
+
+struct Recorder {
+    member: &'static str,
+    shared: std::sync::Arc<std::sync::Mutex<Ownership>>,
+}
+
+impl crate::Rebalance for Recorder {
+    fn assigned(&self, partitions: &[u32]) {
+        let mut o = self.shared.lock().unwrap();
+        for p in partitions {
+            if let Some(other) = o.owners.insert(*p, self.member) {
+                o.violations.push(format!("{p} given to {} while {other} owned it", self.member));
+            }
+        }
+    }
+
+    fn revoked(&self, partitions: &[u32]) {
+        let mut o = self.shared.lock().unwrap();
+        for p in partitions {
+            if o.owners.get(p) == Some(&self.member) {
+                o.owners.remove(p);
+            }
+        }
+    }
+}
+
+/// A member polling on its own thread until `stop`, then leaving.
+fn member_thread(
+    log: &'static dyn EventLog,
+    group: &'static str,
+    topic: &'static str,
+    member: &'static str,
+    shared: &std::sync::Arc<std::sync::Mutex<Ownership>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let handler = std::sync::Arc::new(Recorder { member, shared: shared.clone() });
+    std::thread::spawn(move || {
+        let mut m = log.join_group(group, topic, handler).unwrap();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            m.poll(Duration::from_millis(50)).unwrap();
+        }
+    })
+}
+
+fn wait_until(what: &str, shared: &std::sync::Mutex<Ownership>, f: impl Fn(&Ownership) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while !f(&shared.lock().unwrap()) {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Members of a group share a topic's partitions: each partition has one owner at a time, a
+/// newcomer gets a share, and a member that leaves hands its partitions to the others.
+pub fn group_members_share_partitions(log: &'static dyn EventLog, topic: &'static str) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    log.create_topic(topic, 4).unwrap();
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(Ownership::default()));
+    let (stop_a, stop_b) = (std::sync::Arc::new(AtomicBool::new(false)), std::sync::Arc::new(AtomicBool::new(false)));
+    let a = member_thread(log, "owners", topic, "a", &shared, stop_a.clone());
+    wait_until("a owns all four", &shared, |o| o.owners.len() == 4 && o.owners.values().all(|m| *m == "a"));
+    let b = member_thread(log, "owners", topic, "b", &shared, stop_b.clone());
+    wait_until("a and b share them", &shared, |o| {
+        o.owners.len() == 4 && o.owners.values().any(|m| *m == "a") && o.owners.values().any(|m| *m == "b")
+    });
+    stop_b.store(true, Ordering::Relaxed);
+    b.join().unwrap();
+    wait_until("a owns all four again", &shared, |o| o.owners.len() == 4 && o.owners.values().all(|m| *m == "a"));
+    stop_a.store(true, Ordering::Relaxed);
+    a.join().unwrap();
+    let o = shared.lock().unwrap();
+    assert!(o.owners.is_empty(), "a member that left still owns {:?}", o.owners);
+    assert!(o.violations.is_empty(), "{:?}", o.violations);
+}

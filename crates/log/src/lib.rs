@@ -11,6 +11,7 @@
 pub mod conformance;
 mod error;
 mod file;
+mod group;
 mod intern;
 mod kafka;
 mod local_broker;
@@ -18,8 +19,9 @@ mod partitioner;
 
 pub use error::LogError;
 pub use file::{FileLog, FileLogOptions, FsyncPolicy};
+pub use group::{GroupMember, Rebalance};
 pub use intern::intern;
-pub use kafka::KafkaLog;
+pub use kafka::{KafkaLog, KafkaOptions};
 pub use local_broker::{LocalBroker, tansu_binary};
 pub use partitioner::{murmur2, partition_for};
 
@@ -130,6 +132,13 @@ pub trait EventLog: Send + Sync {
     fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<Position>, LogError>;
     /// Makes every append so far durable (whatever the fsync policy).
     fn flush(&self) -> Result<(), LogError>;
+    /// Joins `group` as a member sharing the partitions of `topic` (see [`GroupMember`]).
+    fn join_group(
+        &self,
+        group: &str,
+        topic: &str,
+        handler: Arc<dyn Rebalance>,
+    ) -> Result<Box<dyn GroupMember>, LogError>;
 }
 
 /// Opens a log by URL: `file:///path` for the embedded log, `kafka://host:port[,host:port]`.
@@ -142,11 +151,14 @@ pub fn open(url: &str, options: FileLogOptions) -> Result<Arc<dyn EventLog>, Log
             Ok(Arc::new(FileLog::open(&path, options)?))
         }
         "kafka" => {
-            let hosts = url.strip_prefix("kafka://").unwrap_or_default().trim_end_matches('/');
+            let rest = url.strip_prefix("kafka://").unwrap_or_default();
+            let hosts = rest.split(['?', '/']).next().unwrap_or_default();
             if hosts.is_empty() {
                 return Err(LogError::Config("kafka:// needs host:port[,host:port]".into()));
             }
-            Ok(Arc::new(KafkaLog::connect(hosts)?))
+            let options =
+                KafkaOptions::from_query(parsed.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())))?;
+            Ok(Arc::new(KafkaLog::connect_with(hosts, options)?))
         }
         other => Err(LogError::Config(format!("unsupported log scheme {other:?} (supported: file, kafka)"))),
     }

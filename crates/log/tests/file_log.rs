@@ -35,6 +35,7 @@ fn conformance() {
     conformance::group_offset_metadata_is_kept(&log, "t4");
     let leaked: &'static FileLog = Box::leak(Box::new(log));
     conformance::waiters_wake_on_append(leaked, "t3");
+    conformance::group_members_share_partitions(leaked, "t5");
 }
 
 #[test]

@@ -16,7 +16,7 @@ mod partition;
 mod record;
 
 pub use config::AggregatorConfig;
-pub use partition::{AggregatorError, PartitionAggregator, PartitionStats};
+pub use partition::{AggregatorError, GROUP, PartitionAggregator, PartitionStats};
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

@@ -16,7 +16,7 @@ use visionlog_log::{EventLog, LogError, LogRecord, Position, Record, partition_f
 use visionlog_store::{ReadStore, StoreError};
 
 /// The consumer group of aggregators on `commands`.
-pub(crate) const GROUP: &str = "aggregator";
+pub const GROUP: &str = "aggregator";
 
 /// Why an owner stopped.
 #[derive(Debug, Error)]

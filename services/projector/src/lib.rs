@@ -5,4 +5,7 @@
 
 mod task_summary;
 
+/// The consumer group of the projector.
+pub const GROUP: &str = "projector";
+
 pub use task_summary::{TABLE as TASK_SUMMARY_TABLE, TaskSummary, TaskSummaryProjector, list_summaries, summary};

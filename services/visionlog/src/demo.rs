@@ -34,6 +34,19 @@ pub(crate) struct DemoArgs {
     timeout_s: u64,
 }
 
+/// Tells whether the aggregators have decided every command sent so far (on a resumed run the
+/// tasks are complete before the re-sent commands are answered).
+fn commands_drained(rt: &Runtime) -> anyhow::Result<bool> {
+    for p in 0..rt.topics.partitions {
+        let end = rt.log.end_offset(&rt.topics.commands, p)?;
+        let done = rt.log.committed(visionlog_aggregator::GROUP, &rt.topics.commands, p)?.map_or(0, |c| c.offset);
+        if done < end {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Tells whether a directory holds nothing or only visionlog's data, so it may be wiped.
 fn is_ours(dir: &std::path::Path) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else { return true };
@@ -85,7 +98,7 @@ pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
         if progress {
             eprint!("\r{completed}/{} tasks completed, {:.1}s", args.tasks, started.elapsed().as_secs_f64());
         }
-        if completed >= args.tasks || Instant::now() > deadline {
+        if (completed >= args.tasks && commands_drained(&rt)?) || Instant::now() > deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 use visionlog_aggregator::{AggregatorConfig, AggregatorError, PartitionAggregator};
 use visionlog_codec::{Codec, EmbeddedRegistry};
-use visionlog_journal::{CommandBus, EventHandler, Subscription, Topics, consume_partition};
+use visionlog_journal::{CommandBus, EventHandler, Subscription, Topics, Work, consume_partition, serve_partitions};
 use visionlog_log::{EventLog, FileLogOptions, FsyncPolicy, LocalBroker};
 use visionlog_store::ReadStore;
 
@@ -85,7 +85,58 @@ pub(crate) enum Service {
     Operators,
 }
 
-/// Starts services, one thread per partition each; they run until `stop` is set.
+impl Service {
+    /// The consumer group of the service: the membership that shares out partitions and the
+    /// positions it commits.
+    fn group(self) -> &'static str {
+        match self {
+            Service::Aggregator => visionlog_aggregator::GROUP,
+            Service::Executor => visionlog_executor::GROUP,
+            Service::Projector => visionlog_projector::GROUP,
+            Service::Operators => visionlog_operators::GROUP,
+        }
+    }
+
+    /// The work on one partition.
+    fn work(self, rt: &Runtime, operators: usize) -> Arc<Work> {
+        let (log, codec, topics, store, bus) =
+            (rt.log.clone(), rt.codec.clone(), rt.topics.clone(), rt.store.clone(), rt.bus.clone());
+        if self == Service::Aggregator {
+            return Arc::new(move |p, stop: &AtomicBool| {
+                let config =
+                    AggregatorConfig { owner: format!("aggregator-{}-{p}", std::process::id()), ..Default::default() };
+                let agg =
+                    PartitionAggregator::new(log.clone(), codec.clone(), store.clone(), topics.clone(), config, p);
+                match agg.run(stop) {
+                    Ok(stats) => {
+                        tracing::info!(partition = p, ?stats, "aggregator stopped");
+                        Ok(())
+                    }
+                    Err(e @ AggregatorError::Fenced { .. }) => {
+                        tracing::warn!(partition = p, error = %e, "aggregator gave the partition up");
+                        Ok(())
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            });
+        }
+        Arc::new(move |p, stop: &AtomicBool| {
+            let mut handler: Box<dyn EventHandler> = match self {
+                Service::Executor => Box::new(visionlog_executor::Executor::new(bus.clone(), 0)),
+                Service::Projector => Box::new(visionlog_projector::TaskSummaryProjector::new(store.clone())),
+                Service::Operators => Box::new(visionlog_operators::SimulatedOperators::new(bus.clone(), operators)),
+                Service::Aggregator => unreachable!("handled above"),
+            };
+            let sub =
+                Subscription { log: log.as_ref(), codec: &codec, topics: &topics, group: self.group(), partition: p };
+            consume_partition(sub, handler.as_mut(), stop)?;
+            Ok(())
+        })
+    }
+}
+
+/// Starts services; each joins its consumer group and runs one thread per partition it is
+/// given, until `stop` is set.
 pub(crate) fn spawn(
     rt: &Runtime,
     services: &[Service],
@@ -94,55 +145,20 @@ pub(crate) fn spawn(
 ) -> Vec<(String, JoinHandle<anyhow::Result<()>>)> {
     let mut threads = Vec::new();
     for service in services {
-        for p in 0..rt.topics.partitions {
-            let name = format!("{service:?}-{p}").to_lowercase();
-            let stop = stop.clone();
-            let (log, codec, topics, store, bus) =
-                (rt.log.clone(), rt.codec.clone(), rt.topics.clone(), rt.store.clone(), rt.bus.clone());
-            let handle = match service {
-                Service::Aggregator => std::thread::Builder::new().name(name.clone()).spawn(move || {
-                    let config = AggregatorConfig {
-                        owner: format!("aggregator-{}-{p}", std::process::id()),
-                        ..AggregatorConfig::default()
-                    };
-                    let agg = PartitionAggregator::new(log, codec, store, topics, config, p);
-                    match agg.run(&stop) {
-                        Ok(stats) => {
-                            tracing::info!(partition = p, ?stats, "aggregator stopped");
-                            Ok(())
-                        }
-                        Err(e @ AggregatorError::Fenced { .. }) => {
-                            tracing::warn!(partition = p, error = %e, "aggregator gave the partition up");
-                            Ok(())
-                        }
-                        Err(e) => Err(e.into()),
-                    }
-                }),
-                consumer => {
-                    let consumer = *consumer;
-                    std::thread::Builder::new().name(name.clone()).spawn(move || {
-                        let (group, mut handler): (&str, Box<dyn EventHandler>) = match consumer {
-                            Service::Executor => {
-                                (visionlog_executor::GROUP, Box::new(visionlog_executor::Executor::new(bus, 0)))
-                            }
-                            Service::Projector => {
-                                ("projector", Box::new(visionlog_projector::TaskSummaryProjector::new(store)))
-                            }
-                            Service::Operators => (
-                                visionlog_operators::GROUP,
-                                Box::new(visionlog_operators::SimulatedOperators::new(bus, operators)),
-                            ),
-                            Service::Aggregator => unreachable!("handled above"),
-                        };
-                        let sub =
-                            Subscription { log: log.as_ref(), codec: &codec, topics: &topics, group, partition: p };
-                        consume_partition(sub, handler.as_mut(), &stop)?;
-                        Ok(())
-                    })
-                }
-            };
-            threads.push((name, handle.expect("spawning a service thread")));
-        }
+        let name = format!("{service:?}").to_lowercase();
+        let topic = match service {
+            Service::Aggregator => rt.topics.commands.clone(),
+            _ => rt.topics.events.clone(),
+        };
+        let (log, work, stop) = (rt.log.clone(), service.work(rt, operators), stop.clone());
+        let (group, thread_name) = (service.group(), name.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("{name}-group"))
+            .spawn(move || {
+                serve_partitions(log.as_ref(), group, &topic, &thread_name, work, &stop).map_err(|e| anyhow::anyhow!(e))
+            })
+            .expect("spawning a service thread");
+        threads.push((name, handle));
     }
     threads
 }

@@ -9,7 +9,8 @@ mod frame;
 mod partition;
 mod segment;
 
-use crate::{Appended, EventLog, LogError, LogRecord, Position, Record};
+use crate::group::Coordinator;
+use crate::{Appended, EventLog, GroupMember, LogError, LogRecord, Position, Rebalance, Record};
 use partition::Partition;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -65,6 +66,7 @@ pub struct FileLog {
     options: FileLogOptions,
     topics: RwLock<HashMap<String, Arc<Vec<Arc<Partition>>>>>,
     groups: Mutex<Groups>,
+    coordinator: Arc<Coordinator>,
     _lock: File,
 }
 
@@ -122,6 +124,7 @@ impl FileLog {
             options,
             topics: RwLock::new(topics),
             groups: Mutex::new(Groups { path: groups_path, offsets, dirty_since: None }),
+            coordinator: Arc::new(Coordinator::default()),
             _lock: lock,
         })
     }
@@ -241,6 +244,17 @@ impl EventLog for FileLog {
             Self::write_groups(&mut groups, true)?;
         }
         Ok(())
+    }
+
+    /// The embedded log belongs to one process, so its groups are that process's members.
+    fn join_group(
+        &self,
+        group: &str,
+        topic: &str,
+        handler: Arc<dyn Rebalance>,
+    ) -> Result<Box<dyn GroupMember>, LogError> {
+        let partitions = self.partitions(topic)?;
+        Ok(self.coordinator.join(group, topic, partitions, handler))
     }
 }
 

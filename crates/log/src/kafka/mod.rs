@@ -8,7 +8,7 @@
 //! Some brokers report a wrong high watermark after multi-record batches (tansu 0.6 does), so
 //! [`EventLog::end_offset`] takes the watermark only as a starting point and reads on from it.
 
-use crate::{Appended, EventLog, HeaderName, LogError, LogRecord, Position, Record};
+use crate::{Appended, EventLog, GroupMember, HeaderName, LogError, LogRecord, Position, Rebalance, Record};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -19,6 +19,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+mod group;
 
 /// Which reader: topic, partition, reading thread.
 type ReaderKey = (String, u32, std::thread::ThreadId);
@@ -28,16 +31,53 @@ struct Reader {
     consumer: BaseConsumer,
     next: Option<u64>,
 }
-use std::time::{Duration, Instant};
 
 /// How long one broker request may take before the call fails.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a read waits for more records once it has some (or none are coming).
 const READ_IDLE: Duration = Duration::from_millis(50);
 
+/// Settings of the Kafka backend, from the query of a `kafka://` URL
+/// (`?replication=3&session_timeout_ms=10000`).
+#[derive(Clone, Debug)]
+pub struct KafkaOptions {
+    /// Replication factor of the topics it creates.
+    pub replication: u32,
+    /// A group member silent for this long is dropped and its partitions move. Kafka accepts
+    /// 6 s to 30 min by default; tansu takes half of it for every join.
+    pub session_timeout: Duration,
+}
+
+impl Default for KafkaOptions {
+    fn default() -> Self {
+        Self { replication: 1, session_timeout: Duration::from_secs(6) }
+    }
+}
+
+impl KafkaOptions {
+    /// Reads the options from a URL query, refusing unknown keys.
+    pub fn from_query(pairs: impl Iterator<Item = (String, String)>) -> Result<Self, LogError> {
+        let mut options = Self::default();
+        for (key, value) in pairs {
+            let number = || value.parse::<u64>().map_err(|_| LogError::Config(format!("kafka option {key}={value:?}")));
+            match key.as_str() {
+                "replication" => options.replication = number()?.clamp(1, 32) as u32,
+                "session_timeout_ms" => options.session_timeout = Duration::from_millis(number()?),
+                _ => {
+                    return Err(LogError::Config(format!(
+                        "unknown kafka option {key:?} (replication, session_timeout_ms)"
+                    )));
+                }
+            }
+        }
+        Ok(options)
+    }
+}
+
 /// The log on a Kafka cluster.
 pub struct KafkaLog {
     bootstrap: String,
+    options: KafkaOptions,
     producer: FutureProducer,
     admin: AdminClient<DefaultClientContext>,
     /// One consumer per group, for commits and committed offsets.
@@ -54,8 +94,13 @@ fn kafka_err(what: &str, e: KafkaError) -> LogError {
 }
 
 impl KafkaLog {
-    /// Connects to `host:port[,host:port]`.
+    /// Connects to `host:port[,host:port]` with default options.
     pub fn connect(bootstrap: &str) -> Result<Self, LogError> {
+        Self::connect_with(bootstrap, KafkaOptions::default())
+    }
+
+    /// Connects to `host:port[,host:port]`.
+    pub fn connect_with(bootstrap: &str, options: KafkaOptions) -> Result<Self, LogError> {
         let mut config = ClientConfig::new();
         // topics are created by `create_topic` with their partition counts, never by a lookup
         config.set("bootstrap.servers", bootstrap).set("allow.auto.create.topics", "false");
@@ -69,6 +114,7 @@ impl KafkaLog {
         let admin = config.create().map_err(|e| kafka_err("creating the admin client", e))?;
         Ok(Self {
             bootstrap: bootstrap.to_owned(),
+            options,
             producer,
             admin,
             consumers: Mutex::new(HashMap::new()),
@@ -200,7 +246,7 @@ impl EventLog for KafkaLog {
                 n => Err(LogError::PartitionMismatch { topic: topic.to_owned(), existing: n, requested: partitions }),
             };
         }
-        let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(1));
+        let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(self.options.replication as i32));
         let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
         let results = futures_executor::block_on(self.admin.create_topics([&new], &options))
             .map_err(|e| kafka_err("creating a topic", e))?;
@@ -310,5 +356,15 @@ impl EventLog for KafkaLog {
 
     fn flush(&self) -> Result<(), LogError> {
         self.producer.flush(REQUEST_TIMEOUT).map_err(|e| kafka_err("flush", e))
+    }
+
+    fn join_group(
+        &self,
+        group: &str,
+        topic: &str,
+        handler: Arc<dyn Rebalance>,
+    ) -> Result<Box<dyn GroupMember>, LogError> {
+        self.check_partition(topic, 0)?;
+        group::join(&self.bootstrap, group, topic, &self.options, handler)
     }
 }

@@ -1,0 +1,145 @@
+//! Scale-out by partitions: a service joins a consumer group over a topic and runs one worker
+//! thread per partition the group gives it. On revocation the worker is stopped and joined
+//! before the partition is let go, so it never writes after its successor starts.
+//!
+//! A worker that returns `Ok` on its own (an aggregator fenced by another owner) is started
+//! again after a pause while the partition is still ours: the group decides who owns a
+//! partition, the journal's epochs only keep the loser from being believed meanwhile. A worker
+//! that fails fails the service, which leaves the group so that others take its partitions.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use visionlog_log::{EventLog, Rebalance};
+
+/// A worker's failure.
+pub type WorkError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The work on one partition: runs until the flag is set (or it gives the partition up).
+pub type Work = dyn Fn(u32, &AtomicBool) -> Result<(), WorkError> + Send + Sync;
+
+/// How long a worker that gave its partition up waits before it tries again.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+struct Running {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<Result<(), WorkError>>,
+}
+
+struct Owners {
+    name: String,
+    work: Arc<Work>,
+    running: Mutex<BTreeMap<u32, Running>>,
+    /// Partitions we own whose worker ended on its own, and when to start it again.
+    retry: Mutex<BTreeMap<u32, Instant>>,
+}
+
+impl Owners {
+    fn start(&self, partition: u32) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (work, flag) = (self.work.clone(), stop.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("{}-{partition}", self.name))
+            .spawn(move || work(partition, &flag))
+            .expect("spawning a partition worker");
+        self.running.lock().expect("running lock").insert(partition, Running { stop, handle });
+    }
+
+    /// Joins finished workers: a failure ends the service; a worker that gave up is retried.
+    fn reap(&self) -> Result<(), WorkError> {
+        let finished: Vec<(u32, Running)> = {
+            let mut running = self.running.lock().expect("running lock");
+            let done: Vec<u32> = running.iter().filter(|(_, r)| r.handle.is_finished()).map(|(p, _)| *p).collect();
+            done.into_iter().filter_map(|p| running.remove(&p).map(|r| (p, r))).collect()
+        };
+        for (partition, r) in finished {
+            match r.handle.join() {
+                Ok(Ok(())) => {
+                    tracing::warn!(service = self.name, partition, "worker gave its partition up; retrying later");
+                    self.retry.lock().expect("retry lock").insert(partition, Instant::now() + RETRY_AFTER);
+                }
+                Ok(Err(e)) => return Err(format!("{}-{partition}: {e}", self.name).into()),
+                Err(_) => return Err(format!("{}-{partition} panicked", self.name).into()),
+            }
+        }
+        let due: Vec<u32> = {
+            let mut retry = self.retry.lock().expect("retry lock");
+            let now = Instant::now();
+            let due: Vec<u32> = retry.iter().filter(|(_, at)| **at <= now).map(|(p, _)| *p).collect();
+            due.iter().for_each(|p| _ = retry.remove(p));
+            due
+        };
+        due.into_iter().for_each(|p| self.start(p));
+        Ok(())
+    }
+
+    /// Stops the workers of `partitions` and waits for them; failures are logged (the partition
+    /// is leaving us either way).
+    fn stop(&self, partitions: &[u32]) {
+        let stopping: Vec<(u32, Running)> = {
+            let mut running = self.running.lock().expect("running lock");
+            let mut retry = self.retry.lock().expect("retry lock");
+            partitions
+                .iter()
+                .filter_map(|p| {
+                    retry.remove(p);
+                    running.remove(p).map(|r| (*p, r))
+                })
+                .collect()
+        };
+        stopping.iter().for_each(|(_, r)| r.stop.store(true, Ordering::Relaxed));
+        for (partition, r) in stopping {
+            match r.handle.join() {
+                Ok(Ok(())) => tracing::info!(service = self.name, partition, "worker stopped"),
+                Ok(Err(e)) => {
+                    tracing::error!(service = self.name, partition, error = %e, "worker failed while stopping")
+                }
+                Err(_) => tracing::error!(service = self.name, partition, "worker panicked while stopping"),
+            }
+        }
+    }
+}
+
+impl Rebalance for Owners {
+    fn assigned(&self, partitions: &[u32]) {
+        partitions.iter().for_each(|p| self.start(*p));
+    }
+
+    fn revoked(&self, partitions: &[u32]) {
+        self.stop(partitions);
+    }
+}
+
+/// Runs `work` on every partition of `topic` that `group` gives this process, until `stop`;
+/// then stops every worker and leaves the group. Threads are named `<name>-<partition>`.
+pub fn serve_partitions(
+    log: &dyn EventLog,
+    group: &str,
+    topic: &str,
+    name: &str,
+    work: Arc<Work>,
+    stop: &AtomicBool,
+) -> Result<(), WorkError> {
+    let owners = Arc::new(Owners {
+        name: name.to_owned(),
+        work,
+        running: Mutex::new(BTreeMap::new()),
+        retry: Mutex::new(BTreeMap::new()),
+    });
+    let mut member = log.join_group(group, topic, owners.clone())?;
+    let result = loop {
+        if stop.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+        if let Err(e) = member.poll(Duration::from_millis(100)).map_err(WorkError::from).and_then(|()| owners.reap()) {
+            break Err(e);
+        }
+    };
+    // leaving revokes (stops and joins) every worker; then nothing may be left running
+    drop(member);
+    let left: Vec<u32> = owners.running.lock().expect("running lock").keys().copied().collect();
+    owners.stop(&left);
+    result
+}
