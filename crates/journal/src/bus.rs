@@ -7,6 +7,9 @@ use visionlog_codec::{Codec, CodecError};
 use visionlog_domain::TaskCommand;
 use visionlog_log::{EventLog, LogError, Record, partition_for};
 
+/// Commands per append in [`CommandBus::send_batch`].
+const BATCH: usize = 100;
+
 /// Sends commands to the `commands` topic, on the partition of their task.
 #[derive(Clone)]
 pub struct CommandBus {
@@ -38,6 +41,25 @@ impl CommandBus {
         let mut headers = Vec::with_capacity(10);
         envelope.write_headers(&mut headers);
         Ok(self.send_raw(&envelope.task_id, headers, value)?)
+    }
+
+    /// Sends many commands, appended per partition in batches of about what a Kafka producer
+    /// puts in one request; returns how many were sent.
+    pub fn send_batch(&self, commands: &[(CommandEnvelope, TaskCommand)]) -> Result<usize, SendError> {
+        let mut per_partition: Vec<Vec<Record>> = vec![Vec::new(); self.topics.partitions as usize];
+        for (envelope, command) in commands {
+            let mut headers = Vec::with_capacity(10);
+            envelope.write_headers(&mut headers);
+            let key = envelope.task_id.as_bytes();
+            let record = Record { key: Some(key.to_vec()), headers, value: self.codec.encode_command(command)? };
+            per_partition[partition_for(key, self.topics.partitions) as usize].push(record);
+        }
+        for (p, records) in per_partition.iter().enumerate() {
+            for chunk in records.chunks(BATCH) {
+                self.log.append(&self.topics.commands, p as u32, chunk)?;
+            }
+        }
+        Ok(commands.len())
     }
 
     /// Sends a command record as given (for integrations and tests of bad input).

@@ -242,6 +242,9 @@ impl Owner<'_> {
                     "partition claimed"
                 );
                 self.checkpoint()?;
+                // commands a previous owner decided without committing them are decided: say so
+                // (lag is measured on this position)
+                agg.log.commit(GROUP, &agg.topics.commands, agg.partition, &Position::at(self.command_pos))?;
                 return Ok(());
             }
         }

@@ -8,8 +8,8 @@ use visionlog_aggregator::AggregatorConfig;
 use visionlog_codec::envelope::{CommandEnvelope, names};
 use visionlog_codec::{Codec, EmbeddedRegistry};
 use visionlog_domain::*;
-use visionlog_journal::{Topics, audit};
-use visionlog_log::{EventLog, FileLog, FileLogOptions, FsyncPolicy, LogRecord, Record, partition_for};
+use visionlog_journal::{CommandBus, Topics, audit};
+use visionlog_log::{EventLog, FileLog, FileLogOptions, FsyncPolicy, LogRecord, Record};
 use visionlog_operators::scenario::scenario;
 use visionlog_store::{EmbeddedStore, ReadStore};
 
@@ -97,8 +97,8 @@ fn aggregator(b: &AggregatorBench) -> anyhow::Result<()> {
     topics.create(log.as_ref())?;
 
     // the workload, written before the clock starts: per partition, in task order per step
-    let mut per_partition: Vec<Vec<Record>> = vec![Vec::new(); b.partitions as usize];
     let flows: Vec<_> = (0..b.tasks).map(|t| (format!("task-{t:06}"), workload(&format!("task-{t:06}")))).collect();
+    let mut commands = Vec::with_capacity(flows.len() * 8);
     for step in 0..8 {
         for (task_id, flow) in &flows {
             let (actor, command) = &flow[step];
@@ -113,21 +113,11 @@ fn aggregator(b: &AggregatorBench) -> anyhow::Result<()> {
                 causation_id: None,
                 issued_at_ms: 0,
             };
-            let mut headers = Vec::new();
-            envelope.write_headers(&mut headers);
-            let record =
-                Record { key: Some(task_id.as_bytes().to_vec()), headers, value: codec.encode_command(command)? };
-            per_partition[partition_for(task_id.as_bytes(), b.partitions) as usize].push(record);
+            commands.push((envelope, command.clone()));
         }
     }
-    let mut command_ends = Vec::new();
-    for (p, records) in per_partition.iter().enumerate() {
-        // producers batch lightly (Kafka's default batch.size is 16 KiB): about 100 commands a frame
-        for chunk in records.chunks(100) {
-            log.append(&topics.commands, p as u32, chunk)?;
-        }
-        command_ends.push(log.end_offset(&topics.commands, p as u32)?);
-    }
+    CommandBus::new(log.clone(), codec.clone(), topics.clone()).send_batch(&commands)?;
+    let command_ends = (0..b.partitions).map(|p| log.end_offset(&topics.commands, p)).collect::<Result<Vec<_>, _>>()?;
 
     // the aggregators, timed until every command is decided
     let stop = Arc::new(AtomicBool::new(false));

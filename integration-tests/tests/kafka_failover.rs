@@ -1,0 +1,143 @@
+//! Failover: two aggregator processes in one consumer group on a real broker; one is killed
+//! with SIGKILL in the middle of the work and the survivor takes its partitions over.
+
+use std::collections::HashSet;
+use std::process::Child;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use visionlog_codec::envelope::CommandEnvelope;
+use visionlog_codec::{Codec, EmbeddedRegistry};
+use visionlog_domain::*;
+use visionlog_integration_tests::{Broker, visionlog};
+use visionlog_journal::{CommandBus, Topics, audit};
+use visionlog_log::{EventLog, KafkaLog};
+
+const TASKS: usize = 10_000;
+const PARTITIONS: u32 = 8;
+
+fn commands(range: std::ops::Range<usize>) -> Vec<(CommandEnvelope, TaskCommand)> {
+    let mut out = Vec::new();
+    for t in range {
+        let task = format!("task-{t:05}");
+        let create = TaskCommand::CreateTask(CreateTask {
+            customer: "acme".into(),
+            task_type: TaskType::ProductDetection,
+            recipe: Recipe::Detection,
+            class_group: ClassGroup { key: "k".into(), classes: vec![ProductClass { id: 1, name: "a".into() }] },
+            images: vec![ImageRef { uri: "s3://b/1.jpg".into(), width: 10, height: 10 }],
+            callback_url: None,
+        });
+        let detect = TaskCommand::RequestDetection(RequestDetection {});
+        for (step, command) in [create, detect].into_iter().enumerate() {
+            let id = format!("{task}/{step}");
+            out.push((
+                CommandEnvelope {
+                    command_id: id.clone(),
+                    task_id: task.clone(),
+                    command_type: command.type_name().into(),
+                    expected_version: Some(step as u64),
+                    actor: "customer:acme".into(),
+                    tenant: "acme".into(),
+                    correlation_id: id,
+                    causation_id: None,
+                    issued_at_ms: 1,
+                },
+                command,
+            ));
+        }
+    }
+    out
+}
+
+/// Commands decided so far, by the group's committed positions.
+fn decided(log: &dyn EventLog, topics: &Topics) -> u64 {
+    (0..PARTITIONS).map(|p| log.committed("aggregator", &topics.commands, p).unwrap().map_or(0, |c| c.offset)).sum()
+}
+
+fn aggregator(address: &str, prefix: &str, data: &std::path::Path) -> Child {
+    visionlog(data)
+        .args(["--log", &format!("kafka://{address}"), "--topic-prefix", prefix, "--partitions", "8", "aggregator"])
+        .env("VISIONLOG_LOG_LEVEL", "info")
+        .stderr(std::fs::File::create(data.with_extension("log")).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_killed_aggregator_s_partitions_move_to_the_survivor() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    // VISIONLOG_KEEP_TEST_DATA=DIR keeps the processes' data and logs for a look afterwards
+    let root = std::env::var_os("VISIONLOG_KEEP_TEST_DATA").map_or(dir.path().to_owned(), std::path::PathBuf::from);
+    let prefix = broker.name("failover");
+    let log: Arc<dyn EventLog> = Arc::new(KafkaLog::connect(broker.address()).unwrap());
+    let topics = Topics::new(&prefix, PARTITIONS);
+    topics.create(log.as_ref()).unwrap();
+    let codec = Arc::new(Codec::new(Arc::new(EmbeddedRegistry::in_memory())).unwrap());
+    let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
+
+    let mut first = aggregator(broker.address(), &prefix, &root.join("a"));
+    let mut second = aggregator(broker.address(), &prefix, &root.join("b"));
+    // the first half, then kill one member while it decides the second half
+    bus.send_batch(&commands(0..TASKS / 2)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while decided(log.as_ref(), &topics) < (TASKS / 2) as u64 {
+        assert!(Instant::now() < deadline, "the group did not decide the first half");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // the second half arrives paced, and one member dies while it does: what comes after can
+    // only be decided by the survivor, on its own partitions and on those it takes over
+    let sent = Arc::new(AtomicUsize::new(0));
+    let sender = {
+        let (bus, sent) = (bus.clone(), sent.clone());
+        std::thread::spawn(move || {
+            for chunk in commands(TASKS / 2..TASKS).chunks(250) {
+                bus.send_batch(chunk).unwrap();
+                sent.fetch_add(chunk.len(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    while sent.load(Ordering::Relaxed) < TASKS / 2 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    sender.join().unwrap();
+    let total = (2 * TASKS) as u64;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while decided(log.as_ref(), &topics) < total {
+        assert!(second.try_wait().unwrap().is_none(), "the survivor died");
+        if Instant::now() > deadline {
+            let positions: Vec<_> = (0..PARTITIONS)
+                .map(|p| {
+                    let done = log.committed("aggregator", &topics.commands, p).unwrap().map_or(0, |c| c.offset);
+                    (p, done, log.end_offset(&topics.commands, p).unwrap(), log.end_offset(&topics.events, p).unwrap())
+                })
+                .collect();
+            panic!("the survivor did not take over: (partition, decided, commands, events): {positions:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    let a = audit(log.as_ref(), &topics).unwrap();
+    assert_eq!(a.events, total, "every accepted command has exactly one set of events");
+    assert_eq!((a.version_gaps, a.duplicate_events, a.rejections), (0, 0, 0));
+    assert_eq!(a.accepted_commands.len() as u64, total);
+    assert!(a.claims > PARTITIONS as u64, "the survivor claimed what it took over: {} claims", a.claims);
+    // every command has an outcome (some more than one: a redelivery is answered again)
+    let mut answered = HashSet::new();
+    for p in 0..PARTITIONS {
+        let end = log.end_offset(&topics.outcomes, p).unwrap();
+        let mut at = 0;
+        while at < end {
+            let records = log.read(&topics.outcomes, p, at, 10_000).unwrap();
+            at = records.last().map_or(end, |r| r.offset + 1);
+            answered.extend(records.into_iter().filter_map(|r| r.key));
+        }
+    }
+    assert_eq!(answered.len() as u64, total);
+}
