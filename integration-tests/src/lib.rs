@@ -113,3 +113,16 @@ impl Broker {
         }
     }
 }
+
+/// The smallest valid CreateTask: one image, one class (for tests that count commands).
+pub fn small_create_task() -> visionlog_domain::TaskCommand {
+    use visionlog_domain::*;
+    TaskCommand::CreateTask(CreateTask {
+        customer: "acme".into(),
+        task_type: TaskType::ProductDetection,
+        recipe: Recipe::Detection,
+        class_group: ClassGroup { key: "k".into(), classes: vec![ProductClass { id: 1, name: "a".into() }] },
+        images: vec![ImageRef { uri: "s3://b/1.jpg".into(), width: 10, height: 10 }],
+        callback_url: None,
+    })
+}

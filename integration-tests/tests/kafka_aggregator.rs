@@ -7,7 +7,7 @@ use visionlog_aggregator::{AggregatorConfig, spawn_owners};
 use visionlog_codec::envelope::CommandEnvelope;
 use visionlog_codec::{Codec, EmbeddedRegistry, Outcome};
 use visionlog_domain::*;
-use visionlog_integration_tests::Broker;
+use visionlog_integration_tests::{Broker, small_create_task};
 use visionlog_journal::{CommandBus, Topics, audit};
 use visionlog_log::{EventLog, KafkaLog, partition_for};
 use visionlog_store::{EmbeddedStore, ReadStore};
@@ -59,14 +59,7 @@ fn the_aggregator_decides_on_kafka() {
     let tasks = 6;
     for t in 0..tasks {
         let task = format!("task-{t}");
-        let create = TaskCommand::CreateTask(CreateTask {
-            customer: "acme".into(),
-            task_type: TaskType::ProductDetection,
-            recipe: Recipe::Detection,
-            class_group: ClassGroup { key: "k".into(), classes: vec![ProductClass { id: 1, name: "a".into() }] },
-            images: vec![ImageRef { uri: "s3://b/1.jpg".into(), width: 10, height: 10 }],
-            callback_url: None,
-        });
+        let create = small_create_task();
         let detect = TaskCommand::RequestDetection(RequestDetection {});
         bus.send(&envelope(&task, &format!("c-{t}"), "customer:acme", Some(0), &create), &create).unwrap();
         bus.send(&envelope(&task, &format!("d-{t}"), "service:executor", Some(1), &detect), &detect).unwrap();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use visionlog_codec::envelope::CommandEnvelope;
 use visionlog_codec::{Codec, EmbeddedRegistry};
 use visionlog_domain::*;
-use visionlog_integration_tests::{Broker, visionlog};
+use visionlog_integration_tests::{Broker, small_create_task, visionlog};
 use visionlog_journal::{CommandBus, Topics, audit};
 use visionlog_log::{EventLog, KafkaLog};
 
@@ -20,14 +20,7 @@ fn commands(range: std::ops::Range<usize>) -> Vec<(CommandEnvelope, TaskCommand)
     let mut out = Vec::new();
     for t in range {
         let task = format!("task-{t:05}");
-        let create = TaskCommand::CreateTask(CreateTask {
-            customer: "acme".into(),
-            task_type: TaskType::ProductDetection,
-            recipe: Recipe::Detection,
-            class_group: ClassGroup { key: "k".into(), classes: vec![ProductClass { id: 1, name: "a".into() }] },
-            images: vec![ImageRef { uri: "s3://b/1.jpg".into(), width: 10, height: 10 }],
-            callback_url: None,
-        });
+        let create = small_create_task();
         let detect = TaskCommand::RequestDetection(RequestDetection {});
         for (step, command) in [create, detect].into_iter().enumerate() {
             let id = format!("{task}/{step}");
