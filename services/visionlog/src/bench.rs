@@ -1,5 +1,6 @@
 //! `visionlog bench ...`: throughput against a baseline measured in the same run.
 
+use crate::runtime::{Backends, open_log};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +10,7 @@ use visionlog_codec::envelope::{CommandEnvelope, names};
 use visionlog_codec::{Codec, EmbeddedRegistry};
 use visionlog_domain::*;
 use visionlog_journal::{CommandBus, Topics, audit};
-use visionlog_log::{EventLog, FileLog, FileLogOptions, FsyncPolicy, LogRecord, Record};
+use visionlog_log::{EventLog, FsyncPolicy, LogRecord, Record};
 use visionlog_operators::scenario::scenario;
 use visionlog_store::{EmbeddedStore, ReadStore};
 
@@ -30,14 +31,17 @@ pub(crate) struct AggregatorBench {
     /// fsync policy of the log: always, never or `<N>ms`.
     #[arg(long, default_value = "always")]
     fsync: FsyncPolicy,
+    /// Commands sent one at a time after the throughput run, for command -> outcome latency.
+    #[arg(long, default_value_t = 500)]
+    latency_commands: usize,
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
 }
 
-pub(crate) fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
+pub(crate) fn run(backends: &Backends, cmd: &BenchCmd) -> anyhow::Result<()> {
     match cmd {
-        BenchCmd::Aggregator(b) => aggregator(b),
+        BenchCmd::Aggregator(b) => aggregator(backends, b),
     }
 }
 
@@ -85,15 +89,14 @@ fn fat_detection(boxes: usize) -> TaskEvent {
     })
 }
 
-fn aggregator(b: &AggregatorBench) -> anyhow::Result<()> {
+fn aggregator(backends: &Backends, b: &AggregatorBench) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let log: Arc<dyn EventLog> = Arc::new(FileLog::open(
-        &dir.path().join("log"),
-        FileLogOptions { fsync: b.fsync, ..FileLogOptions::default() },
-    )?);
+    let (log, log_url, _broker) = open_log(backends.log.as_deref(), dir.path(), b.fsync)?;
     let codec = Arc::new(Codec::new(Arc::new(EmbeddedRegistry::in_memory()))?);
     let store: Arc<dyn ReadStore> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb"))?);
-    let topics = Topics::new("bench", b.partitions);
+    // a run of its own on a shared broker
+    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
+    let topics = Topics::new(&format!("bench-{run}"), b.partitions);
     topics.create(log.as_ref())?;
 
     // the workload, written before the clock starts: per partition, in task order per step
@@ -137,11 +140,16 @@ fn aggregator(b: &AggregatorBench) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(2));
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let latency = latency(&log, &codec, &topics, b.latency_commands)?;
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         t.join().expect("aggregator thread")?;
     }
-    let a = audit(log.as_ref(), &topics)?;
+    let mut a = audit(log.as_ref(), &topics)?;
+    // the throughput figures are of the workload alone
+    let latency_tasks = a.events_by_type.get("TaskCreated").copied().unwrap_or(0).saturating_sub(b.tasks as u64);
+    a.events -= latency_tasks;
+    a.decisions -= latency_tasks;
     let events_per_s = a.events as f64 / elapsed;
 
     // the baseline: the same event records appended raw to the same log, same threads, same batches
@@ -178,6 +186,7 @@ fn aggregator(b: &AggregatorBench) -> anyhow::Result<()> {
     let json_len = serde_json::to_vec(&fat)?.len();
     let report = json!({
         "bench": "aggregator",
+        "log": log_url.split('?').next().unwrap_or_default(),
         "tasks": b.tasks,
         "partitions": b.partitions,
         "fsync": format!("{:?}", b.fsync),
@@ -189,7 +198,11 @@ fn aggregator(b: &AggregatorBench) -> anyhow::Result<()> {
         "elapsed_s": (elapsed * 1000.0).round() / 1000.0,
         "events_per_s": events_per_s.round(),
         "baseline_events_per_s": baseline_per_s.round(),
+        "commands_per_s": (a.decisions as f64 / elapsed).round(),
         "ratio": (events_per_s / baseline_per_s * 1000.0).round() / 1000.0,
+        "latency_commands": latency.len(),
+        "latency_p50_ms": percentile(&latency, 0.50),
+        "latency_p99_ms": percentile(&latency, 0.99),
         "avro_bytes_per_event": avro,
         "json_bytes_per_event": json_len,
         "avro_json_ratio": (avro as f64 / json_len as f64 * 1000.0).round() / 1000.0,
@@ -200,10 +213,75 @@ fn aggregator(b: &AggregatorBench) -> anyhow::Result<()> {
             events_per_s, a.events, elapsed, baseline_per_s, report["ratio"]
         ));
         crate::output::line(format!(
+            "command -> outcome latency, {} commands one at a time: p50 {} ms, p99 {} ms",
+            latency.len(),
+            report["latency_p50_ms"],
+            report["latency_p99_ms"]
+        ));
+        crate::output::line(format!(
             "fat ObjectsDetected (1000 boxes): avro {avro} B, json {json_len} B ({})",
             report["avro_json_ratio"]
         ));
     }
     crate::output::line(format!("{report}"));
+    // the log's clients go before a broker started for this run
+    drop(log);
     Ok(())
+}
+
+/// Sends `n` CreateTask commands one at a time (each waits for the log's acknowledgement, then
+/// a millisecond) while the aggregators run, and returns each one's command -> outcome latency
+/// in ms, from the log's record timestamps.
+fn latency(log: &Arc<dyn EventLog>, codec: &Arc<Codec>, topics: &Topics, n: usize) -> anyhow::Result<Vec<i64>> {
+    let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
+    let outcome_starts =
+        (0..topics.partitions).map(|p| log.end_offset(&topics.outcomes, p)).collect::<Result<Vec<_>, _>>()?;
+    let mut sent = std::collections::HashMap::new();
+    for i in 0..n {
+        let task_id = format!("latency-{i:06}");
+        let command = TaskCommand::CreateTask(scenario(&task_id, "acme").create);
+        let envelope = CommandEnvelope {
+            command_id: format!("{task_id}/0"),
+            task_id: task_id.clone(),
+            command_type: command.type_name().to_owned(),
+            expected_version: Some(0),
+            actor: "customer:acme".into(),
+            tenant: "acme".into(),
+            correlation_id: task_id.clone(),
+            causation_id: None,
+            issued_at_ms: 0,
+        };
+        let (partition, offset) = bus.send(&envelope, &command)?;
+        sent.insert(envelope.command_id, (partition, offset));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut answered = std::collections::HashMap::new();
+    let mut next = outcome_starts;
+    while answered.len() < sent.len() && Instant::now() < deadline {
+        for p in 0..topics.partitions {
+            for r in log.read(&topics.outcomes, p, next[p as usize], 4096)? {
+                next[p as usize] = r.offset + 1;
+                if let Some(key) = r.key.and_then(|k| String::from_utf8(k).ok()) {
+                    answered.entry(key).or_insert(r.timestamp_ms);
+                }
+            }
+        }
+    }
+    let mut latencies = Vec::with_capacity(sent.len());
+    for (command_id, (partition, offset)) in sent {
+        let Some(done) = answered.get(&command_id) else { anyhow::bail!("no outcome for {command_id} within 120 s") };
+        let command = log.read(&topics.commands, partition, offset, 1)?;
+        let sent_at = command.first().map_or(*done, |r| r.timestamp_ms);
+        latencies.push(done - sent_at);
+    }
+    latencies.sort_unstable();
+    Ok(latencies)
+}
+
+fn percentile(sorted: &[i64], q: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }

@@ -86,6 +86,6 @@ fn main() -> anyhow::Result<()> {
         Command::Projector => serve(b, &[Service::Projector], 0),
         Command::Operators { operators } => serve(b, &[Service::Operators], *operators),
         Command::Task(cmd) => task::run(b, cmd),
-        Command::Bench(cmd) => bench::run(cmd),
+        Command::Bench(cmd) => bench::run(b, cmd),
     }
 }

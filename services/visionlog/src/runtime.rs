@@ -51,17 +51,8 @@ impl Runtime {
     pub(crate) fn open(b: &Backends) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&b.data_dir).with_context(|| format!("creating {}", b.data_dir.display()))?;
         let data = b.data_dir.canonicalize()?;
-        let (log_url, broker) = match b.log.as_deref() {
-            Some("kafka") => {
-                let broker = LocalBroker::start().context("starting a local broker for --log kafka")?;
-                (format!("kafka://{}", broker.address), Some(broker))
-            }
-            Some(url) => (url.to_owned(), None),
-            None => (format!("file://{}", data.join("log").display()), None),
-        };
+        let (log, log_url, broker) = open_log(b.log.as_deref(), &data, b.fsync)?;
         let store_url = b.store.clone().unwrap_or_else(|| format!("embedded://{}", data.join("store.redb").display()));
-        let log = visionlog_log::open(&log_url, FileLogOptions { fsync: b.fsync, ..FileLogOptions::default() })
-            .with_context(|| format!("opening the log {log_url}"))?;
         let store = visionlog_store::open(&store_url).with_context(|| format!("opening the store {store_url}"))?;
         let registry = EmbeddedRegistry::open(&data.join("registry.json"))?;
         let codec = Arc::new(Codec::new(Arc::new(registry))?);
@@ -74,6 +65,26 @@ impl Runtime {
         tracing::info!(log = log_url, store = store_url, partitions = topics.partitions, "backends open");
         Ok(Self { log, codec, store, topics, bus, _broker: broker })
     }
+}
+
+/// Opens the log named by `--log` (the embedded one under `data` by default); `kafka` alone
+/// starts a local broker, returned to be held for as long as the log is used.
+pub(crate) fn open_log(
+    url: Option<&str>,
+    data: &std::path::Path,
+    fsync: FsyncPolicy,
+) -> anyhow::Result<(Arc<dyn EventLog>, String, Option<LocalBroker>)> {
+    let (url, broker) = match url {
+        Some("kafka") => {
+            let broker = LocalBroker::start().context("starting a local broker for --log kafka")?;
+            (format!("kafka://{}", broker.address), Some(broker))
+        }
+        Some(url) => (url.to_owned(), None),
+        None => (format!("file://{}", data.join("log").display()), None),
+    };
+    let log = visionlog_log::open(&url, FileLogOptions { fsync, ..FileLogOptions::default() })
+        .with_context(|| format!("opening the log {url}"))?;
+    Ok((log, url, broker))
 }
 
 /// A service of the pipeline.
