@@ -5,3 +5,5 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # Tools the scripts install (see install.sh).
 export VISIONLOG_TOOLS="${VISIONLOG_TOOLS:-$HOME/.cache/visionlog/bin}"
 export TANSU_BIN="${TANSU_BIN:-$VISIONLOG_TOOLS/tansu}"
+# A Python with a plain Kafka client, for the test of a retailer's own producer (install.sh).
+export VISIONLOG_PYTHON="${VISIONLOG_PYTHON:-$HOME/.cache/visionlog/py/bin/python}"

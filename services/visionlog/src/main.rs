@@ -4,6 +4,7 @@ mod bench;
 mod demo;
 mod output;
 mod runtime;
+mod schema;
 mod task;
 
 use clap::{Parser, Subcommand};
@@ -54,6 +55,9 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// The Avro schemas and their registry ids, for clients of the topics.
+    #[command(subcommand)]
+    Schema(schema::SchemaCmd),
 }
 
 fn serve(backends: &Backends, services: &[Service], operators: usize) -> anyhow::Result<()> {
@@ -87,5 +91,6 @@ fn main() -> anyhow::Result<()> {
         Command::Operators { operators } => serve(b, &[Service::Operators], *operators),
         Command::Task(cmd) => task::run(b, cmd),
         Command::Bench(cmd) => bench::run(b, cmd),
+        Command::Schema(cmd) => schema::run(b, cmd),
     }
 }
