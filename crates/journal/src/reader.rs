@@ -84,6 +84,8 @@ pub struct JournalReader {
     next_offset: u64,
     /// The offset after the last record in force that is not part of a pending decision.
     settled: u64,
+    /// Where the claim in force is, if this reader read it.
+    claim: Option<u64>,
 }
 
 fn text<'r>(r: &'r LogRecord, name: &str) -> Result<&'r str, String> {
@@ -98,7 +100,7 @@ fn number(r: &LogRecord, name: &str) -> Result<u64, String> {
 impl JournalReader {
     /// Starts reading at `offset` with the epoch in force there (0 at the start of a partition).
     pub fn resume(offset: u64, epoch: u64) -> Self {
-        Self { epoch, pending: Vec::new(), next_offset: offset, settled: offset }
+        Self { epoch, pending: Vec::new(), next_offset: offset, settled: offset, claim: None }
     }
 
     /// Starts reading at a position taken from [`Self::settled_offset`]: the record just before
@@ -130,6 +132,12 @@ impl JournalReader {
         self.epoch
     }
 
+    /// The offset of the claim in force, if this reader read it. Two claimants may write the
+    /// same epoch; only the first is in force, so a claimant checks the offset, not the epoch.
+    pub fn claim_in_force(&self) -> Option<u64> {
+        self.claim
+    }
+
     /// Feeds the next record of the partition; returns an entry when one is complete.
     pub fn feed(&mut self, record: LogRecord) -> Result<Option<Entry>, JournalError> {
         self.next_offset = record.offset + 1;
@@ -146,6 +154,7 @@ impl JournalReader {
                     return Ok(None); // lost a race for the partition: not in force
                 }
                 self.epoch = epoch;
+                self.claim = Some(record.offset);
                 self.pending.clear(); // a decision cut short by a change of owner never happened
                 self.settled = record.offset + 1;
                 Ok(Some(Entry::Claim { offset: record.offset, epoch, owner }))
@@ -368,5 +377,17 @@ mod tests {
         assert_eq!(err.record.map(|r| r.value), Some(b"not ours".to_vec()));
         // it settles nothing: after a restart it is read (and dead-lettered) again
         assert_eq!(reader.settled_offset(), 0);
+    }
+
+    /// Two claimants that both read an empty partition write the same epoch: the first claim is
+    /// in force, and the second claimant can tell by the offset (the epoch alone matches both).
+    #[test]
+    fn of_two_claims_with_one_epoch_the_first_is_in_force() {
+        let mut reader = JournalReader::default();
+        for (offset, owner) in [(0u64, "a"), (1, "b")] {
+            let r = claim_record(1, owner);
+            reader.feed(LogRecord { offset, timestamp_ms: 0, key: r.key, headers: r.headers, value: r.value }).unwrap();
+        }
+        assert_eq!((reader.epoch(), reader.claim_in_force()), (1, Some(0)));
     }
 }

@@ -231,7 +231,7 @@ impl Owner<'_> {
             // we only distrust more snapshots than needed and rebuild those tasks)
             self.note_claim(epoch, at);
             self.replay(Some(at))?;
-            if self.reader.epoch() == epoch {
+            if self.reader.claim_in_force() == Some(at) {
                 self.epoch = epoch;
                 tracing::info!(
                     partition = agg.partition,
