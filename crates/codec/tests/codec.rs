@@ -328,3 +328,37 @@ fn envelopes_round_trip_through_headers() {
     h.retain(|(n, _)| n != envelope::names::COMMAND_ID);
     assert!(envelope::CommandEnvelope::from_headers(&h).is_err());
 }
+
+/// A registry that cannot be reached, or a URL that must not be called, is an error from the
+/// start, never a panic and never a silent fallback to other ids.
+#[test]
+fn an_unreachable_or_hostile_schema_registry_is_a_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = HttpRegistry::new(&format!("http://127.0.0.1:{port}")).unwrap();
+    let err = Codec::new(Arc::new(closed)).err().expect("nothing listens there").to_string();
+    assert!(err.contains("unavailable"), "{err}");
+    for hostile in ["file:///etc/passwd", "http://user:secret@registry:8081", "gopher://registry:70", "not a url"] {
+        assert!(HttpRegistry::new(hostile).is_err(), "{hostile} accepted");
+    }
+}
+
+/// Against a real Confluent-compatible registry when `SCHEMA_REGISTRY_URL` names one (none can
+/// be installed on the build machines): every schema registers, a codec with a cold cache
+/// decodes what another wrote, and the bytes after the 5-byte header are those of the embedded
+/// registry's codec.
+#[test]
+fn the_http_registry_keeps_the_wire_format() {
+    let Ok(url) = std::env::var("SCHEMA_REGISTRY_URL") else {
+        eprintln!("SCHEMA_REGISTRY_URL is not set: the HTTP registry test did not run");
+        return;
+    };
+    let writer = Codec::new(Arc::new(HttpRegistry::new(&url).unwrap())).unwrap();
+    let reader = Codec::new(Arc::new(HttpRegistry::new(&url).unwrap())).unwrap();
+    let embedded = codec();
+    for event in every_event() {
+        let over_http = writer.encode_event(&event).unwrap();
+        assert_eq!(over_http[0], 0, "magic byte");
+        assert_eq!(over_http[5..], embedded.encode_event(&event).unwrap()[5..]);
+        assert_eq!(reader.decode_event(&over_http).unwrap(), event);
+    }
+}

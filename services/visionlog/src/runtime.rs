@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 use visionlog_aggregator::{AggregatorConfig, AggregatorError, PartitionAggregator};
-use visionlog_codec::{Codec, EmbeddedRegistry};
+use visionlog_codec::{Codec, EmbeddedRegistry, HttpRegistry, SchemaRegistry};
 use visionlog_journal::{CommandBus, EventHandler, Subscription, Topics, Work, consume_partition, serve_partitions};
 use visionlog_log::{EventLog, FileLogOptions, FsyncPolicy, LocalBroker};
 use visionlog_store::ReadStore;
@@ -30,6 +30,10 @@ pub(crate) struct Backends {
     /// Partitions of `commands` and `events` (when creating them).
     #[arg(long, env = "VISIONLOG_PARTITIONS", default_value_t = 4, global = true)]
     pub(crate) partitions: u32,
+    /// A Confluent-compatible schema registry, `http(s)://host:port` (default: the embedded
+    /// registry in DATA_DIR/registry.json). Basic auth from SCHEMA_REGISTRY_BASIC_AUTH=user:secret.
+    #[arg(long, env = "VISIONLOG_SCHEMA_REGISTRY", global = true)]
+    pub(crate) schema_registry: Option<String>,
     /// Prefix of the topic names.
     #[arg(long, env = "VISIONLOG_TOPIC_PREFIX", default_value = "", global = true)]
     pub(crate) topic_prefix: String,
@@ -54,8 +58,7 @@ impl Runtime {
         let (log, log_url, broker) = open_log(b.log.as_deref(), &data, b.fsync)?;
         let store_url = b.store.clone().unwrap_or_else(|| format!("embedded://{}", data.join("store.redb").display()));
         let store = visionlog_store::open(&store_url).with_context(|| format!("opening the store {store_url}"))?;
-        let registry = EmbeddedRegistry::open(&data.join("registry.json"))?;
-        let codec = Arc::new(Codec::new(Arc::new(registry))?);
+        let codec = Arc::new(Codec::new(open_registry(b, &data)?)?);
         let mut topics = Topics::new(&b.topic_prefix, b.partitions);
         if let Ok(existing) = log.partitions(&topics.commands) {
             topics.partitions = existing;
@@ -85,6 +88,14 @@ pub(crate) fn open_log(
     let log = visionlog_log::open(&url, FileLogOptions { fsync, ..FileLogOptions::default() })
         .with_context(|| format!("opening the log {url}"))?;
     Ok((log, url, broker))
+}
+
+/// The schema registry named by `--schema-registry`, else the embedded one under `data`.
+pub(crate) fn open_registry(b: &Backends, data: &std::path::Path) -> anyhow::Result<Arc<dyn SchemaRegistry>> {
+    Ok(match &b.schema_registry {
+        Some(url) => Arc::new(HttpRegistry::new(url)?),
+        None => Arc::new(EmbeddedRegistry::open(&data.join("registry.json"))?),
+    })
 }
 
 /// A service of the pipeline.

@@ -4,8 +4,7 @@
 use crate::runtime::Backends;
 use anyhow::Context;
 use serde_json::json;
-use std::sync::Arc;
-use visionlog_codec::{Catalog, Codec, EmbeddedRegistry, SchemaRegistry};
+use visionlog_codec::{Catalog, Codec};
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum SchemaCmd {
@@ -20,7 +19,7 @@ pub(crate) enum SchemaCmd {
 pub(crate) fn run(b: &Backends, cmd: &SchemaCmd) -> anyhow::Result<()> {
     let SchemaCmd::List { json } = cmd;
     std::fs::create_dir_all(&b.data_dir).with_context(|| format!("creating {}", b.data_dir.display()))?;
-    let registry: Arc<dyn SchemaRegistry> = Arc::new(EmbeddedRegistry::open(&b.data_dir.join("registry.json"))?);
+    let registry = crate::runtime::open_registry(b, &b.data_dir)?;
     // registering is idempotent: a registry that has them all answers with their ids
     let codec = Codec::new(registry.clone())?;
     let mut rows = Vec::new();
