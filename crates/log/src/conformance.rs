@@ -37,6 +37,12 @@ pub fn appends_read_back_in_order(log: &dyn EventLog, topic: &str) {
     assert!(log.read(topic, 1, 3, 10).unwrap().is_empty());
     assert!(log.read(topic, 7, 0, 10).is_err());
     assert!(log.read("no-such-topic", 0, 0, 10).is_err());
+    // several partitions at once: each batch lands whole on its own partition
+    let batches = vec![(0, vec![record("c", "4"), record("d", "5")]), (1, vec![record("e", "6")])];
+    let landed = log.append_all(topic, &batches).unwrap();
+    assert_eq!(landed, [Appended { first: 0, last: 1, count: 2 }, Appended { first: 3, last: 3, count: 1 }]);
+    assert_eq!(log.read(topic, 0, 0, 10).unwrap()[1].value, b"5");
+    assert_eq!(log.read(topic, 1, 3, 10).unwrap()[0].value, b"6");
 }
 
 /// Consumer group positions are stored per group and partition.

@@ -119,6 +119,11 @@ pub trait EventLog: Send + Sync {
     fn partitions(&self, topic: &str) -> Result<u32, LogError>;
     /// Appends records to a partition and returns where they landed.
     fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<Appended, LogError>;
+    /// Appends batches to several partitions of a topic (each batch as [`EventLog::append`]);
+    /// a backend with round trips overlaps them.
+    fn append_all(&self, topic: &str, batches: &[(u32, Vec<Record>)]) -> Result<Vec<Appended>, LogError> {
+        batches.iter().map(|(p, records)| self.append(topic, *p, records)).collect()
+    }
     /// Reads up to `max` records from offset `from` on (fewer at the end of the partition).
     fn read(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<LogRecord>, LogError>;
     /// Returns the offset the next append will get.

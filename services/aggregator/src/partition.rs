@@ -7,7 +7,7 @@ use crate::record::{Decided, TaskRecord};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 use visionlog_codec::{Codec, Outcome};
 use visionlog_domain::evolve;
@@ -98,7 +98,13 @@ struct Owner<'a> {
     claims: Vec<(u64, u64)>,
     since_checkpoint: u64,
     stats: PartitionStats,
+    /// The command position last committed to the group, and when.
+    committed: (u64, Instant),
 }
+
+/// How often a busy owner commits its command position (an idle one commits at once). The
+/// position is only a hint: a new owner finds the decided commands in the journal.
+const COMMIT_EVERY: Duration = Duration::from_millis(100);
 
 /// Claims remembered in checkpoints (enough to judge any snapshot written since).
 const CLAIMS_KEPT: usize = 64;
@@ -130,6 +136,7 @@ impl PartitionAggregator {
                 claims: Vec::new(),
                 since_checkpoint: 0,
                 stats: PartitionStats::default(),
+                committed: (0, Instant::now()),
             };
             // a superseded owner must not write a last checkpoint: check the fence first
             let result = owner.restore().and_then(|()| owner.serve(stop)).and_then(|()| owner.check_fence());
@@ -244,7 +251,7 @@ impl Owner<'_> {
                 self.checkpoint()?;
                 // commands a previous owner decided without committing them are decided: say so
                 // (lag is measured on this position)
-                agg.log.commit(GROUP, &agg.topics.commands, agg.partition, &Position::at(self.command_pos))?;
+                self.commit_position(true)?;
                 return Ok(());
             }
         }
@@ -402,6 +409,7 @@ impl Owner<'_> {
                 if self.since_checkpoint > 0 {
                     self.checkpoint()?;
                 }
+                self.commit_position(true)?;
                 agg.log.wait_for(&agg.topics.commands, agg.partition, self.command_pos, Duration::from_millis(100))?;
                 continue;
             }
@@ -478,7 +486,7 @@ impl Owner<'_> {
         }
         self.publish(&outcomes)?;
         self.command_pos = commands.last().map_or(self.command_pos, |c| c.offset + 1);
-        agg.log.commit(GROUP, &agg.topics.commands, agg.partition, &Position::at(self.command_pos))?;
+        self.commit_position(false)?;
         if self.since_checkpoint >= agg.config.snapshot_every {
             self.checkpoint()?;
         }
@@ -502,6 +510,18 @@ impl Owner<'_> {
             }
         }
         AggregatorError::Interleaved { partition: agg.partition }
+    }
+
+    /// Commits the command position to the group if it moved, at most every [`COMMIT_EVERY`]
+    /// unless `now`.
+    fn commit_position(&mut self, now: bool) -> Result<(), AggregatorError> {
+        let (position, at) = self.committed;
+        if position != self.command_pos && (now || at.elapsed() >= COMMIT_EVERY) {
+            let agg = self.agg;
+            agg.log.commit(GROUP, &agg.topics.commands, agg.partition, &Position::at(self.command_pos))?;
+            self.committed = (self.command_pos, Instant::now());
+        }
+        Ok(())
     }
 
     /// Reads journal records written since our last append: any is another owner's claim.
@@ -540,9 +560,8 @@ impl Owner<'_> {
                 value,
             });
         }
-        for (p, records) in by_partition {
-            agg.log.append(&agg.topics.outcomes, p, &records)?;
-        }
+        let batches: Vec<(u32, Vec<Record>)> = by_partition.into_iter().collect();
+        agg.log.append_all(&agg.topics.outcomes, &batches)?;
         Ok(())
     }
 
@@ -559,6 +578,6 @@ impl Owner<'_> {
         let cp = self.current_checkpoint();
         self.cache.flush(&cp)?;
         self.since_checkpoint = 0;
-        Ok(())
+        self.commit_position(true)
     }
 }

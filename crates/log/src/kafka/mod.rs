@@ -15,7 +15,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -184,6 +184,40 @@ impl KafkaLog {
         Ok(reader)
     }
 
+    /// Hands records to the producer; their delivery reports come later.
+    fn send(&self, topic: &str, partition: u32, records: &[Record]) -> Result<Vec<DeliveryFuture>, LogError> {
+        self.check_partition(topic, partition)?;
+        let mut deliveries = Vec::with_capacity(records.len());
+        for r in records {
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (name, value) in &r.headers {
+                headers = headers.insert(Header { key: name, value: Some(value) });
+            }
+            let mut record =
+                FutureRecord::<[u8], [u8]>::to(topic).partition(partition as i32).payload(&r.value).headers(headers);
+            if let Some(key) = &r.key {
+                record = record.key(key);
+            }
+            deliveries.push(self.producer.send_result(record).map_err(|(e, _)| kafka_err(topic, e))?);
+        }
+        Ok(deliveries)
+    }
+
+    /// Waits for the delivery reports of one append and says where it landed.
+    fn settle(&self, topic: &str, partition: u32, deliveries: Vec<DeliveryFuture>) -> Result<Appended, LogError> {
+        let mut offsets = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            let delivered =
+                futures_executor::block_on(d).map_err(|_| LogError::Config("producer dropped a delivery".into()))?;
+            let delivery = delivered.map_err(|(e, _)| kafka_err(topic, e))?;
+            offsets.push(delivery.offset as u64);
+        }
+        match (offsets.first(), offsets.last()) {
+            (Some(&first), Some(&last)) => Ok(Appended { first, last, count: offsets.len() as u64 }),
+            _ => Ok(Appended::contiguous(self.end_offset(topic, partition)?, 0)),
+        }
+    }
+
     /// Reads from `from` until `max` records, or until none arrive for a while.
     fn read_from(
         &self,
@@ -282,31 +316,14 @@ impl EventLog for KafkaLog {
     }
 
     fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<Appended, LogError> {
-        self.check_partition(topic, partition)?;
-        let mut deliveries = Vec::with_capacity(records.len());
-        for r in records {
-            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-            for (name, value) in &r.headers {
-                headers = headers.insert(Header { key: name, value: Some(value) });
-            }
-            let mut record =
-                FutureRecord::<[u8], [u8]>::to(topic).partition(partition as i32).payload(&r.value).headers(headers);
-            if let Some(key) = &r.key {
-                record = record.key(key);
-            }
-            deliveries.push(self.producer.send_result(record).map_err(|(e, _)| kafka_err(topic, e))?);
-        }
-        let mut offsets = Vec::with_capacity(deliveries.len());
-        for d in deliveries {
-            let delivered =
-                futures_executor::block_on(d).map_err(|_| LogError::Config("producer dropped a delivery".into()))?;
-            let delivery = delivered.map_err(|(e, _)| kafka_err(topic, e))?;
-            offsets.push(delivery.offset as u64);
-        }
-        match (offsets.first(), offsets.last()) {
-            (Some(&first), Some(&last)) => Ok(Appended { first, last, count: offsets.len() as u64 }),
-            _ => Ok(Appended::contiguous(self.end_offset(topic, partition)?, 0)),
-        }
+        let deliveries = self.send(topic, partition, records)?;
+        self.settle(topic, partition, deliveries)
+    }
+
+    fn append_all(&self, topic: &str, batches: &[(u32, Vec<Record>)]) -> Result<Vec<Appended>, LogError> {
+        // every batch in flight at once: one wait for all partitions, not one each
+        let sent = batches.iter().map(|(p, records)| self.send(topic, *p, records)).collect::<Result<Vec<_>, _>>()?;
+        batches.iter().zip(sent).map(|((p, _), deliveries)| self.settle(topic, *p, deliveries)).collect()
     }
 
     fn read(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<LogRecord>, LogError> {
