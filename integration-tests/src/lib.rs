@@ -126,3 +126,21 @@ pub fn small_create_task() -> visionlog_domain::TaskCommand {
         callback_url: None,
     })
 }
+
+/// Sends SIGTERM to a service process and waits for it to drain and exit; a process still
+/// running after `within` is killed and the test fails.
+pub fn terminate(child: &mut std::process::Child, within: std::time::Duration) -> std::process::ExitStatus {
+    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("running kill");
+    assert!(sent.success(), "kill -TERM failed");
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for the process") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process did not stop within {within:?} of SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use visionlog_codec::envelope::CommandEnvelope;
 use visionlog_codec::{Codec, EmbeddedRegistry};
 use visionlog_domain::*;
-use visionlog_integration_tests::{Broker, small_create_task, visionlog};
+use visionlog_integration_tests::{Broker, small_create_task, terminate, visionlog};
 use visionlog_journal::{CommandBus, Topics, audit};
 use visionlog_log::{EventLog, KafkaLog};
 
@@ -113,8 +113,8 @@ fn a_killed_aggregator_s_partitions_move_to_the_survivor() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    second.kill().unwrap();
-    second.wait().unwrap();
+    let status = terminate(&mut second, Duration::from_secs(30));
+    assert!(status.success(), "the survivor exited with {status} on SIGTERM");
 
     let a = audit(log.as_ref(), &topics).unwrap();
     assert_eq!(a.events, total, "every accepted command has exactly one set of events");

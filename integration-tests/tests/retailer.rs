@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use visionlog_integration_tests::{Broker, visionlog};
+use visionlog_integration_tests::{Broker, terminate, visionlog};
 use visionlog_journal::Topics;
 use visionlog_log::{EventLog, KafkaLog, partition_for};
 
@@ -46,8 +46,9 @@ fn a_retailer_creates_a_task_and_reads_its_events_with_its_own_kafka_client() {
         .arg(&schemas_file)
         .output()
         .unwrap();
-    service.kill().unwrap();
-    service.wait().unwrap();
+    // SIGTERM: the services drain, leave their groups and exit cleanly
+    let status = terminate(&mut service, std::time::Duration::from_secs(30));
+    assert!(status.success(), "visionlog run exited with {status} on SIGTERM");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "the retailer's client failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

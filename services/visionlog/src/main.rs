@@ -60,11 +60,19 @@ enum Command {
     Schema(schema::SchemaCmd),
 }
 
+/// Runs services until SIGTERM or SIGINT: then every worker finishes its batch and stops, each
+/// service leaves its group (so its partitions move at once, not after a session timeout), and
+/// the process exits 0.
 fn serve(backends: &Backends, services: &[Service], operators: usize) -> anyhow::Result<()> {
     let rt = Runtime::open(backends)?;
     let stop = Arc::new(AtomicBool::new(false));
-    tracing::info!(?services, "serving until killed");
-    runtime::join(runtime::spawn(&rt, services, &stop, operators))
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    tracing::info!(?services, "serving until SIGTERM");
+    let result = runtime::join(runtime::spawn(&rt, services, &stop, operators));
+    tracing::info!("stopped");
+    result
 }
 
 fn main() -> anyhow::Result<()> {
