@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 mod group;
 
-/// Which reader: topic, partition, reading thread.
-type ReaderKey = (String, u32, std::thread::ThreadId);
+/// Readers of one partition: as many as have read it at the same time.
+type ReaderPool = Vec<Arc<Mutex<Reader>>>;
 
 /// A consumer assigned to one partition, and where it will read next.
 struct Reader {
@@ -88,9 +88,11 @@ pub struct KafkaLog {
     admin: AdminClient<DefaultClientContext>,
     /// One consumer per group, for commits and committed offsets.
     consumers: Mutex<HashMap<String, BaseConsumer>>,
-    /// One reading consumer per topic, partition and thread, so readers never wait for each
-    /// other and a thread reading on keeps the data its consumer fetched ahead.
-    readers: Mutex<HashMap<ReaderKey, Arc<Mutex<Reader>>>>,
+    /// Reading consumers per topic and partition: a read takes a free one, preferably one
+    /// positioned where it reads (which keeps what it fetched ahead). Readers never wait for each
+    /// other, and the pool is as large as the most concurrent reads of a partition, however
+    /// many threads come and go (workers restart on every rebalance).
+    readers: Mutex<HashMap<(String, u32), ReaderPool>>,
     /// Partition counts seen (partitions are only ever added, never removed).
     partition_counts: Mutex<HashMap<String, u32>>,
 }
@@ -173,14 +175,22 @@ impl KafkaLog {
         f(consumers.get(group).expect("just inserted"))
     }
 
-    fn reader(&self, topic: &str, partition: u32) -> Result<Arc<Mutex<Reader>>, LogError> {
-        let key = (topic.to_owned(), partition, std::thread::current().id());
+    fn reader(&self, topic: &str, partition: u32, from: u64) -> Result<Arc<Mutex<Reader>>, LogError> {
         let mut readers = self.readers.lock().expect("readers lock");
-        if let Some(r) = readers.get(&key) {
-            return Ok(r.clone());
+        let pool = readers.entry((topic.to_owned(), partition)).or_default();
+        let mut free = None;
+        for r in pool.iter() {
+            let Ok(reader) = r.try_lock() else { continue };
+            if reader.next == Some(from) {
+                return Ok(r.clone());
+            }
+            free.get_or_insert_with(|| r.clone());
+        }
+        if let Some(r) = free {
+            return Ok(r);
         }
         let reader = Arc::new(Mutex::new(Reader { consumer: self.consumer("")?, next: None }));
-        readers.insert(key, reader.clone());
+        pool.push(reader.clone());
         Ok(reader)
     }
 
@@ -228,7 +238,7 @@ impl KafkaLog {
         patience: Duration,
         linger: Duration,
     ) -> Result<Vec<LogRecord>, LogError> {
-        let reader = self.reader(topic, partition)?;
+        let reader = self.reader(topic, partition, from)?;
         let mut reader = reader.lock().expect("reader lock");
         if reader.next != Some(from) {
             let mut tpl = TopicPartitionList::new();
