@@ -36,3 +36,20 @@ fn batches_get_contiguous_offsets_and_a_true_end() {
     assert_eq!(all.len(), 63);
     assert_eq!(all[0].value, vec![12u8; 64]);
 }
+
+/// `kafka://host:port[,host:port]?options`: several bootstrap hosts, known options only.
+#[test]
+fn kafka_urls_take_several_hosts_and_options() {
+    let broker = Broker::start();
+    let options = visionlog_log::FileLogOptions::default;
+    let a = broker.address();
+    let url = format!("kafka://{a},{a}?replication=1&session_timeout_ms=7000");
+    let log = visionlog_log::open(&url, options()).unwrap();
+    let topic = broker.name("several-hosts");
+    log.create_topic(&topic, 1).unwrap();
+    assert_eq!(log.partitions(&topic).unwrap(), 1);
+    let err =
+        visionlog_log::open(&format!("kafka://{a}?acks=0"), options()).err().expect("an unknown option").to_string();
+    assert!(err.contains("unknown kafka option"), "{err}");
+    assert!(visionlog_log::open("kafka://", options()).is_err());
+}

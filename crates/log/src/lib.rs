@@ -148,22 +148,24 @@ pub trait EventLog: Send + Sync {
 
 /// Opens a log by URL: `file:///path` for the embedded log, `kafka://host:port[,host:port]`.
 pub fn open(url: &str, options: FileLogOptions) -> Result<Arc<dyn EventLog>, LogError> {
+    // kafka URLs hold several host:port pairs, which a URL parser refuses: split them by hand
+    if let Some(rest) = url.strip_prefix("kafka://") {
+        let (hosts, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let hosts = hosts.trim_end_matches('/');
+        if hosts.is_empty()
+            || hosts.split(',').any(|h| h.rsplit_once(':').is_none_or(|(_, port)| port.parse::<u16>().is_err()))
+        {
+            return Err(LogError::Config(format!("kafka url {url:?}: needs host:port[,host:port]")));
+        }
+        let pairs = url::form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned()));
+        return Ok(Arc::new(KafkaLog::connect_with(hosts, KafkaOptions::from_query(pairs)?)?));
+    }
     let parsed = url::Url::parse(url).map_err(|e| LogError::Config(format!("log url {url:?}: {e}")))?;
     match parsed.scheme() {
         "file" => {
             let path =
                 parsed.to_file_path().map_err(|()| LogError::Config(format!("log url {url:?} has no usable path")))?;
             Ok(Arc::new(FileLog::open(&path, options)?))
-        }
-        "kafka" => {
-            let rest = url.strip_prefix("kafka://").unwrap_or_default();
-            let hosts = rest.split(['?', '/']).next().unwrap_or_default();
-            if hosts.is_empty() {
-                return Err(LogError::Config("kafka:// needs host:port[,host:port]".into()));
-            }
-            let options =
-                KafkaOptions::from_query(parsed.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())))?;
-            Ok(Arc::new(KafkaLog::connect_with(hosts, options)?))
         }
         other => Err(LogError::Config(format!("unsupported log scheme {other:?} (supported: file, kafka)"))),
     }
