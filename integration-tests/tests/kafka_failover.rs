@@ -6,11 +6,11 @@ use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use visionlog_codec::Codec;
 use visionlog_codec::envelope::CommandEnvelope;
-use visionlog_codec::{Codec, EmbeddedRegistry};
 use visionlog_domain::*;
 use visionlog_integration_tests::{Broker, small_create_task, terminate, visionlog};
-use visionlog_journal::{CommandBus, Topics, audit};
+use visionlog_journal::{CommandBus, LogRegistry, Topics, audit};
 use visionlog_log::{EventLog, KafkaLog};
 
 const TASKS: usize = 10_000;
@@ -67,7 +67,8 @@ fn a_killed_aggregator_s_partitions_move_to_the_survivor() {
     let log: Arc<dyn EventLog> = Arc::new(KafkaLog::connect(broker.address()).unwrap());
     let topics = Topics::new(&prefix, PARTITIONS);
     topics.create(log.as_ref()).unwrap();
-    let codec = Arc::new(Codec::new(Arc::new(EmbeddedRegistry::in_memory())).unwrap());
+    // the registry the services share: the cluster's `schemas` topic
+    let codec = Arc::new(Codec::new(Arc::new(LogRegistry::open(log.clone(), &topics.schemas).unwrap())).unwrap());
     let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
 
     let mut first = aggregator(broker.address(), &prefix, &root.join("a"));

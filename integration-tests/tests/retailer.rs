@@ -24,13 +24,14 @@ fn a_retailer_creates_a_task_and_reads_its_events_with_its_own_kafka_client() {
     let prefix = broker.name("retail");
     Topics::new(&prefix, 4).create(&KafkaLog::connect(broker.address()).unwrap() as &dyn EventLog).unwrap();
 
-    // what a retailer gets from the schema registry
-    let schemas = visionlog(&data).args(["schema", "list", "--json"]).output().unwrap();
+    // what a retailer gets from the schema registry (on Kafka, the one kept in the `schemas` topic)
+    let log = format!("kafka://{}", broker.address());
+    let schemas =
+        visionlog(&data).args(["--log", &log, "--topic-prefix", &prefix, "schema", "list", "--json"]).output().unwrap();
     assert!(schemas.status.success(), "{}", String::from_utf8_lossy(&schemas.stderr));
     let schemas_file = dir.path().join("schemas.json");
     std::fs::write(&schemas_file, &schemas.stdout).unwrap();
 
-    let log = format!("kafka://{}", broker.address());
     let mut service = visionlog(&data)
         .args(["--log", &log, "--topic-prefix", &prefix, "run"])
         .stdout(Stdio::null())

@@ -17,6 +17,7 @@ mod consume;
 mod framing;
 mod owners;
 mod reader;
+mod schemas;
 mod topics;
 
 pub use audit::{Audit, audit};
@@ -26,6 +27,7 @@ pub use consume::{ConsumeError, EventHandler, HandledEvent, Subscription, consum
 pub use framing::{DecisionOrigin, claim_record, event_record, rejection_record};
 pub use owners::{Work, WorkError, serve_partitions};
 pub use reader::{Decision, DecisionBody, Entry, JournalError, JournalEvent, JournalReader};
+pub use schemas::LogRegistry;
 pub use topics::Topics;
 
 /// Returns the time now in ms since the epoch (outside the pure domain, time comes from here).

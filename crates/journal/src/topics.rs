@@ -15,6 +15,8 @@ pub struct Topics {
     pub inference_jobs: String,
     /// What could not be decoded or handled.
     pub dead_letters: String,
+    /// The schema registry kept in the log (one partition; see `LogRegistry`).
+    pub schemas: String,
     /// Partitions of `commands` and `events`.
     pub partitions: u32,
 }
@@ -31,6 +33,7 @@ impl Topics {
             outcomes: name("outcomes"),
             inference_jobs: name("inference-jobs"),
             dead_letters: name("dead-letters"),
+            schemas: name("schemas"),
             partitions,
         }
     }

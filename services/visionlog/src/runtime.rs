@@ -7,7 +7,9 @@ use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 use visionlog_aggregator::{AggregatorConfig, AggregatorError, PartitionAggregator};
 use visionlog_codec::{Codec, EmbeddedRegistry, HttpRegistry, SchemaRegistry};
-use visionlog_journal::{CommandBus, EventHandler, Subscription, Topics, Work, consume_partition, serve_partitions};
+use visionlog_journal::{
+    CommandBus, EventHandler, LogRegistry, Subscription, Topics, Work, consume_partition, serve_partitions,
+};
 use visionlog_log::{EventLog, FileLogOptions, FsyncPolicy, LocalBroker};
 use visionlog_store::ReadStore;
 
@@ -58,12 +60,13 @@ impl Runtime {
         let (log, log_url, broker) = open_log(b.log.as_deref(), &data, b.fsync)?;
         let store_url = b.store.clone().unwrap_or_else(|| format!("embedded://{}", data.join("store.redb").display()));
         let store = visionlog_store::open(&store_url).with_context(|| format!("opening the store {store_url}"))?;
-        let codec = Arc::new(Codec::new(open_registry(b, &data)?)?);
         let mut topics = Topics::new(&b.topic_prefix, b.partitions);
         if let Ok(existing) = log.partitions(&topics.commands) {
             topics.partitions = existing;
         }
         topics.create(log.as_ref())?;
+        let kafka = log_url.starts_with("kafka://").then_some((&log, &topics));
+        let codec = Arc::new(Codec::new(open_registry(b, &data, kafka)?)?);
         let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
         tracing::info!(log = log_url, store = store_url, partitions = topics.partitions, "backends open");
         Ok(Self { log, codec, store, topics, bus, _broker: broker })
@@ -90,11 +93,18 @@ pub(crate) fn open_log(
     Ok((log, url, broker))
 }
 
-/// The schema registry named by `--schema-registry`, else the embedded one under `data`.
-pub(crate) fn open_registry(b: &Backends, data: &std::path::Path) -> anyhow::Result<Arc<dyn SchemaRegistry>> {
-    Ok(match &b.schema_registry {
-        Some(url) => Arc::new(HttpRegistry::new(url)?),
-        None => Arc::new(EmbeddedRegistry::open(&data.join("registry.json"))?),
+/// The schema registry: `--schema-registry` over HTTP if given; on Kafka, the registry kept in
+/// the `schemas` topic (so every process of a cluster shares its ids); else the embedded one
+/// under `data` (the embedded log has one process).
+pub(crate) fn open_registry(
+    b: &Backends,
+    data: &std::path::Path,
+    kafka: Option<(&Arc<dyn EventLog>, &Topics)>,
+) -> anyhow::Result<Arc<dyn SchemaRegistry>> {
+    Ok(match (&b.schema_registry, kafka) {
+        (Some(url), _) => Arc::new(HttpRegistry::new(url)?),
+        (None, Some((log, topics))) => Arc::new(LogRegistry::open(log.clone(), &topics.schemas)?),
+        (None, None) => Arc::new(EmbeddedRegistry::open(&data.join("registry.json"))?),
     })
 }
 

@@ -5,6 +5,7 @@ use crate::runtime::Backends;
 use anyhow::Context;
 use serde_json::json;
 use visionlog_codec::{Catalog, Codec};
+use visionlog_journal::Topics;
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum SchemaCmd {
@@ -19,7 +20,18 @@ pub(crate) enum SchemaCmd {
 pub(crate) fn run(b: &Backends, cmd: &SchemaCmd) -> anyhow::Result<()> {
     let SchemaCmd::List { json } = cmd;
     std::fs::create_dir_all(&b.data_dir).with_context(|| format!("creating {}", b.data_dir.display()))?;
-    let registry = crate::runtime::open_registry(b, &b.data_dir)?;
+    let data = b.data_dir.canonicalize()?;
+    // on Kafka the registry is a topic; the embedded log (locked by a running process) is not opened
+    let on_kafka = b.log.as_deref().is_some_and(|l| l.starts_with("kafka")) && b.schema_registry.is_none();
+    let (log, _broker) = match on_kafka {
+        true => {
+            let (log, _, broker) = crate::runtime::open_log(b.log.as_deref(), &data, b.fsync)?;
+            (Some(log), broker)
+        }
+        false => (None, None),
+    };
+    let topics = Topics::new(&b.topic_prefix, 1);
+    let registry = crate::runtime::open_registry(b, &data, log.as_ref().map(|l| (l, &topics)))?;
     // registering is idempotent: a registry that has them all answers with their ids
     let codec = Codec::new(registry.clone())?;
     let mut rows = Vec::new();

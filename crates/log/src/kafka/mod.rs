@@ -297,7 +297,12 @@ impl EventLog for KafkaLog {
                 n => Err(LogError::PartitionMismatch { topic: topic.to_owned(), existing: n, requested: partitions }),
             };
         }
-        let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(self.options.replication as i32));
+        // the log is the source of truth: Kafka must never delete it by age or size (tiering to
+        // object storage, not retention, is how it will shrink), nor compact it
+        let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(self.options.replication as i32))
+            .set("retention.ms", "-1")
+            .set("retention.bytes", "-1")
+            .set("cleanup.policy", "delete");
         let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
         let results = futures_executor::block_on(self.admin.create_topics([&new], &options))
             .map_err(|e| kafka_err("creating a topic", e))?;
