@@ -143,3 +143,85 @@ pub fn serve_partitions(
     owners.stop(&left);
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use visionlog_log::{FileLog, FileLogOptions, FsyncPolicy};
+
+    fn log(dir: &std::path::Path) -> Arc<dyn EventLog> {
+        let log = FileLog::open(dir, FileLogOptions { fsync: FsyncPolicy::Never, ..Default::default() }).unwrap();
+        log.create_topic("in", 3).unwrap();
+        Arc::new(log)
+    }
+
+    fn wait_until(what: &str, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Every partition gets a worker; one that gives its partition up is started again; on stop
+    /// every worker is stopped and joined before `serve_partitions` returns.
+    #[test]
+    fn workers_run_per_partition_restart_after_giving_up_and_stop_with_the_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path());
+        let starts: Arc<Vec<AtomicUsize>> = Arc::new((0..3).map(|_| AtomicUsize::new(0)).collect());
+        let running = Arc::new(AtomicUsize::new(0));
+        let work: Arc<Work> = {
+            let (starts, running) = (starts.clone(), running.clone());
+            Arc::new(move |p, stop: &AtomicBool| {
+                // partition 1 gives up the first time (as a fenced aggregator does)
+                if starts[p as usize].fetch_add(1, Ordering::SeqCst) == 0 && p == 1 {
+                    return Ok(());
+                }
+                running.fetch_add(1, Ordering::SeqCst);
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            })
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let service = {
+            let (log, stop) = (log.clone(), stop.clone());
+            std::thread::spawn(move || serve_partitions(log.as_ref(), "g", "in", "w", work, &stop))
+        };
+        wait_until("three workers run", || running.load(Ordering::SeqCst) == 3);
+        assert_eq!(starts[1].load(Ordering::SeqCst), 2, "the worker that gave up was started again");
+        stop.store(true, Ordering::Relaxed);
+        service.join().unwrap().unwrap();
+        assert_eq!(running.load(Ordering::SeqCst), 0, "every worker stopped before the service returned");
+    }
+
+    /// A failing worker fails the service, which stops the other workers and leaves the group.
+    #[test]
+    fn a_failing_worker_fails_the_service_and_stops_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path());
+        let running = Arc::new(AtomicUsize::new(0));
+        let work: Arc<Work> = {
+            let running = running.clone();
+            Arc::new(move |p, stop: &AtomicBool| {
+                if p == 2 {
+                    std::thread::sleep(Duration::from_millis(50));
+                    return Err("the store is gone".into());
+                }
+                running.fetch_add(1, Ordering::SeqCst);
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            })
+        };
+        let err = serve_partitions(log.as_ref(), "g", "in", "w", work, &AtomicBool::new(false)).unwrap_err();
+        assert!(err.to_string().contains("w-2: the store is gone"), "{err}");
+        assert_eq!(running.load(Ordering::SeqCst), 0);
+    }
+}
