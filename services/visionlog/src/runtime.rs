@@ -32,8 +32,9 @@ pub(crate) struct Backends {
     /// Partitions of `commands` and `events` (when creating them).
     #[arg(long, env = "VISIONLOG_PARTITIONS", default_value_t = 4, global = true)]
     pub(crate) partitions: u32,
-    /// A Confluent-compatible schema registry, `http(s)://host:port` (default: the embedded
-    /// registry in DATA_DIR/registry.json). Basic auth from SCHEMA_REGISTRY_BASIC_AUTH=user:secret.
+    /// A Confluent-compatible schema registry, `http(s)://host:port` (default: the `schemas`
+    /// topic on Kafka, DATA_DIR/registry.json on the embedded log). Basic auth from
+    /// SCHEMA_REGISTRY_BASIC_AUTH=user:secret.
     #[arg(long, env = "VISIONLOG_SCHEMA_REGISTRY", global = true)]
     pub(crate) schema_registry: Option<String>,
     /// Prefix of the topic names.
@@ -135,8 +136,10 @@ impl Service {
             (rt.log.clone(), rt.codec.clone(), rt.topics.clone(), rt.store.clone(), rt.bus.clone());
         if self == Service::Aggregator {
             return Arc::new(move |p, stop: &AtomicBool| {
-                let config =
-                    AggregatorConfig { owner: format!("aggregator-{}-{p}", std::process::id()), ..Default::default() };
+                // who claimed, for people reading the journal: the pod (HOSTNAME), process and partition
+                let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+                let owner = format!("aggregator-{host}-{}-{p}", std::process::id());
+                let config = AggregatorConfig { owner, ..Default::default() };
                 let agg =
                     PartitionAggregator::new(log.clone(), codec.clone(), store.clone(), topics.clone(), config, p);
                 match agg.run(stop) {
