@@ -144,3 +144,24 @@ pub fn terminate(child: &mut std::process::Child, within: std::time::Duration) -
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A command's envelope from tenant `acme`, its command id also its correlation id.
+pub fn envelope(
+    task: &str,
+    id: &str,
+    actor: &str,
+    expected: Option<u64>,
+    command: &visionlog_domain::TaskCommand,
+) -> visionlog_codec::envelope::CommandEnvelope {
+    visionlog_codec::envelope::CommandEnvelope {
+        command_id: id.into(),
+        task_id: task.into(),
+        command_type: command.type_name().into(),
+        expected_version: expected,
+        actor: actor.into(),
+        tenant: "acme".into(),
+        correlation_id: id.into(),
+        causation_id: None,
+        issued_at_ms: 1,
+    }
+}

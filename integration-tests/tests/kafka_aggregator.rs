@@ -4,27 +4,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use visionlog_aggregator::{AggregatorConfig, spawn_owners};
-use visionlog_codec::envelope::CommandEnvelope;
 use visionlog_codec::{Codec, EmbeddedRegistry, Outcome};
 use visionlog_domain::*;
-use visionlog_integration_tests::{Broker, small_create_task};
+use visionlog_integration_tests::{Broker, envelope, small_create_task};
 use visionlog_journal::{CommandBus, Topics, audit};
 use visionlog_log::{EventLog, KafkaLog, partition_for};
 use visionlog_store::{EmbeddedStore, ReadStore};
-
-fn envelope(task: &str, id: &str, actor: &str, expected: Option<u64>, command: &TaskCommand) -> CommandEnvelope {
-    CommandEnvelope {
-        command_id: id.into(),
-        task_id: task.into(),
-        command_type: command.type_name().into(),
-        expected_version: expected,
-        actor: actor.into(),
-        tenant: "acme".into(),
-        correlation_id: id.into(),
-        causation_id: None,
-        issued_at_ms: 1,
-    }
-}
 
 fn outcome(log: &dyn EventLog, codec: &Codec, topics: &Topics, id: &str) -> Outcome {
     let p = partition_for(id.as_bytes(), topics.partitions);

@@ -6,10 +6,11 @@ use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use visionlog_aggregator::GROUP;
 use visionlog_codec::Codec;
 use visionlog_codec::envelope::CommandEnvelope;
 use visionlog_domain::*;
-use visionlog_integration_tests::{Broker, small_create_task, terminate, visionlog};
+use visionlog_integration_tests::{Broker, envelope, small_create_task, terminate, visionlog};
 use visionlog_journal::{CommandBus, LogRegistry, Topics, audit};
 use visionlog_log::{EventLog, KafkaLog};
 
@@ -24,20 +25,7 @@ fn commands(range: std::ops::Range<usize>) -> Vec<(CommandEnvelope, TaskCommand)
         let detect = TaskCommand::RequestDetection(RequestDetection {});
         for (step, command) in [create, detect].into_iter().enumerate() {
             let id = format!("{task}/{step}");
-            out.push((
-                CommandEnvelope {
-                    command_id: id.clone(),
-                    task_id: task.clone(),
-                    command_type: command.type_name().into(),
-                    expected_version: Some(step as u64),
-                    actor: "customer:acme".into(),
-                    tenant: "acme".into(),
-                    correlation_id: id,
-                    causation_id: None,
-                    issued_at_ms: 1,
-                },
-                command,
-            ));
+            out.push((envelope(&task, &id, "customer:acme", Some(step as u64), &command), command));
         }
     }
     out
@@ -45,7 +33,7 @@ fn commands(range: std::ops::Range<usize>) -> Vec<(CommandEnvelope, TaskCommand)
 
 /// Commands decided so far, by the group's committed positions.
 fn decided(log: &dyn EventLog, topics: &Topics) -> u64 {
-    (0..PARTITIONS).map(|p| log.committed("aggregator", &topics.commands, p).unwrap().map_or(0, |c| c.offset)).sum()
+    (0..PARTITIONS).map(|p| log.committed(GROUP, &topics.commands, p).unwrap().map_or(0, |c| c.offset)).sum()
 }
 
 fn aggregator(address: &str, prefix: &str, data: &std::path::Path) -> Child {
@@ -106,7 +94,7 @@ fn a_killed_aggregator_s_partitions_move_to_the_survivor() {
         if Instant::now() > deadline {
             let positions: Vec<_> = (0..PARTITIONS)
                 .map(|p| {
-                    let done = log.committed("aggregator", &topics.commands, p).unwrap().map_or(0, |c| c.offset);
+                    let done = log.committed(GROUP, &topics.commands, p).unwrap().map_or(0, |c| c.offset);
                     (p, done, log.end_offset(&topics.commands, p).unwrap(), log.end_offset(&topics.events, p).unwrap())
                 })
                 .collect();

@@ -68,6 +68,21 @@ fn workload(task_id: &str) -> Vec<(&'static str, TaskCommand)> {
     ]
 }
 
+/// The envelope of a workload command: step `step` of its task's flow, expecting that version.
+fn envelope(task_id: &str, step: usize, actor: &str, command: &TaskCommand) -> CommandEnvelope {
+    CommandEnvelope {
+        command_id: format!("{task_id}/{step}"),
+        task_id: task_id.to_owned(),
+        command_type: command.type_name().to_owned(),
+        expected_version: Some(step as u64),
+        actor: actor.to_owned(),
+        tenant: "acme".into(),
+        correlation_id: task_id.to_owned(),
+        causation_id: None,
+        issued_at_ms: 0,
+    }
+}
+
 fn fat_detection(boxes: usize) -> TaskEvent {
     TaskEvent::ObjectsDetected(ObjectsDetected {
         attempt: 1,
@@ -105,18 +120,7 @@ fn aggregator(backends: &Backends, b: &AggregatorBench) -> anyhow::Result<()> {
     for step in 0..8 {
         for (task_id, flow) in &flows {
             let (actor, command) = &flow[step];
-            let envelope = CommandEnvelope {
-                command_id: format!("{task_id}/{step}"),
-                task_id: task_id.clone(),
-                command_type: command.type_name().to_owned(),
-                expected_version: Some(step as u64),
-                actor: (*actor).to_owned(),
-                tenant: "acme".into(),
-                correlation_id: task_id.clone(),
-                causation_id: None,
-                issued_at_ms: 0,
-            };
-            commands.push((envelope, command.clone()));
+            commands.push((envelope(task_id, step, actor, command), command.clone()));
         }
     }
     CommandBus::new(log.clone(), codec.clone(), topics.clone()).send_batch(&commands)?;
@@ -129,7 +133,7 @@ fn aggregator(backends: &Backends, b: &AggregatorBench) -> anyhow::Result<()> {
         visionlog_aggregator::spawn_owners(&log, &codec, &store, &topics, &AggregatorConfig::default(), &stop);
     loop {
         let done = (0..b.partitions).all(|p| {
-            log.committed("aggregator", &topics.commands, p)
+            log.committed(visionlog_aggregator::GROUP, &topics.commands, p)
                 .ok()
                 .flatten()
                 .is_some_and(|pos| pos.offset >= command_ends[p as usize])
@@ -240,17 +244,7 @@ fn latency(log: &Arc<dyn EventLog>, codec: &Arc<Codec>, topics: &Topics, n: usiz
     for i in 0..n {
         let task_id = format!("latency-{i:06}");
         let command = TaskCommand::CreateTask(scenario(&task_id, "acme").create);
-        let envelope = CommandEnvelope {
-            command_id: format!("{task_id}/0"),
-            task_id: task_id.clone(),
-            command_type: command.type_name().to_owned(),
-            expected_version: Some(0),
-            actor: "customer:acme".into(),
-            tenant: "acme".into(),
-            correlation_id: task_id.clone(),
-            causation_id: None,
-            issued_at_ms: 0,
-        };
+        let envelope = envelope(&task_id, 0, "customer:acme", &command);
         let (partition, offset) = bus.send(&envelope, &command)?;
         sent.insert(envelope.command_id, (partition, offset));
         std::thread::sleep(Duration::from_millis(1));

@@ -42,6 +42,13 @@ pub(crate) struct Backends {
     pub(crate) topic_prefix: String,
 }
 
+impl Backends {
+    /// Whether `--log` names Kafka (an address, or `kafka` alone for a local broker).
+    pub(crate) fn on_kafka(&self) -> bool {
+        self.log.as_deref().is_some_and(|l| l == "kafka" || l.starts_with("kafka://"))
+    }
+}
+
 /// The opened backends.
 pub(crate) struct Runtime {
     pub(crate) log: Arc<dyn EventLog>,
@@ -66,7 +73,7 @@ impl Runtime {
             topics.partitions = existing;
         }
         topics.create(log.as_ref())?;
-        let kafka = log_url.starts_with("kafka://").then_some((&log, &topics));
+        let kafka = b.on_kafka().then_some((&log, &topics));
         let codec = Arc::new(Codec::new(open_registry(b, &data, kafka)?)?);
         let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
         tracing::info!(log = log_url, store = store_url, partitions = topics.partitions, "backends open");
