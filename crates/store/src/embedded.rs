@@ -1,6 +1,6 @@
 //! The embedded read store: one `redb` file, rows keyed by (table, partition, clustering).
 
-use crate::{Put, PutOutcome, ReadStore, Row, StoreError};
+use crate::{Put, PutOutcome, ReadStore, Row, StoreError, check_table_name};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 
@@ -93,7 +93,7 @@ impl ReadStore for EmbeddedStore {
             let mut table = tx.open_table(ROWS).map_err(err)?;
             let mut value = Vec::new();
             for p in puts {
-                check("table", &p.table)?;
+                check_table_name(&p.table)?;
                 check("partition", &p.row.partition)?;
                 let k = key(&p.table, &p.row.partition, &p.row.clustering);
                 let stored = table
@@ -140,5 +140,19 @@ impl ReadStore for EmbeddedStore {
         prefix.push(SEP);
         let start = after.map_or_else(|| prefix.clone(), |(p, c)| key(table, p, c));
         self.scan(start, prefix, after.is_some(), limit)
+    }
+
+    fn drop_table(&self, table: &str) -> Result<(), StoreError> {
+        check_table_name(table)?;
+        let mut prefix = table.as_bytes().to_vec();
+        prefix.push(SEP);
+        let mut end = table.as_bytes().to_vec();
+        end.push(SEP + 1);
+        let tx = self.db.begin_write().map_err(err)?;
+        {
+            let mut t = tx.open_table(ROWS).map_err(err)?;
+            t.retain_in(prefix.as_slice()..end.as_slice(), |_, _| false).map_err(err)?;
+        }
+        tx.commit().map_err(err)
     }
 }
