@@ -41,9 +41,15 @@ pub trait EventHandler {
     fn flush(&mut self) -> Result<(), ConsumeError> {
         Ok(())
     }
+    /// Tells whether the handler holds events it could not apply yet (a gap in a stream):
+    /// then the position is not committed past them.
+    fn holding(&self) -> bool {
+        false
+    }
 }
 
-const BATCH: usize = 512;
+/// Events per batch of a live consumer: small, for latency.
+pub const LIVE_BATCH: usize = 512;
 
 /// Where a consumer reads: one partition of `events`, for one consumer group.
 #[derive(Clone, Copy)]
@@ -85,7 +91,7 @@ pub fn consume_partition(
     stop: &AtomicBool,
 ) -> Result<(), ConsumeError> {
     while !stop.load(Ordering::Relaxed) {
-        match run(sub, handler, stop) {
+        match run(sub, handler, stop, None, LIVE_BATCH) {
             Ok(()) => return Ok(()),
             Err(ConsumeError::Transient(e)) => {
                 tracing::warn!(group = sub.group, partition = sub.partition, error = %e, "handler failed; retrying from the last committed position");
@@ -97,14 +103,46 @@ pub fn consume_partition(
     Ok(())
 }
 
-fn run(sub: Subscription<'_>, handler: &mut dyn EventHandler, stop: &AtomicBool) -> Result<(), ConsumeError> {
+/// Consumes one partition of `events` from the group's committed position up to `end` (an
+/// offset), in batches of `batch` records, and returns with the position committed: how a
+/// view is rebuilt, or caught up. Transient failures are retried as by [`consume_partition`].
+pub fn consume_until(
+    sub: Subscription<'_>,
+    handler: &mut dyn EventHandler,
+    end: u64,
+    batch: usize,
+    stop: &AtomicBool,
+) -> Result<(), ConsumeError> {
+    while !stop.load(Ordering::Relaxed) {
+        match run(sub, handler, stop, Some(end), batch) {
+            Ok(()) => return Ok(()),
+            Err(ConsumeError::Transient(e)) => {
+                tracing::warn!(group = sub.group, partition = sub.partition, error = %e, "handler failed; retrying from the last committed position");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn run(
+    sub: Subscription<'_>,
+    handler: &mut dyn EventHandler,
+    stop: &AtomicBool,
+    until: Option<u64>,
+    batch: usize,
+) -> Result<(), ConsumeError> {
     let Subscription { log, codec, topics, group, partition } = sub;
     let start = log.committed(group, &topics.events, partition)?.map_or(0, |p| p.offset);
     let mut reader = JournalReader::resume_after(log, &topics.events, partition, start)?;
     let mut next = start;
     let mut committed = start;
     while !stop.load(Ordering::Relaxed) {
-        let records = log.read(&topics.events, partition, next, BATCH)?;
+        if until.is_some_and(|end| next >= end) {
+            return Ok(());
+        }
+        let records = log.read(&topics.events, partition, next, batch)?;
         if records.is_empty() {
             log.wait_for(&topics.events, partition, next, Duration::from_millis(100))?;
             continue;
@@ -152,7 +190,7 @@ fn run(sub: Subscription<'_>, handler: &mut dyn EventHandler, stop: &AtomicBool)
         }
         handler.flush()?;
         let settled = reader.settled_offset();
-        if settled != committed {
+        if settled != committed && !handler.holding() {
             log.commit(group, &topics.events, partition, &Position::at(settled))?;
             committed = settled;
         }

@@ -23,7 +23,9 @@ mod topics;
 pub use audit::{Audit, audit};
 pub use bus::SendError;
 pub use bus::{CommandBus, deterministic_id};
-pub use consume::{ConsumeError, EventHandler, HandledEvent, Subscription, consume_partition, dead_letter};
+pub use consume::{
+    ConsumeError, EventHandler, HandledEvent, LIVE_BATCH, Subscription, consume_partition, consume_until, dead_letter,
+};
 pub use framing::{DecisionOrigin, claim_record, event_record, rejection_record};
 pub use owners::{Work, WorkError, serve_partitions};
 pub use reader::{Decision, DecisionBody, Entry, JournalError, JournalEvent, JournalReader};

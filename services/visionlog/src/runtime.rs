@@ -23,7 +23,8 @@ pub(crate) struct Backends {
     /// or `kafka` alone for a local broker started for this run (tansu, in memory).
     #[arg(long, env = "VISIONLOG_LOG", global = true)]
     pub(crate) log: Option<String>,
-    /// The read store: `embedded:///path.redb` (default: DATA_DIR/store.redb).
+    /// The read store: `embedded:///path.redb` (default: DATA_DIR/store.redb) or
+    /// `scylla://host:port[,host:port]/keyspace[?consistency=local_quorum&replication=3&dc=NAME]`.
     #[arg(long, env = "VISIONLOG_STORE", global = true)]
     pub(crate) store: Option<String>,
     /// When the embedded log fsyncs: always, never or `<N>ms`.
@@ -78,6 +79,19 @@ impl Runtime {
         let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
         tracing::info!(log = log_url, store = store_url, partitions = topics.partitions, "backends open");
         Ok(Self { log, codec, store, topics, bus, _broker: broker })
+    }
+}
+
+impl Runtime {
+    /// What the projector (and its rebuild) reads and writes.
+    pub(crate) fn projector_context(&self) -> visionlog_projector::ProjectorContext {
+        visionlog_projector::ProjectorContext {
+            log: self.log.clone(),
+            codec: self.codec.clone(),
+            topics: self.topics.clone(),
+            store: self.store.clone(),
+            before_rows: None,
+        }
     }
 }
 
@@ -141,6 +155,10 @@ impl Service {
     fn work(self, rt: &Runtime, operators: usize) -> Arc<Work> {
         let (log, codec, topics, store, bus) =
             (rt.log.clone(), rt.codec.clone(), rt.topics.clone(), rt.store.clone(), rt.bus.clone());
+        if self == Service::Projector {
+            let ctx = rt.projector_context();
+            return Arc::new(move |p, stop: &AtomicBool| Ok(visionlog_projector::run_partition(&ctx, p, stop)?));
+        }
         if self == Service::Aggregator {
             return Arc::new(move |p, stop: &AtomicBool| {
                 // who claimed, for people reading the journal: the pod (HOSTNAME), process and partition
@@ -165,9 +183,8 @@ impl Service {
         Arc::new(move |p, stop: &AtomicBool| {
             let mut handler: Box<dyn EventHandler> = match self {
                 Service::Executor => Box::new(visionlog_executor::Executor::new(bus.clone(), 0)),
-                Service::Projector => Box::new(visionlog_projector::TaskSummaryProjector::new(store.clone())),
                 Service::Operators => Box::new(visionlog_operators::SimulatedOperators::new(bus.clone(), operators)),
-                Service::Aggregator => unreachable!("handled above"),
+                Service::Aggregator | Service::Projector => unreachable!("handled above"),
             };
             let sub =
                 Subscription { log: log.as_ref(), codec: &codec, topics: &topics, group: self.group(), partition: p };

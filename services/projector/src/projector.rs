@@ -1,0 +1,208 @@
+//! The projector: folds each task's events into its [`TaskView`] and writes the rows of every
+//! view, version-guarded, into one generation of the view tables.
+
+use crate::generations::table;
+use crate::task_view::TaskView;
+use crate::views::{TASK_STATE, VIEW_TABLES, ViewRow, decode, encode};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use visionlog_domain::TaskEvent;
+use visionlog_journal::{ConsumeError, EventHandler, HandledEvent};
+use visionlog_store::{Put, PutOutcome, ReadStore, Row, StoreError};
+
+/// States kept between batches, so that a busy task is not read back at every batch.
+const CACHE_LIMIT: usize = 50_000;
+/// Conditional writes per store call.
+const PUT_CHUNK: usize = 4096;
+
+/// What a projector did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProjectorStats {
+    /// Events folded in.
+    pub events: u64,
+    /// Events already reflected (redelivered).
+    pub duplicates: u64,
+    /// Events that came before their predecessor and waited for it.
+    pub parked: u64,
+    /// Rows written.
+    pub rows_applied: u64,
+    /// Rows skipped by the version guard.
+    pub rows_stale: u64,
+}
+
+/// Writes crops (or anything else that must exist before index rows point at it) for tasks
+/// whose rows are about to be written; see [`crate::extractor`].
+pub trait BeforeRows: Send + Sync {
+    /// Called with the tasks of a batch before their rows are written; an error fails the batch.
+    fn before_rows(&self, tasks: &[&TaskView]) -> Result<(), ConsumeError>;
+}
+
+struct Pending {
+    /// The state as stored (what the stored rows were computed from).
+    before: Option<TaskView>,
+    /// The state with this batch's events.
+    now: TaskView,
+}
+
+/// Projects `events` into one generation of the views.
+pub struct Projector {
+    store: Arc<dyn ReadStore>,
+    tables: HashMap<&'static str, String>,
+    pending: HashMap<String, Pending>,
+    cache: HashMap<String, TaskView>,
+    parked: HashMap<String, BTreeMap<u64, (i64, TaskEvent)>>,
+    before_rows: Option<Arc<dyn BeforeRows>>,
+    stats: ProjectorStats,
+}
+
+fn store_err(e: StoreError) -> ConsumeError {
+    ConsumeError::Transient(e.to_string())
+}
+
+impl Projector {
+    /// Creates a projector writing generation `generation`.
+    pub fn new(store: Arc<dyn ReadStore>, generation: u32) -> Self {
+        Self {
+            store,
+            tables: VIEW_TABLES.iter().map(|t| (*t, table(t, generation))).collect(),
+            pending: HashMap::new(),
+            cache: HashMap::new(),
+            parked: HashMap::new(),
+            before_rows: None,
+            stats: ProjectorStats::default(),
+        }
+    }
+
+    /// Runs `hook` before each batch's rows are written.
+    pub fn with_before_rows(mut self, hook: Arc<dyn BeforeRows>) -> Self {
+        self.before_rows = Some(hook);
+        self
+    }
+
+    /// What it did so far.
+    pub fn stats(&self) -> ProjectorStats {
+        self.stats
+    }
+
+    fn load(&self, task_id: &str) -> Result<Option<TaskView>, ConsumeError> {
+        let row = self.store.get(&self.tables[TASK_STATE], task_id, "").map_err(store_err)?;
+        Ok(row.and_then(|r| decode(&r.value)))
+    }
+
+    fn put(&mut self, puts: Vec<Put>) -> Result<(), ConsumeError> {
+        for chunk in puts.chunks(PUT_CHUNK) {
+            for outcome in self.store.put(chunk).map_err(store_err)? {
+                match outcome {
+                    PutOutcome::Applied => self.stats.rows_applied += 1,
+                    PutOutcome::Stale(_) => self.stats.rows_stale += 1,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn put_of(&self, r: ViewRow, version: u64) -> Put {
+        Put {
+            table: self.tables[r.table].clone(),
+            row: Row { partition: r.partition, clustering: r.clustering, version: r.version.unwrap_or(version), value: r.value },
+        }
+    }
+
+    fn write(&mut self, pending: Vec<(String, Pending)>) -> Result<(), ConsumeError> {
+        let changed: Vec<&Pending> =
+            pending.iter().map(|(_, p)| p).filter(|p| p.before.as_ref().map(|b| b.version) != Some(p.now.version)).collect();
+        if let Some(hook) = &self.before_rows {
+            hook.before_rows(&changed.iter().map(|p| &p.now).collect::<Vec<_>>())?;
+        }
+        let mut rows = Vec::new();
+        let mut states = Vec::new();
+        for p in changed {
+            let version = p.now.version;
+            let new_rows = p.now.rows();
+            let keys: BTreeSet<(&str, &str, &str)> =
+                new_rows.iter().map(|r| (r.table, r.partition.as_str(), r.clustering.as_str())).collect();
+            // rows the task no longer produces become tombstones at its new version
+            if let Some(before) = &p.before {
+                for old in before.rows() {
+                    if old.version.is_none() && !keys.contains(&(old.table, old.partition.as_str(), old.clustering.as_str())) {
+                        let row = Row::tombstone(old.partition, old.clustering, version);
+                        rows.push(Put { table: self.tables[old.table].clone(), row });
+                    }
+                }
+            }
+            for r in new_rows {
+                rows.push(self.put_of(r, version));
+            }
+            let state = Row { partition: p.now.task_id.clone(), clustering: String::new(), version, value: encode(&p.now) };
+            states.push(Put { table: self.tables[TASK_STATE].clone(), row: state });
+        }
+        // the state last: if a write fails half-way, the events are handed again and the rows
+        // are computed and written again from the state as it was
+        self.put(rows)?;
+        self.put(states)?;
+        if self.cache.len() + pending.len() > CACHE_LIMIT {
+            self.cache.clear();
+        }
+        for (id, p) in pending {
+            self.cache.insert(id, p.now);
+        }
+        Ok(())
+    }
+}
+
+impl EventHandler for Projector {
+    fn handle(&mut self, e: HandledEvent<'_>) -> Result<(), ConsumeError> {
+        let id = &e.envelope.task_id;
+        if !self.pending.contains_key(id) {
+            let before = match self.cache.remove(id) {
+                Some(s) => Some(s),
+                None => self.load(id)?,
+            };
+            self.pending.insert(id.clone(), Pending { now: before.clone().unwrap_or_default(), before });
+        }
+        let p = self.pending.get_mut(id).expect("inserted above");
+        let version = e.envelope.version;
+        if version <= p.now.version {
+            self.stats.duplicates += 1;
+            return Ok(());
+        }
+        if version > p.now.version + 1 {
+            // its predecessor has not come yet: wait for it (a log hands a task's events in
+            // order; this is for redelivery that does not)
+            self.parked.entry(id.clone()).or_default().insert(version, (e.envelope.recorded_at_ms, e.event.clone()));
+            self.stats.parked += 1;
+            return Ok(());
+        }
+        p.now.apply(id, version, e.envelope.recorded_at_ms, e.event);
+        self.stats.events += 1;
+        if let Some(waiting) = self.parked.get_mut(id) {
+            while let Some((at, event)) = waiting.remove(&(p.now.version + 1)) {
+                p.now.apply(id, p.now.version + 1, at, &event);
+                self.stats.events += 1;
+            }
+            // parked events already reflected are dropped
+            let reflected = p.now.version;
+            waiting.retain(|v, _| *v > reflected);
+            if waiting.is_empty() {
+                self.parked.remove(id);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ConsumeError> {
+        let pending: Vec<(String, Pending)> = self.pending.drain().collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let result = self.write(pending);
+        if result.is_err() {
+            self.cache.clear(); // what is stored is not known: read it back
+        }
+        result
+    }
+
+    fn holding(&self) -> bool {
+        !self.parked.is_empty()
+    }
+}

@@ -1,0 +1,433 @@
+//! The views: each a pure function from a task's [`TaskView`] to rows of its table.
+//!
+//! Cardinalities (seed 000, "Different cardinalities on read models"):
+//! - one-to-one: `task_summary` (one row per task);
+//! - one-to-many: `operator_sessions` (a row per session), `training_index` (a row per class
+//!   of the task's ground truth), `engine_monitor` (a row per detection run);
+//! - many-to-one: `billing` (a customer-month partition gathers its tasks' rows; the query sums
+//!   them), `class_groups` (the last task's definition of a class group wins).
+//!
+//! Every row but `class_groups`' belongs to exactly one task and carries that task's version,
+//! so the version guard of the store makes it idempotent under redelivery and reordering; rows a
+//! task no longer produces become tombstones at the new version. Aggregates are summed at read
+//! time over one partition, which keeps every write idempotent (a counter would not be).
+
+use crate::task_view::{TaskView, ViewObject, day, month};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::collections::BTreeMap;
+use visionlog_domain::BoundingBox;
+
+/// The tables of the views (without their generation suffix).
+pub const VIEW_TABLES: [&str; 8] = [
+    TASK_STATE,
+    TASK_SUMMARY,
+    TASKS_BY_STATUS,
+    ENGINE_MONITOR,
+    OPERATOR_SESSIONS,
+    BILLING,
+    TRAINING_INDEX,
+    CLASS_GROUPS,
+];
+/// The projector's own fold of each task (what the views are computed from).
+pub const TASK_STATE: &str = "task_state";
+/// Task manager: one row per task.
+pub const TASK_SUMMARY: &str = "task_summary";
+/// Task manager: tasks by customer and status, oldest first.
+pub const TASKS_BY_STATUS: &str = "tasks_by_status";
+/// Engine monitor: TP/FP/FN of each detection run against operator ground truth.
+pub const ENGINE_MONITOR: &str = "engine_monitor";
+/// Operator monitor: one row per operator session.
+pub const OPERATOR_SESSIONS: &str = "operator_sessions";
+/// Billing: a row per task in its customer-month partition.
+pub const BILLING: &str = "billing";
+/// Training data: the crops of each class, per task.
+pub const TRAINING_INDEX: &str = "training_index";
+/// The last definition of each class group.
+pub const CLASS_GROUPS: &str = "class_groups";
+
+/// Minimum intersection over union for a prediction to match a ground-truth box.
+pub const MATCH_IOU: f32 = 0.5;
+
+/// One row a view wants, before its generation and version are known.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ViewRow {
+    /// The view's table.
+    pub table: &'static str,
+    /// The partition key.
+    pub partition: String,
+    /// The clustering key.
+    pub clustering: String,
+    /// A version of its own, for rows not owned by one task (else the task's).
+    pub version: Option<u64>,
+    /// The encoded value.
+    pub value: Vec<u8>,
+}
+
+/// Encodes a view value.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("view values serialize")
+}
+
+/// Decodes a view value.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    postcard::from_bytes(bytes).ok()
+}
+
+/// Zero-padded, so that clustering keys sort by time.
+fn ts(ms: i64) -> String {
+    format!("{:015}", ms.max(0))
+}
+
+/// The task manager's row.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSummary {
+    /// The task.
+    pub task_id: String,
+    /// Its customer.
+    pub customer: String,
+    /// Its recipe.
+    pub recipe: String,
+    /// Where it stands.
+    pub status: String,
+    /// Stream version reflected.
+    pub version: u64,
+    /// Images.
+    pub images: u32,
+    /// Objects alive.
+    pub objects: u32,
+    /// Operator sessions opened.
+    pub operator_sessions: u32,
+    /// Result revisions generated.
+    pub results: u32,
+    /// Whether the latest result was delivered to the callback.
+    pub reported: bool,
+    /// When the task was created (ms).
+    pub created_at_ms: i64,
+    /// When its last event was recorded (ms).
+    pub updated_at_ms: i64,
+    /// When its first result was generated (ms).
+    pub completed_at_ms: Option<i64>,
+    /// The last event type.
+    pub last_event: String,
+}
+
+/// TP / FP / FN of one class.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Predictions matched to a ground-truth box of the same class.
+    pub tp: u64,
+    /// Predictions matched to nothing.
+    pub fp: u64,
+    /// Ground-truth boxes no prediction matched.
+    pub fn_: u64,
+}
+
+impl Counts {
+    /// Adds another's counts.
+    pub fn add(&mut self, o: &Counts) {
+        self.tp += o.tp;
+        self.fp += o.fp;
+        self.fn_ += o.fn_;
+    }
+
+    /// TP / (TP + FP), if any predictions.
+    pub fn precision(&self) -> Option<f64> {
+        (self.tp + self.fp > 0).then(|| self.tp as f64 / (self.tp + self.fp) as f64)
+    }
+
+    /// TP / (TP + FN), if any truth.
+    pub fn recall(&self) -> Option<f64> {
+        (self.tp + self.fn_ > 0).then(|| self.tp as f64 / (self.tp + self.fn_) as f64)
+    }
+}
+
+/// The engine monitor's row: one detection run scored against the ground truth after it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunScore {
+    /// The task.
+    pub task_id: String,
+    /// The run.
+    pub attempt: u32,
+    /// The model, `id@version`.
+    pub model: String,
+    /// The day of the run.
+    pub day: String,
+    /// Counts per class id (0: boxes the model did not classify).
+    pub classes: BTreeMap<u32, Counts>,
+}
+
+/// The operator monitor's row.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRow {
+    /// The task.
+    pub task_id: String,
+    /// The session.
+    pub session: crate::task_view::OperatorSession,
+}
+
+/// The billing row of one task.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingRow {
+    /// The task.
+    pub task_id: String,
+    /// Its recipe.
+    pub recipe: String,
+    /// Its images.
+    pub images: u32,
+    /// Whether it is billed: a result was generated and it was not cancelled.
+    pub billable: bool,
+}
+
+/// One crop of the training-data repository.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Crop {
+    /// The object.
+    pub object_id: String,
+    /// Index of the image in the task.
+    pub image: u32,
+    /// The box.
+    pub bbox: BoundingBox,
+    /// Where the crop is (a key of the object store).
+    pub location: String,
+}
+
+/// The training index row: the crops of one class in one task's ground truth.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainingRow {
+    /// The task.
+    pub task_id: String,
+    /// The task version of the ground truth.
+    pub truth_version: u64,
+    /// The crops.
+    pub crops: Vec<Crop>,
+}
+
+/// The last definition of a class group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassGroupRow {
+    /// The key.
+    pub key: String,
+    /// Class names by id.
+    pub classes: BTreeMap<u32, String>,
+    /// The task that defined it last.
+    pub task_id: String,
+}
+
+/// Makes an object-store path segment of an id: `[A-Za-z0-9_-]` kept, the rest `%XX`, so no
+/// id can climb out of its folder.
+pub fn path_segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Where the crop of an object lives in the training-data repository.
+pub fn crop_location(class_group: &str, class_id: u32, task_id: &str, object_id: &str) -> String {
+    format!(
+        "training/{}/{class_id}/{}/{}.png",
+        path_segment(class_group),
+        path_segment(task_id),
+        path_segment(object_id)
+    )
+}
+
+/// Matches predictions to ground truth per image: pairs of the same class (or any class, for a
+/// prediction without one) with IoU >= 0.5, best IoU first, each box matched at most once.
+pub fn score(predictions: &[ViewObject], truth: &[ViewObject]) -> BTreeMap<u32, Counts> {
+    let mut pairs = Vec::new();
+    for (i, p) in predictions.iter().enumerate() {
+        for (j, t) in truth.iter().enumerate() {
+            if p.image != t.image || (p.class_id.is_some() && p.class_id != t.class_id) {
+                continue;
+            }
+            let iou = p.bbox.iou(&t.bbox);
+            if iou >= MATCH_IOU {
+                pairs.push((iou, i, j));
+            }
+        }
+    }
+    pairs.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let (mut p_used, mut t_used) = (vec![false; predictions.len()], vec![false; truth.len()]);
+    let mut counts: BTreeMap<u32, Counts> = BTreeMap::new();
+    for (_, i, j) in pairs {
+        if !p_used[i] && !t_used[j] {
+            p_used[i] = true;
+            t_used[j] = true;
+            counts.entry(predictions[i].class_id.unwrap_or(0)).or_default().tp += 1;
+        }
+    }
+    for (i, p) in predictions.iter().enumerate() {
+        if !p_used[i] {
+            counts.entry(p.class_id.unwrap_or(0)).or_default().fp += 1;
+        }
+    }
+    for (j, t) in truth.iter().enumerate() {
+        if !t_used[j] {
+            // a box the model did not classify is scored as class 0 when it is missed too
+            let unclassified = predictions.iter().all(|p| p.class_id.is_none()) && !predictions.is_empty();
+            counts.entry(if unclassified { 0 } else { t.class_id.unwrap_or(0) }).or_default().fn_ += 1;
+        }
+    }
+    counts
+}
+
+impl TaskView {
+    /// The task manager's summary.
+    pub fn summary(&self) -> TaskSummary {
+        TaskSummary {
+            task_id: self.task_id.clone(),
+            customer: self.customer.clone(),
+            recipe: self.recipe.clone(),
+            status: self.status.clone(),
+            version: self.version,
+            images: self.images.len() as u32,
+            objects: self.objects.len() as u32,
+            operator_sessions: self.sessions.len() as u32,
+            results: self.results,
+            reported: self.reported,
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.updated_at_ms,
+            completed_at_ms: self.completed_at_ms,
+            last_event: self.last_event.clone(),
+        }
+    }
+
+    /// Every view row of the task, in a stable order.
+    pub fn rows(&self) -> Vec<ViewRow> {
+        let row = |table, partition: String, clustering: String, value: Vec<u8>| ViewRow {
+            table,
+            partition,
+            clustering,
+            version: None,
+            value,
+        };
+        let mut out = Vec::new();
+        if self.version == 0 || self.customer.is_empty() {
+            return out; // events of a task whose creation was not seen: nothing to show
+        }
+        let summary = encode(&self.summary());
+        out.push(row(TASK_SUMMARY, self.task_id.clone(), String::new(), summary.clone()));
+        out.push(row(
+            TASKS_BY_STATUS,
+            format!("{}|{}", self.customer, self.status),
+            format!("{}|{}", ts(self.created_at_ms), self.task_id),
+            summary,
+        ));
+        // engine monitor: every run before the latest ground truth is scored against it
+        if let Some(truth) = &self.truth {
+            for run in self.runs.iter().filter(|r| r.version < truth.version) {
+                let model = format!("{}@{}", run.model.model_id, run.model.version);
+                let day = day(run.at_ms);
+                let value = RunScore {
+                    task_id: self.task_id.clone(),
+                    attempt: run.attempt,
+                    model: model.clone(),
+                    day: day.clone(),
+                    classes: score(&run.predictions, &truth.objects),
+                };
+                out.push(row(
+                    ENGINE_MONITOR,
+                    format!("{model}|{day}"),
+                    format!("{}|{:06}", self.task_id, run.attempt),
+                    encode(&value),
+                ));
+            }
+        }
+        for s in &self.sessions {
+            let value = SessionRow { task_id: self.task_id.clone(), session: s.clone() };
+            out.push(row(
+                OPERATOR_SESSIONS,
+                format!("{}|{}", s.operator, day(s.started_ms)),
+                format!("{}|{}|{}", ts(s.started_ms), self.task_id, s.session_id),
+                encode(&value),
+            ));
+        }
+        let billing = BillingRow {
+            task_id: self.task_id.clone(),
+            recipe: self.recipe.clone(),
+            images: self.images.len() as u32,
+            billable: self.completed_at_ms.is_some() && !self.cancelled,
+        };
+        out.push(row(BILLING, format!("{}|{}", self.customer, month(self.created_at_ms)), self.task_id.clone(), encode(&billing)));
+        if let Some(truth) = &self.truth {
+            let mut by_class: BTreeMap<u32, Vec<Crop>> = BTreeMap::new();
+            for o in &truth.objects {
+                let Some(class_id) = o.class_id else { continue };
+                by_class.entry(class_id).or_default().push(Crop {
+                    object_id: o.object_id.clone(),
+                    image: o.image,
+                    bbox: o.bbox,
+                    location: crop_location(&self.class_group, class_id, &self.task_id, &o.object_id),
+                });
+            }
+            for (class_id, crops) in by_class {
+                let value = TrainingRow { task_id: self.task_id.clone(), truth_version: truth.version, crops };
+                out.push(row(
+                    TRAINING_INDEX,
+                    format!("{}|{class_id}", self.class_group),
+                    self.task_id.clone(),
+                    encode(&value),
+                ));
+            }
+        }
+        // many-to-one: the class group as the latest task defined it; the version orders
+        // definitions by creation time, ties broken by task id, the same on every replay
+        let tie = u64::from(crc32c::crc32c(self.task_id.as_bytes()) % 1000);
+        let group = ClassGroupRow {
+            key: self.class_group.clone(),
+            classes: self.class_names.clone(),
+            task_id: self.task_id.clone(),
+        };
+        out.push(ViewRow {
+            table: CLASS_GROUPS,
+            partition: self.class_group.clone(),
+            clustering: String::new(),
+            version: Some(self.created_at_ms.max(0) as u64 * 1000 + tie),
+            value: encode(&group),
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(image: u32, x: f32, class_id: Option<u32>) -> ViewObject {
+        ViewObject {
+            object_id: format!("o{x}"),
+            image,
+            bbox: BoundingBox { x, y: 0.0, w: 10.0, h: 10.0 },
+            class_id,
+            score: None,
+            by_model: true,
+        }
+    }
+
+    #[test]
+    fn scoring_matches_same_class_boxes_once() {
+        let truth = [obj(0, 0.0, Some(1)), obj(0, 100.0, Some(2)), obj(1, 0.0, Some(1))];
+        let predictions = [
+            obj(0, 1.0, Some(1)),   // TP class 1 (IoU 0.82)
+            obj(0, 2.0, Some(1)),   // FP: the truth box is taken
+            obj(0, 100.0, Some(3)), // FP class 3, and truth class 2 is missed
+            obj(1, 0.0, Some(1)),   // TP on image 1
+        ];
+        let c = score(&predictions, &truth);
+        assert_eq!(c[&1], Counts { tp: 2, fp: 1, fn_: 0 });
+        assert_eq!(c[&2], Counts { tp: 0, fp: 0, fn_: 1 });
+        assert_eq!(c[&3], Counts { tp: 0, fp: 1, fn_: 0 });
+    }
+
+    #[test]
+    fn path_segments_cannot_climb() {
+        assert_eq!(path_segment("../etc/passwd"), "%2E%2E%2Fetc%2Fpasswd");
+        assert_eq!(crop_location("acme/ice", 3, "t-1", "s1.0"), "training/acme%2Fice/3/t-1/s1%2E0.png");
+    }
+}
