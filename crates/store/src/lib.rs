@@ -107,7 +107,11 @@ pub fn check_table_name(table: &str) -> Result<(), StoreError> {
     let ok = table.len() <= 48
         && chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if ok { Ok(()) } else { Err(StoreError::Config(format!("bad table name {table:?}: use [a-z][a-z0-9_]*, at most 48"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Config(format!("bad table name {table:?}: use [a-z][a-z0-9_]*, at most 48")))
+    }
 }
 
 /// Reads every live row of a partition (tombstones skipped), page by page.

@@ -158,8 +158,7 @@ impl ScyllaStore {
             .build()
             .map_err(backend)?;
         let session = runtime.block_on(async {
-            let mut builder =
-                SessionBuilder::new().known_nodes(&url.hosts).connection_timeout(Duration::from_secs(5));
+            let mut builder = SessionBuilder::new().known_nodes(&url.hosts).connection_timeout(Duration::from_secs(5));
             if let Some((user, secret)) = &url.user {
                 builder = builder.user(user, secret);
             }
@@ -239,7 +238,11 @@ impl ScyllaStore {
         }
     }
 
-    fn select(&self, statement: &PreparedStatement, values: impl scylla::serialize::row::SerializeRow) -> Result<Vec<Row>, StoreError> {
+    fn select(
+        &self,
+        statement: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<Vec<Row>, StoreError> {
         self.runtime.block_on(async {
             rows(self.session.execute_unpaged(statement, values).await.map_err(backend)?)?
                 .into_iter()

@@ -104,13 +104,22 @@ impl Projector {
     fn put_of(&self, r: ViewRow, version: u64) -> Put {
         Put {
             table: self.tables[r.table].clone(),
-            row: Row { partition: r.partition, clustering: r.clustering, version: r.version.unwrap_or(version), value: r.value },
+            row: Row {
+                partition: r.partition,
+                clustering: r.clustering,
+                version: r.version.unwrap_or(version),
+                value: r.value,
+            },
         }
     }
 
     fn write(&mut self, pending: Vec<(String, Pending)>) -> Result<(), ConsumeError> {
-        let changed: Vec<&Pending> =
-            pending.iter().map(|(_, p)| p).filter(|p| p.before.as_ref().map(|b| b.version) != Some(p.now.version)).collect();
+        // tasks with events folded in (not those whose events all wait for a predecessor)
+        let changed: Vec<&Pending> = pending
+            .iter()
+            .map(|(_, p)| p)
+            .filter(|p| p.now.version > 0 && p.before.as_ref().map(|b| b.version) != Some(p.now.version))
+            .collect();
         if let Some(hook) = &self.before_rows {
             hook.before_rows(&changed.iter().map(|p| &p.now).collect::<Vec<_>>())?;
         }
@@ -124,7 +133,9 @@ impl Projector {
             // rows the task no longer produces become tombstones at its new version
             if let Some(before) = &p.before {
                 for old in before.rows() {
-                    if old.version.is_none() && !keys.contains(&(old.table, old.partition.as_str(), old.clustering.as_str())) {
+                    if old.version.is_none()
+                        && !keys.contains(&(old.table, old.partition.as_str(), old.clustering.as_str()))
+                    {
                         let row = Row::tombstone(old.partition, old.clustering, version);
                         rows.push(Put { table: self.tables[old.table].clone(), row });
                     }
@@ -133,7 +144,8 @@ impl Projector {
             for r in new_rows {
                 rows.push(self.put_of(r, version));
             }
-            let state = Row { partition: p.now.task_id.clone(), clustering: String::new(), version, value: encode(&p.now) };
+            let state =
+                Row { partition: p.now.task_id.clone(), clustering: String::new(), version, value: encode(&p.now) };
             states.push(Put { table: self.tables[TASK_STATE].clone(), row: state });
         }
         // the state last: if a write fails half-way, the events are handed again and the rows
@@ -144,7 +156,9 @@ impl Projector {
             self.cache.clear();
         }
         for (id, p) in pending {
-            self.cache.insert(id, p.now);
+            if p.now.version > 0 {
+                self.cache.insert(id, p.now);
+            }
         }
         Ok(())
     }

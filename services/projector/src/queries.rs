@@ -22,7 +22,10 @@ fn rows_of<T: serde::de::DeserializeOwned>(rows: Vec<Row>) -> Vec<T> {
 
 /// Reads one task's summary.
 pub fn summary(store: &dyn ReadStore, task_id: &str) -> Result<Option<TaskSummary>, StoreError> {
-    Ok(store.get(&serving(store, TASK_SUMMARY)?, task_id, "")?.filter(|r| !r.is_tombstone()).and_then(|r| decode(&r.value)))
+    Ok(store
+        .get(&serving(store, TASK_SUMMARY)?, task_id, "")?
+        .filter(|r| !r.is_tombstone())
+        .and_then(|r| decode(&r.value)))
 }
 
 /// Reads every summary (a table scan).
@@ -189,7 +192,8 @@ pub fn accuracy(
                 class.1 += 1;
             }
         }
-        let backtest = store.get(BACKTESTS, &model, "")?.and_then(|r| serde_json::from_slice::<Backtest>(&r.value).ok());
+        let backtest =
+            store.get(BACKTESTS, &model, "")?.and_then(|r| serde_json::from_slice::<Backtest>(&r.value).ok());
         let drift = backtest.map(|b| {
             total.precision().is_some_and(|p| p < b.precision - DRIFT_TOLERANCE)
                 || total.recall().is_some_and(|r| r < b.recall - DRIFT_TOLERANCE)
@@ -304,7 +308,8 @@ pub struct BillingLine {
 
 /// Billing of a customer for a month (`YYYY-MM`): one partition read.
 pub fn billing(store: &dyn ReadStore, customer: &str, month: &str) -> Result<Vec<BillingLine>, StoreError> {
-    let rows: Vec<BillingRow> = rows_of(read_partition(store, &serving(store, BILLING)?, &format!("{customer}|{month}"))?);
+    let rows: Vec<BillingRow> =
+        rows_of(read_partition(store, &serving(store, BILLING)?, &format!("{customer}|{month}"))?);
     let mut by: BTreeMap<String, BillingLine> = BTreeMap::new();
     for r in rows {
         let l = by.entry(r.recipe.clone()).or_insert_with(|| BillingLine {
@@ -373,6 +378,10 @@ pub fn training(store: &dyn ReadStore, class_group: Option<&str>) -> Result<Vec<
 }
 
 /// The crops of one class: where each is, from which task (one partition read).
-pub fn training_examples(store: &dyn ReadStore, class_group: &str, class_id: u32) -> Result<Vec<TrainingRow>, StoreError> {
+pub fn training_examples(
+    store: &dyn ReadStore,
+    class_group: &str,
+    class_id: u32,
+) -> Result<Vec<TrainingRow>, StoreError> {
     Ok(rows_of(read_partition(store, &serving(store, TRAINING_INDEX)?, &format!("{class_group}|{class_id}"))?))
 }

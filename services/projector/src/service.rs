@@ -148,14 +148,22 @@ fn catch_up(ctx: &ProjectorContext, generation: u32, stop: &AtomicBool) -> Resul
                 s.spawn(move || {
                     let start = ctx.log.committed(group, &ctx.topics.events, p)?.map_or(0, |c| c.offset);
                     let mut projector = ctx.projector(generation);
-                    let sub =
-                        Subscription { log: ctx.log.as_ref(), codec: &ctx.codec, topics: &ctx.topics, group, partition: p };
+                    let sub = Subscription {
+                        log: ctx.log.as_ref(),
+                        codec: &ctx.codec,
+                        topics: &ctx.topics,
+                        group,
+                        partition: p,
+                    };
                     consume_until(sub, &mut projector, end, REBUILD_BATCH, stop)?;
                     Ok((projector.stats(), end.saturating_sub(start)))
                 })
             })
             .collect();
-        workers.into_iter().map(|w| w.join().unwrap_or_else(|_| Err(ConsumeError::Transient("panicked".into())))).collect()
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|_| Err(ConsumeError::Transient("panicked".into()))))
+            .collect()
     });
     let mut total = (ProjectorStats::default(), 0);
     for r in results {

@@ -174,7 +174,13 @@ impl TaskView {
                     })
                     .collect();
                 self.objects = predictions.iter().map(|o| (o.object_id.clone(), o.clone())).collect();
-                self.runs.push(DetectionRun { attempt: e.attempt, model: e.model.clone(), at_ms, version, predictions });
+                self.runs.push(DetectionRun {
+                    attempt: e.attempt,
+                    model: e.model.clone(),
+                    at_ms,
+                    version,
+                    predictions,
+                });
                 Some("detected")
             }
             TaskEvent::ModelNotFound(_) => Some("model_missing"),
@@ -306,8 +312,9 @@ mod tests {
     fn dates_are_civil_utc() {
         assert_eq!(day(0), "1970-01-01");
         assert_eq!(day(951_782_400_000), "2000-02-29");
-        assert_eq!(day(1_795_996_799_999), "2026-11-30");
-        assert_eq!(month(1_795_996_800_000), "2026-12");
+        assert_eq!(day(1_795_996_799_999), "2026-11-29");
+        assert_eq!(day(1_795_996_800_000), "2026-11-30");
+        assert_eq!(month(1_796_083_200_000), "2026-12");
         assert_eq!(day(-1), "1969-12-31");
     }
 }

@@ -354,7 +354,12 @@ impl TaskView {
             images: self.images.len() as u32,
             billable: self.completed_at_ms.is_some() && !self.cancelled,
         };
-        out.push(row(BILLING, format!("{}|{}", self.customer, month(self.created_at_ms)), self.task_id.clone(), encode(&billing)));
+        out.push(row(
+            BILLING,
+            format!("{}|{}", self.customer, month(self.created_at_ms)),
+            self.task_id.clone(),
+            encode(&billing),
+        ));
         if let Some(truth) = &self.truth {
             let mut by_class: BTreeMap<u32, Vec<Crop>> = BTreeMap::new();
             for o in &truth.objects {

@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod output;
+mod report;
 mod runtime;
 mod schema;
 mod task;
@@ -52,6 +53,10 @@ enum Command {
     /// Queries tasks.
     #[command(subcommand)]
     Task(task::TaskCmd),
+    /// The read models: task manager, engine monitor, operator monitor, billing, training
+    /// data; and their rebuild.
+    #[command(subcommand)]
+    Report(report::ReportCmd),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -98,6 +103,7 @@ fn main() -> anyhow::Result<()> {
         Command::Projector => serve(b, &[Service::Projector], 0),
         Command::Operators { operators } => serve(b, &[Service::Operators], *operators),
         Command::Task(cmd) => task::run(b, cmd),
+        Command::Report(cmd) => report::run(b, cmd),
         Command::Bench(cmd) => bench::run(b, cmd),
         Command::Schema(cmd) => schema::run(b, cmd),
     }

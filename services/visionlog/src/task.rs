@@ -3,7 +3,9 @@
 use crate::runtime::{Backends, Runtime};
 use anyhow::bail;
 use serde_json::json;
-use visionlog_domain::{TaskEvent, TaskState, evolve};
+use visionlog_codec::envelope::CommandEnvelope;
+use visionlog_domain::{Reprocess, ReprocessMode, TaskCommand, TaskEvent, TaskState, evolve};
+use visionlog_journal::now_ms;
 use visionlog_journal::{DecisionBody, Entry, JournalReader};
 use visionlog_log::partition_for;
 
@@ -24,6 +26,28 @@ pub(crate) enum TaskCmd {
         /// The stream version to stop at.
         #[arg(long)]
         version: Option<u64>,
+    },
+    /// Task manager: processes a task again with the latest deployed models.
+    Reprocess {
+        /// The task id.
+        id: String,
+        /// Refuse if the task moved past this version.
+        #[arg(long)]
+        expected_version: Option<u64>,
+        /// Who asks (recorded on the event).
+        #[arg(long, default_value = "service:task-manager")]
+        actor: String,
+    },
+    /// Task manager: sends a task back to an operator for cleaning and correction.
+    Resend {
+        /// The task id.
+        id: String,
+        /// Refuse if the task moved past this version.
+        #[arg(long)]
+        expected_version: Option<u64>,
+        /// Who asks (recorded on the event).
+        #[arg(long, default_value = "service:task-manager")]
+        actor: String,
     },
     /// Lists the task summaries of the task manager view.
     List {
@@ -64,6 +88,36 @@ fn events(rt: &Runtime, task_id: &str) -> anyhow::Result<Vec<Loaded>> {
         }
     }
     Ok(out)
+}
+
+/// Sends the task manager's `Reprocess` command; the aggregator decides it (see `task show`).
+fn send_reprocess(
+    rt: &Runtime,
+    id: &str,
+    expected_version: Option<u64>,
+    actor: &str,
+    mode: ReprocessMode,
+) -> anyhow::Result<()> {
+    actor.parse::<visionlog_domain::Actor>().map_err(|e| anyhow::anyhow!("--actor: {e}"))?;
+    let Some(summary) = visionlog_projector::summary(rt.store.as_ref(), id)? else {
+        bail!("no task {id} in the task manager view");
+    };
+    let command = TaskCommand::Reprocess(Reprocess { mode });
+    let command_id = uuid::Uuid::now_v7().to_string();
+    let envelope = CommandEnvelope {
+        command_id: command_id.clone(),
+        task_id: id.to_owned(),
+        command_type: command.type_name().to_owned(),
+        expected_version,
+        actor: actor.to_owned(),
+        tenant: summary.customer.clone(),
+        correlation_id: command_id.clone(),
+        causation_id: None,
+        issued_at_ms: now_ms(),
+    };
+    rt.bus.send(&envelope, &command)?;
+    crate::output::line(json!({ "command_id": command_id, "task_id": id, "mode": mode, "sent": true }));
+    Ok(())
 }
 
 pub(crate) fn run(backends: &Backends, cmd: &TaskCmd) -> anyhow::Result<()> {
@@ -110,6 +164,12 @@ pub(crate) fn run(backends: &Backends, cmd: &TaskCmd) -> anyhow::Result<()> {
             crate::output::line(serde_json::to_string_pretty(
                 &json!({ "task_id": id, "version": at, "state": state }),
             )?);
+        }
+        TaskCmd::Reprocess { id, expected_version, actor } => {
+            send_reprocess(&rt, id, *expected_version, actor, ReprocessMode::LatestModels)?
+        }
+        TaskCmd::Resend { id, expected_version, actor } => {
+            send_reprocess(&rt, id, *expected_version, actor, ReprocessMode::ResendToOperator)?
         }
         TaskCmd::List { json } => {
             for s in visionlog_projector::list_summaries(rt.store.as_ref())? {
