@@ -86,7 +86,7 @@ fn result(revision: u32) -> TaskEvent {
 fn stream(task: usize, kind: u8) -> Vec<TaskEvent> {
     let op = format!("op-{}", task % 3);
     let s = |n: u32| format!("s{task}-{n}");
-    let mut evs = vec![created(if task % 2 == 0 { "acme" } else { "globex" })];
+    let mut evs = vec![created(if task.is_multiple_of(2) { "acme" } else { "globex" })];
     evs.push(TaskEvent::DetectionRequested(DetectionRequested { attempt: 1 }));
     match kind % 4 {
         0 => {
@@ -179,7 +179,7 @@ fn deliver(projector: &mut Projector, events: &[&Delivered], batch: usize) {
         projector
             .handle(HandledEvent { partition: 0, offset: i as u64, envelope: &d.envelope, event: &d.event })
             .unwrap();
-        if (i + 1) % batch == 0 {
+        if (i + 1).is_multiple_of(batch) {
             projector.flush().unwrap();
         }
     }
