@@ -18,6 +18,21 @@ use visionlog_store::{EmbeddedStore, ReadStore};
 pub(crate) enum BenchCmd {
     /// The aggregator's events/s against raw appends of the same bytes to the same log.
     Aggregator(AggregatorBench),
+    /// Live projection and rebuild of every view, against a raw decode of the same events.
+    Projections(ProjectionsBench),
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct ProjectionsBench {
+    /// Tasks in the workload (8 events each; every other one detected and quality-checked).
+    #[arg(long, default_value_t = 10_000)]
+    tasks: usize,
+    /// Partitions (one projector thread each).
+    #[arg(long, default_value_t = 2)]
+    partitions: u32,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -42,7 +57,40 @@ pub(crate) struct AggregatorBench {
 pub(crate) fn run(backends: &Backends, cmd: &BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Aggregator(b) => aggregator(backends, b),
+        BenchCmd::Projections(b) => projections(backends, b),
     }
+}
+
+/// The commands of one task detected by a model and quality-checked (two boxes removed).
+fn checked_workload(task_id: &str) -> Vec<(&'static str, TaskCommand)> {
+    let s = scenario(task_id, "acme");
+    let session = SessionId::from("qc1");
+    let detections: Vec<Detection> = s
+        .truth
+        .iter()
+        .take(40)
+        .map(|o| Detection { image: o.image, bbox: o.bbox, class_id: o.class_id, score: 0.9 })
+        .collect();
+    let model = ModelRef { model_id: "shelf-detector".into(), version: 3 };
+    vec![
+        ("customer:acme", TaskCommand::CreateTask(s.create)),
+        ("service:executor", TaskCommand::RequestDetection(RequestDetection {})),
+        ("service:detector", TaskCommand::RecordDetections(RecordDetections { model, detections })),
+        ("service:executor", TaskCommand::GenerateResult(GenerateResult {})),
+        ("service:executor", TaskCommand::RequestQualityCheck(RequestQualityCheck {})),
+        (
+            "operator:op-2",
+            TaskCommand::AssignOperator(AssignOperator { operator: "op-2".into(), session_id: session.clone() }),
+        ),
+        (
+            "operator:op-2",
+            TaskCommand::RemoveObjects(RemoveObjects {
+                session_id: session.clone(),
+                object_ids: vec![ObjectId("d1.0".into()), ObjectId("d1.1".into())],
+            }),
+        ),
+        ("operator:op-2", TaskCommand::FinishOperatorSession(FinishOperatorSession { session_id: session })),
+    ]
 }
 
 /// The commands of one task through the new-project flow, with their actors.
@@ -278,4 +326,161 @@ fn percentile(sorted: &[i64], q: f64) -> i64 {
         return 0;
     }
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Runs the aggregators over `commands` and waits until all are decided; returns the seconds.
+fn decide_all(
+    log: &Arc<dyn EventLog>,
+    codec: &Arc<Codec>,
+    store: &Arc<dyn ReadStore>,
+    topics: &Topics,
+    commands: &[(CommandEnvelope, TaskCommand)],
+) -> anyhow::Result<f64> {
+    CommandBus::new(log.clone(), codec.clone(), topics.clone()).send_batch(commands)?;
+    let ends = (0..topics.partitions).map(|p| log.end_offset(&topics.commands, p)).collect::<Result<Vec<_>, _>>()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let threads = visionlog_aggregator::spawn_owners(log, codec, store, topics, &AggregatorConfig::default(), &stop);
+    while !(0..topics.partitions).all(|p| {
+        log.committed(visionlog_aggregator::GROUP, &topics.commands, p)
+            .ok()
+            .flatten()
+            .is_some_and(|pos| pos.offset >= ends[p as usize])
+    }) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("aggregator thread")?;
+    }
+    Ok(elapsed)
+}
+
+/// Decodes every event of `events` as a projector reads them (journal rules, Avro), one thread
+/// per partition, doing nothing else: the baseline of the projection figures.
+fn raw_decode(log: &Arc<dyn EventLog>, codec: &Codec, topics: &Topics) -> anyhow::Result<u64> {
+    let counts: Vec<anyhow::Result<u64>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..topics.partitions)
+            .map(|p| {
+                s.spawn(move || {
+                    let mut reader = visionlog_journal::JournalReader::default();
+                    let (mut next, mut n) = (0, 0u64);
+                    loop {
+                        let records = log.read(&topics.events, p, next, visionlog_projector::REBUILD_BATCH)?;
+                        let Some(last) = records.last() else { return Ok(n) };
+                        next = last.offset + 1;
+                        for r in records {
+                            let Ok(Some(visionlog_journal::Entry::Decision(d))) = reader.feed(r) else { continue };
+                            if let visionlog_journal::DecisionBody::Accepted(events) = d.body {
+                                for e in events {
+                                    std::hint::black_box(codec.decode_event(&e.payload)?);
+                                    n += 1;
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("decode thread")).collect()
+    });
+    counts.into_iter().sum()
+}
+
+fn projections(backends: &Backends, b: &ProjectionsBench) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (log, log_url, _broker) = open_log(backends.log.as_deref(), dir.path(), FsyncPolicy::Never)?;
+    let codec = Arc::new(Codec::new(Arc::new(EmbeddedRegistry::in_memory()))?);
+    let store: Arc<dyn ReadStore> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb"))?);
+    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
+    let topics = Topics::new(&format!("bench-{run}"), b.partitions);
+    topics.create(log.as_ref())?;
+    // the history: half the tasks annotated by operators, half detected and quality-checked
+    let mut commands = Vec::with_capacity(b.tasks * 8);
+    let flows: Vec<_> = (0..b.tasks)
+        .map(|t| {
+            let id = format!("task-{t:06}");
+            let flow = if t % 2 == 0 { workload(&id) } else { checked_workload(&id) };
+            (id, flow)
+        })
+        .collect();
+    for step in 0..8 {
+        for (task_id, flow) in &flows {
+            let (actor, command) = &flow[step];
+            commands.push((envelope(task_id, step, actor, command), command.clone()));
+        }
+    }
+    decide_all(&log, &codec, &store, &topics, &commands)?;
+    let a = audit(log.as_ref(), &topics)?;
+
+    let ctx = visionlog_projector::ProjectorContext {
+        log: log.clone(),
+        codec: codec.clone(),
+        topics: topics.clone(),
+        store: store.clone(),
+        before_rows: None,
+    };
+    let stop = AtomicBool::new(false);
+    // baseline: decode only
+    let started = Instant::now();
+    let decoded = raw_decode(&log, &codec, &topics)?;
+    let decode_per_s = decoded as f64 / started.elapsed().as_secs_f64();
+    // live: the serving generation, batches of a live consumer
+    let started = Instant::now();
+    let ends = (0..topics.partitions).map(|p| log.end_offset(&topics.events, p)).collect::<Result<Vec<_>, _>>()?;
+    let live_events: u64 = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..topics.partitions)
+            .map(|p| {
+                let (ctx, stop, end) = (&ctx, &stop, ends[p as usize]);
+                s.spawn(move || {
+                    let mut projector = visionlog_projector::Projector::new(ctx.store.clone(), 1);
+                    let group = visionlog_projector::generations::group(1);
+                    let sub = visionlog_journal::Subscription {
+                        log: ctx.log.as_ref(),
+                        codec: &ctx.codec,
+                        topics: &ctx.topics,
+                        group: &group,
+                        partition: p,
+                    };
+                    visionlog_journal::consume_until(sub, &mut projector, end, visionlog_journal::LIVE_BATCH, stop)
+                        .map(|()| projector.stats().events)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("projector thread")).sum::<Result<u64, _>>()
+    })?;
+    let live_s = started.elapsed().as_secs_f64();
+    // rebuild: a new generation from the whole history, switched in
+    let rebuilt = visionlog_projector::rebuild(&ctx, false, &stop)?;
+    let project_per_s = live_events as f64 / live_s;
+    let rebuild_per_s = rebuilt.stats.events as f64 / rebuilt.elapsed_s;
+    let report = json!({
+        "bench": "projections",
+        "log": log_url.split('?').next().unwrap_or_default(),
+        "store": "embedded",
+        "tasks": b.tasks,
+        "partitions": b.partitions,
+        "events": a.events,
+        "rejections": a.rejections,
+        "project_events": live_events,
+        "project_events_per_s": project_per_s.round(),
+        "rebuild_events": rebuilt.stats.events,
+        "rebuild_rows_written": rebuilt.stats.rows_applied,
+        "rebuild_s": (rebuilt.elapsed_s * 1000.0).round() / 1000.0,
+        "rebuild_events_per_s": rebuild_per_s.round(),
+        "decode_events_per_s": decode_per_s.round(),
+        "project_ratio": (project_per_s / decode_per_s * 1000.0).round() / 1000.0,
+        "ratio": (rebuild_per_s / decode_per_s * 1000.0).round() / 1000.0,
+    });
+    if !b.json {
+        crate::output::line(format!(
+            "projections of {} events: live {:.0} events/s, rebuild {:.0} events/s; raw decode {:.0} events/s: ratio {}",
+            a.events, project_per_s, rebuild_per_s, decode_per_s, report["ratio"]
+        ));
+    }
+    crate::output::line(format!("{report}"));
+    drop(ctx);
+    drop(log);
+    Ok(())
 }
