@@ -41,10 +41,14 @@ pub trait EventHandler {
     fn flush(&mut self) -> Result<(), ConsumeError> {
         Ok(())
     }
-    /// Tells whether the handler holds events it could not apply yet (a gap in a stream):
-    /// then the position is not committed past them.
+    /// Tells whether the handler holds events it has not made durable, or could not apply yet
+    /// (a gap in a stream): then the position is not committed past them.
     fn holding(&self) -> bool {
         false
+    }
+    /// Called when a bounded run ([`consume_until`]) reached its end: make everything durable.
+    fn finish(&mut self) -> Result<(), ConsumeError> {
+        self.flush()
     }
 }
 
@@ -140,6 +144,11 @@ fn run(
     let mut committed = start;
     while !stop.load(Ordering::Relaxed) {
         if until.is_some_and(|end| next >= end) {
+            handler.finish()?;
+            let settled = reader.settled_offset();
+            if settled != committed && !handler.holding() {
+                log.commit(group, &topics.events, partition, &Position::at(settled))?;
+            }
             return Ok(());
         }
         let records = log.read(&topics.events, partition, next, batch)?;

@@ -1,7 +1,7 @@
 //! The embedded read store: one `redb` file, rows keyed by (table, partition, clustering).
 
 use crate::{Put, PutOutcome, ReadStore, Row, StoreError, check_table_name};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 
 const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
@@ -63,6 +63,43 @@ impl EmbeddedStore {
         Ok(Self { db })
     }
 
+    fn put_with(&self, puts: &[Put], durability: Durability) -> Result<Vec<PutOutcome>, StoreError> {
+        let mut keyed = Vec::with_capacity(puts.len());
+        for (i, p) in puts.iter().enumerate() {
+            check_table_name(&p.table)?;
+            check("partition", &p.row.partition)?;
+            keyed.push((key(&p.table, &p.row.partition, &p.row.clustering), i));
+        }
+        // in key order, the B-tree is walked once rather than hopped across (stable: writes of
+        // one key keep their order)
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut tx = self.db.begin_write().map_err(err)?;
+        tx.set_durability(durability).map_err(err)?;
+        let mut outcomes = vec![PutOutcome::Applied; puts.len()];
+        {
+            let mut table = tx.open_table(ROWS).map_err(err)?;
+            let mut value = Vec::new();
+            for (k, i) in keyed {
+                let p = &puts[i];
+                let stored = table
+                    .get(k.as_slice())
+                    .map_err(err)?
+                    .map(|v| u64::from_le_bytes(v.value()[..8].try_into().expect("8 bytes")));
+                match stored {
+                    Some(current) if current >= p.row.version => outcomes[i] = PutOutcome::Stale(current),
+                    _ => {
+                        value.clear();
+                        value.extend_from_slice(&p.row.version.to_le_bytes());
+                        value.extend_from_slice(&p.row.value);
+                        table.insert(k.as_slice(), value.as_slice()).map_err(err)?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(outcomes)
+    }
+
     fn scan(&self, start: Vec<u8>, prefix: Vec<u8>, skip_first: bool, limit: usize) -> Result<Vec<Row>, StoreError> {
         let tx = self.db.begin_read().map_err(err)?;
         let table = tx.open_table(ROWS).map_err(err)?;
@@ -87,33 +124,18 @@ impl EmbeddedStore {
 
 impl ReadStore for EmbeddedStore {
     fn put(&self, puts: &[Put]) -> Result<Vec<PutOutcome>, StoreError> {
-        let tx = self.db.begin_write().map_err(err)?;
-        let mut outcomes = Vec::with_capacity(puts.len());
-        {
-            let mut table = tx.open_table(ROWS).map_err(err)?;
-            let mut value = Vec::new();
-            for p in puts {
-                check_table_name(&p.table)?;
-                check("partition", &p.row.partition)?;
-                let k = key(&p.table, &p.row.partition, &p.row.clustering);
-                let stored = table
-                    .get(k.as_slice())
-                    .map_err(err)?
-                    .map(|v| u64::from_le_bytes(v.value()[..8].try_into().expect("8 bytes")));
-                match stored {
-                    Some(current) if current >= p.row.version => outcomes.push(PutOutcome::Stale(current)),
-                    _ => {
-                        value.clear();
-                        value.extend_from_slice(&p.row.version.to_le_bytes());
-                        value.extend_from_slice(&p.row.value);
-                        table.insert(k.as_slice(), value.as_slice()).map_err(err)?;
-                        outcomes.push(PutOutcome::Applied);
-                    }
-                }
-            }
-        }
-        tx.commit().map_err(err)?;
-        Ok(outcomes)
+        self.put_with(puts, Durability::Immediate)
+    }
+
+    fn put_unsynced(&self, puts: &[Put]) -> Result<Vec<PutOutcome>, StoreError> {
+        self.put_with(puts, Durability::None)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        // an immediate commit makes every earlier one durable
+        let mut tx = self.db.begin_write().map_err(err)?;
+        tx.set_durability(Durability::Immediate).map_err(err)?;
+        tx.commit().map_err(err)
     }
 
     fn get(&self, table: &str, partition: &str, clustering: &str) -> Result<Option<Row>, StoreError> {

@@ -82,8 +82,19 @@ pub enum StoreError {
 /// only), so writers must be correct when a call fails half-way: a retry re-applies the rest
 /// and skips what was applied, by version.
 pub trait ReadStore: Send + Sync {
-    /// Applies conditional writes, each only over an older version of its row.
+    /// Applies conditional writes, each only over an older version of its row; durable when
+    /// it returns.
     fn put(&self, puts: &[Put]) -> Result<Vec<PutOutcome>, StoreError>;
+    /// Like [`ReadStore::put`], but what it wrote may be lost in a crash until the next
+    /// [`ReadStore::sync`]: for rows a crash makes void anyway (a generation being rebuilt,
+    /// which a crash makes start over). Scylla's writes are durable either way.
+    fn put_unsynced(&self, puts: &[Put]) -> Result<Vec<PutOutcome>, StoreError> {
+        self.put(puts)
+    }
+    /// Makes every earlier write durable.
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Reads one row.
     fn get(&self, table: &str, partition: &str, clustering: &str) -> Result<Option<Row>, StoreError>;
     /// Reads the rows of a partition in clustering order, after `after` (for paging).

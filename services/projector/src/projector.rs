@@ -13,7 +13,7 @@ use visionlog_store::{Put, PutOutcome, ReadStore, Row, StoreError};
 /// States kept between batches, so that a busy task is not read back at every batch.
 const CACHE_LIMIT: usize = 50_000;
 /// Conditional writes per store call.
-const PUT_CHUNK: usize = 4096;
+const PUT_CHUNK: usize = 65_536;
 
 /// What a projector did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -28,6 +28,10 @@ pub struct ProjectorStats {
     pub rows_applied: u64,
     /// Rows skipped by the version guard.
     pub rows_stale: u64,
+    /// Microseconds spent computing and writing rows.
+    pub write_us: u64,
+    /// Microseconds of that spent in the store.
+    pub store_us: u64,
 }
 
 /// Writes crops (or anything else that must exist before index rows point at it) for tasks
@@ -35,6 +39,21 @@ pub struct ProjectorStats {
 pub trait BeforeRows: Send + Sync {
     /// Called with the tasks of a batch before their rows are written; an error fails the batch.
     fn before_rows(&self, tasks: &[&TaskView]) -> Result<(), ConsumeError>;
+}
+
+impl ProjectorStats {
+    /// What was done since `earlier`.
+    pub fn since(&self, earlier: &ProjectorStats) -> ProjectorStats {
+        ProjectorStats {
+            events: self.events - earlier.events,
+            duplicates: self.duplicates - earlier.duplicates,
+            parked: self.parked - earlier.parked,
+            rows_applied: self.rows_applied - earlier.rows_applied,
+            rows_stale: self.rows_stale - earlier.rows_stale,
+            write_us: self.write_us - earlier.write_us,
+            store_us: self.store_us - earlier.store_us,
+        }
+    }
 }
 
 struct Pending {
@@ -53,6 +72,12 @@ pub struct Projector {
     parked: HashMap<String, BTreeMap<u64, (i64, TaskEvent)>>,
     before_rows: Option<Arc<dyn BeforeRows>>,
     stats: ProjectorStats,
+    /// Writes wait until this many tasks are pending (a rebuild); else every batch writes.
+    defer_until: Option<usize>,
+    /// Every task this projector has no state of in `cache` has none in the store either: it
+    /// writes a fresh generation, from the start, and has not dropped any cached state.
+    fresh: bool,
+    cache_limit: usize,
 }
 
 fn store_err(e: StoreError) -> ConsumeError {
@@ -70,6 +95,22 @@ impl Projector {
             parked: HashMap::new(),
             before_rows: None,
             stats: ProjectorStats::default(),
+            defer_until: None,
+            fresh: false,
+            cache_limit: CACHE_LIMIT,
+        }
+    }
+
+    /// A projector that writes a new generation from the start of the log: it knows no stored
+    /// state can exist yet, and folds up to `pending_tasks` tasks in memory before writing, so
+    /// that a task is written once rather than once per batch. Its position is committed only
+    /// when what it folded is written.
+    pub fn for_rebuild(store: Arc<dyn ReadStore>, generation: u32, pending_tasks: usize) -> Self {
+        Self {
+            defer_until: Some(pending_tasks.max(1)),
+            fresh: true,
+            cache_limit: CACHE_LIMIT.max(pending_tasks * 2),
+            ..Self::new(store, generation)
         }
     }
 
@@ -90,14 +131,19 @@ impl Projector {
     }
 
     fn put(&mut self, puts: Vec<Put>) -> Result<(), ConsumeError> {
+        let started = std::time::Instant::now();
         for chunk in puts.chunks(PUT_CHUNK) {
-            for outcome in self.store.put(chunk).map_err(store_err)? {
+            // a rebuild's generation is void if it crashes: it syncs once, before switching
+            let outcomes =
+                if self.defer_until.is_some() { self.store.put_unsynced(chunk) } else { self.store.put(chunk) };
+            for outcome in outcomes.map_err(store_err)? {
                 match outcome {
                     PutOutcome::Applied => self.stats.rows_applied += 1,
                     PutOutcome::Stale(_) => self.stats.rows_stale += 1,
                 }
             }
         }
+        self.stats.store_us += started.elapsed().as_micros() as u64;
         Ok(())
     }
 
@@ -152,8 +198,9 @@ impl Projector {
         // are computed and written again from the state as it was
         self.put(rows)?;
         self.put(states)?;
-        if self.cache.len() + pending.len() > CACHE_LIMIT {
+        if self.cache.len() + pending.len() > self.cache_limit {
             self.cache.clear();
+            self.fresh = false;
         }
         for (id, p) in pending {
             if p.now.version > 0 {
@@ -170,6 +217,7 @@ impl EventHandler for Projector {
         if !self.pending.contains_key(id) {
             let before = match self.cache.remove(id) {
                 Some(s) => Some(s),
+                None if self.fresh => None,
                 None => self.load(id)?,
             };
             self.pending.insert(id.clone(), Pending { now: before.clone().unwrap_or_default(), before });
@@ -205,18 +253,29 @@ impl EventHandler for Projector {
     }
 
     fn flush(&mut self) -> Result<(), ConsumeError> {
+        if self.defer_until.is_some_and(|n| self.pending.len() < n) {
+            return Ok(()); // not yet: `holding` keeps the position where it is
+        }
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<(), ConsumeError> {
         let pending: Vec<(String, Pending)> = self.pending.drain().collect();
         if pending.is_empty() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let result = self.write(pending);
+        self.stats.write_us += started.elapsed().as_micros() as u64;
         if result.is_err() {
-            self.cache.clear(); // what is stored is not known: read it back
+            // what is stored is not known: read it back
+            self.cache.clear();
+            self.fresh = false;
         }
         result
     }
 
     fn holding(&self) -> bool {
-        !self.parked.is_empty()
+        !self.parked.is_empty() || (self.defer_until.is_some() && !self.pending.is_empty())
     }
 }

@@ -31,9 +31,15 @@ pub struct ProjectorContext {
     pub before_rows: Option<Arc<dyn BeforeRows>>,
 }
 
+/// Tasks a rebuild folds in memory before writing their rows.
+pub(crate) const REBUILD_PENDING_TASKS: usize = 20_000;
+
 impl ProjectorContext {
     fn projector(&self, generation: u32) -> Projector {
-        let p = Projector::new(self.store.clone(), generation);
+        self.hooked(Projector::new(self.store.clone(), generation))
+    }
+
+    fn hooked(&self, p: Projector) -> Projector {
         match &self.before_rows {
             Some(hook) => p.with_before_rows(hook.clone()),
             None => p,
@@ -133,8 +139,13 @@ fn drop_generation(store: &dyn ReadStore, generation: u32) -> Result<(), StoreEr
 }
 
 /// Projects every partition from the group's position up to the end it has now, one thread
-/// per partition.
-fn catch_up(ctx: &ProjectorContext, generation: u32, stop: &AtomicBool) -> Result<(ProjectorStats, u64), RebuildError> {
+/// per partition, with the partition's projector (kept from one pass to the next).
+fn catch_up(
+    ctx: &ProjectorContext,
+    generation: u32,
+    projectors: &mut [Projector],
+    stop: &AtomicBool,
+) -> Result<(ProjectorStats, u64), RebuildError> {
     let group = generations::group(generation);
     let ends = (0..ctx.topics.partitions)
         .map(|p| Ok((p, ctx.log.end_offset(&ctx.topics.events, p)?)))
@@ -143,11 +154,12 @@ fn catch_up(ctx: &ProjectorContext, generation: u32, stop: &AtomicBool) -> Resul
     let results: Vec<Result<(ProjectorStats, u64), ConsumeError>> = std::thread::scope(|s| {
         let workers: Vec<_> = ends
             .iter()
-            .map(|&(p, end)| {
+            .zip(projectors.iter_mut())
+            .map(|(&(p, end), projector)| {
                 let group = &group;
                 s.spawn(move || {
                     let start = ctx.log.committed(group, &ctx.topics.events, p)?.map_or(0, |c| c.offset);
-                    let mut projector = ctx.projector(generation);
+                    let before = projector.stats();
                     let sub = Subscription {
                         log: ctx.log.as_ref(),
                         codec: &ctx.codec,
@@ -155,8 +167,8 @@ fn catch_up(ctx: &ProjectorContext, generation: u32, stop: &AtomicBool) -> Resul
                         group,
                         partition: p,
                     };
-                    consume_until(sub, &mut projector, end, REBUILD_BATCH, stop)?;
-                    Ok((projector.stats(), end.saturating_sub(start)))
+                    consume_until(sub, projector, end, REBUILD_BATCH, stop)?;
+                    Ok((projector.stats().since(&before), end.saturating_sub(start)))
                 })
             })
             .collect();
@@ -173,6 +185,8 @@ fn catch_up(ctx: &ProjectorContext, generation: u32, stop: &AtomicBool) -> Resul
         total.0.parked += s.parked;
         total.0.rows_applied += s.rows_applied;
         total.0.rows_stale += s.rows_stale;
+        total.0.write_us += s.write_us;
+        total.0.store_us += s.store_us;
         total.1 += records;
     }
     Ok(total)
@@ -200,9 +214,12 @@ pub fn rebuild(ctx: &ProjectorContext, force: bool, stop: &AtomicBool) -> Result
     for p in 0..ctx.topics.partitions {
         ctx.log.commit(&group, &ctx.topics.events, p, &Position::at(0)).map_err(ConsumeError::from)?;
     }
-    let (mut stats, mut records) = catch_up(ctx, generation, stop)?;
+    let mut projectors: Vec<Projector> = (0..ctx.topics.partitions)
+        .map(|_| ctx.hooked(Projector::for_rebuild(ctx.store.clone(), generation, REBUILD_PENDING_TASKS)))
+        .collect();
+    let (mut stats, mut records) = catch_up(ctx, generation, &mut projectors, stop)?;
     // the live projector kept writing meanwhile: catch up with what came since
-    let (more, more_records) = catch_up(ctx, generation, stop)?;
+    let (more, more_records) = catch_up(ctx, generation, &mut projectors, stop)?;
     if stop.load(Ordering::Relaxed) {
         return Err(RebuildError::Stopped);
     }
@@ -211,6 +228,8 @@ pub fn rebuild(ctx: &ProjectorContext, force: bool, stop: &AtomicBool) -> Result
     stats.rows_stale += more.rows_stale;
     stats.duplicates += more.duplicates;
     records += more_records;
+    // what the rebuild wrote unsynced is durable before readers are switched to it
+    store.sync()?;
     let switched = Generations { serving: generation, building: None, previous: Some(g.serving) };
     if !generations::write(store, &switched, seen)? {
         return Err(RebuildError::Conflict);

@@ -469,6 +469,8 @@ fn projections(backends: &Backends, b: &ProjectionsBench) -> anyhow::Result<()> 
         "rebuild_rows_written": rebuilt.stats.rows_applied,
         "rebuild_s": (rebuilt.elapsed_s * 1000.0).round() / 1000.0,
         "rebuild_events_per_s": rebuild_per_s.round(),
+        "rebuild_write_s": rebuilt.stats.write_us as f64 / 1e6,
+        "rebuild_store_s": rebuilt.stats.store_us as f64 / 1e6,
         "decode_events_per_s": decode_per_s.round(),
         "project_ratio": (project_per_s / decode_per_s * 1000.0).round() / 1000.0,
         "ratio": (rebuild_per_s / decode_per_s * 1000.0).round() / 1000.0,
