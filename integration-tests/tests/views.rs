@@ -7,7 +7,7 @@ use std::time::Duration;
 use visionlog_integration_tests::{last_json, terminate, visionlog};
 use visionlog_projector::generations::table;
 use visionlog_projector::views::VIEW_TABLES;
-use visionlog_store::{EmbeddedStore, ReadStore, Row, for_each_row};
+use visionlog_store::{EmbeddedStore, Row, for_each_row};
 
 /// Every live row of every view of a generation, by table.
 fn views(data: &Path, generation: u32) -> Vec<(&'static str, Vec<Row>)> {
