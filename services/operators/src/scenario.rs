@@ -65,7 +65,7 @@ pub fn scenario(task_id: &str, customer: &str) -> Scenario {
         PRODUCTS.iter().enumerate().map(|(i, n)| ProductClass { id: i as u32 + 1, name: (*n).to_owned() }).collect();
     let image_count = 1 + rng.below(3) as u32;
     let images: Vec<ImageRef> = (0..image_count)
-        .map(|i| ImageRef { uri: format!("store://images/{task_id}/{i}.jpg"), width: 1280, height: 960 })
+        .map(|i| ImageRef { uri: format!("store://images/{task_id}/{i}.png"), width: 1280, height: 960 })
         .collect();
     let mut truth = Vec::new();
     for (i, image) in images.iter().enumerate() {
@@ -99,6 +99,26 @@ pub fn scenario(task_id: &str, customer: &str) -> Scenario {
         callback_url: None,
     };
     Scenario { create, truth }
+}
+
+/// The scenario's images as PNG, with the object-store keys their URIs name: grey shelves
+/// with each true product painted in its class's colour.
+pub fn images(s: &Scenario) -> Vec<(String, Vec<u8>)> {
+    s.create
+        .images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| {
+            let products: Vec<_> = s
+                .truth
+                .iter()
+                .filter(|o| o.image == i as u32)
+                .map(|o| (o.bbox.x, o.bbox.y, o.bbox.w, o.bbox.h, o.class_id.unwrap_or(0)))
+                .collect();
+            let png = visionlog_imaging::render_shelf(image.width, image.height, &products).to_png();
+            (image.uri.trim_start_matches("store://").to_owned(), png)
+        })
+        .collect()
 }
 
 #[cfg(test)]

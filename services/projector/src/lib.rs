@@ -7,6 +7,7 @@
 //! [`rebuild`] writes a new one from the whole history and switches readers over when it has
 //! caught up.
 
+pub mod extractor;
 pub mod generations;
 mod projector;
 pub mod queries;
@@ -17,6 +18,7 @@ pub mod views;
 /// The consumer group of the projector.
 pub const GROUP: &str = "projector";
 
+pub use extractor::{Extraction, Extractor, extraction};
 pub use projector::{BeforeRows, Projector, ProjectorStats};
 pub use queries::{list_summaries, summary};
 pub use service::{ProjectorContext, REBUILD_BATCH, RebuildError, RebuildReport, rebuild, run_partition};

@@ -341,3 +341,63 @@ fn the_other_views_answer_their_queries() {
     let class2 = queries::training_examples(s, "acme/ice-cream", 2).unwrap();
     assert!(class2.iter().all(|r| r.crops.iter().all(|c| c.object_id != "m1.1")));
 }
+
+/// The extractor writes every crop before the training index names it; a write failing half-way
+/// leaves no index row and no extraction record, and the retry completes both; a missing image
+/// is recorded and does not block the partition.
+#[test]
+fn crops_are_written_before_the_index_even_across_a_failure() {
+    use visionlog_projector::{Extractor, extraction};
+    let (_d, store) = fresh();
+    let dir = tempfile::tempdir().unwrap();
+    let objects = visionlog_objects::Objects::open(&format!("file://{}", dir.path().display())).unwrap();
+    // task-000 (kind 0) is annotated: objects a0 (class 1, x=0), a1 (class 2, x=50), a2 (class 3, x=100)
+    let image = visionlog_imaging::render_shelf(
+        640,
+        480,
+        &[(0.0, 0.0, 40.0, 60.0, 1), (50.0, 0.0, 40.0, 60.0, 2), (100.0, 0.0, 40.0, 60.0, 3)],
+    );
+    objects.put("images/a.jpg", image.to_png()).unwrap();
+    // class 2's folder cannot be made: a file sits where it goes
+    let blocker = dir.path().join("training/acme%2Fice-cream/2");
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, b"in the way").unwrap();
+
+    let events = envelopes(2, &[0, 3]); // task-001 is cancelled before any truth
+    let all: Vec<&Delivered> = events.iter().collect();
+    let hook = Arc::new(Extractor::new(objects.clone(), store.clone()));
+    let mut p = Projector::new(store.clone(), 1).with_before_rows(hook.clone());
+    for (i, d) in all.iter().enumerate() {
+        p.handle(HandledEvent { partition: 0, offset: i as u64, envelope: &d.envelope, event: &d.event }).unwrap();
+    }
+    assert!(p.flush().is_err(), "the crop of class 2 could not be written");
+    assert!(extraction(store.as_ref(), "task-000").unwrap().is_none());
+    assert!(queries::training(store.as_ref(), None).unwrap().is_empty(), "no index row before its crops");
+
+    // the consumer retries from its position: the same events again, now with room for class 2
+    std::fs::remove_file(&blocker).unwrap();
+    let mut p = Projector::new(store.clone(), 1).with_before_rows(hook);
+    deliver(&mut p, &all, 512);
+    let record = extraction(store.as_ref(), "task-000").unwrap().unwrap();
+    assert_eq!((record.crops, record.error), (3, None));
+    for class_id in 1..=3 {
+        let rows = queries::training_examples(store.as_ref(), "acme/ice-cream", class_id).unwrap();
+        let crop = &rows[0].crops[0];
+        let png = objects.get(&crop.location, 1 << 20).unwrap();
+        let pixels = visionlog_imaging::Rgb::from_png(&png).unwrap();
+        assert_eq!((pixels.width, pixels.height), (40, 60));
+        let centre = ((30 * 40 + 20) * 3) as usize;
+        assert_eq!(&pixels.pixels[centre..centre + 3], &visionlog_imaging::class_color(class_id));
+    }
+
+    // a task whose image is missing: recorded, and the partition goes on
+    let (_d2, store2) = fresh();
+    let empty = tempfile::tempdir().unwrap();
+    let none = visionlog_objects::Objects::open(&format!("file://{}", empty.path().display())).unwrap();
+    let mut p = Projector::new(store2.clone(), 1).with_before_rows(Arc::new(Extractor::new(none, store2.clone())));
+    deliver(&mut p, &all, 3);
+    let record = extraction(store2.as_ref(), "task-000").unwrap().unwrap();
+    assert_eq!(record.crops, 0);
+    assert!(record.error.unwrap().contains("no object at images/a.jpg"));
+    assert_eq!(queries::training(store2.as_ref(), None).unwrap().len(), 3, "the index still lists the examples");
+}

@@ -29,6 +29,9 @@ pub(crate) struct DemoArgs {
     /// The customer the tasks come from.
     #[arg(long, default_value = "acme")]
     customer: String,
+    /// Do not upload the tasks' images (training crops are then recorded as not extractable).
+    #[arg(long)]
+    no_images: bool,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
@@ -50,9 +53,9 @@ fn commands_drained(rt: &Runtime) -> anyhow::Result<bool> {
 /// Tells whether a directory holds nothing or only visionlog's data, so it may be wiped.
 fn is_ours(dir: &std::path::Path) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else { return true };
-    entries
-        .filter_map(Result::ok)
-        .all(|e| matches!(e.file_name().to_str(), Some("log" | "store.redb" | "registry.json" | "registry.json.tmp")))
+    entries.filter_map(Result::ok).all(|e| {
+        matches!(e.file_name().to_str(), Some("log" | "store.redb" | "registry.json" | "registry.json.tmp" | "objects"))
+    })
 }
 
 pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
@@ -74,7 +77,14 @@ pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     for i in 0..args.tasks {
         let task_id = format!("task-{i:06}");
-        let create = TaskCommand::CreateTask(visionlog_operators::scenario::scenario(&task_id, &args.customer).create);
+        let scenario = visionlog_operators::scenario::scenario(&task_id, &args.customer);
+        if !args.no_images {
+            // the customer's upload: synthetic shelf photos of the scenario's products
+            for (key, png) in visionlog_operators::scenario::images(&scenario) {
+                rt.objects.put(&key, png)?;
+            }
+        }
+        let create = TaskCommand::CreateTask(scenario.create);
         let command_id = deterministic_id(&["demo", &task_id, "create"]);
         let envelope = CommandEnvelope {
             command_id: command_id.clone(),

@@ -229,9 +229,14 @@ pub(crate) fn run(backends: &Backends, cmd: &ReportCmd) -> anyhow::Result<()> {
                     return json_lines(&rows);
                 }
                 for r in &rows {
+                    // the crops are there once the task's extraction record reached this version
+                    let status = match visionlog_projector::extraction(store, &r.task_id)? {
+                        Some(e) if e.truth_version >= r.truth_version => e.error.unwrap_or_else(|| "extracted".into()),
+                        _ => "extraction pending".into(),
+                    };
                     for c in &r.crops {
                         line(format!(
-                            "{:<16} v{:<4} {:<14} image {} {}",
+                            "{:<16} v{:<4} {:<14} image {} {}  ({status})",
                             r.task_id, r.truth_version, c.object_id, c.image, c.location
                         ));
                     }

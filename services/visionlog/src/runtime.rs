@@ -27,6 +27,9 @@ pub(crate) struct Backends {
     /// `scylla://host:port[,host:port]/keyspace[?consistency=local_quorum&replication=3&dc=NAME]`.
     #[arg(long, env = "VISIONLOG_STORE", global = true)]
     pub(crate) store: Option<String>,
+    /// The object store (images, training crops): `file:///dir` (default: DATA_DIR/objects).
+    #[arg(long, env = "VISIONLOG_OBJECTS", global = true)]
+    pub(crate) objects: Option<String>,
     /// When the embedded log fsyncs: always, never or `<N>ms`.
     #[arg(long, env = "VISIONLOG_FSYNC", default_value = "always", global = true)]
     pub(crate) fsync: FsyncPolicy,
@@ -55,6 +58,7 @@ pub(crate) struct Runtime {
     pub(crate) log: Arc<dyn EventLog>,
     pub(crate) codec: Arc<Codec>,
     pub(crate) store: Arc<dyn ReadStore>,
+    pub(crate) objects: visionlog_objects::Objects,
     pub(crate) topics: Topics,
     pub(crate) bus: CommandBus,
     /// The broker started for `--log kafka`, if any. Declared last: fields drop in order, so it
@@ -69,6 +73,9 @@ impl Runtime {
         let (log, log_url, broker) = open_log(b.log.as_deref(), &data, b.fsync)?;
         let store_url = b.store.clone().unwrap_or_else(|| format!("embedded://{}", data.join("store.redb").display()));
         let store = visionlog_store::open(&store_url).with_context(|| format!("opening the store {store_url}"))?;
+        let objects_url = b.objects.clone().unwrap_or_else(|| format!("file://{}", data.join("objects").display()));
+        let objects = visionlog_objects::Objects::open(&objects_url)
+            .with_context(|| format!("opening the object store {objects_url}"))?;
         let mut topics = Topics::new(&b.topic_prefix, b.partitions);
         if let Ok(existing) = log.partitions(&topics.commands) {
             topics.partitions = existing;
@@ -78,7 +85,7 @@ impl Runtime {
         let codec = Arc::new(Codec::new(open_registry(b, &data, kafka)?)?);
         let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
         tracing::info!(log = log_url, store = store_url, partitions = topics.partitions, "backends open");
-        Ok(Self { log, codec, store, topics, bus, _broker: broker })
+        Ok(Self { log, codec, store, objects, topics, bus, _broker: broker })
     }
 }
 
@@ -90,7 +97,7 @@ impl Runtime {
             codec: self.codec.clone(),
             topics: self.topics.clone(),
             store: self.store.clone(),
-            before_rows: None,
+            before_rows: Some(Arc::new(visionlog_projector::Extractor::new(self.objects.clone(), self.store.clone()))),
         }
     }
 }
