@@ -36,7 +36,10 @@ fn report(data: &Path, args: &[&str]) -> Vec<serde_json::Value> {
 fn a_rebuild_of_a_10000_task_history_gives_the_live_views() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = visionlog(&data).args(["--fsync", "never", "demo", "--tasks", "10000", "--json"]).output().unwrap();
+    let out = visionlog(&data)
+        .args(["--fsync", "never", "demo", "--tasks", "10000", "--no-images", "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "demo: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(last_json(&out.stdout)["tasks_completed"], 10000);
 
