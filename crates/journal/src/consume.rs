@@ -94,17 +94,7 @@ pub fn consume_partition(
     handler: &mut dyn EventHandler,
     stop: &AtomicBool,
 ) -> Result<(), ConsumeError> {
-    while !stop.load(Ordering::Relaxed) {
-        match run(sub, handler, stop, None, LIVE_BATCH) {
-            Ok(()) => return Ok(()),
-            Err(ConsumeError::Transient(e)) => {
-                tracing::warn!(group = sub.group, partition = sub.partition, error = %e, "handler failed; retrying from the last committed position");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    consume(sub, handler, stop, None, LIVE_BATCH)
 }
 
 /// Consumes one partition of `events` from the group's committed position up to `end` (an
@@ -117,8 +107,20 @@ pub fn consume_until(
     batch: usize,
     stop: &AtomicBool,
 ) -> Result<(), ConsumeError> {
+    consume(sub, handler, stop, Some(end), batch)
+}
+
+/// Runs [`run`] until it ends, pausing and starting again from the last committed position
+/// after a transient failure.
+fn consume(
+    sub: Subscription<'_>,
+    handler: &mut dyn EventHandler,
+    stop: &AtomicBool,
+    until: Option<u64>,
+    batch: usize,
+) -> Result<(), ConsumeError> {
     while !stop.load(Ordering::Relaxed) {
-        match run(sub, handler, stop, Some(end), batch) {
+        match run(sub, handler, stop, until, batch) {
             Ok(()) => return Ok(()),
             Err(ConsumeError::Transient(e)) => {
                 tracing::warn!(group = sub.group, partition = sub.partition, error = %e, "handler failed; retrying from the last committed position");
@@ -137,74 +139,90 @@ fn run(
     until: Option<u64>,
     batch: usize,
 ) -> Result<(), ConsumeError> {
-    let Subscription { log, codec, topics, group, partition } = sub;
+    let Subscription { log, topics, group, partition, .. } = sub;
     let start = log.committed(group, &topics.events, partition)?.map_or(0, |p| p.offset);
     let mut reader = JournalReader::resume_after(log, &topics.events, partition, start)?;
     let mut next = start;
     let mut committed = start;
     while !stop.load(Ordering::Relaxed) {
-        if until.is_some_and(|end| next >= end) {
+        let done = until.is_some_and(|end| next >= end);
+        if done {
             handler.finish()?;
-            let settled = reader.settled_offset();
-            if settled != committed && !handler.holding() {
-                log.commit(group, &topics.events, partition, &Position::at(settled))?;
-            }
-            return Ok(());
+        } else {
+            let Some(after) = feed_batch(sub, &mut reader, handler, next, batch)? else { continue };
+            next = after;
+            handler.flush()?;
         }
-        let records = log.read(&topics.events, partition, next, batch)?;
-        if records.is_empty() {
-            log.wait_for(&topics.events, partition, next, Duration::from_millis(100))?;
-            continue;
-        }
-        for record in records {
-            next = record.offset + 1;
-            let entry = match reader.feed(record) {
-                Ok(Some(entry)) => entry,
-                Ok(None) => continue,
-                Err(e) => {
-                    let reason = e.reason;
-                    let refused = e.record.map(|r| *r).unwrap_or_else(|| LogRecord {
-                        offset: e.offset,
-                        timestamp_ms: 0,
-                        key: None,
-                        headers: Vec::new(),
-                        value: Vec::new(),
-                    });
-                    sub.dead_letter(&refused, "not_a_journal_record", &reason)?;
-                    continue;
-                }
-            };
-            let Entry::Decision(decision) = entry else { continue };
-            let DecisionBody::Accepted(events) = decision.body else { continue };
-            for e in events {
-                match codec.decode_event(&e.payload) {
-                    Ok(event) => handler.handle(HandledEvent {
-                        partition,
-                        offset: e.offset,
-                        envelope: &e.envelope,
-                        event: &event,
-                    })?,
-                    Err(err) => {
-                        let rec = LogRecord {
-                            offset: e.offset,
-                            timestamp_ms: e.envelope.recorded_at_ms,
-                            key: None,
-                            headers: Vec::new(),
-                            value: e.payload,
-                        };
-                        sub.dead_letter(&rec, err.code(), &err.to_string())?;
-                    }
-                }
-            }
-        }
-        handler.flush()?;
         let settled = reader.settled_offset();
         if settled != committed && !handler.holding() {
             log.commit(group, &topics.events, partition, &Position::at(settled))?;
             committed = settled;
         }
+        if done {
+            return Ok(());
+        }
     }
     Ok(())
+}
+
+/// Reads a batch from `next` and hands its accepted events to the handler (dead-lettering what
+/// cannot be read); returns the offset to read next, or `None` after waiting a little when
+/// there was nothing to read.
+fn feed_batch(
+    sub: Subscription<'_>,
+    reader: &mut JournalReader,
+    handler: &mut dyn EventHandler,
+    mut next: u64,
+    batch: usize,
+) -> Result<Option<u64>, ConsumeError> {
+    let Subscription { log, codec, topics, partition, .. } = sub;
+    let records = log.read(&topics.events, partition, next, batch)?;
+    if records.is_empty() {
+        log.wait_for(&topics.events, partition, next, Duration::from_millis(100))?;
+        return Ok(None);
+    }
+    for record in records {
+        next = record.offset + 1;
+        let entry = match reader.feed(record) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => continue,
+            Err(e) => {
+                let reason = e.reason;
+                let refused = e.record.map(|r| *r).unwrap_or_else(|| LogRecord {
+                    offset: e.offset,
+                    timestamp_ms: 0,
+                    key: None,
+                    headers: Vec::new(),
+                    value: Vec::new(),
+                });
+                sub.dead_letter(&refused, "not_a_journal_record", &reason)?;
+                continue;
+            }
+        };
+        let Entry::Decision(decision) = entry else { continue };
+        let DecisionBody::Accepted(events) = decision.body else { continue };
+        for e in events {
+            match codec.decode_event(&e.payload) {
+                Ok(event) => handler.handle(HandledEvent {
+                    partition,
+                    offset: e.offset,
+                    envelope: &e.envelope,
+                    event: &event,
+                })?,
+                Err(err) => {
+                    let rec = LogRecord {
+                        offset: e.offset,
+                        timestamp_ms: e.envelope.recorded_at_ms,
+                        key: None,
+                        headers: Vec::new(),
+                        value: e.payload,
+                    };
+                    sub.dead_letter(&rec, err.code(), &err.to_string())?;
+                }
+            }
+        }
+    }
+    Ok(Some(next))
 }
 
 /// Records a record that could not be decoded or handled on the `dead-letters` topic.

@@ -42,6 +42,17 @@ pub trait BeforeRows: Send + Sync {
 }
 
 impl ProjectorStats {
+    /// Adds another's counts.
+    pub fn add(&mut self, o: &ProjectorStats) {
+        self.events += o.events;
+        self.duplicates += o.duplicates;
+        self.parked += o.parked;
+        self.rows_applied += o.rows_applied;
+        self.rows_stale += o.rows_stale;
+        self.write_us += o.write_us;
+        self.store_us += o.store_us;
+    }
+
     /// What was done since `earlier`.
     pub fn since(&self, earlier: &ProjectorStats) -> ProjectorStats {
         ProjectorStats {

@@ -20,6 +20,16 @@ fn rows_of<T: serde::de::DeserializeOwned>(rows: Vec<Row>) -> Vec<T> {
     rows.iter().filter_map(|r| decode(&r.value)).collect()
 }
 
+/// Decodes every live row of a table (a scan).
+fn scan_of<T: serde::de::DeserializeOwned>(store: &dyn ReadStore, table: &str) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    for_each_row(store, table, |r| {
+        out.extend(decode::<T>(&r.value));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// Reads one task's summary.
 pub fn summary(store: &dyn ReadStore, task_id: &str) -> Result<Option<TaskSummary>, StoreError> {
     Ok(store
@@ -30,12 +40,7 @@ pub fn summary(store: &dyn ReadStore, task_id: &str) -> Result<Option<TaskSummar
 
 /// Reads every summary (a table scan).
 pub fn list_summaries(store: &dyn ReadStore) -> Result<Vec<TaskSummary>, StoreError> {
-    let mut out = Vec::new();
-    for_each_row(store, &serving(store, TASK_SUMMARY)?, |r| {
-        out.extend(decode::<TaskSummary>(&r.value));
-        Ok(())
-    })?;
-    Ok(out)
+    scan_of(store, &serving(store, TASK_SUMMARY)?)
 }
 
 /// Which tasks to list.
@@ -65,14 +70,7 @@ pub fn tasks(store: &dyn ReadStore, f: &TaskFilter) -> Result<Vec<TaskSummary>, 
     };
     let mut out: Vec<TaskSummary> = match (&f.customer, &f.status) {
         (Some(c), Some(s)) => rows_of(read_partition(store, &t, &format!("{c}|{s}"))?),
-        _ => {
-            let mut all = Vec::new();
-            for_each_row(store, &t, |r| {
-                all.extend(decode::<TaskSummary>(&r.value));
-                Ok(())
-            })?;
-            all
-        }
+        _ => scan_of(store, &t)?,
     };
     out.retain(keep);
     out.sort_by(|a, b| (a.created_at_ms, &a.task_id).cmp(&(b.created_at_ms, &b.task_id)));

@@ -180,13 +180,7 @@ fn catch_up(
     let mut total = (ProjectorStats::default(), 0);
     for r in results {
         let (s, records) = r?;
-        total.0.events += s.events;
-        total.0.duplicates += s.duplicates;
-        total.0.parked += s.parked;
-        total.0.rows_applied += s.rows_applied;
-        total.0.rows_stale += s.rows_stale;
-        total.0.write_us += s.write_us;
-        total.0.store_us += s.store_us;
+        total.0.add(&s);
         total.1 += records;
     }
     Ok(total)
@@ -223,10 +217,7 @@ pub fn rebuild(ctx: &ProjectorContext, force: bool, stop: &AtomicBool) -> Result
     if stop.load(Ordering::Relaxed) {
         return Err(RebuildError::Stopped);
     }
-    stats.events += more.events;
-    stats.rows_applied += more.rows_applied;
-    stats.rows_stale += more.rows_stale;
-    stats.duplicates += more.duplicates;
+    stats.add(&more);
     records += more_records;
     // what the rebuild wrote unsynced is durable before readers are switched to it
     store.sync()?;
