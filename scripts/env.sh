@@ -7,3 +7,7 @@ export VISIONLOG_TOOLS="${VISIONLOG_TOOLS:-$HOME/.cache/visionlog/bin}"
 export TANSU_BIN="${TANSU_BIN:-$VISIONLOG_TOOLS/tansu}"
 # A Python with a plain Kafka client, for the test of a retailer's own producer (install.sh).
 export VISIONLOG_PYTHON="${VISIONLOG_PYTHON:-$HOME/.cache/visionlog/py/bin/python}"
+# libtorch 2.13.0 for tch 0.26 (install.sh): the PyPI torch wheel's libraries and headers, with the
+# two small CUDA runtime wheels that libtorch_cpu.so names. No other download.
+export VISIONLOG_LIBTORCH_DIR="${VISIONLOG_LIBTORCH_DIR:-$HOME/.cache/visionlog/libtorch-2.13.0}"
+export LIBTORCH="${LIBTORCH:-$VISIONLOG_LIBTORCH_DIR/torch}"

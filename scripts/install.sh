@@ -2,7 +2,8 @@
 # Installs what visionlog needs to build and test, where it is missing. Idempotent.
 # Today: a Rust toolchain with rustfmt and clippy, a C compiler and make for -sys crates
 # (librdkafka is built from source by rdkafka), the tansu Kafka-protocol broker for the
-# tests against a real broker, and a Python with confluent-kafka for a retailer's-eye test. The S3 server and libtorch steps join here with their issues.
+# tests against a real broker, a Python with confluent-kafka for a retailer's-eye test, and
+# libtorch for the models (tch). The S3 server step joins here with its issue.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -60,5 +61,17 @@ if ! py_ok; then
     "$VISIONLOG_PYTHON" -m pip install --quiet $PY_PACKAGES
     py_ok || { echo "install: the Python environment does not import confluent_kafka and fastavro" >&2; exit 1; }
 fi
+# libtorch 2.13.0 (what tch 0.26 binds), from the PyPI torch wheel: its lib/ and include/ are a
+# libtorch distribution. The wheel is a CUDA build; --no-deps skips the 2.7 GB of CUDA wheels,
+# and the two small ones that libtorch_cpu.so names let it load on a machine without a GPU.
+TORCH_WHEELS="torch==2.13.0 nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85"
+torch_ok() { [ -f "$LIBTORCH/lib/libtorch_cpu.so" ] && [ -f "$LIBTORCH/include/torch/csrc/api/include/torch/torch.h" ] && [ -d "$VISIONLOG_LIBTORCH_DIR/nvidia" ]; }
+if ! torch_ok; then
+    echo "install: libtorch from the PyPI wheels $TORCH_WHEELS (about 530 MB)"
+    rm -rf "$VISIONLOG_LIBTORCH_DIR"
+    # shellcheck disable=SC2086
+    python3 -m pip install --quiet --no-deps --target "$VISIONLOG_LIBTORCH_DIR" $TORCH_WHEELS
+    torch_ok || { echo "install: no libtorch under $LIBTORCH after installing the wheels" >&2; exit 1; }
+fi
 mkdir -p "$CARGO_TARGET_DIR"
-echo "install: $(cargo --version), target dir $CARGO_TARGET_DIR, $("$TANSU_BIN" --version)"
+echo "install: $(cargo --version), target dir $CARGO_TARGET_DIR, $("$TANSU_BIN" --version), libtorch $LIBTORCH"

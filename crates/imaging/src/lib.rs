@@ -3,6 +3,8 @@
 
 use std::io::Cursor;
 
+pub mod scene;
+
 /// The largest image accepted, per side.
 pub const MAX_SIDE: u32 = 8192;
 
