@@ -16,6 +16,7 @@ mod ids;
 mod limits;
 mod model;
 mod rejection;
+pub mod scoring;
 mod state;
 pub mod summarizer;
 mod validate;

@@ -1,13 +1,19 @@
-//! Models of visionlog on libtorch.
-pub fn device() -> tch::Device {
-    tch::Device::cuda_if_available()
-}
-#[cfg(test)]
-mod t {
-    #[test]
-    fn smoke() {
-        let t = tch::Tensor::from_slice(&[1f32, 2., 3.]);
-        assert_eq!(f64::try_from(t.sum(tch::Kind::Float)).unwrap(), 6.0);
-        println!("{:?} threads {}", super::device(), tch::get_num_threads());
-    }
-}
+//! Models of visionlog on libtorch (`tch`): the single-stage detector, its training and
+//! scoring, artifacts (safetensors + manifest, or an imported TorchScript module), and the
+//! choice of device.
+
+mod artifact;
+pub mod detector;
+mod error;
+pub mod input;
+mod model;
+mod runtime;
+pub mod train;
+
+pub use artifact::{
+    Artifact, Expect, MANIFEST_FORMAT, MAX_MANIFEST_BYTES, Manifest, ModelKind, TORCHSCRIPT, TrainingInfo, sha256_hex,
+};
+pub use detector::{ARCHITECTURE, DecodeConfig};
+pub use error::VisionError;
+pub use model::{DETECTOR_INPUT, Detector, import_torchscript};
+pub use runtime::{Runtime, runtime};

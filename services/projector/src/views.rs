@@ -16,6 +16,7 @@ use crate::task_view::{TaskView, ViewObject, day, month};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::collections::BTreeMap;
 use visionlog_domain::BoundingBox;
+use visionlog_domain::scoring::Placed;
 
 /// The tables of the views (without their generation suffix).
 pub const VIEW_TABLES: [&str; 8] = [
@@ -45,8 +46,7 @@ pub const TRAINING_INDEX: &str = "training_index";
 /// The last definition of each class group.
 pub const CLASS_GROUPS: &str = "class_groups";
 
-/// Minimum intersection over union for a prediction to match a ground-truth box.
-pub const MATCH_IOU: f32 = 0.5;
+pub use visionlog_domain::scoring::MATCH_IOU;
 
 /// One row a view wants, before its generation and version are known.
 #[derive(Clone, Debug, PartialEq)]
@@ -111,35 +111,7 @@ pub struct TaskSummary {
     pub last_event: String,
 }
 
-/// TP / FP / FN of one class.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    /// Predictions matched to a ground-truth box of the same class.
-    pub tp: u64,
-    /// Predictions matched to nothing.
-    pub fp: u64,
-    /// Ground-truth boxes no prediction matched.
-    pub fn_: u64,
-}
-
-impl Counts {
-    /// Adds another's counts.
-    pub fn add(&mut self, o: &Counts) {
-        self.tp += o.tp;
-        self.fp += o.fp;
-        self.fn_ += o.fn_;
-    }
-
-    /// TP / (TP + FP), if any predictions.
-    pub fn precision(&self) -> Option<f64> {
-        (self.tp + self.fp > 0).then(|| self.tp as f64 / (self.tp + self.fp) as f64)
-    }
-
-    /// TP / (TP + FN), if any truth.
-    pub fn recall(&self) -> Option<f64> {
-        (self.tp + self.fn_ > 0).then(|| self.tp as f64 / (self.tp + self.fn_) as f64)
-    }
-}
+pub use visionlog_domain::scoring::Counts;
 
 /// The engine monitor's row: one detection run scored against the ground truth after it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,41 +212,9 @@ pub fn crop_location(class_group: &str, class_id: u32, task_id: &str, object_id:
 /// Matches predictions to ground truth per image: pairs of the same class (or any class, for a
 /// prediction without one) with IoU >= 0.5, best IoU first, each box matched at most once.
 pub fn score(predictions: &[ViewObject], truth: &[ViewObject]) -> BTreeMap<u32, Counts> {
-    let mut pairs = Vec::new();
-    for (i, p) in predictions.iter().enumerate() {
-        for (j, t) in truth.iter().enumerate() {
-            if p.image != t.image || (p.class_id.is_some() && p.class_id != t.class_id) {
-                continue;
-            }
-            let iou = p.bbox.iou(&t.bbox);
-            if iou >= MATCH_IOU {
-                pairs.push((iou, i, j));
-            }
-        }
-    }
-    pairs.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-    let (mut p_used, mut t_used) = (vec![false; predictions.len()], vec![false; truth.len()]);
-    let mut counts: BTreeMap<u32, Counts> = BTreeMap::new();
-    for (_, i, j) in pairs {
-        if !p_used[i] && !t_used[j] {
-            p_used[i] = true;
-            t_used[j] = true;
-            counts.entry(predictions[i].class_id.unwrap_or(0)).or_default().tp += 1;
-        }
-    }
-    for (i, p) in predictions.iter().enumerate() {
-        if !p_used[i] {
-            counts.entry(p.class_id.unwrap_or(0)).or_default().fp += 1;
-        }
-    }
-    for (j, t) in truth.iter().enumerate() {
-        if !t_used[j] {
-            // a box the model did not classify is scored as class 0 when it is missed too
-            let unclassified = predictions.iter().all(|p| p.class_id.is_none()) && !predictions.is_empty();
-            counts.entry(if unclassified { 0 } else { t.class_id.unwrap_or(0) }).or_default().fn_ += 1;
-        }
-    }
-    counts
+    let placed = |o: &ViewObject| Placed { image: o.image, bbox: o.bbox, class_id: o.class_id };
+    let (p, t): (Vec<_>, Vec<_>) = (predictions.iter().map(placed).collect(), truth.iter().map(placed).collect());
+    visionlog_domain::scoring::score(&p, &t)
 }
 
 impl TaskView {

@@ -1,0 +1,44 @@
+//! Pixels into tensors: a photo scaled to the model's input, a batch of them.
+
+use crate::VisionError;
+use tch::{Kind, Tensor};
+use visionlog_imaging::Rgb;
+
+/// A photo prepared for a model: `[3, h, w]` bytes at the model's input size, and the factors
+/// that take model pixels back to the photo's.
+#[derive(Debug)]
+pub struct Prepared {
+    /// `[3, h, w]`, `u8`.
+    pub pixels: Tensor,
+    /// Photo width / input width.
+    pub scale_x: f32,
+    /// Photo height / input height.
+    pub scale_y: f32,
+}
+
+/// Scales a photo to `(w, h)` (area averaging) and keeps it as bytes.
+pub fn prepare(image: &Rgb, (w, h): (i64, i64)) -> Result<Prepared, VisionError> {
+    if image.width == 0 || image.height == 0 || image.pixels.len() != (image.width * image.height * 3) as usize {
+        return Err(VisionError::Input(format!(
+            "a {}x{} image with {} bytes",
+            image.width,
+            image.height,
+            image.pixels.len()
+        )));
+    }
+    let t = Tensor::from_slice(&image.pixels)
+        .view([i64::from(image.height), i64::from(image.width), 3])
+        .permute([2, 0, 1])
+        .to_kind(Kind::Float)
+        .unsqueeze(0)
+        .adaptive_avg_pool2d([h, w])
+        .squeeze_dim(0)
+        .round()
+        .to_kind(Kind::Uint8);
+    Ok(Prepared { pixels: t, scale_x: image.width as f32 / w as f32, scale_y: image.height as f32 / h as f32 })
+}
+
+/// Stacks prepared photos into a float batch `[n, 3, h, w]` centred on zero.
+pub fn batch(items: &[&Tensor]) -> Tensor {
+    Tensor::stack(items, 0).to_kind(Kind::Float) / 255.0 - 0.5
+}

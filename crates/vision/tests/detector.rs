@@ -1,0 +1,47 @@
+//! The detector learns shelf scenes on the CPU, well above chance on scenes it never saw.
+
+mod common;
+
+use common::{CLASSES, scenes};
+use tch::Device;
+use visionlog_vision::train::{TrainConfig, evaluate, train, training_image};
+use visionlog_vision::{DETECTOR_INPUT, DecodeConfig, Detector};
+
+#[test]
+fn trains_to_well_above_chance_on_held_out_scenes() {
+    let steps: u64 = std::env::var("VISION_TEST_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    let train_set = scenes("train", 160);
+    let held_out = scenes("held-out", 40);
+    let det = Detector::new(&CLASSES, DETECTOR_INPUT, Device::Cpu, 1).unwrap();
+    let photos: Vec<_> = held_out.iter().map(|(img, truth)| (img, truth.clone())).collect();
+    let before = evaluate(&det, &photos, 8, &DecodeConfig::default()).unwrap();
+
+    let data: Vec<_> =
+        train_set.iter().map(|(img, truth)| training_image(img, truth, &CLASSES, DETECTOR_INPUT).unwrap()).collect();
+    let mut last = None;
+    let info = train(&det, &data, &TrainConfig { steps, ..Default::default() }, &mut |p| {
+        if p.step % 50 == 0 {
+            eprintln!("step {}/{} loss {:.3} {:.1} images/s", p.step, p.steps, p.loss, p.images_per_second);
+        }
+        last = Some(*p);
+    })
+    .unwrap();
+    let after = evaluate(&det, &photos, 8, &DecodeConfig::default()).unwrap();
+    let (p, r) = (after.total.precision().unwrap_or(0.0), after.total.recall().unwrap_or(0.0));
+    eprintln!(
+        "held-out: before tp {} fp {} fn {}; after {} steps ({:.0} s, {:.1} images/s): tp {} fp {} fn {} precision {p:.3} recall {r:.3}",
+        before.total.tp,
+        before.total.fp,
+        before.total.fn_,
+        info.steps,
+        info.seconds,
+        info.images_per_second,
+        after.total.tp,
+        after.total.fp,
+        after.total.fn_
+    );
+    assert!(last.unwrap().loss.is_finite());
+    // chance: an untrained detector finds (almost) nothing of the right class in the right place
+    assert!(before.total.recall().unwrap_or(0.0) < 0.05, "{before:?}");
+    assert!(p >= 0.7 && r >= 0.7, "precision {p:.3} recall {r:.3} on held-out scenes");
+}
