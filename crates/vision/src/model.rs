@@ -15,7 +15,7 @@ use visionlog_imaging::Rgb;
 pub const DETECTOR_INPUT: (i64, i64) = (256, 192);
 
 enum Net {
-    Native { vs: nn::VarStore, net: DetectorNet },
+    Native { vs: nn::VarStore, net: Box<DetectorNet> },
     Script(tch::CModule),
 }
 
@@ -51,7 +51,7 @@ impl Detector {
             training: None,
             metrics: BTreeMap::new(),
         };
-        Ok(Self { manifest, net: Net::Native { vs, net }, device })
+        Ok(Self { manifest, net: Net::Native { vs, net: Box::new(net) }, device })
     }
 
     /// Loads an artifact for a deployment: refused unless it is whole, it is what `expect`
@@ -66,7 +66,7 @@ impl Detector {
                 let file = tempfile::Builder::new().suffix(".safetensors").tempfile()?;
                 std::fs::write(file.path(), &artifact.weights)?;
                 vs.load(file.path()).map_err(|e| VisionError::artifact(format!("weights do not load: {e}")))?;
-                Net::Native { vs, net }
+                Net::Native { vs, net: Box::new(net) }
             }
             TORCHSCRIPT => {
                 let mut module = tch::CModule::load_data_on_device(&mut Cursor::new(&artifact.weights), device)
@@ -112,6 +112,13 @@ impl Detector {
         match &self.net {
             Net::Native { vs, .. } => Some(vs),
             Net::Script(_) => None,
+        }
+    }
+
+    /// Stops tracking gradients: for serving, and for tracing into TorchScript.
+    pub fn freeze(&mut self) {
+        if let Net::Native { vs, .. } = &mut self.net {
+            vs.freeze();
         }
     }
 

@@ -4,10 +4,10 @@ use visionlog_domain::BoundingBox;
 use visionlog_imaging::Rgb;
 use visionlog_imaging::scene;
 
-pub const CLASSES: [u32; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+pub(crate) const CLASSES: [u32; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
 
 /// Renders scenes `prefix/0..n` at the demo's photo size, with their truth.
-pub fn scenes(prefix: &str, n: usize) -> Vec<(Rgb, Vec<(BoundingBox, u32)>)> {
+pub(crate) fn scenes(prefix: &str, n: usize) -> Vec<(Rgb, Vec<(BoundingBox, u32)>)> {
     (0..n)
         .map(|i| {
             let s = scene::generate(&format!("{prefix}/{i}"), 640, 480, CLASSES.len() as u32);
