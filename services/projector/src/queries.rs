@@ -1,6 +1,7 @@
 //! The queries of the views, always on the serving generation.
 
 use crate::generations::{self, table};
+use crate::task_view::TaskView;
 use crate::views::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -41,6 +42,24 @@ pub fn summary(store: &dyn ReadStore, task_id: &str) -> Result<Option<TaskSummar
 /// Reads every summary (a table scan).
 pub fn list_summaries(store: &dyn ReadStore) -> Result<Vec<TaskSummary>, StoreError> {
     scan_of(store, &serving(store, TASK_SUMMARY)?)
+}
+
+/// Reads the whole fold of every task of a class group that has ground truth: the
+/// training-data repository of the detectors (images and true boxes) and the past prediction
+/// events to backtest on. A table scan: the trainer's, not a request path's.
+pub fn labelled_tasks(store: &dyn ReadStore, class_group: &str) -> Result<Vec<TaskView>, StoreError> {
+    let mut out = Vec::new();
+    for_each_row(store, &serving(store, TASK_STATE)?, |r| {
+        if let Some(v) = decode::<TaskView>(&r.value)
+            && v.class_group == class_group
+            && v.truth.is_some()
+            && !v.cancelled
+        {
+            out.push(v);
+        }
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// Which tasks to list.

@@ -1,0 +1,19 @@
+//! Models are event-sourced (seed 002: a model is a materialized view over events). Each
+//! model key — customer, class group and kind — has a stream on the `models` topic:
+//! `ModelRegistered` (an artifact imported), `TrainingRequested` (the "Train" button),
+//! `ModelTrained` (an artifact trained here, with its data snapshot), `ModelBacktested`
+//! (metrics on past examples, with the model it was compared to), `ModelPromoted`,
+//! `ModelRetired`. "Which model produced this result" is the `ModelRef` on the prediction
+//! event; "what was deployed at time t" is [`ModelStream::deployed_at`].
+//!
+//! The log has no conditional append, so concurrency control is by log order: each record
+//! names the stream version it expects to create, and when two writers race, the first in
+//! the log wins and readers ignore the other. A writer reads back after appending to learn
+//! whether it won ([`Registry::execute`]); a command id already in the stream is answered as
+//! a duplicate. Records are JSON (`format` 1): the stream is small and internal.
+
+mod registry;
+mod stream;
+
+pub use registry::{Outcome, Registry, RegistryError};
+pub use stream::{ModelCommand, ModelEvent, ModelKey, ModelStream, ModelVersion, Status, decide};
