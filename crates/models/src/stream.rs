@@ -154,6 +154,8 @@ pub struct ModelVersion {
     pub artifact: String,
     /// Trained here (else imported).
     pub trained: bool,
+    /// Tasks it was trained on (0 for an imported one).
+    pub tasks: u64,
     /// Where it stands.
     pub status: Status,
     /// The last backtest: (tasks, precision, recall, f1).
@@ -183,13 +185,14 @@ impl ModelStream {
     /// Folds one event in (`at_ms`: when it was recorded).
     pub fn apply(&mut self, event: &ModelEvent, at_ms: i64) {
         self.version += 1;
-        let mut add = |version: u32, artifact: &str, trained: bool| {
+        let mut add = |version: u32, artifact: &str, trained: bool, tasks: u64| {
             self.versions.insert(
                 version,
                 ModelVersion {
                     version,
                     artifact: artifact.to_owned(),
                     trained,
+                    tasks,
                     status: Status::Candidate,
                     backtest: None,
                     created_ms: at_ms,
@@ -197,9 +200,9 @@ impl ModelStream {
             );
         };
         match event {
-            ModelEvent::ModelRegistered { version, artifact, .. } => add(*version, artifact, false),
-            ModelEvent::ModelTrained { version, artifact, .. } => {
-                add(*version, artifact, true);
+            ModelEvent::ModelRegistered { version, artifact, .. } => add(*version, artifact, false, 0),
+            ModelEvent::ModelTrained { version, artifact, tasks, .. } => {
+                add(*version, artifact, true, *tasks);
                 self.pending_training = None;
             }
             ModelEvent::TrainingRequested { by, reason } => self.pending_training = Some((by.clone(), reason.clone())),
@@ -233,6 +236,11 @@ impl ModelStream {
     /// The version that served at `ms`, if any.
     pub fn deployed_at(&self, ms: i64) -> Option<u32> {
         self.deployments.iter().take_while(|(at, _)| *at <= ms).last().and_then(|(_, v)| *v)
+    }
+
+    /// Tasks the most recently trained version learnt from (0 if none was trained here).
+    pub fn trained_tasks(&self) -> u64 {
+        self.versions.values().filter(|v| v.trained).map(|v| v.tasks).next_back().unwrap_or(0)
     }
 
     /// The next version number.

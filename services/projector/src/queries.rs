@@ -44,6 +44,14 @@ pub fn list_summaries(store: &dyn ReadStore) -> Result<Vec<TaskSummary>, StoreEr
     scan_of(store, &serving(store, TASK_SUMMARY)?)
 }
 
+/// Reads the whole fold of one task, as far as it is projected.
+pub fn task_view(store: &dyn ReadStore, task_id: &str) -> Result<Option<TaskView>, StoreError> {
+    Ok(store
+        .get(&serving(store, TASK_STATE)?, task_id, "")?
+        .filter(|r| !r.is_tombstone())
+        .and_then(|r| decode(&r.value)))
+}
+
 /// Reads the whole fold of every task of a class group that has ground truth: the
 /// training-data repository of the detectors (images and true boxes) and the past prediction
 /// events to backtest on. A table scan: the trainer's, not a request path's.

@@ -1,0 +1,46 @@
+//! Artifacts in the object store: `models/<model id>/<folder>/manifest.json` and the weights
+//! file next to it (`weights.safetensors`, or `model.pt` for an imported TorchScript module).
+
+use visionlog_objects::{Objects, ObjectsError};
+use visionlog_vision::{Artifact, MAX_MANIFEST_BYTES, Manifest, TORCHSCRIPT, VisionError};
+
+/// Weights files larger than this are refused.
+pub const MAX_WEIGHTS_BYTES: u64 = 512 << 20;
+
+/// Why an artifact could not be stored or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// The object store.
+    #[error("object store: {0}")]
+    Objects(#[from] ObjectsError),
+    /// The artifact itself.
+    #[error(transparent)]
+    Vision(#[from] VisionError),
+}
+
+fn segment(id: &str) -> String {
+    visionlog_projector::views::path_segment(id)
+}
+
+/// The folder of an artifact of a model.
+pub fn folder(model_id: &str, name: &str) -> String {
+    format!("models/{}/{}", segment(model_id), segment(name))
+}
+
+fn weights_file(m: &Manifest) -> &'static str {
+    if m.architecture == TORCHSCRIPT { "model.pt" } else { "weights.safetensors" }
+}
+
+/// Writes an artifact: weights first, then the manifest that names them.
+pub fn put(objects: &Objects, folder: &str, a: &Artifact) -> Result<(), ArtifactError> {
+    objects.put(&format!("{folder}/{}", weights_file(&a.manifest)), a.weights.clone())?;
+    objects.put(&format!("{folder}/manifest.json"), a.manifest.to_json())?;
+    Ok(())
+}
+
+/// Reads an artifact (bounded); checking it is [`visionlog_vision::Detector::load`]'s job.
+pub fn get(objects: &Objects, folder: &str) -> Result<Artifact, ArtifactError> {
+    let manifest = Manifest::parse(&objects.get(&format!("{folder}/manifest.json"), MAX_MANIFEST_BYTES as u64)?)?;
+    let weights = objects.get(&format!("{folder}/{}", weights_file(&manifest)), MAX_WEIGHTS_BYTES)?;
+    Ok(Artifact { manifest, weights })
+}

@@ -1,0 +1,276 @@
+//! The trainer: the "Train" button and the policy, training, backtest and promotion.
+
+use crate::artifacts;
+use crate::worker::load_image;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use visionlog_domain::BoundingBox;
+use visionlog_journal::{deterministic_id, now_ms};
+use visionlog_models::{ModelCommand, ModelEvent, ModelKey, Outcome, Registry};
+use visionlog_objects::Objects;
+use visionlog_projector::TaskView;
+use visionlog_projector::queries::{self, Backtest};
+use visionlog_store::ReadStore;
+use visionlog_vision::train::{TrainConfig, evaluate, train, training_image};
+use visionlog_vision::{DETECTOR_INPUT, DecodeConfig, Detector, Expect, ModelKind, TrainingInfo, sha256_hex};
+
+/// When and how to train.
+#[derive(Clone, Debug)]
+pub struct TrainerConfig {
+    /// Train by policy when this many labelled training tasks exist beyond the last model's.
+    pub min_new_tasks: u64,
+    /// A candidate is promoted only with at least this F1 on the backtest.
+    pub min_f1: f64,
+    /// The training run.
+    pub train: TrainConfig,
+    /// How often to look for work.
+    pub poll: Duration,
+}
+
+impl Default for TrainerConfig {
+    fn default() -> Self {
+        Self { min_new_tasks: 40, min_f1: 0.5, train: TrainConfig::default(), poll: Duration::from_secs(2) }
+    }
+}
+
+/// Whether a task is held out of training, to backtest on (one in five, by task id).
+pub fn held_out(task_id: &str) -> bool {
+    let h = deterministic_id(&[task_id, "held-out"]);
+    u32::from_str_radix(&h[..8], 16).unwrap_or(0).is_multiple_of(5)
+}
+
+/// What one training run did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainingRun {
+    /// The model.
+    pub model_id: String,
+    /// The version trained.
+    pub version: u32,
+    /// Training.
+    pub info: TrainingInfo,
+    /// Backtest of the candidate: precision, recall, F1, tasks.
+    pub backtest: (f64, f64, f64, u64),
+    /// The deployed version it was compared with and its F1.
+    pub baseline: Option<(u32, f64)>,
+    /// Whether it was promoted.
+    pub promoted: bool,
+}
+
+/// Trains, backtests and promotes detectors.
+pub struct Trainer {
+    store: Arc<dyn ReadStore>,
+    objects: Objects,
+    registry: Arc<Registry>,
+    config: TrainerConfig,
+}
+
+type Photos = Vec<(visionlog_imaging::Rgb, Vec<(BoundingBox, u32)>)>;
+
+impl Trainer {
+    /// Creates a trainer.
+    pub fn new(store: Arc<dyn ReadStore>, objects: Objects, registry: Arc<Registry>, config: TrainerConfig) -> Self {
+        Self { store, objects, registry, config }
+    }
+
+    /// Looks for work until `stop` is set: a training request, or enough new ground truth.
+    pub fn run(&self, class_groups: &dyn Fn() -> Vec<(String, String)>, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            for (customer, class_group) in class_groups() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Err(e) = self.consider(&customer, &class_group) {
+                    tracing::warn!(customer, class_group, error = e, "trainer: will try again");
+                }
+            }
+            std::thread::sleep(self.config.poll);
+        }
+    }
+
+    /// Trains a class group's detector if asked to or if the policy says so.
+    pub fn consider(&self, customer: &str, class_group: &str) -> Result<Option<TrainingRun>, String> {
+        let key = ModelKey::detector(customer, class_group);
+        let stream = self.registry.stream(&key).map_err(|e| e.to_string())?;
+        let tasks = queries::labelled_tasks(self.store.as_ref(), class_group).map_err(|e| e.to_string())?;
+        let tasks: Vec<TaskView> = tasks.into_iter().filter(|t| t.customer == customer).collect();
+        let trainable = tasks.iter().filter(|t| !held_out(&t.task_id)).count() as u64;
+        let last_trained = stream.versions.values().filter(|v| v.trained).count();
+        let trained_on = stream.trained_tasks();
+        let asked = stream.pending_training.is_some();
+        let policy = trainable >= trained_on + self.config.min_new_tasks;
+        if !(asked || policy) || trainable == 0 {
+            return Ok(None);
+        }
+        tracing::info!(
+            model = key.model_id(),
+            trainable,
+            trained_on,
+            asked,
+            models_trained = last_trained,
+            "trainer: training a detector"
+        );
+        self.train_and_promote(&key, &tasks).map(Some)
+    }
+
+    fn photos(&self, tasks: &[&TaskView]) -> Photos {
+        let mut out = Vec::new();
+        for t in tasks {
+            let Some(truth) = &t.truth else { continue };
+            for (i, image) in t.images.iter().enumerate() {
+                match load_image(&self.objects, &image.uri) {
+                    Ok(px) => {
+                        let boxes = truth
+                            .objects
+                            .iter()
+                            .filter(|o| o.image == i as u32)
+                            .filter_map(|o| Some((o.bbox, o.class_id?)))
+                            .collect();
+                        out.push((px, boxes));
+                    }
+                    Err(e) => tracing::debug!(task = t.task_id, error = e, "trainer: photo skipped"),
+                }
+            }
+        }
+        out
+    }
+
+    /// Trains a candidate on the non-held-out tasks, backtests it and the deployed version on
+    /// the held-out ones, records both, and promotes the candidate if it is better.
+    pub fn train_and_promote(&self, key: &ModelKey, tasks: &[TaskView]) -> Result<TrainingRun, String> {
+        let classes: Vec<u32> = tasks
+            .iter()
+            .flat_map(|t| t.class_names.keys().copied())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let (held, training): (Vec<&TaskView>, Vec<&TaskView>) = tasks.iter().partition(|t| held_out(&t.task_id));
+        let snapshot = {
+            let mut pairs: Vec<String> = training
+                .iter()
+                .map(|t| format!("{}@{}", t.task_id, t.truth.as_ref().map_or(0, |g| g.version)))
+                .collect();
+            pairs.sort();
+            sha256_hex(pairs.join("\n").as_bytes())
+        };
+        let photos = self.photos(&training);
+        if photos.is_empty() {
+            return Err("no readable training photos".into());
+        }
+        let data = photos
+            .iter()
+            .map(|(px, truth)| training_image(px, truth, &classes, DETECTOR_INPUT))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let device = visionlog_vision::runtime().device;
+        let seed = i64::from_str_radix(&snapshot[..8], 16).unwrap_or(0);
+        let det = Detector::new(&classes, DETECTOR_INPUT, device, seed).map_err(|e| e.to_string())?;
+        let model_id = key.model_id();
+        let mut info = train(&det, &data, &self.config.train, &mut |p| {
+            if p.step % 50 == 0 || p.step == p.steps {
+                tracing::info!(
+                    model = model_id,
+                    step = p.step,
+                    steps = p.steps,
+                    loss = p.loss,
+                    images_per_s = p.images_per_second,
+                    "trainer: training"
+                );
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        info.tasks = training.len() as u64;
+        info.snapshot = snapshot.clone();
+
+        // backtest: the candidate and the deployed model on the same held-out tasks
+        let held_photos = self.photos(&held);
+        let refs: Vec<_> = held_photos.iter().map(|(px, t)| (px, t.clone())).collect();
+        let decode = DecodeConfig::default();
+        let score = evaluate(&det, &refs, 8, &decode).map_err(|e| e.to_string())?.total;
+        let (p, r, f1) = (score.precision().unwrap_or(0.0), score.recall().unwrap_or(0.0), score.f1());
+        let stream = self.registry.stream(key).map_err(|e| e.to_string())?;
+        let expect = Expect { kind: ModelKind::Detector, classes: classes.clone(), input: DETECTOR_INPUT };
+        let baseline = match stream.deployed {
+            Some(v) => {
+                let current = artifacts::get(&self.objects, &stream.versions[&v].artifact)
+                    .map_err(|e| e.to_string())
+                    .and_then(|a| Detector::load(&a, &expect, device).map_err(|e| e.to_string()));
+                match current {
+                    Ok(current) => {
+                        Some((v, evaluate(&current, &refs, 8, &decode).map_err(|e| e.to_string())?.total.f1()))
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            model = model_id,
+                            version = v,
+                            error = e,
+                            "trainer: the deployed artifact does not load; it scores 0"
+                        );
+                        Some((v, 0.0))
+                    }
+                }
+            }
+            None => None,
+        };
+
+        let mut metrics = BTreeMap::new();
+        metrics.insert("backtest_precision".to_owned(), p);
+        metrics.insert("backtest_recall".to_owned(), r);
+        metrics.insert("backtest_f1".to_owned(), f1);
+        let artifact = det.to_artifact(Some(info.clone()), metrics).map_err(|e| e.to_string())?;
+        let folder = artifacts::folder(&model_id, &format!("{}-{}", &snapshot[..16], self.config.train.steps));
+        artifacts::put(&self.objects, &folder, &artifact).map_err(|e| e.to_string())?;
+
+        let exec = |id: &str, c: ModelCommand| -> Result<Outcome, String> {
+            self.registry
+                .execute(key, &deterministic_id(&[&model_id, &folder, id]), &c, now_ms())
+                .map_err(|e| e.to_string())
+        };
+        let trained = ModelEvent::ModelTrained {
+            version: 0,
+            artifact: folder.clone(),
+            examples: info.examples,
+            tasks: info.tasks,
+            snapshot,
+            seconds: info.seconds,
+        };
+        let version = match exec("trained", ModelCommand::RecordTraining(trained))? {
+            Outcome::Appended(ModelEvent::ModelTrained { version, .. }, _) => version,
+            Outcome::Duplicate(_) => {
+                let s = self.registry.stream(key).map_err(|e| e.to_string())?;
+                s.versions.values().find(|v| v.artifact == folder).map(|v| v.version).ok_or("trained version lost")?
+            }
+            other => return Err(format!("recording the training: {other:?}")),
+        };
+        let backtested =
+            ModelEvent::ModelBacktested { version, tasks: held.len() as u64, precision: p, recall: r, f1, baseline };
+        exec("backtested", ModelCommand::RecordBacktest(backtested))?;
+        queries::record_backtest(
+            self.store.as_ref(),
+            &model_id,
+            u64::from(version),
+            &Backtest { precision: p, recall: r },
+        )
+        .map_err(|e| e.to_string())?;
+        let better = f1 >= self.config.min_f1 && baseline.is_none_or(|(_, b)| f1 > b);
+        if better {
+            let reason = match baseline {
+                Some((v, b)) => format!("F1 {f1:.3} on {} held-out tasks beats version {v}'s {b:.3}", held.len()),
+                None => format!("F1 {f1:.3} on {} held-out tasks, first model", held.len()),
+            };
+            exec("promoted", ModelCommand::Promote { version, reason })?;
+        }
+        tracing::info!(
+            model = model_id,
+            version,
+            precision = p,
+            recall = r,
+            f1,
+            ?baseline,
+            promoted = better,
+            "trainer: backtested"
+        );
+        Ok(TrainingRun { model_id, version, info, backtest: (p, r, f1, held.len() as u64), baseline, promoted: better })
+    }
+}

@@ -1,0 +1,224 @@
+//! The inference worker: detection requests in, the deployed model's boxes out.
+
+use crate::artifacts;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+use visionlog_codec::envelope::CommandEnvelope;
+use visionlog_domain::*;
+use visionlog_imaging::Rgb;
+use visionlog_journal::{CommandBus, ConsumeError, EventHandler, HandledEvent, deterministic_id, now_ms};
+use visionlog_models::{ModelKey, Registry};
+use visionlog_objects::{Objects, key_of_uri};
+use visionlog_store::ReadStore;
+use visionlog_vision::{DETECTOR_INPUT, DecodeConfig, Detector, Expect, ModelKind};
+
+/// Photos larger than this (bytes) are not read.
+pub const MAX_IMAGE_BYTES: u64 = 64 << 20;
+
+/// How the worker batches and reads boxes.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerConfig {
+    /// At most this many photos per forward pass.
+    pub max_batch: usize,
+    /// How boxes are read off the model's output.
+    pub decode: DecodeConfig,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self { max_batch: 16, decode: DecodeConfig::default() }
+    }
+}
+
+/// Reads a task's photo from the object store (bounded, PNG).
+pub fn load_image(objects: &Objects, uri: &str) -> Result<Rgb, String> {
+    let key = key_of_uri(uri).map_err(|e| e.to_string())?;
+    let bytes = objects.get(key, MAX_IMAGE_BYTES).map_err(|e| format!("{uri}: {e}"))?;
+    Rgb::from_png(&bytes).map_err(|e| format!("{uri}: {e}"))
+}
+
+/// One detection request waiting for its batch.
+#[derive(Clone, Debug)]
+struct Job {
+    task_id: String,
+    version: u64,
+    event_id: String,
+    tenant: String,
+    correlation_id: String,
+    key: ModelKey,
+    classes: Vec<u32>,
+    images: Vec<ImageRef>,
+}
+
+/// Answers `DetectionRequested` with the deployed detector of the task's class group.
+pub struct InferenceWorker {
+    bus: CommandBus,
+    store: Arc<dyn ReadStore>,
+    objects: Objects,
+    registry: Arc<Registry>,
+    config: WorkerConfig,
+    pending: Vec<Job>,
+    seen: HashSet<String>,
+    models: HashMap<(ModelKey, u32), Rc<Detector>>,
+    /// Photos run, forward passes made (for logs and benches).
+    pub stats: (u64, u64),
+}
+
+impl InferenceWorker {
+    /// Creates a worker.
+    pub fn new(
+        bus: CommandBus,
+        store: Arc<dyn ReadStore>,
+        objects: Objects,
+        registry: Arc<Registry>,
+        config: WorkerConfig,
+    ) -> Self {
+        Self {
+            bus,
+            store,
+            objects,
+            registry,
+            config,
+            pending: Vec::new(),
+            seen: HashSet::new(),
+            models: HashMap::new(),
+            stats: (0, 0),
+        }
+    }
+
+    fn send(&self, job: &Job, command: &TaskCommand) -> Result<(), ConsumeError> {
+        let envelope = CommandEnvelope {
+            command_id: deterministic_id(&[&job.event_id, crate::GROUP, command.type_name()]),
+            task_id: job.task_id.clone(),
+            command_type: command.type_name().to_owned(),
+            expected_version: Some(job.version),
+            actor: "service:inference".into(),
+            tenant: job.tenant.clone(),
+            correlation_id: job.correlation_id.clone(),
+            causation_id: Some(job.event_id.clone()),
+            issued_at_ms: now_ms(),
+        };
+        self.bus.send(&envelope, command).map_err(|e| ConsumeError::Transient(e.to_string()))?;
+        Ok(())
+    }
+
+    fn not_found(&self, job: &Job) -> Result<(), ConsumeError> {
+        self.send(job, &TaskCommand::RecordModelNotFound(RecordModelNotFound { step: "detection".into() }))
+    }
+
+    /// The deployed detector of a key, loaded once per version; `None` if nothing serves or
+    /// the artifact is refused (it is then never used: the task goes to an operator).
+    fn detector(&mut self, key: &ModelKey, version: u32, artifact: &str, classes: &[u32]) -> Option<Rc<Detector>> {
+        if let Some(d) = self.models.get(&(key.clone(), version)) {
+            return Some(d.clone());
+        }
+        let expect = Expect { kind: ModelKind::Detector, classes: classes.to_vec(), input: DETECTOR_INPUT };
+        let loaded = artifacts::get(&self.objects, artifact)
+            .map_err(|e| e.to_string())
+            .and_then(|a| Detector::load(&a, &expect, visionlog_vision::runtime().device).map_err(|e| e.to_string()));
+        match loaded {
+            Ok(mut d) => {
+                d.freeze();
+                tracing::info!(model = key.model_id(), version, "inference: model loaded");
+                let d = Rc::new(d);
+                self.models.insert((key.clone(), version), d.clone());
+                Some(d)
+            }
+            Err(e) => {
+                tracing::error!(model = key.model_id(), version, error = e, "inference: deployed artifact refused");
+                None
+            }
+        }
+    }
+
+    fn run(&mut self, jobs: Vec<Job>) -> Result<(), ConsumeError> {
+        let streams = self.registry.streams().map_err(|e| ConsumeError::Transient(e.to_string()))?;
+        let mut by_model: BTreeMap<(ModelKey, u32), (Rc<Detector>, Vec<Job>)> = BTreeMap::new();
+        for job in jobs {
+            let deployed = streams.get(&job.key).and_then(|s| s.deployed.map(|v| (v, s.versions[&v].artifact.clone())));
+            let detector = deployed.and_then(|(v, art)| Some((v, self.detector(&job.key, v, &art, &job.classes)?)));
+            match detector {
+                None => self.not_found(&job)?,
+                Some((v, d)) => by_model.entry((job.key.clone(), v)).or_insert_with(|| (d, Vec::new())).1.push(job),
+            }
+        }
+        for ((key, version), (detector, jobs)) in by_model {
+            // every photo of every job, read first; a job with an unreadable photo goes to an operator
+            let mut photos: Vec<(usize, u32, Rgb)> = Vec::new();
+            let mut ok = vec![true; jobs.len()];
+            for (j, job) in jobs.iter().enumerate() {
+                for (i, image) in job.images.iter().enumerate() {
+                    match load_image(&self.objects, &image.uri) {
+                        Ok(px) => photos.push((j, i as u32, px)),
+                        Err(e) => {
+                            tracing::warn!(
+                                task = job.task_id,
+                                error = e,
+                                "inference: photo unreadable, task goes to an operator"
+                            );
+                            ok[j] = false;
+                        }
+                    }
+                }
+            }
+            photos.retain(|(j, _, _)| ok[*j]);
+            let mut found: Vec<Vec<Detection>> = vec![Vec::new(); jobs.len()];
+            for chunk in photos.chunks(self.config.max_batch.max(1)) {
+                let images: Vec<&Rgb> = chunk.iter().map(|(_, _, px)| px).collect();
+                let out = detector
+                    .detect(&images, &self.config.decode)
+                    .map_err(|e| ConsumeError::Transient(format!("inference: {e}")))?;
+                self.stats.0 += images.len() as u64;
+                self.stats.1 += 1;
+                for ((j, image, _), dets) in chunk.iter().zip(out) {
+                    found[*j].extend(dets.into_iter().map(|d| Detection { image: *image, ..d }));
+                }
+            }
+            let model = ModelRef { model_id: key.model_id(), version };
+            for ((job, detections), ok) in jobs.iter().zip(found).zip(ok) {
+                if !ok {
+                    self.not_found(job)?;
+                    continue;
+                }
+                self.send(job, &TaskCommand::RecordDetections(RecordDetections { model: model.clone(), detections }))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl EventHandler for InferenceWorker {
+    fn handle(&mut self, e: HandledEvent<'_>) -> Result<(), ConsumeError> {
+        let TaskEvent::DetectionRequested(_) = e.event else { return Ok(()) };
+        let env = e.envelope;
+        if !self.seen.insert(env.event_id.clone()) {
+            return Ok(());
+        }
+        // the task's photos and class group are fixed at creation: any projected version has them
+        let view = visionlog_projector::queries::task_view(self.store.as_ref(), &env.task_id)
+            .map_err(|err| ConsumeError::Transient(err.to_string()))?;
+        let Some(view) = view else {
+            self.seen.remove(&env.event_id);
+            return Err(ConsumeError::Transient(format!("task {} is not projected yet", env.task_id)));
+        };
+        self.pending.push(Job {
+            task_id: env.task_id.clone(),
+            version: env.version,
+            event_id: env.event_id.clone(),
+            tenant: env.tenant.clone(),
+            correlation_id: env.correlation_id.clone(),
+            key: ModelKey::detector(&view.customer, &view.class_group),
+            classes: view.class_names.keys().copied().collect(),
+            images: view.images,
+        });
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ConsumeError> {
+        let jobs = std::mem::take(&mut self.pending);
+        let result = self.run(jobs);
+        self.seen.clear();
+        result
+    }
+}
