@@ -4,7 +4,9 @@ use std::time::Duration;
 use visionlog_integration_tests::{Leftovers, last_json, visionlog};
 use visionlog_journal::audit;
 
-/// `visionlog demo --tasks 200 --json` completes every task with a clean journal.
+/// `visionlog demo --tasks 200 --json` runs the whole loop with a clean journal: the first 60
+/// tasks go to operators, their ground truth trains a detector on the CPU, it is backtested and
+/// promoted, and the other 140 are done by the model (a sample checked by operators).
 #[test]
 fn the_demo_completes_200_tasks_with_no_gaps_or_duplicates() {
     let dir = tempfile::tempdir().unwrap();
@@ -17,7 +19,25 @@ fn the_demo_completes_200_tasks_with_no_gaps_or_duplicates() {
     assert_eq!(report["version_gaps"], 0);
     assert_eq!(report["duplicate_events"], 0);
     assert_eq!(report["rejected_commands"], 0);
-    assert_eq!(report["events_per_task"], 8.0);
+    assert_eq!(report["dead_letters"], 0);
+    assert_eq!(report["models_promoted"], 1, "{report}");
+    assert_eq!(report["deployed_model"], "acme:ice-cream:detector@v1");
+    assert_eq!(report["assisted_tasks"], 60, "{report}");
+    assert_eq!(report["automatic_tasks"], 140, "{report}");
+    assert!(report["quality_checks"].as_u64().unwrap() > 0, "{report}");
+    // the promoted detector on scenes no task ever showed: chance is ~0 for boxes of 8 classes
+    let (p, r) = (report["held_out_precision"].as_f64().unwrap(), report["held_out_recall"].as_f64().unwrap());
+    assert!(p >= 0.7 && r >= 0.6, "held-out precision {p} recall {r}");
+    // an automatic task: detected by the promoted model, result generated without an operator
+    let out = visionlog(&data).args(["task", "show", "task-000150"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let types: Vec<_> = text.lines().map(|l| l.split_whitespace().nth(1).unwrap_or_default()).collect();
+    assert_eq!(types[..4], ["TaskCreated", "DetectionRequested", "ObjectsDetected", "TaskResultGenerated"], "{text}");
+    assert!(text.contains("acme:ice-cream:detector"), "{text}");
+    // the model stream says what was trained, backtested and promoted
+    let out = visionlog(&data).args(["model", "list", "--json"]).output().unwrap();
+    let model = last_json(&out.stdout);
+    assert_eq!(model["deployed"], 1, "{model}");
     // time travel: the state of a task as of version 4 is still waiting for an operator
     let out = visionlog(&data).args(["task", "state", "task-000042", "--version", "4"]).output().unwrap();
     assert!(out.status.success());
@@ -51,7 +71,7 @@ fn killing_the_demo_mid_run_loses_and_duplicates_nothing() {
     let tasks = "1500";
     let mut killed_mid_run = 0;
     for (round, delay_ms) in [250u64, 400, 150, 600, 300].into_iter().enumerate() {
-        let mut args = vec!["demo", "--tasks", tasks, "--json"];
+        let mut args = vec!["demo", "--tasks", tasks, "--json", "--no-training"];
         if round > 0 {
             args.push("--resume");
         }
@@ -80,7 +100,8 @@ fn killing_the_demo_mid_run_loses_and_duplicates_nothing() {
         }
     }
 
-    let out = visionlog(&data).args(["demo", "--tasks", tasks, "--json", "--resume"]).output().unwrap();
+    let out =
+        visionlog(&data).args(["demo", "--tasks", tasks, "--json", "--resume", "--no-training"]).output().unwrap();
     assert!(out.status.success(), "final run failed: {}", String::from_utf8_lossy(&out.stderr));
     let report = last_json(&out.stdout);
     assert_eq!(report["tasks_completed"], 1500, "{report}");

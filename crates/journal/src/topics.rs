@@ -15,6 +15,8 @@ pub struct Topics {
     pub inference_jobs: String,
     /// What could not be decoded or handled.
     pub dead_letters: String,
+    /// The model streams (one partition; see `visionlog_models`).
+    pub models: String,
     /// The schema registry kept in the log (one partition; see `LogRegistry`).
     pub schemas: String,
     /// Partitions of `commands` and `events`.
@@ -33,6 +35,7 @@ impl Topics {
             outcomes: name("outcomes"),
             inference_jobs: name("inference-jobs"),
             dead_letters: name("dead-letters"),
+            models: name("models"),
             schemas: name("schemas"),
             partitions,
         }
@@ -45,6 +48,7 @@ impl Topics {
         log.create_topic(&self.outcomes, self.partitions)?;
         log.create_topic(&self.inference_jobs, self.partitions)?;
         log.create_topic(&self.dead_letters, 1)?;
+        log.create_topic(&self.models, 1)?;
         Ok(())
     }
 }

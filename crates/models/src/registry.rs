@@ -174,7 +174,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let reg = registry(dir.path());
         let key = ModelKey::detector("acme", "acme/ice-cream");
-        assert_eq!(key.model_id(), "acme/ice-cream/detector");
+        assert_eq!(key.model_id(), "acme:ice-cream:detector");
+        assert_eq!(ModelKey::detector("b c", "x/y").model_id(), "b_c:x:y:detector");
         let train = |artifact: &str| {
             ModelCommand::RecordTraining(ModelEvent::ModelTrained {
                 version: 0,

@@ -20,14 +20,21 @@ impl ModelKey {
         Self { customer: customer.to_owned(), class_group: class_group.to_owned(), kind: "detector".into() }
     }
 
-    /// The model id written on predictions: `customer/class-group/kind` (class groups are
-    /// usually `customer/name`, so the customer is not repeated then).
+    /// The model id written on predictions, an id as the domain accepts them: the class
+    /// group's key with its customer prefix (if any) left out, `/` as `:`, then the kind —
+    /// `acme:ice-cream:detector` for customer `acme`, class group `acme/ice-cream`.
     pub fn model_id(&self) -> String {
-        if self.class_group.starts_with(&format!("{}/", self.customer)) {
-            format!("{}/{}", self.class_group, self.kind)
-        } else {
-            format!("{}/{}/{}", self.customer, self.class_group, self.kind)
-        }
+        let group = self.class_group.strip_prefix(&format!("{}/", self.customer)).unwrap_or(&self.class_group);
+        let safe = |s: &str| -> String {
+            s.chars()
+                .map(|c| match c {
+                    '/' => ':',
+                    c if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-') => c,
+                    _ => '_',
+                })
+                .collect()
+        };
+        format!("{}:{}:{}", safe(&self.customer), safe(group), safe(&self.kind))
     }
 }
 

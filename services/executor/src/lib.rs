@@ -6,8 +6,9 @@
 //! expects the version of the event that caused it, so a task that moved on in the meantime
 //! (cancelled, say) refuses it.
 //!
-//! Until the model registry and inference workers land, no model is deployed anywhere: every
-//! detection request is answered with `ModelNotFound`, as for a new project in seed 000.
+//! Detection requests are answered by the inference workers (`visionlog-inference`): with the
+//! deployed model's boxes, or `ModelNotFound` for a new project, after which the executor
+//! hands the task to an operator.
 
 use visionlog_codec::envelope::CommandEnvelope;
 use visionlog_domain::*;
@@ -33,9 +34,6 @@ pub fn next_command(task_id: &str, version: u64, event: &TaskEvent, qc_per_mille
                 TaskCommand::RequestAssistance(RequestAssistance { reason: AssistanceReason::Resend })
             }
         },
-        TaskEvent::DetectionRequested(_) => {
-            TaskCommand::RecordModelNotFound(RecordModelNotFound { step: "detection".into() })
-        }
         TaskEvent::ModelNotFound(_) => {
             TaskCommand::RequestAssistance(RequestAssistance { reason: AssistanceReason::ModelNotFound })
         }
@@ -102,10 +100,8 @@ mod tests {
         });
         let next = |e: &TaskEvent| next_command("t", 1, e, 0).map(|c| c.type_name());
         assert_eq!(next(&created), Some("RequestDetection"));
-        assert_eq!(
-            next(&TaskEvent::DetectionRequested(DetectionRequested { attempt: 1 })),
-            Some("RecordModelNotFound")
-        );
+        // the inference workers answer detection requests
+        assert_eq!(next(&TaskEvent::DetectionRequested(DetectionRequested { attempt: 1 })), None);
         let nf = TaskEvent::ModelNotFound(ModelNotFound { step: "detection".into(), class_group_key: "k".into() });
         assert_eq!(next(&nf), Some("RequestAssistance"));
         let fin = |purpose| {

@@ -30,6 +30,16 @@ const PRODUCTS: &[&str] = &[
     "cola-ice",
 ];
 
+/// The class group key of a customer's scenarios.
+pub fn class_group_key(customer: &str) -> String {
+    format!("{customer}/ice-cream")
+}
+
+/// The class ids of the scenarios' class group.
+pub fn class_ids() -> Vec<u32> {
+    (1..=PRODUCTS.len() as u32).collect()
+}
+
 /// Generates the scenario of a task.
 pub fn scenario(task_id: &str, customer: &str) -> Scenario {
     let mut rng = Rng::from_key(task_id);
@@ -58,7 +68,7 @@ pub fn scenario(task_id: &str, customer: &str) -> Scenario {
         customer: CustomerId::from(customer),
         task_type: TaskType::ProductDetection,
         recipe: Recipe::Detection,
-        class_group: ClassGroup { key: format!("{customer}/ice-cream"), classes },
+        class_group: ClassGroup { key: class_group_key(customer), classes },
         images,
         callback_url: None,
     };

@@ -70,6 +70,24 @@ pub fn labelled_tasks(store: &dyn ReadStore, class_group: &str) -> Result<Vec<Ta
     Ok(out)
 }
 
+/// The last definition of a class group.
+pub fn class_group(store: &dyn ReadStore, key: &str) -> Result<Option<ClassGroupRow>, StoreError> {
+    Ok(store.get(&serving(store, CLASS_GROUPS)?, key, "")?.filter(|r| !r.is_tombstone()).and_then(|r| decode(&r.value)))
+}
+
+/// Every class group with the customer of the task that defined it last (a scan of a small
+/// table: one row per class group).
+pub fn class_groups(store: &dyn ReadStore) -> Result<Vec<(String, String)>, StoreError> {
+    let rows: Vec<ClassGroupRow> = scan_of(store, &serving(store, CLASS_GROUPS)?)?;
+    let mut out = Vec::new();
+    for row in rows {
+        if let Some(s) = summary(store, &row.task_id)? {
+            out.push((s.customer, row.key));
+        }
+    }
+    Ok(out)
+}
+
 /// Which tasks to list.
 #[derive(Clone, Debug, Default)]
 pub struct TaskFilter {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use visionlog_codec::envelope::CommandEnvelope;
 use visionlog_domain::TaskCommand;
 use visionlog_journal::{audit, deterministic_id, now_ms};
+use visionlog_models::ModelKey;
 
 /// Options of the demo.
 #[derive(clap::Args, Debug)]
@@ -32,6 +33,13 @@ pub(crate) struct DemoArgs {
     /// Do not upload the tasks' images (training crops are then recorded as not extractable).
     #[arg(long)]
     no_images: bool,
+    /// Tasks of the first wave: they go to operators (no model yet), their ground truth
+    /// trains the first detector, and the rest are sent once it is promoted.
+    #[arg(long, default_value_t = 60)]
+    train_after: usize,
+    /// No inference model is trained: every task takes the new-project path to an operator.
+    #[arg(long)]
+    no_training: bool,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
@@ -68,14 +76,116 @@ pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
     }
     let rt = Runtime::open(backends)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let threads = spawn(
-        &rt,
-        &[Service::Aggregator, Service::Executor, Service::Projector, Service::Operators],
-        &stop,
-        args.operators,
-    );
+    let training = !args.no_training && !args.no_images;
+    let mut services =
+        vec![Service::Aggregator, Service::Executor, Service::Projector, Service::Operators, Service::Inference];
+    if training {
+        services.push(Service::Trainer);
+    }
+    let mut trainer = crate::runtime::trainer_config();
+    // the first wave's training tasks trigger the first model (one task in five is held out)
+    trainer.min_new_tasks = trainer.min_new_tasks.min((args.train_after as u64 * 3 / 4).max(1));
+    let threads = spawn(&rt, &services, &stop, args.operators, &trainer);
     let started = Instant::now();
-    for i in 0..args.tasks {
+    let deadline = started + Duration::from_secs(args.timeout_s);
+    let progress = std::io::stderr().is_terminal() && !args.json;
+    let first_wave = if training { args.train_after.min(args.tasks) } else { args.tasks };
+    submit(&rt, args, 0..first_wave)?;
+    let mut completed = wait_for(&rt, first_wave, deadline, progress, started)?;
+    let key = ModelKey::detector(&args.customer, &visionlog_operators::scenario::class_group_key(&args.customer));
+    if first_wave < args.tasks {
+        // the trainer's policy sees the first wave's ground truth, trains, backtests, promotes
+        while rt.registry.stream(&key)?.deployed.is_none() && Instant::now() < deadline {
+            if progress {
+                eprint!("\rwaiting for the first model to be trained, {:.1}s", started.elapsed().as_secs_f64());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        submit(&rt, args, first_wave..args.tasks)?;
+        completed = wait_for(&rt, args.tasks, deadline, progress, started)?;
+    }
+    if progress {
+        eprintln!();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    join(threads)?;
+    let a = audit(rt.log.as_ref(), &rt.topics)?;
+    let dead_letters = rt.log.end_offset(&rt.topics.dead_letters, 0)?;
+    let created = a.events_by_type.get("TaskCreated").copied().unwrap_or(0);
+    let count = |t: &str| a.events_by_type.get(t).copied().unwrap_or(0);
+    let stream = rt.registry.stream(&key)?;
+    let promoted = stream.deployments.iter().filter(|(_, v)| v.is_some()).count();
+    let held_out = match stream.deployed {
+        Some(v) if training => Some(held_out_score(&rt, &stream.versions[&v].artifact)?),
+        _ => None,
+    };
+    let report = json!({
+        "tasks_created": created,
+        "tasks_completed": completed,
+        "events_written": a.events,
+        "events_per_task": if created > 0 { a.events as f64 / created as f64 } else { 0.0 },
+        "version_gaps": a.version_gaps,
+        "duplicate_events": a.duplicate_events,
+        "rejected_commands": a.rejections,
+        "commands_decided": a.decisions,
+        "dead_letters": dead_letters,
+        "owner_claims": a.claims,
+        "elapsed_s": (elapsed * 1000.0).round() / 1000.0,
+        "events_per_s": (a.events as f64 / elapsed).round(),
+        "partitions": rt.topics.partitions,
+        "models_promoted": promoted,
+        "deployed_model": stream.deployed.map(|v| format!("{}@v{v}", key.model_id())),
+        "automatic_tasks": count("ObjectsDetected"),
+        "assisted_tasks": count("AssistanceRequested"),
+        "quality_checks": count("QualityCheckRequested"),
+        "held_out_precision": held_out.map(|(p, _, _)| p),
+        "held_out_recall": held_out.map(|(_, r, _)| r),
+        "held_out_scenes": held_out.map(|(_, _, n)| n),
+        "data_dir": backends.data_dir.display().to_string(),
+    });
+    if args.json {
+        crate::output::line(format!("{report}"));
+    } else {
+        crate::output::line(format!(
+            "visionlog demo: {} tasks; the first {first_wave} by operators, the rest by the model they trained",
+            args.tasks
+        ));
+        for key in [
+            "tasks_created",
+            "tasks_completed",
+            "events_written",
+            "events_per_task",
+            "version_gaps",
+            "duplicate_events",
+            "rejected_commands",
+            "dead_letters",
+            "elapsed_s",
+            "events_per_s",
+            "models_promoted",
+            "deployed_model",
+            "automatic_tasks",
+            "assisted_tasks",
+            "quality_checks",
+            "held_out_precision",
+            "held_out_recall",
+        ] {
+            crate::output::line(format!("  {key:<18} {}", report[key]));
+        }
+        crate::output::line(format!(
+            "  try: visionlog task show task-000000 --data-dir {}",
+            backends.data_dir.display()
+        ));
+    }
+    if completed < args.tasks {
+        bail!("only {completed} of {} tasks completed within {}s", args.tasks, args.timeout_s);
+    }
+    Ok(())
+}
+
+/// Sends the CreateTask commands of tasks `range`, after uploading their photos.
+fn submit(rt: &Runtime, args: &DemoArgs, range: std::ops::Range<usize>) -> anyhow::Result<()> {
+    for i in range {
         let task_id = format!("task-{i:06}");
         let scenario = visionlog_operators::scenario::scenario(&task_id, &args.customer);
         if !args.no_images {
@@ -99,70 +209,46 @@ pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
         };
         rt.bus.send(&envelope, &create)?;
     }
-    let progress = std::io::stderr().is_terminal() && !args.json;
-    let deadline = started + Duration::from_secs(args.timeout_s);
-    let mut completed;
+    Ok(())
+}
+
+/// Waits until `tasks` tasks have a result and every command is decided (or the deadline).
+fn wait_for(rt: &Runtime, tasks: usize, deadline: Instant, progress: bool, started: Instant) -> anyhow::Result<usize> {
     loop {
         let summaries = visionlog_projector::list_summaries(rt.store.as_ref())?;
-        completed = summaries.iter().filter(|s| s.completed_at_ms.is_some()).count();
+        let completed = summaries.iter().filter(|s| s.completed_at_ms.is_some()).count();
         if progress {
-            eprint!("\r{completed}/{} tasks completed, {:.1}s", args.tasks, started.elapsed().as_secs_f64());
+            eprint!("\r{completed}/{tasks} tasks completed, {:.1}s", started.elapsed().as_secs_f64());
         }
-        if (completed >= args.tasks && commands_drained(&rt)?) || Instant::now() > deadline {
-            break;
+        if (completed >= tasks && commands_drained(rt)?) || Instant::now() > deadline {
+            return Ok(completed);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    if progress {
-        eprintln!();
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    join(threads)?;
-    let a = audit(rt.log.as_ref(), &rt.topics)?;
-    let dead_letters = rt.log.end_offset(&rt.topics.dead_letters, 0)?;
-    let created = a.events_by_type.get("TaskCreated").copied().unwrap_or(0);
-    let report = json!({
-        "tasks_created": created,
-        "tasks_completed": completed,
-        "events_written": a.events,
-        "events_per_task": if created > 0 { a.events as f64 / created as f64 } else { 0.0 },
-        "version_gaps": a.version_gaps,
-        "duplicate_events": a.duplicate_events,
-        "rejected_commands": a.rejections,
-        "commands_decided": a.decisions,
-        "dead_letters": dead_letters,
-        "owner_claims": a.claims,
-        "elapsed_s": (elapsed * 1000.0).round() / 1000.0,
-        "events_per_s": (a.events as f64 / elapsed).round(),
-        "partitions": rt.topics.partitions,
-        "data_dir": backends.data_dir.display().to_string(),
-    });
-    if args.json {
-        crate::output::line(format!("{report}"));
-    } else {
-        crate::output::line(format!("visionlog demo: {} tasks through the new-project flow of seed 000", args.tasks));
-        for key in [
-            "tasks_created",
-            "tasks_completed",
-            "events_written",
-            "events_per_task",
-            "version_gaps",
-            "duplicate_events",
-            "rejected_commands",
-            "dead_letters",
-            "elapsed_s",
-            "events_per_s",
-        ] {
-            crate::output::line(format!("  {key:<18} {}", report[key]));
-        }
-        crate::output::line(format!(
-            "  try: visionlog task show task-000000 --data-dir {}",
-            backends.data_dir.display()
-        ));
-    }
-    if completed < args.tasks {
-        bail!("only {completed} of {} tasks completed within {}s", args.tasks, args.timeout_s);
-    }
-    Ok(())
+}
+
+/// Precision and recall of a deployed detector on shelf scenes generated for this check alone
+/// (never a task's), and how many.
+fn held_out_score(rt: &Runtime, artifact: &str) -> anyhow::Result<(f64, f64, usize)> {
+    use visionlog_vision::{DETECTOR_INPUT, DecodeConfig, Detector, Expect, ModelKind};
+    const SCENES: usize = 40;
+    let a = visionlog_inference::artifacts::get(&rt.objects, artifact)?;
+    let classes = visionlog_operators::scenario::class_ids();
+    let expect = Expect { kind: ModelKind::Detector, classes: classes.clone(), input: DETECTOR_INPUT };
+    let det = Detector::load(&a, &expect, visionlog_vision::runtime().device)?;
+    let (w, h) = visionlog_operators::scenario::IMAGE_SIZE;
+    let scenes: Vec<_> = (0..SCENES)
+        .map(|i| {
+            let s = visionlog_imaging::scene::generate(&format!("demo-held-out/{i}"), w, h, classes.len() as u32);
+            let truth = s
+                .truth()
+                .map(|p| (visionlog_domain::BoundingBox { x: p.x, y: p.y, w: p.w, h: p.h }, p.class_id))
+                .collect::<Vec<_>>();
+            (s.render(), truth)
+        })
+        .collect();
+    let refs: Vec<_> = scenes.iter().map(|(px, t)| (px, t.clone())).collect();
+    let e = visionlog_vision::train::evaluate(&det, &refs, 8, &DecodeConfig::default())?;
+    let round = |x: Option<f64>| (x.unwrap_or(0.0) * 1000.0).round() / 1000.0;
+    Ok((round(e.total.precision()), round(e.total.recall()), SCENES))
 }

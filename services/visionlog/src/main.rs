@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod model;
 mod output;
 mod report;
 mod runtime;
@@ -50,6 +51,13 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         operators: usize,
     },
+    /// Runs the inference workers alone.
+    Inference,
+    /// Runs the trainer alone.
+    Trainer,
+    /// The model streams: list, show, train, promote, retire, import a TorchScript detector.
+    #[command(subcommand)]
+    Model(model::ModelCmd),
     /// Queries tasks.
     #[command(subcommand)]
     Task(task::TaskCmd),
@@ -75,7 +83,7 @@ fn serve(backends: &Backends, services: &[Service], operators: usize) -> anyhow:
         signal_hook::flag::register(signal, stop.clone())?;
     }
     tracing::info!(?services, "serving until SIGTERM");
-    let result = runtime::join(runtime::spawn(&rt, services, &stop, operators));
+    let result = runtime::join(runtime::spawn(&rt, services, &stop, operators, &runtime::trainer_config()));
     tracing::info!("stopped");
     result
 }
@@ -92,7 +100,8 @@ fn main() -> anyhow::Result<()> {
     match &cli.command {
         Command::Demo(args) => demo::run(b, args),
         Command::Run { operators } => {
-            let mut services = vec![Service::Aggregator, Service::Executor, Service::Projector];
+            let mut services =
+                vec![Service::Aggregator, Service::Executor, Service::Projector, Service::Inference, Service::Trainer];
             if *operators > 0 {
                 services.push(Service::Operators);
             }
@@ -102,6 +111,9 @@ fn main() -> anyhow::Result<()> {
         Command::Executor => serve(b, &[Service::Executor], 0),
         Command::Projector => serve(b, &[Service::Projector], 0),
         Command::Operators { operators } => serve(b, &[Service::Operators], *operators),
+        Command::Inference => serve(b, &[Service::Inference], 0),
+        Command::Trainer => serve(b, &[Service::Trainer], 0),
+        Command::Model(cmd) => model::run(b, cmd),
         Command::Task(cmd) => task::run(b, cmd),
         Command::Report(cmd) => report::run(b, cmd),
         Command::Bench(cmd) => bench::run(b, cmd),

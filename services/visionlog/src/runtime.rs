@@ -61,6 +61,8 @@ pub(crate) struct Runtime {
     pub(crate) objects: visionlog_objects::Objects,
     pub(crate) topics: Topics,
     pub(crate) bus: CommandBus,
+    /// The model streams.
+    pub(crate) registry: Arc<visionlog_models::Registry>,
     /// The broker started for `--log kafka`, if any. Declared last: fields drop in order, so it
     /// stops after everything that talks to it.
     _broker: Option<LocalBroker>,
@@ -84,8 +86,9 @@ impl Runtime {
         let kafka = b.on_kafka().then_some((&log, &topics));
         let codec = Arc::new(Codec::new(open_registry(b, &data, kafka)?)?);
         let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
+        let registry = Arc::new(visionlog_models::Registry::open(log.clone(), &topics.models)?);
         tracing::info!(log = log_url, store = store_url, partitions = topics.partitions, "backends open");
-        Ok(Self { log, codec, store, objects, topics, bus, _broker: broker })
+        Ok(Self { log, codec, store, objects, topics, bus, registry, _broker: broker })
     }
 }
 
@@ -144,6 +147,24 @@ pub(crate) enum Service {
     Executor,
     Projector,
     Operators,
+    Inference,
+    Trainer,
+}
+
+/// Automatic results sampled for a quality check by an operator, per thousand.
+pub(crate) const QC_PER_MILLE: u32 = 100;
+
+/// The trainer's settings, from the environment: `VISIONLOG_TRAIN_STEPS` (optimizer steps per
+/// run, default 300) and `VISIONLOG_TRAIN_MIN_TASKS` (new labelled tasks that trigger a run,
+/// default 40).
+pub(crate) fn trainer_config() -> visionlog_inference::TrainerConfig {
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let mut c = visionlog_inference::TrainerConfig::default();
+    c.train.steps = env("VISIONLOG_TRAIN_STEPS").unwrap_or(300);
+    if let Some(n) = env("VISIONLOG_TRAIN_MIN_TASKS") {
+        c.min_new_tasks = n;
+    }
+    c
 }
 
 impl Service {
@@ -155,6 +176,8 @@ impl Service {
             Service::Executor => visionlog_executor::GROUP,
             Service::Projector => visionlog_projector::GROUP,
             Service::Operators => visionlog_operators::GROUP,
+            Service::Inference => visionlog_inference::GROUP,
+            Service::Trainer => "trainer",
         }
     }
 
@@ -162,6 +185,7 @@ impl Service {
     fn work(self, rt: &Runtime, operators: usize) -> Arc<Work> {
         let (log, codec, topics, store, bus) =
             (rt.log.clone(), rt.codec.clone(), rt.topics.clone(), rt.store.clone(), rt.bus.clone());
+        let (objects, registry) = (rt.objects.clone(), rt.registry.clone());
         if self == Service::Projector {
             let ctx = rt.projector_context();
             return Arc::new(move |p, stop: &AtomicBool| Ok(visionlog_projector::run_partition(&ctx, p, stop)?));
@@ -189,9 +213,16 @@ impl Service {
         }
         Arc::new(move |p, stop: &AtomicBool| {
             let mut handler: Box<dyn EventHandler> = match self {
-                Service::Executor => Box::new(visionlog_executor::Executor::new(bus.clone(), 0)),
+                Service::Executor => Box::new(visionlog_executor::Executor::new(bus.clone(), QC_PER_MILLE)),
                 Service::Operators => Box::new(visionlog_operators::SimulatedOperators::new(bus.clone(), operators)),
-                Service::Aggregator | Service::Projector => unreachable!("handled above"),
+                Service::Inference => Box::new(visionlog_inference::InferenceWorker::new(
+                    bus.clone(),
+                    store.clone(),
+                    objects.clone(),
+                    registry.clone(),
+                    Default::default(),
+                )),
+                Service::Aggregator | Service::Projector | Service::Trainer => unreachable!("handled elsewhere"),
             };
             let sub =
                 Subscription { log: log.as_ref(), codec: &codec, topics: &topics, group: self.group(), partition: p };
@@ -208,10 +239,15 @@ pub(crate) fn spawn(
     services: &[Service],
     stop: &Arc<AtomicBool>,
     operators: usize,
+    trainer: &visionlog_inference::TrainerConfig,
 ) -> Vec<(String, JoinHandle<anyhow::Result<()>>)> {
     let mut threads = Vec::new();
     for service in services {
         let name = format!("{service:?}").to_lowercase();
+        if *service == Service::Trainer {
+            threads.push((name, spawn_trainer(rt, stop, trainer.clone())));
+            continue;
+        }
         let topic = match service {
             Service::Aggregator => rt.topics.commands.clone(),
             _ => rt.topics.events.clone(),
@@ -227,6 +263,30 @@ pub(crate) fn spawn(
         threads.push((name, handle));
     }
     threads
+}
+
+/// The trainer: one loop (not per partition) over the class groups in the read store.
+fn spawn_trainer(
+    rt: &Runtime,
+    stop: &Arc<AtomicBool>,
+    config: visionlog_inference::TrainerConfig,
+) -> JoinHandle<anyhow::Result<()>> {
+    let store = rt.store.clone();
+    let trainer = visionlog_inference::Trainer::new(rt.store.clone(), rt.objects.clone(), rt.registry.clone(), config);
+    let stop = stop.clone();
+    std::thread::Builder::new()
+        .name("trainer".into())
+        .spawn(move || {
+            let groups = || {
+                visionlog_projector::queries::class_groups(store.as_ref()).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "trainer: class groups unreadable");
+                    Vec::new()
+                })
+            };
+            trainer.run(&groups, &stop);
+            Ok(())
+        })
+        .expect("spawning the trainer")
 }
 
 /// Stops services and reports the first failure.
