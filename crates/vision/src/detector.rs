@@ -91,45 +91,57 @@ impl Default for DecodeConfig {
     }
 }
 
-/// Reads boxes off one photo's output `[classes + 4, gh, gw]` (`scale`: photo px per input px).
+/// Where a photo sits in a batch: photo px per input px, and the photo's size.
+pub type Frame = ((f32, f32), (u32, u32));
+
+/// Reads boxes off a batch's output `[n, classes + 4, gh, gw]`; `frames[i]` is photo i's
+/// (photo px per input px, photo size). The peak test runs on the whole batch at once.
 pub fn decode(
     out: &Tensor,
     classes: usize,
-    scale: (f32, f32),
-    photo: (u32, u32),
+    frames: &[Frame],
     cfg: &DecodeConfig,
-) -> Result<Vec<Found>, VisionError> {
+) -> Result<Vec<Vec<Found>>, VisionError> {
     let size = out.size();
-    if size.len() != 3 || size[0] != classes as i64 + 4 {
-        return Err(VisionError::Input(format!("detector output {size:?} for {classes} classes")));
+    if size.len() != 4 || size[1] != classes as i64 + 4 || size[0] != frames.len() as i64 {
+        return Err(VisionError::Input(format!(
+            "detector output {size:?} for {} photos of {classes} classes",
+            frames.len()
+        )));
     }
-    let (gh, gw) = (size[1] as usize, size[2] as usize);
-    let heat = out.narrow(0, 0, classes as i64).sigmoid();
-    let (best, best_class) = heat.max_dim(0, false);
-    let peak = best.unsqueeze(0).max_pool2d([3, 3], [1, 1], [1, 1], [1, 1], false).squeeze_dim(0);
+    let (gh, gw) = (size[2] as usize, size[3] as usize);
+    let heat = out.narrow(1, 0, classes as i64).sigmoid();
+    let (best, best_class) = heat.max_dim(1, false);
+    let peak = best.unsqueeze(1).max_pool2d([3, 3], [1, 1], [1, 1], [1, 1], false).squeeze_dim(1);
     let keep = best.eq_tensor(&peak).logical_and(&best.gt(f64::from(cfg.threshold)));
     let best: Vec<f32> = Vec::try_from(best.flatten(0, -1))?;
     let class: Vec<i64> = Vec::try_from(best_class.flatten(0, -1))?;
     let keep: Vec<bool> = Vec::try_from(keep.flatten(0, -1))?;
-    let rest: Vec<f32> = Vec::try_from(out.narrow(0, classes as i64, 4).to_kind(Kind::Float).flatten(0, -1))?;
+    let rest: Vec<f32> = Vec::try_from(out.narrow(1, classes as i64, 4).to_kind(Kind::Float).flatten(0, -1))?;
     let plane = gh * gw;
-    let mut found = Vec::new();
-    for cell in (0..plane).filter(|&c| keep[c]) {
-        let (gy, gx) = ((cell / gw) as f32, (cell % gw) as f32);
-        let (lw, lh, ox, oy) = (rest[cell], rest[plane + cell], rest[2 * plane + cell], rest[3 * plane + cell]);
-        let s = STRIDE as f32;
-        let (cx, cy) = ((gx + ox.clamp(0.0, 1.0)) * s * scale.0, (gy + oy.clamp(0.0, 1.0)) * s * scale.1);
-        let w = (lw.clamp(-4.0, 4.0).exp() * SIZE_UNIT as f32 * scale.0).max(1.0);
-        let h = (lh.clamp(-4.0, 4.0).exp() * SIZE_UNIT as f32 * scale.1).max(1.0);
-        let (pw, ph) = (photo.0 as f32, photo.1 as f32);
-        let x = (cx - w / 2.0).clamp(0.0, pw - 1.0);
-        let y = (cy - h / 2.0).clamp(0.0, ph - 1.0);
-        let bbox = BoundingBox { x, y, w: w.min(pw - x), h: h.min(ph - y) };
-        found.push(Found { bbox, class_index: class[cell] as usize, score: best[cell] });
+    let s = STRIDE as f32;
+    let mut all = Vec::with_capacity(frames.len());
+    for (i, &(scale, photo)) in frames.iter().enumerate() {
+        let (base, rbase) = (i * plane, i * 4 * plane);
+        let mut found = Vec::new();
+        for cell in (0..plane).filter(|&c| keep[base + c]) {
+            let (gy, gx) = ((cell / gw) as f32, (cell % gw) as f32);
+            let r = |k: usize| rest[rbase + k * plane + cell];
+            let (lw, lh, ox, oy) = (r(0), r(1), r(2), r(3));
+            let (cx, cy) = ((gx + ox.clamp(0.0, 1.0)) * s * scale.0, (gy + oy.clamp(0.0, 1.0)) * s * scale.1);
+            let w = (lw.clamp(-4.0, 4.0).exp() * SIZE_UNIT as f32 * scale.0).max(1.0);
+            let h = (lh.clamp(-4.0, 4.0).exp() * SIZE_UNIT as f32 * scale.1).max(1.0);
+            let (pw, ph) = (photo.0 as f32, photo.1 as f32);
+            let x = (cx - w / 2.0).clamp(0.0, pw - 1.0);
+            let y = (cy - h / 2.0).clamp(0.0, ph - 1.0);
+            let bbox = BoundingBox { x, y, w: w.min(pw - x), h: h.min(ph - y) };
+            found.push(Found { bbox, class_index: class[base + cell] as usize, score: best[base + cell] });
+        }
+        found.sort_by(|a, b| b.score.total_cmp(&a.score));
+        found.truncate(cfg.max_boxes);
+        all.push(found);
     }
-    found.sort_by(|a, b| b.score.total_cmp(&a.score));
-    found.truncate(cfg.max_boxes);
-    Ok(found)
+    Ok(all)
 }
 
 /// A true box in input pixels with its class index, for training.

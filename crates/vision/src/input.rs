@@ -42,3 +42,29 @@ pub fn prepare(image: &Rgb, (w, h): (i64, i64)) -> Result<Prepared, VisionError>
 pub fn batch(items: &[&Tensor]) -> Tensor {
     Tensor::stack(items, 0).to_kind(Kind::Float) / 255.0 - 0.5
 }
+
+/// Scales photos of one size to `(w, h)` as one float batch `[n, 3, h, w]` centred on zero
+/// (the same values as [`prepare`] then [`batch`], in one pass), with photo px per input px.
+pub fn prepare_batch(photos: &[&Rgb], (w, h): (i64, i64)) -> Result<(Tensor, (f32, f32)), VisionError> {
+    let Some(first) = photos.first() else { return Err(VisionError::Input("no photos".into())) };
+    let (pw, ph) = (first.width, first.height);
+    if photos.iter().any(|p| p.width != pw || p.height != ph || p.pixels.len() != (pw * ph * 3) as usize)
+        || pw == 0
+        || ph == 0
+    {
+        return Err(VisionError::Input("photos of one batch must have one size".into()));
+    }
+    let mut bytes = Vec::with_capacity(photos.len() * first.pixels.len());
+    for p in photos {
+        bytes.extend_from_slice(&p.pixels);
+    }
+    let t = Tensor::from_slice(&bytes)
+        .view([photos.len() as i64, i64::from(ph), i64::from(pw), 3])
+        .permute([0, 3, 1, 2])
+        .to_kind(Kind::Float)
+        .adaptive_avg_pool2d([h, w])
+        .round()
+        / 255.0
+        - 0.5;
+    Ok((t, (pw as f32 / w as f32, ph as f32 / h as f32)))
+}

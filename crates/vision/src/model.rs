@@ -3,7 +3,7 @@
 use crate::VisionError;
 use crate::artifact::{Artifact, Expect, MANIFEST_FORMAT, Manifest, ModelKind, TORCHSCRIPT, TrainingInfo, sha256_hex};
 use crate::detector::{self, ARCHITECTURE, DecodeConfig, DetectorNet, STRIDE};
-use crate::input::{batch, prepare};
+use crate::input::{batch, prepare, prepare_batch};
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use tch::nn::{self, Module};
@@ -132,33 +132,35 @@ impl Detector {
 
     /// Detects products on photos, as one batch; boxes in each photo's pixels.
     pub fn detect(&self, photos: &[&Rgb], cfg: &DecodeConfig) -> Result<Vec<Vec<Detection>>, VisionError> {
-        let prepared = photos.iter().map(|p| prepare(p, self.manifest.input)).collect::<Result<Vec<_>, _>>()?;
-        let pixels: Vec<&Tensor> = prepared.iter().map(|p| &p.pixels).collect();
-        let out = tch::no_grad(|| self.forward(&batch(&pixels).to_device(self.device)))?.to_device(Device::Cpu);
-        let classes = self.manifest.classes.len();
-        prepared
-            .iter()
-            .zip(photos)
-            .enumerate()
-            .map(|(i, (p, photo))| {
-                let found = detector::decode(
-                    &out.get(i as i64),
-                    classes,
-                    (p.scale_x, p.scale_y),
-                    (photo.width, photo.height),
-                    cfg,
-                )?;
-                Ok(found
-                    .into_iter()
+        if photos.is_empty() {
+            return Ok(Vec::new());
+        }
+        let input = self.manifest.input;
+        let same_size = photos.iter().all(|p| (p.width, p.height) == (photos[0].width, photos[0].height));
+        let (xs, frames) = if same_size {
+            let (xs, scale) = prepare_batch(photos, input)?;
+            (xs, photos.iter().map(|p| (scale, (p.width, p.height))).collect::<Vec<_>>())
+        } else {
+            let prepared = photos.iter().map(|p| prepare(p, input)).collect::<Result<Vec<_>, _>>()?;
+            let frames =
+                prepared.iter().zip(photos).map(|(p, ph)| ((p.scale_x, p.scale_y), (ph.width, ph.height))).collect();
+            (batch(&prepared.iter().map(|p| &p.pixels).collect::<Vec<_>>()), frames)
+        };
+        let out = tch::no_grad(|| self.forward(&xs.to_device(self.device)))?.to_device(Device::Cpu);
+        let found = detector::decode(&out, self.manifest.classes.len(), &frames, cfg)?;
+        Ok(found
+            .into_iter()
+            .map(|f| {
+                f.into_iter()
                     .map(|f| Detection {
                         image: 0,
                         bbox: f.bbox,
                         class_id: Some(self.manifest.classes[f.class_index]),
                         score: f.score,
                     })
-                    .collect())
+                    .collect()
             })
-            .collect()
+            .collect())
     }
 
     /// The artifact of a detector trained here.

@@ -20,6 +20,8 @@ pub(crate) enum BenchCmd {
     Aggregator(AggregatorBench),
     /// Live projection and rebuild of every view, against a raw decode of the same events.
     Projections(ProjectionsBench),
+    /// Inference photos/s of a TorchScript detector, against Python PyTorch on the same photos.
+    Inference(crate::bench_inference::InferenceBench),
 }
 
 #[derive(clap::Args, Debug)]
@@ -58,6 +60,7 @@ pub(crate) fn run(backends: &Backends, cmd: &BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Aggregator(b) => aggregator(backends, b),
         BenchCmd::Projections(b) => projections(backends, b),
+        BenchCmd::Inference(b) => crate::bench_inference::run(b),
     }
 }
 

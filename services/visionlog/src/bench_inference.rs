@@ -1,0 +1,173 @@
+//! `visionlog bench inference`: photos/s of the inference worker's path (scale, forward, read
+//! boxes) with a TorchScript detector, against Python PyTorch running the same module on the
+//! same photos with the same steps (`scripts/bench_inference.py`), in the same run; batch
+//! sizes 1, 8 and 32. Also the training photos/s of the detector.
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tch::{Kind, Tensor};
+use visionlog_vision::train::{TrainConfig, train, training_image};
+use visionlog_vision::{DETECTOR_INPUT, DecodeConfig, Detector, Expect, ModelKind, import_torchscript};
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct InferenceBench {
+    /// Photos in the workload (640x480 shelf scenes).
+    #[arg(long, default_value_t = 64)]
+    photos: usize,
+    /// Training steps before measuring (so the model finds real boxes).
+    #[arg(long, default_value_t = 100)]
+    train_steps: u64,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// A Python with the full `torch==2.13.0` (`VISIONLOG_BENCH_DEPS=1 ./scripts/install.sh`).
+    #[arg(long, env = "VISIONLOG_BENCH_PYTHON")]
+    python: Option<PathBuf>,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+const BATCHES: [usize; 3] = [1, 8, 32];
+
+fn measure(seconds: f64, photos: usize, batch: usize, mut run: impl FnMut(std::ops::Range<usize>)) -> f64 {
+    run(0..batch); // warm-up
+    let (mut images, started) = (0usize, Instant::now());
+    while started.elapsed() < Duration::from_secs_f64(seconds) {
+        let mut i = 0;
+        while i + batch <= photos {
+            run(i..i + batch);
+            images += batch;
+            i += batch;
+        }
+    }
+    images as f64 / started.elapsed().as_secs_f64()
+}
+
+pub(crate) fn run(b: &InferenceBench) -> anyhow::Result<()> {
+    let rt = visionlog_vision::runtime();
+    let (w, h) = visionlog_operators::scenario::IMAGE_SIZE;
+    let classes = visionlog_operators::scenario::class_ids();
+    let scenes: Vec<_> = (0..b.photos)
+        .map(|i| {
+            let s = visionlog_imaging::scene::generate(&format!("bench/{i}"), w, h, classes.len() as u32);
+            let truth: Vec<_> = s
+                .truth()
+                .map(|p| (visionlog_domain::BoundingBox { x: p.x, y: p.y, w: p.w, h: p.h }, p.class_id))
+                .collect();
+            (s.render(), truth)
+        })
+        .collect();
+
+    // train briefly: training photos/s, and a model whose output has real peaks to read
+    let mut det = Detector::new(&classes, DETECTOR_INPUT, rt.device, 11)?;
+    let data =
+        scenes.iter().map(|(px, t)| training_image(px, t, &classes, DETECTOR_INPUT)).collect::<Result<Vec<_>, _>>()?;
+    let info = train(&det, &data, &TrainConfig { steps: b.train_steps, ..Default::default() }, &mut |_| {})?;
+    det.freeze();
+
+    // the same module for both sides: traced to TorchScript, imported as a data scientist's would be
+    let dir = tempfile::tempdir()?;
+    let pt = dir.path().join("detector.pt");
+    let probe = Tensor::zeros([1, 3, DETECTOR_INPUT.1, DETECTOR_INPUT.0], (Kind::Float, rt.device));
+    let module = tch::CModule::create_by_tracing("Detector", "forward", &[probe], &mut |ins| {
+        vec![det.forward(&ins[0]).expect("forward")]
+    })?;
+    module.save(&pt)?;
+    let artifact = import_torchscript(std::fs::read(&pt)?, classes.clone(), DETECTOR_INPUT);
+    let expect = Expect { kind: ModelKind::Detector, classes: classes.clone(), input: DETECTOR_INPUT };
+    let scripted = Detector::load(&artifact, &expect, rt.device)?;
+    let photos: Vec<_> = scenes.iter().map(|(px, _)| px).collect();
+    let cfg = DecodeConfig::default();
+    let boxes_on_8: usize = scripted.detect(&photos[..8.min(photos.len())], &cfg)?.iter().map(Vec::len).sum();
+
+    let mut ours = serde_json::Map::new();
+    let mut native = serde_json::Map::new();
+    for batch in BATCHES {
+        let ips = measure(b.seconds, photos.len(), batch, |r| {
+            scripted.detect(&photos[r], &cfg).expect("detect");
+        });
+        ours.insert(batch.to_string(), json!((ips * 10.0).round() / 10.0));
+        let ips = measure(b.seconds, photos.len(), batch, |r| {
+            det.detect(&photos[r], &cfg).expect("detect");
+        });
+        native.insert(batch.to_string(), json!((ips * 10.0).round() / 10.0));
+    }
+
+    // Python PyTorch, same module, same photos, same steps
+    let python = b.python.clone().or_else(|| {
+        let p = PathBuf::from(std::env::var("HOME").ok()?).join(".cache/visionlog/torch-py/bin/python");
+        p.exists().then_some(p)
+    });
+    let baseline = match &python {
+        Some(python) => {
+            let raw = dir.path().join("photos.u8");
+            std::fs::write(&raw, scenes.iter().flat_map(|(px, _)| px.pixels.iter().copied()).collect::<Vec<u8>>())?;
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/bench_inference.py");
+            let out = std::process::Command::new(python)
+                .arg(script)
+                .args(["--model", &pt.display().to_string(), "--images", &raw.display().to_string()])
+                .args(["--count", &b.photos.to_string(), "--height", &h.to_string(), "--width", &w.to_string()])
+                .args(["--classes", &classes.len().to_string(), "--threads", &rt.threads.to_string()])
+                .args(["--seconds", &b.seconds.to_string()])
+                .output()
+                .with_context(|| format!("running {}", python.display()))?;
+            if !out.status.success() {
+                bail!("the Python baseline failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            let line = String::from_utf8_lossy(&out.stdout);
+            Some(serde_json::from_str::<Value>(line.lines().last().unwrap_or_default())?)
+        }
+        None => None,
+    };
+    let ratios: Option<serde_json::Map<String, Value>> = baseline.as_ref().map(|py| {
+        BATCHES
+            .iter()
+            .map(|b| {
+                let k = b.to_string();
+                let r = ours[&k].as_f64().unwrap_or(0.0) / py[&k].as_f64().unwrap_or(f64::NAN);
+                (k, json!((r * 1000.0).round() / 1000.0))
+            })
+            .collect()
+    });
+    // the headline ratio: the geometric mean over the batch sizes
+    let ratio = ratios.as_ref().map(|r| {
+        let logs: f64 = r.values().filter_map(Value::as_f64).map(f64::ln).sum();
+        ((logs / r.len() as f64).exp() * 1000.0).round() / 1000.0
+    });
+    let report = json!({
+        "bench": "inference",
+        "device": format!("{:?}", rt.device),
+        "threads": rt.threads,
+        "photos": b.photos,
+        "photo_size": [w, h],
+        "model_input": [DETECTOR_INPUT.0, DETECTOR_INPUT.1],
+        "boxes_on_8_photos": boxes_on_8,
+        "images_per_s": ours,
+        "images_per_s_native": native,
+        "python_images_per_s": baseline,
+        "ratio_by_batch": ratios,
+        "ratio": ratio,
+        "baseline": if python.is_some() { "python torch 2.13.0, same TorchScript module, same photos" } else { "none: no Python with torch (VISIONLOG_BENCH_DEPS=1 ./scripts/install.sh)" },
+        "training_images_per_s": (info.images_per_second * 10.0).round() / 10.0,
+        "training_steps": info.steps,
+    });
+    if !b.json {
+        crate::output::line(format!(
+            "inference on {:?}, {} threads, {} photos of {w}x{h}",
+            rt.device, rt.threads, b.photos
+        ));
+        for batch in BATCHES {
+            let k = batch.to_string();
+            crate::output::line(format!(
+                "  batch {batch:>2}: ours {} images/s, python {} images/s",
+                report["images_per_s"][&k], report["python_images_per_s"][&k]
+            ));
+        }
+        crate::output::line(format!("  training: {} images/s", report["training_images_per_s"]));
+    }
+    crate::output::line(report.to_string());
+    Ok(())
+}
