@@ -11,3 +11,5 @@ export VISIONLOG_PYTHON="${VISIONLOG_PYTHON:-$HOME/.cache/visionlog/py/bin/pytho
 # two small CUDA runtime wheels that libtorch_cpu.so names. No other download.
 export VISIONLOG_LIBTORCH_DIR="${VISIONLOG_LIBTORCH_DIR:-$HOME/.cache/visionlog/libtorch-2.13.0}"
 export LIBTORCH="${LIBTORCH:-$VISIONLOG_LIBTORCH_DIR/torch}"
+# The inference bench's baseline: Python with the full torch (install.sh, VISIONLOG_BENCH_DEPS=1).
+export VISIONLOG_BENCH_PYTHON="${VISIONLOG_BENCH_PYTHON:-$HOME/.cache/visionlog/torch-py/bin/python}"

@@ -73,5 +73,12 @@ if ! torch_ok; then
     python3 -m pip install --quiet --no-deps --target "$VISIONLOG_LIBTORCH_DIR" $TORCH_WHEELS
     torch_ok || { echo "install: no libtorch under $LIBTORCH after installing the wheels" >&2; exit 1; }
 fi
+# Only for `visionlog bench inference`'s baseline (not for the tests): Python with the full
+# torch==2.13.0 (about 2.7 GB with its CUDA wheels), when VISIONLOG_BENCH_DEPS=1.
+if [ "${VISIONLOG_BENCH_DEPS:-0}" = 1 ] && ! "$VISIONLOG_BENCH_PYTHON" -c 'import torch' >/dev/null 2>&1; then
+    echo "install: Python with torch==2.13.0 for the inference bench's baseline"
+    python3 -m venv "$(dirname "$(dirname "$VISIONLOG_BENCH_PYTHON")")"
+    "$VISIONLOG_BENCH_PYTHON" -m pip install --quiet torch==2.13.0
+fi
 mkdir -p "$CARGO_TARGET_DIR"
 echo "install: $(cargo --version), target dir $CARGO_TARGET_DIR, $("$TANSU_BIN" --version), libtorch $LIBTORCH"

@@ -64,6 +64,9 @@ pub struct Trainer {
     objects: Objects,
     registry: Arc<Registry>,
     config: TrainerConfig,
+    /// Per model: the labelled-task count at which training last failed; not tried again
+    /// until more ground truth arrives or training is asked for anew.
+    failed_at: std::sync::Mutex<BTreeMap<ModelKey, u64>>,
 }
 
 type Photos = Vec<(visionlog_imaging::Rgb, Vec<(BoundingBox, u32)>)>;
@@ -71,7 +74,7 @@ type Photos = Vec<(visionlog_imaging::Rgb, Vec<(BoundingBox, u32)>)>;
 impl Trainer {
     /// Creates a trainer.
     pub fn new(store: Arc<dyn ReadStore>, objects: Objects, registry: Arc<Registry>, config: TrainerConfig) -> Self {
-        Self { store, objects, registry, config }
+        Self { store, objects, registry, config, failed_at: Default::default() }
     }
 
     /// Looks for work until `stop` is set: a training request, or enough new ground truth.
@@ -103,6 +106,9 @@ impl Trainer {
         if !(asked || policy) || trainable == 0 {
             return Ok(None);
         }
+        if self.failed_at.lock().expect("trainer lock").get(&key) == Some(&trainable) {
+            return Ok(None);
+        }
         tracing::info!(
             model = key.model_id(),
             trainable,
@@ -111,7 +117,11 @@ impl Trainer {
             models_trained = last_trained,
             "trainer: training a detector"
         );
-        self.train_and_promote(&key, &tasks).map(Some)
+        let run = self.train_and_promote(&key, &tasks);
+        if run.is_err() {
+            self.failed_at.lock().expect("trainer lock").insert(key, trainable);
+        }
+        run.map(Some)
     }
 
     fn photos(&self, tasks: &[&TaskView]) -> Photos {

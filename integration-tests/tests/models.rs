@@ -1,0 +1,102 @@
+//! Models through the binary: a TorchScript detector imported (a mismatched one refused),
+//! promoted, serving a re-processed task; a deployed artifact damaged afterwards is refused by
+//! the workers, and the task goes to an operator instead.
+
+use std::path::Path;
+use std::time::Duration;
+use tch::{Device, Kind, Tensor};
+use visionlog_integration_tests::{last_json, terminate, visionlog};
+use visionlog_vision::{DETECTOR_INPUT, Detector};
+
+/// A detector traced to TorchScript, as a data scientist's `torch.jit.trace` would give it.
+fn traced(classes: &[u32], path: &Path) {
+    let mut det = Detector::new(classes, DETECTOR_INPUT, Device::Cpu, 9).unwrap();
+    det.freeze();
+    let xs = Tensor::zeros([1, 3, DETECTOR_INPUT.1, DETECTOR_INPUT.0], (Kind::Float, Device::Cpu));
+    let module =
+        tch::CModule::create_by_tracing("Detector", "forward", &[xs], &mut |i| vec![det.forward(&i[0]).unwrap()])
+            .unwrap();
+    module.save(path).unwrap();
+}
+
+fn events(data: &Path, task: &str) -> String {
+    let out = visionlog(data).args(["task", "show", task]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs the pipeline until `done` holds (or a minute passes).
+fn run_until(data: &Path, done: impl Fn() -> bool) {
+    for _ in 0..20 {
+        let mut run = visionlog(data).args(["--fsync", "never", "run", "--operators", "2"]).spawn().unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(terminate(&mut run, Duration::from_secs(30)).success());
+        if done() {
+            return;
+        }
+    }
+    panic!("the pipeline did not get there");
+}
+
+#[test]
+fn an_imported_torchscript_detector_serves_until_its_artifact_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = visionlog(&data).args(["demo", "--tasks", "12", "--no-training", "--json"]).output().unwrap();
+    assert!(out.status.success(), "demo: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(last_json(&out.stdout)["models_promoted"], 0);
+    let which = ["--customer", "acme", "--class-group", "acme/ice-cream"];
+
+    // a module traced for 3 classes is not a detector of the 8-class group: refused, not registered
+    let small = dir.path().join("small.pt");
+    traced(&[1, 2, 3], &small);
+    let out = visionlog(&data).args(["model", "import"]).args(which).arg("--file").arg(&small).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wrong classes or input size"), "{err}");
+    let out = visionlog(&data).args(["model", "list", "--json"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty(), "nothing registered");
+    // a truncated file: refused
+    let good = dir.path().join("good.pt");
+    traced(&[1, 2, 3, 4, 5, 6, 7, 8], &good);
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = dir.path().join("cut.pt");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+    let out = visionlog(&data).args(["model", "import"]).args(which).arg("--file").arg(&cut).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a TorchScript module"));
+
+    // the right one: registered as version 1, promoted by hand
+    let out = visionlog(&data).args(["model", "import"]).args(which).arg("--file").arg(&good).output().unwrap();
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    let out = visionlog(&data).args(["model", "promote"]).args(which).args(["--version", "1"]).output().unwrap();
+    assert!(out.status.success(), "promote: {}", String::from_utf8_lossy(&out.stderr));
+    let out = visionlog(&data).args(["model", "promote"]).args(which).args(["--version", "1"]).output().unwrap();
+    assert!(!out.status.success(), "promoting the deployed version again is refused");
+    let list = last_json(&visionlog(&data).args(["model", "list", "--json"]).output().unwrap().stdout);
+    assert_eq!((list["model_id"].as_str(), list["deployed"].as_u64()), (Some("acme:ice-cream:detector"), Some(1)));
+
+    // a re-processed task is now detected by the imported model
+    assert!(visionlog(&data).args(["task", "reprocess", "task-000003"]).status().unwrap().success());
+    run_until(&data, || events(&data, "task-000003").contains("ObjectsDetected"));
+    let text = events(&data, "task-000003");
+    assert!(text.contains("acme:ice-cream:detector"), "{text}");
+
+    // the artifact is damaged in the object store: the workers refuse it, the task goes to an operator
+    let objects = data.join("objects/models");
+    let weights = walk(&objects).into_iter().find(|p| p.ends_with("model.pt")).expect("the stored module");
+    std::fs::write(&weights, b"damaged").unwrap();
+    assert!(visionlog(&data).args(["task", "reprocess", "task-000005"]).status().unwrap().success());
+    run_until(&data, || events(&data, "task-000005").matches("TaskResultGenerated").count() == 2);
+    let text = events(&data, "task-000005");
+    assert!(!text.contains("ObjectsDetected"), "{text}");
+    assert_eq!(text.matches("ModelNotFound").count(), 2, "{text}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
