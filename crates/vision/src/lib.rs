@@ -1,5 +1,5 @@
 //! Models of visionlog on libtorch (`tch`): the single-stage detector, its training and
-//! scoring, artifacts (safetensors + manifest, or an imported TorchScript module), and the
+//! scoring, the crop recognizer, artifacts (safetensors + manifest, or an imported TorchScript module), and the
 //! choice of device.
 
 mod artifact;
@@ -7,6 +7,7 @@ pub mod detector;
 mod error;
 pub mod input;
 mod model;
+pub mod recognizer;
 mod runtime;
 pub mod train;
 
@@ -16,4 +17,5 @@ pub use artifact::{
 pub use detector::{ARCHITECTURE, DecodeConfig};
 pub use error::VisionError;
 pub use model::{DETECTOR_INPUT, Detector, import_torchscript};
+pub use recognizer::{RECOGNIZER_INPUT, Recognizer};
 pub use runtime::{Runtime, runtime};

@@ -63,9 +63,7 @@ impl Detector {
             ARCHITECTURE => {
                 let mut vs = nn::VarStore::new(device);
                 let net = DetectorNet::new(&vs.root(), m.classes.len() as i64);
-                let file = tempfile::Builder::new().suffix(".safetensors").tempfile()?;
-                std::fs::write(file.path(), &artifact.weights)?;
-                vs.load(file.path()).map_err(|e| VisionError::artifact(format!("weights do not load: {e}")))?;
+                load_weights(&mut vs, &artifact.weights)?;
                 Net::Native { vs, net: Box::new(net) }
             }
             TORCHSCRIPT => {
@@ -172,12 +170,24 @@ impl Detector {
         let Net::Native { vs, .. } = &self.net else {
             return Err(VisionError::artifact("an imported module is stored as it was imported"));
         };
-        let file = tempfile::Builder::new().suffix(".safetensors").tempfile()?;
-        vs.save(file.path())?;
-        let weights = std::fs::read(file.path())?;
+        let weights = save_weights(vs)?;
         let manifest = Manifest { weights_sha256: sha256_hex(&weights), training, metrics, ..self.manifest.clone() };
         Ok(Artifact { manifest, weights })
     }
+}
+
+/// The variables as a safetensors file's bytes.
+pub(crate) fn save_weights(vs: &nn::VarStore) -> Result<Vec<u8>, VisionError> {
+    let file = tempfile::Builder::new().suffix(".safetensors").tempfile()?;
+    vs.save(file.path())?;
+    Ok(std::fs::read(file.path())?)
+}
+
+/// Loads a safetensors file's bytes into the variables; every variable must be there, in its shape.
+pub(crate) fn load_weights(vs: &mut nn::VarStore, weights: &[u8]) -> Result<(), VisionError> {
+    let file = tempfile::Builder::new().suffix(".safetensors").tempfile()?;
+    std::fs::write(file.path(), weights)?;
+    vs.load(file.path()).map_err(|e| VisionError::artifact(format!("weights do not load: {e}")))
 }
 
 /// The artifact of a TorchScript detector traced elsewhere: its manifest says the classes (in
