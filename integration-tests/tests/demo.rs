@@ -38,6 +38,14 @@ fn the_demo_completes_200_tasks_with_no_gaps_or_duplicates() {
     let out = visionlog(&data).args(["model", "list", "--json"]).output().unwrap();
     let model = last_json(&out.stdout);
     assert_eq!(model["deployed"], 1, "{model}");
+    // the engine monitor: every quality check scores the model's run against the corrected truth,
+    // next to the trainer's backtest
+    let out = visionlog(&data).args(["report", "accuracy", "--json"]).output().unwrap();
+    let accuracy = last_json(&out.stdout);
+    assert_eq!(accuracy["model"], "acme:ice-cream:detector@1", "{accuracy}");
+    assert_eq!(accuracy["total"]["runs"], report["quality_checks"], "{accuracy}");
+    assert!(accuracy["total"]["precision"].as_f64().unwrap() >= 0.7, "{accuracy}");
+    assert!(accuracy["backtest"]["recall"].as_f64().unwrap() >= 0.6, "{accuracy}");
     // time travel: the state of a task as of version 4 is still waiting for an operator
     let out = visionlog(&data).args(["task", "state", "task-000042", "--version", "4"]).output().unwrap();
     assert!(out.status.success());

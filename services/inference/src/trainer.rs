@@ -256,13 +256,12 @@ impl Trainer {
         let backtested =
             ModelEvent::ModelBacktested { version, tasks: held.len() as u64, precision: p, recall: r, f1, baseline };
         exec("backtested", ModelCommand::RecordBacktest(backtested))?;
-        queries::record_backtest(
-            self.store.as_ref(),
-            &model_id,
-            u64::from(version),
-            &Backtest { precision: p, recall: r },
-        )
-        .map_err(|e| e.to_string())?;
+        // the engine monitor's reference for drift, under its name for the version (a later
+        // backtest of the same version replaces it)
+        let monitored = format!("{model_id}@{version}");
+        let backtest = Backtest { precision: p, recall: r };
+        queries::record_backtest(self.store.as_ref(), &monitored, now_ms() as u64, &backtest)
+            .map_err(|e| e.to_string())?;
         let better = f1 >= self.config.min_f1 && baseline.is_none_or(|(_, b)| f1 > b);
         if better {
             let reason = match baseline {

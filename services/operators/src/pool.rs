@@ -10,16 +10,79 @@ use visionlog_journal::{CommandBus, ConsumeError, EventHandler, HandledEvent, de
 /// The consumer group of the operator pool.
 pub const GROUP: &str = "operators";
 
-/// Operators played by code: they take waiting tasks and annotate them from ground truth.
+/// What a quality-checking operator sees of a task: its objects now, if the task has been
+/// detected (`None` while the read side has not caught up yet).
+pub type TaskObjects = Box<dyn Fn(&str) -> Result<Option<Vec<DetectedObject>>, String> + Send>;
+
+/// Operators played by code: they take waiting tasks, annotate them from ground truth, and in
+/// quality checks correct a model's result to the ground truth.
 pub struct SimulatedOperators {
     bus: CommandBus,
     operators: Vec<String>,
+    objects: Option<TaskObjects>,
 }
 
 impl SimulatedOperators {
     /// Creates a pool of `n` operators.
     pub fn new(bus: CommandBus, n: usize) -> Self {
-        Self { bus, operators: (0..n.max(1)).map(|i| format!("op-{i}")).collect() }
+        Self { bus, operators: (0..n.max(1)).map(|i| format!("op-{i}")).collect(), objects: None }
+    }
+
+    /// Lets quality checks see the task's objects, to correct them; without it a check finds
+    /// nothing to correct.
+    pub fn with_task_objects(mut self, objects: TaskObjects) -> Self {
+        self.objects = Some(objects);
+        self
+    }
+
+    /// The commands that turn a model's objects into the ground truth: false positives
+    /// removed, wrong classes relabelled, misses added (matching by IoU >= 0.5, best first).
+    pub fn corrections(session: &str, objects: &[DetectedObject], truth: &[AnnotatedObject]) -> Vec<TaskCommand> {
+        let session_id = SessionId(session.to_owned());
+        let mut pairs = Vec::new();
+        for (i, o) in objects.iter().enumerate() {
+            for (j, t) in truth.iter().enumerate() {
+                let iou = o.bbox.iou(&t.bbox);
+                if o.image == t.image && iou >= visionlog_domain::scoring::MATCH_IOU {
+                    pairs.push((iou, i, j));
+                }
+            }
+        }
+        pairs.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let (mut o_used, mut t_used) = (vec![false; objects.len()], vec![false; truth.len()]);
+        let mut labels = Vec::new();
+        for (_, i, j) in pairs {
+            if o_used[i] || t_used[j] {
+                continue;
+            }
+            (o_used[i], t_used[j]) = (true, true);
+            if let Some(class_id) = truth[j].class_id.filter(|c| objects[i].class_id != Some(*c)) {
+                labels.push(ObjectLabel { object_id: objects[i].object_id.clone(), class_id });
+            }
+        }
+        let removed: Vec<ObjectId> =
+            objects.iter().zip(&o_used).filter(|(_, used)| !**used).map(|(o, _)| o.object_id.clone()).collect();
+        let added: Vec<AnnotatedObject> = truth
+            .iter()
+            .zip(&t_used)
+            .filter(|(_, used)| !**used)
+            .enumerate()
+            .map(|(n, (t, _))| AnnotatedObject { object_id: ObjectId(format!("{session}.q{n}")), ..t.clone() })
+            .collect();
+        let mut commands = Vec::new();
+        if !removed.is_empty() {
+            commands.push(TaskCommand::RemoveObjects(RemoveObjects {
+                session_id: session_id.clone(),
+                object_ids: removed,
+            }));
+        }
+        if !labels.is_empty() {
+            commands.push(TaskCommand::LabelObjects(LabelObjects { session_id: session_id.clone(), labels }));
+        }
+        if !added.is_empty() {
+            commands.push(TaskCommand::AddObjects(AddObjects { session_id, objects: added }));
+        }
+        commands
     }
 
     fn send(
@@ -94,14 +157,22 @@ impl EventHandler for SimulatedOperators {
             }
             TaskEvent::OperatorAssigned(a) => {
                 let mut commands = Vec::new();
+                let truth = scenario(&env.task_id, &env.tenant).truth;
                 if a.purpose == SessionPurpose::Annotation {
-                    let truth = scenario(&env.task_id, &env.tenant).truth;
                     let actions = Self::session_actions(&env.task_id, a.session_id.as_str(), &truth);
                     let summary = summarize(&BTreeMap::new(), &actions)
                         .map_err(|err| ConsumeError::Transient(err.to_string()))?;
                     commands = summary.into_commands(&a.session_id);
+                } else if let Some(objects) = &self.objects {
+                    // a quality check: the model's result, corrected to what is on the shelf
+                    let now = objects(&env.task_id).map_err(ConsumeError::Transient)?.ok_or_else(|| {
+                        ConsumeError::Transient(format!(
+                            "task {} is not projected up to its detection yet",
+                            env.task_id
+                        ))
+                    })?;
+                    commands = Self::corrections(a.session_id.as_str(), &now, &truth);
                 }
-                // a quality check of a simulated task finds nothing to correct
                 commands.push(TaskCommand::FinishOperatorSession(FinishOperatorSession {
                     session_id: a.session_id.clone(),
                 }));
@@ -118,6 +189,36 @@ impl EventHandler for SimulatedOperators {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quality_check_corrects_a_model_result_to_the_ground_truth() {
+        let truth = scenario("task-9", "acme").truth;
+        let detected = |i: usize, dx: f32, class_id| DetectedObject {
+            object_id: ObjectId(format!("d1.{i}")),
+            image: truth[i].image,
+            bbox: BoundingBox { x: truth[i].bbox.x + dx, ..truth[i].bbox },
+            class_id,
+            score: 0.9,
+        };
+        let objects = vec![
+            detected(0, 1.0, truth[0].class_id),                        // right
+            detected(1, 0.0, Some(truth[1].class_id.unwrap() % 8 + 1)), // wrong class
+            detected(2, 500.0, truth[2].class_id),                      // nothing there
+        ];
+        let commands = SimulatedOperators::corrections("s7", &objects, &truth);
+        let [TaskCommand::RemoveObjects(r), TaskCommand::LabelObjects(l), TaskCommand::AddObjects(a)] = &commands[..]
+        else {
+            panic!("{commands:?}")
+        };
+        assert_eq!(r.object_ids, [ObjectId("d1.2".into())]);
+        assert_eq!(
+            (l.labels.len(), l.labels[0].object_id.as_str(), Some(l.labels[0].class_id)),
+            (1, "d1.1", truth[1].class_id)
+        );
+        assert_eq!(a.objects.len(), truth.len() - 2, "every true box but the two found");
+        assert!(a.objects.iter().all(|o| o.object_id.as_str().starts_with("s7.q")));
+        assert!(SimulatedOperators::corrections("s8", &[], &[]).is_empty());
+    }
 
     #[test]
     fn a_simulated_session_summarizes_to_the_ground_truth() {

@@ -214,7 +214,27 @@ impl Service {
         Arc::new(move |p, stop: &AtomicBool| {
             let mut handler: Box<dyn EventHandler> = match self {
                 Service::Executor => Box::new(visionlog_executor::Executor::new(bus.clone(), QC_PER_MILLE)),
-                Service::Operators => Box::new(visionlog_operators::SimulatedOperators::new(bus.clone(), operators)),
+                Service::Operators => {
+                    let store = store.clone();
+                    Box::new(visionlog_operators::SimulatedOperators::new(bus.clone(), operators).with_task_objects(
+                        Box::new(move |task| {
+                            let view = visionlog_projector::queries::task_view(store.as_ref(), task)
+                                .map_err(|e| e.to_string())?;
+                            Ok(view.filter(|v| !v.runs.is_empty()).map(|v| {
+                                v.objects
+                                    .into_values()
+                                    .map(|o| visionlog_domain::DetectedObject {
+                                        object_id: visionlog_domain::ObjectId(o.object_id),
+                                        image: o.image,
+                                        bbox: o.bbox,
+                                        class_id: o.class_id,
+                                        score: o.score.unwrap_or(1.0),
+                                    })
+                                    .collect()
+                            }))
+                        }),
+                    ))
+                }
                 Service::Inference => Box::new(visionlog_inference::InferenceWorker::new(
                     bus.clone(),
                     store.clone(),
