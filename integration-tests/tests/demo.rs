@@ -89,7 +89,15 @@ fn killing_the_demo_mid_run_loses_and_duplicates_nothing() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        // the kill lands `delay_ms` into the work, not into the start-up (loading libtorch alone
+        // takes a few hundred ms in a debug build): the log's directory marks the backends open
+        // open (a resumed run's log is there already: it gets a start-up allowance instead)
+        let started = std::time::Instant::now();
+        while !data.join("log").exists() && started.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let allowance = if round > 0 { 500 } else { 0 };
+        std::thread::sleep(Duration::from_millis(delay_ms + allowance));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             killed_mid_run += 1;
