@@ -1,7 +1,7 @@
 //! The demo, run as a newcomer would, and killed and restarted as a crash would.
 
 use std::time::Duration;
-use visionlog_integration_tests::{Leftovers, last_json, visionlog};
+use visionlog_integration_tests::{Leftovers, last_json, terminate, visionlog};
 use visionlog_journal::audit;
 
 /// `visionlog demo --tasks 200 --json` runs the whole loop with a clean journal: the first 60
@@ -46,6 +46,28 @@ fn the_demo_completes_200_tasks_with_no_gaps_or_duplicates() {
     assert_eq!(accuracy["total"]["runs"], report["quality_checks"], "{accuracy}");
     assert!(accuracy["total"]["precision"].as_f64().unwrap() >= 0.7, "{accuracy}");
     assert!(accuracy["backtest"]["recall"].as_f64().unwrap() >= 0.6, "{accuracy}");
+    // the "Train" button: a second version, backtested against the deployed one on the same
+    // held-out tasks (its quality-checked ones by their recorded predictions), promoted only if better
+    let which = ["--customer", "acme", "--class-group", "acme/ice-cream"];
+    let out = visionlog(&data).args(["model", "train"]).args(which).output().unwrap();
+    assert!(out.status.success(), "train: {}", String::from_utf8_lossy(&out.stderr));
+    let mut stream = serde_json::Value::Null;
+    for _ in 0..4 {
+        let mut run = visionlog(&data).env("VISIONLOG_TRAIN_STEPS", "60").args(["run"]).spawn().unwrap();
+        std::thread::sleep(Duration::from_secs(20));
+        assert!(terminate(&mut run, Duration::from_secs(60)).success());
+        let out = visionlog(&data).args(["model", "show"]).args(which).output().unwrap();
+        stream = serde_json::from_slice(&out.stdout).unwrap();
+        if stream["versions"]["2"]["backtest"].is_array() {
+            break;
+        }
+    }
+    let v2 = &stream["versions"]["2"];
+    assert_eq!(v2["baseline"][0], 1, "compared with the deployed version: {stream}");
+    let (f1, baseline_f1) = (v2["backtest"][3].as_f64().unwrap(), v2["baseline"][1].as_f64().unwrap());
+    let deployed = stream["deployed"].as_u64().unwrap();
+    assert_eq!(deployed, if f1 > baseline_f1 && f1 >= 0.5 { 2 } else { 1 }, "{stream}");
+    assert!(stream["pending_training"].is_null(), "the request was answered: {stream}");
     // time travel: the state of a task as of version 4 is still waiting for an operator
     let out = visionlog(&data).args(["task", "state", "task-000042", "--version", "4"]).output().unwrap();
     assert!(out.status.success());

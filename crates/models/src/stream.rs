@@ -167,6 +167,8 @@ pub struct ModelVersion {
     pub status: Status,
     /// The last backtest: (tasks, precision, recall, f1).
     pub backtest: Option<(u64, f64, f64, f64)>,
+    /// The deployed version it was compared with in that backtest, and that one's F1.
+    pub baseline: Option<(u32, f64)>,
     /// When it was made (ms).
     pub created_ms: i64,
 }
@@ -202,6 +204,7 @@ impl ModelStream {
                     tasks,
                     status: Status::Candidate,
                     backtest: None,
+                    baseline: None,
                     created_ms: at_ms,
                 },
             );
@@ -213,9 +216,10 @@ impl ModelStream {
                 self.pending_training = None;
             }
             ModelEvent::TrainingRequested { by, reason } => self.pending_training = Some((by.clone(), reason.clone())),
-            ModelEvent::ModelBacktested { version, tasks, precision, recall, f1, .. } => {
+            ModelEvent::ModelBacktested { version, tasks, precision, recall, f1, baseline } => {
                 if let Some(v) = self.versions.get_mut(version) {
                     v.backtest = Some((*tasks, *precision, *recall, *f1));
+                    v.baseline = *baseline;
                 }
             }
             ModelEvent::ModelPromoted { version, .. } => {

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use visionlog_domain::BoundingBox;
+use visionlog_domain::scoring::{self, Counts};
 use visionlog_journal::{deterministic_id, now_ms};
 use visionlog_models::{ModelCommand, ModelEvent, ModelKey, Outcome, Registry};
 use visionlog_objects::Objects;
 use visionlog_projector::TaskView;
 use visionlog_projector::queries::{self, Backtest};
+use visionlog_projector::views::score;
 use visionlog_store::ReadStore;
 use visionlog_vision::train::{TrainConfig, evaluate, train, training_image};
 use visionlog_vision::{DETECTOR_INPUT, DecodeConfig, Detector, Expect, ModelKind, TrainingInfo, sha256_hex};
@@ -32,6 +34,63 @@ pub struct TrainerConfig {
 impl Default for TrainerConfig {
     fn default() -> Self {
         Self { min_new_tasks: 40, min_f1: 0.5, train: TrainConfig::default(), poll: Duration::from_secs(2) }
+    }
+}
+
+impl Trainer {
+    /// The deployed version's F1 on the held-out tasks (seed 002): where it already predicted a
+    /// task, its recorded prediction event is scored against the ground truth; the other tasks'
+    /// photos are run through it. An artifact that no longer loads scores 0.
+    fn deployed_f1(
+        &self,
+        key: &ModelKey,
+        version: u32,
+        artifact: &str,
+        held: &[&TaskView],
+        expect: &Expect,
+    ) -> Result<f64, String> {
+        let model = visionlog_domain::ModelRef { model_id: key.model_id(), version };
+        let mut total = Counts::default();
+        let mut rerun = Vec::new();
+        for t in held {
+            let Some(truth) = &t.truth else { continue };
+            match t.runs.iter().rev().find(|r| r.model == model && r.version < truth.version) {
+                Some(run) => total.add(&scoring::total(&score(&run.predictions, &truth.objects))),
+                None => rerun.push(*t),
+            }
+        }
+        let replayed = held.len() - rerun.len();
+        if !rerun.is_empty() {
+            let photos = self.photos(&rerun);
+            let refs: Vec<_> = photos.iter().map(|(px, t)| (px, t.clone())).collect();
+            let loaded = artifacts::get(&self.objects, artifact).map_err(|e| e.to_string()).and_then(|a| {
+                Detector::load(&a, expect, visionlog_vision::runtime().device).map_err(|e| e.to_string())
+            });
+            match loaded {
+                Ok(current) => {
+                    let e = evaluate(&current, &refs, 8, &DecodeConfig::default()).map_err(|e| e.to_string())?;
+                    total.add(&e.total);
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        model = model.model_id,
+                        version,
+                        error = e,
+                        "trainer: the deployed artifact does not load; it scores 0"
+                    );
+                    return Ok(0.0);
+                }
+            }
+        }
+        tracing::info!(
+            model = model.model_id,
+            version,
+            replayed,
+            rerun = rerun.len(),
+            f1 = total.f1(),
+            "trainer: deployed version scored"
+        );
+        Ok(total.f1())
     }
 }
 
@@ -202,25 +261,7 @@ impl Trainer {
         let stream = self.registry.stream(key).map_err(|e| e.to_string())?;
         let expect = Expect { kind: ModelKind::Detector, classes: classes.clone(), input: DETECTOR_INPUT };
         let baseline = match stream.deployed {
-            Some(v) => {
-                let current = artifacts::get(&self.objects, &stream.versions[&v].artifact)
-                    .map_err(|e| e.to_string())
-                    .and_then(|a| Detector::load(&a, &expect, device).map_err(|e| e.to_string()));
-                match current {
-                    Ok(current) => {
-                        Some((v, evaluate(&current, &refs, 8, &decode).map_err(|e| e.to_string())?.total.f1()))
-                    }
-                    Err(e) => {
-                        tracing::warn!(
-                            model = model_id,
-                            version = v,
-                            error = e,
-                            "trainer: the deployed artifact does not load; it scores 0"
-                        );
-                        Some((v, 0.0))
-                    }
-                }
-            }
+            Some(v) => Some((v, self.deployed_f1(key, v, &stream.versions[&v].artifact, &held, &expect)?)),
             None => None,
         };
 
