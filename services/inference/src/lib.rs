@@ -14,7 +14,7 @@ pub mod artifacts;
 mod trainer;
 mod worker;
 
-pub use trainer::{Trainer, TrainerConfig, TrainingRun, held_out};
+pub use trainer::{Trainer, TrainerConfig, TrainerError, TrainingRun, held_out};
 pub use worker::{InferenceWorker, MAX_IMAGE_BYTES, WorkerConfig, load_image};
 
 /// The consumer group of the inference workers.

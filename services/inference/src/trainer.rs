@@ -18,6 +18,29 @@ use visionlog_store::ReadStore;
 use visionlog_vision::train::{TrainConfig, evaluate, train, training_image};
 use visionlog_vision::{DETECTOR_INPUT, DecodeConfig, Detector, Expect, ModelKind, TrainingInfo, sha256_hex};
 
+/// Why a training run did not end in a recorded version.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainerError {
+    /// The read store failed: retry later.
+    #[error("read store: {0}")]
+    Store(#[from] visionlog_store::StoreError),
+    /// The model streams' log failed: retry later.
+    #[error("model registry: {0}")]
+    Registry(#[from] visionlog_models::RegistryError),
+    /// The object store failed, or a stored artifact is unreadable.
+    #[error("artifact: {0}")]
+    Artifact(#[from] artifacts::ArtifactError),
+    /// libtorch or the model refused: not retried until the data changes.
+    #[error("model: {0}")]
+    Vision(#[from] visionlog_vision::VisionError),
+    /// Nothing to train on (no readable photos): not retried until the data changes.
+    #[error("no training data: {0}")]
+    NoData(String),
+    /// The model stream refused what the trainer recorded.
+    #[error("model stream refused the {0}")]
+    Refused(String),
+}
+
 /// When and how to train.
 #[derive(Clone, Debug)]
 pub struct TrainerConfig {
@@ -48,7 +71,7 @@ impl Trainer {
         artifact: &str,
         held: &[&TaskView],
         expect: &Expect,
-    ) -> Result<f64, String> {
+    ) -> Result<f64, TrainerError> {
         let model = visionlog_domain::ModelRef { model_id: key.model_id(), version };
         let mut total = Counts::default();
         let mut rerun = Vec::new();
@@ -68,7 +91,7 @@ impl Trainer {
             });
             match loaded {
                 Ok(current) => {
-                    let e = evaluate(&current, &refs, 8, &DecodeConfig::default()).map_err(|e| e.to_string())?;
+                    let e = evaluate(&current, &refs, 8, &DecodeConfig::default())?;
                     total.add(&e.total);
                 }
                 Err(e) => {
@@ -124,7 +147,7 @@ pub struct Trainer {
     registry: Arc<Registry>,
     config: TrainerConfig,
     /// Per model: the labelled-task count at which training last failed; not tried again
-    /// until more ground truth arrives or training is asked for anew.
+    /// until more ground truth arrives (or the process restarts).
     failed_at: std::sync::Mutex<BTreeMap<ModelKey, u64>>,
 }
 
@@ -144,7 +167,7 @@ impl Trainer {
                     break;
                 }
                 if let Err(e) = self.consider(&customer, &class_group) {
-                    tracing::warn!(customer, class_group, error = e, "trainer: will try again");
+                    tracing::warn!(customer, class_group, error = %e, "trainer: will try again");
                 }
             }
             std::thread::sleep(self.config.poll);
@@ -152,10 +175,10 @@ impl Trainer {
     }
 
     /// Trains a class group's detector if asked to or if the policy says so.
-    pub fn consider(&self, customer: &str, class_group: &str) -> Result<Option<TrainingRun>, String> {
+    pub fn consider(&self, customer: &str, class_group: &str) -> Result<Option<TrainingRun>, TrainerError> {
         let key = ModelKey::detector(customer, class_group);
-        let stream = self.registry.stream(&key).map_err(|e| e.to_string())?;
-        let tasks = queries::labelled_tasks(self.store.as_ref(), class_group).map_err(|e| e.to_string())?;
+        let stream = self.registry.stream(&key)?;
+        let tasks = queries::labelled_tasks(self.store.as_ref(), class_group)?;
         let tasks: Vec<TaskView> = tasks.into_iter().filter(|t| t.customer == customer).collect();
         let trainable = tasks.iter().filter(|t| !held_out(&t.task_id)).count() as u64;
         let last_trained = stream.versions.values().filter(|v| v.trained).count();
@@ -207,7 +230,7 @@ impl Trainer {
 
     /// Trains a candidate on the non-held-out tasks, backtests it and the deployed version on
     /// the held-out ones, records both, and promotes the candidate if it is better.
-    pub fn train_and_promote(&self, key: &ModelKey, tasks: &[TaskView]) -> Result<TrainingRun, String> {
+    pub fn train_and_promote(&self, key: &ModelKey, tasks: &[TaskView]) -> Result<TrainingRun, TrainerError> {
         let classes: Vec<u32> = tasks
             .iter()
             .flat_map(|t| t.class_names.keys().copied())
@@ -225,16 +248,15 @@ impl Trainer {
         };
         let photos = self.photos(&training);
         if photos.is_empty() {
-            return Err("no readable training photos".into());
+            return Err(TrainerError::NoData("no readable training photos".into()));
         }
         let data = photos
             .iter()
             .map(|(px, truth)| training_image(px, truth, &classes, DETECTOR_INPUT))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
+            .collect::<Result<Vec<_>, _>>()?;
         let device = visionlog_vision::runtime().device;
         let seed = i64::from_str_radix(&snapshot[..8], 16).unwrap_or(0);
-        let det = Detector::new(&classes, DETECTOR_INPUT, device, seed).map_err(|e| e.to_string())?;
+        let det = Detector::new(&classes, DETECTOR_INPUT, device, seed)?;
         let model_id = key.model_id();
         let mut info = train(&det, &data, &self.config.train, &mut |p| {
             if p.step % 50 == 0 || p.step == p.steps {
@@ -247,8 +269,7 @@ impl Trainer {
                     "trainer: training"
                 );
             }
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         info.tasks = training.len() as u64;
         info.snapshot = snapshot.clone();
 
@@ -256,9 +277,9 @@ impl Trainer {
         let held_photos = self.photos(&held);
         let refs: Vec<_> = held_photos.iter().map(|(px, t)| (px, t.clone())).collect();
         let decode = DecodeConfig::default();
-        let score = evaluate(&det, &refs, 8, &decode).map_err(|e| e.to_string())?.total;
+        let score = evaluate(&det, &refs, 8, &decode)?.total;
         let (p, r, f1) = (score.precision().unwrap_or(0.0), score.recall().unwrap_or(0.0), score.f1());
-        let stream = self.registry.stream(key).map_err(|e| e.to_string())?;
+        let stream = self.registry.stream(key)?;
         let expect = Expect { kind: ModelKind::Detector, classes: classes.clone(), input: DETECTOR_INPUT };
         let baseline = match stream.deployed {
             Some(v) => Some((v, self.deployed_f1(key, v, &stream.versions[&v].artifact, &held, &expect)?)),
@@ -269,14 +290,12 @@ impl Trainer {
         metrics.insert("backtest_precision".to_owned(), p);
         metrics.insert("backtest_recall".to_owned(), r);
         metrics.insert("backtest_f1".to_owned(), f1);
-        let artifact = det.to_artifact(Some(info.clone()), metrics).map_err(|e| e.to_string())?;
+        let artifact = det.to_artifact(Some(info.clone()), metrics)?;
         let folder = artifacts::folder(&model_id, &format!("{}-{}", &snapshot[..16], self.config.train.steps));
-        artifacts::put(&self.objects, &folder, &artifact).map_err(|e| e.to_string())?;
+        artifacts::put(&self.objects, &folder, &artifact)?;
 
-        let exec = |id: &str, c: ModelCommand| -> Result<Outcome, String> {
-            self.registry
-                .execute(key, &deterministic_id(&[&model_id, &folder, id]), &c, now_ms())
-                .map_err(|e| e.to_string())
+        let exec = |id: &str, c: ModelCommand| -> Result<Outcome, TrainerError> {
+            Ok(self.registry.execute(key, &deterministic_id(&[&model_id, &folder, id]), &c, now_ms())?)
         };
         let trained = ModelEvent::ModelTrained {
             version: 0,
@@ -289,10 +308,14 @@ impl Trainer {
         let version = match exec("trained", ModelCommand::RecordTraining(trained))? {
             Outcome::Appended(ModelEvent::ModelTrained { version, .. }, _) => version,
             Outcome::Duplicate(_) => {
-                let s = self.registry.stream(key).map_err(|e| e.to_string())?;
-                s.versions.values().find(|v| v.artifact == folder).map(|v| v.version).ok_or("trained version lost")?
+                let s = self.registry.stream(key)?;
+                s.versions
+                    .values()
+                    .find(|v| v.artifact == folder)
+                    .map(|v| v.version)
+                    .ok_or_else(|| TrainerError::Refused("training: recorded, then not found".into()))?
             }
-            other => return Err(format!("recording the training: {other:?}")),
+            other => return Err(TrainerError::Refused(format!("training: {other:?}"))),
         };
         let backtested =
             ModelEvent::ModelBacktested { version, tasks: held.len() as u64, precision: p, recall: r, f1, baseline };
@@ -301,8 +324,7 @@ impl Trainer {
         // backtest of the same version replaces it)
         let monitored = format!("{model_id}@{version}");
         let backtest = Backtest { precision: p, recall: r };
-        queries::record_backtest(self.store.as_ref(), &monitored, now_ms() as u64, &backtest)
-            .map_err(|e| e.to_string())?;
+        queries::record_backtest(self.store.as_ref(), &monitored, now_ms() as u64, &backtest)?;
         let better = f1 >= self.config.min_f1 && baseline.is_none_or(|(_, b)| f1 > b);
         if better {
             let reason = match baseline {
