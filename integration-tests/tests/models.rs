@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 use tch::{Device, Kind, Tensor};
-use visionlog_integration_tests::{last_json, terminate, visionlog};
+use visionlog_integration_tests::{Leftovers, last_json, terminate, visionlog};
 use visionlog_vision::{DETECTOR_INPUT, Detector};
 
 /// A detector traced to TorchScript, as a data scientist's `torch.jit.trace` would give it.
@@ -75,11 +75,27 @@ fn an_imported_torchscript_detector_serves_until_its_artifact_is_damaged() {
     let list = last_json(&visionlog(&data).args(["model", "list", "--json"]).output().unwrap().stdout);
     assert_eq!((list["model_id"].as_str(), list["deployed"].as_u64()), (Some("acme:ice-cream:detector"), Some(1)));
 
-    // a re-processed task is now detected by the imported model
-    assert!(visionlog(&data).args(["task", "reprocess", "task-000003"]).status().unwrap().success());
-    run_until(&data, || events(&data, "task-000003").contains("ObjectsDetected"));
+    // a re-processed task is now detected by the imported model; one whose photo the customer
+    // replaced with junk is refused with a recorded reason (a dead letter) and goes to an operator
+    std::fs::write(data.join("objects/images/task-000007/0.png"), b"not a png").unwrap();
+    for task in ["task-000003", "task-000007"] {
+        assert!(visionlog(&data).args(["task", "reprocess", task]).status().unwrap().success());
+    }
+    run_until(&data, || {
+        events(&data, "task-000003").contains("ObjectsDetected")
+            && events(&data, "task-000007").matches("TaskResultGenerated").count() == 2
+    });
     let text = events(&data, "task-000003");
     assert!(text.contains("acme:ice-cream:detector"), "{text}");
+    let text = events(&data, "task-000007");
+    assert!(!text.contains("ObjectsDetected"), "{text}");
+    let left = Leftovers::open(&data);
+    let letters = left.log.read(&left.topics.dead_letters, 0, 0, 100).unwrap();
+    let letters: Vec<_> = letters.iter().map(|r| left.codec.decode_dead_letter(&r.value).unwrap()).collect();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!((letters[0].error_code.as_str(), letters[0].consumer.as_str()), ("unreadable_image", "inference"));
+    assert!(letters[0].error_message.contains("task-000007/0.png"), "{letters:?}");
+    drop(left);
 
     // the artifact is damaged in the object store: the workers refuse it, the task goes to an operator
     let objects = data.join("objects/models");

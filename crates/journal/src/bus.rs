@@ -35,6 +35,32 @@ impl CommandBus {
         Self { log, codec, topics }
     }
 
+    /// Files a dead letter for the event at `offset` of `events` partition `partition` that a
+    /// service could not act on: the event stays in the journal, the letter says why.
+    pub fn dead_letter_event(
+        &self,
+        partition: u32,
+        offset: u64,
+        code: &str,
+        message: &str,
+        consumer: &str,
+    ) -> Result<(), LogError> {
+        let records = self.log.read(&self.topics.events, partition, offset, 1)?;
+        let Some(record) = records.into_iter().find(|r| r.offset == offset) else { return Ok(()) };
+        let events = &self.topics.events;
+        crate::dead_letter(
+            self.log.as_ref(),
+            &self.codec,
+            &self.topics,
+            events,
+            partition,
+            &record,
+            code,
+            message,
+            consumer,
+        )
+    }
+
     /// Sends a command; returns its partition and offset.
     pub fn send(&self, envelope: &CommandEnvelope, command: &TaskCommand) -> Result<(u32, u64), SendError> {
         let value = self.codec.encode_command(command)?;

@@ -41,6 +41,8 @@ pub fn load_image(objects: &Objects, uri: &str) -> Result<Rgb, String> {
 /// One detection request waiting for its batch.
 #[derive(Clone, Debug)]
 struct Job {
+    partition: u32,
+    offset: u64,
     task_id: String,
     version: u64,
     event_id: String,
@@ -152,11 +154,13 @@ impl InferenceWorker {
                     match load_image(&self.objects, &image.uri) {
                         Ok(px) => photos.push((j, i as u32, px)),
                         Err(e) => {
-                            tracing::warn!(
-                                task = job.task_id,
-                                error = e,
-                                "inference: photo unreadable, task goes to an operator"
-                            );
+                            // a recorded rejection: the request's event is dead-lettered with the
+                            // reason (the log says it), and the task goes to an operator
+                            if ok[j] {
+                                self.bus
+                                    .dead_letter_event(job.partition, job.offset, "unreadable_image", &e, crate::GROUP)
+                                    .map_err(|err| ConsumeError::Transient(err.to_string()))?;
+                            }
                             ok[j] = false;
                         }
                     }
@@ -203,6 +207,8 @@ impl EventHandler for InferenceWorker {
             return Err(ConsumeError::Transient(format!("task {} is not projected yet", env.task_id)));
         };
         self.pending.push(Job {
+            partition: e.partition,
+            offset: e.offset,
             task_id: env.task_id.clone(),
             version: env.version,
             event_id: env.event_id.clone(),
