@@ -12,6 +12,12 @@ pub enum VisionError {
     /// Input that cannot be fed to the model.
     #[error("bad input: {0}")]
     Input(String),
+    /// A training run was stopped before its end (its model is not usable).
+    #[error("training stopped at step {step}")]
+    Stopped {
+        /// The last step done.
+        step: u64,
+    },
     /// Files of an artifact.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

@@ -78,13 +78,22 @@ pub struct Progress {
     pub images_per_second: f64,
 }
 
-/// Trains a detector made by [`Detector::new`] in place: mini-batches drawn at random, flipped
+/// What the progress callback tells the training loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on.
+    Continue,
+    /// Stop now (the process is shutting down); the run ends in [`VisionError::Stopped`].
+    Stop,
+}
+
+/// Trains a detector made by [`Detector::new`] in place (the callback is asked every 10 steps): mini-batches drawn at random, flipped
 /// left-right half the time, brighter or darker by up to a fifth.
 pub fn train(
     det: &Detector,
     data: &[TrainingImage],
     cfg: &TrainConfig,
-    progress: &mut dyn FnMut(&Progress),
+    progress: &mut dyn FnMut(&Progress) -> Flow,
 ) -> Result<TrainingInfo, VisionError> {
     let vs = det.vars().ok_or_else(|| VisionError::Input("an imported module is not trained here".into()))?;
     if data.is_empty() {
@@ -130,12 +139,15 @@ pub fn train(
         seen += cfg.batch as u64;
         if step % 10 == 0 || step == cfg.steps {
             let secs = started.elapsed().as_secs_f64();
-            progress(&Progress {
+            let flow = progress(&Progress {
                 step,
                 steps: cfg.steps,
                 loss: loss.double_value(&[]),
                 images_per_second: seen as f64 / secs.max(1e-9),
             });
+            if flow == Flow::Stop {
+                return Err(VisionError::Stopped { step });
+            }
         }
     }
     let seconds = started.elapsed().as_secs_f64();

@@ -4,7 +4,7 @@ mod common;
 
 use common::{CLASSES, scenes};
 use tch::Device;
-use visionlog_vision::train::{TrainConfig, evaluate, train, training_image};
+use visionlog_vision::train::{Flow, TrainConfig, evaluate, train, training_image};
 use visionlog_vision::{DETECTOR_INPUT, DecodeConfig, Detector};
 
 #[test]
@@ -24,6 +24,7 @@ fn trains_to_well_above_chance_on_held_out_scenes() {
             eprintln!("step {}/{} loss {:.3} {:.1} images/s", p.step, p.steps, p.loss, p.images_per_second);
         }
         last = Some(*p);
+        Flow::Continue
     })
     .unwrap();
     let after = evaluate(&det, &photos, 8, &DecodeConfig::default()).unwrap();

@@ -15,7 +15,7 @@ use visionlog_projector::TaskView;
 use visionlog_projector::queries::{self, Backtest};
 use visionlog_projector::views::score;
 use visionlog_store::ReadStore;
-use visionlog_vision::train::{TrainConfig, evaluate, train, training_image};
+use visionlog_vision::train::{Flow, TrainConfig, evaluate, train, training_image};
 use visionlog_vision::{DETECTOR_INPUT, DecodeConfig, Detector, Expect, ModelKind, TrainingInfo, sha256_hex};
 
 /// Why a training run did not end in a recorded version.
@@ -149,6 +149,8 @@ pub struct Trainer {
     /// Per model: the labelled-task count at which training last failed; not tried again
     /// until more ground truth arrives (or the process restarts).
     failed_at: std::sync::Mutex<BTreeMap<ModelKey, u64>>,
+    /// Set when the process shuts down: a run in progress stops within 10 steps.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 type Photos = Vec<(visionlog_imaging::Rgb, Vec<(BoundingBox, u32)>)>;
@@ -156,7 +158,13 @@ type Photos = Vec<(visionlog_imaging::Rgb, Vec<(BoundingBox, u32)>)>;
 impl Trainer {
     /// Creates a trainer.
     pub fn new(store: Arc<dyn ReadStore>, objects: Objects, registry: Arc<Registry>, config: TrainerConfig) -> Self {
-        Self { store, objects, registry, config, failed_at: Default::default() }
+        Self { store, objects, registry, config, failed_at: Default::default(), stop: None }
+    }
+
+    /// Stops a training run in progress when `stop` is set (SIGTERM must not wait for it).
+    pub fn stop_with(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     /// Looks for work until `stop` is set: a training request, or enough new ground truth.
@@ -269,6 +277,7 @@ impl Trainer {
                     "trainer: training"
                 );
             }
+            if self.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) { Flow::Stop } else { Flow::Continue }
         })?;
         info.tasks = training.len() as u64;
         info.snapshot = snapshot.clone();

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
-use visionlog_vision::train::{TrainConfig, train, training_image};
+use visionlog_vision::train::{Flow, TrainConfig, train, training_image};
 use visionlog_vision::{DETECTOR_INPUT, DecodeConfig, Detector, Expect, ModelKind, import_torchscript};
 
 #[derive(clap::Args, Debug)]
@@ -65,7 +65,8 @@ pub(crate) fn run(b: &InferenceBench) -> anyhow::Result<()> {
     let mut det = Detector::new(&classes, DETECTOR_INPUT, rt.device, 11)?;
     let data =
         scenes.iter().map(|(px, t)| training_image(px, t, &classes, DETECTOR_INPUT)).collect::<Result<Vec<_>, _>>()?;
-    let info = train(&det, &data, &TrainConfig { steps: b.train_steps, ..Default::default() }, &mut |_| {})?;
+    let info =
+        train(&det, &data, &TrainConfig { steps: b.train_steps, ..Default::default() }, &mut |_| Flow::Continue)?;
     det.freeze();
 
     // the same module for both sides: traced to TorchScript, imported as a data scientist's would be

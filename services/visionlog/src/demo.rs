@@ -16,7 +16,7 @@ use visionlog_models::ModelKey;
 #[derive(clap::Args, Debug)]
 pub(crate) struct DemoArgs {
     /// Tasks to create.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 200)]
     tasks: usize,
     /// Print one JSON object as the last line.
     #[arg(long)]
@@ -76,7 +76,8 @@ pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
     }
     let rt = Runtime::open(backends)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let training = !args.no_training && !args.no_images;
+    // a model is trained when there is a second wave for it to serve
+    let training = !args.no_training && !args.no_images && args.tasks > args.train_after;
     let mut services =
         vec![Service::Aggregator, Service::Executor, Service::Projector, Service::Operators, Service::Inference];
     if training {

@@ -292,7 +292,8 @@ fn spawn_trainer(
     config: visionlog_inference::TrainerConfig,
 ) -> JoinHandle<anyhow::Result<()>> {
     let store = rt.store.clone();
-    let trainer = visionlog_inference::Trainer::new(rt.store.clone(), rt.objects.clone(), rt.registry.clone(), config);
+    let trainer = visionlog_inference::Trainer::new(rt.store.clone(), rt.objects.clone(), rt.registry.clone(), config)
+        .stop_with(stop.clone());
     let stop = stop.clone();
     std::thread::Builder::new()
         .name("trainer".into())
