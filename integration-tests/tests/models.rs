@@ -98,21 +98,14 @@ fn an_imported_torchscript_detector_serves_until_its_artifact_is_damaged() {
     drop(left);
 
     // the artifact is damaged in the object store: the workers refuse it, the task goes to an operator
-    let objects = data.join("objects/models");
-    let weights = walk(&objects).into_iter().find(|p| p.ends_with("model.pt")).expect("the stored module");
+    let stream: serde_json::Value =
+        serde_json::from_slice(&visionlog(&data).args(["model", "show"]).args(which).output().unwrap().stdout).unwrap();
+    let weights = data.join("objects").join(stream["versions"]["1"]["artifact"].as_str().unwrap()).join("model.pt");
+    assert!(weights.exists(), "the stored module at {}", weights.display());
     std::fs::write(&weights, b"damaged").unwrap();
     assert!(visionlog(&data).args(["task", "reprocess", "task-000005"]).status().unwrap().success());
     run_until(&data, || events(&data, "task-000005").matches("TaskResultGenerated").count() == 2);
     let text = events(&data, "task-000005");
     assert!(!text.contains("ObjectsDetected"), "{text}");
     assert_eq!(text.matches("ModelNotFound").count(), 2, "{text}");
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
-    }
-    out
 }

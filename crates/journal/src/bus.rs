@@ -2,7 +2,7 @@
 
 use crate::topics::Topics;
 use std::sync::Arc;
-use visionlog_codec::envelope::CommandEnvelope;
+use visionlog_codec::envelope::{CommandEnvelope, EventEnvelope};
 use visionlog_codec::{Codec, CodecError};
 use visionlog_domain::TaskCommand;
 use visionlog_log::{EventLog, LogError, Record, partition_for};
@@ -27,6 +27,28 @@ pub enum SendError {
     /// The log refused it; may be transient.
     #[error(transparent)]
     Log(#[from] LogError),
+}
+
+/// The envelope of a command a service sends because of an event: same task, tenant and
+/// correlation, caused by the event, expecting `expected_version`.
+pub fn caused_by(
+    cause: &EventEnvelope,
+    command_id: String,
+    command: &TaskCommand,
+    expected_version: u64,
+    actor: String,
+) -> CommandEnvelope {
+    CommandEnvelope {
+        command_id,
+        task_id: cause.task_id.clone(),
+        command_type: command.type_name().to_owned(),
+        expected_version: Some(expected_version),
+        actor,
+        tenant: cause.tenant.clone(),
+        correlation_id: cause.correlation_id.clone(),
+        causation_id: Some(cause.event_id.clone()),
+        issued_at_ms: crate::now_ms(),
+    }
 }
 
 impl CommandBus {

@@ -22,7 +22,7 @@ mod topics;
 
 pub use audit::{Audit, audit};
 pub use bus::SendError;
-pub use bus::{CommandBus, deterministic_id};
+pub use bus::{CommandBus, caused_by, deterministic_id};
 pub use consume::{
     ConsumeError, EventHandler, HandledEvent, LIVE_BATCH, Subscription, consume_partition, consume_until, dead_letter,
 };

@@ -172,13 +172,13 @@ pub struct Evaluation {
 /// Scores a detector on photos with their ground truth (in photo pixels), in batches.
 pub fn evaluate(
     det: &Detector,
-    photos: &[(&Rgb, Vec<(BoundingBox, u32)>)],
+    photos: &[(Rgb, Vec<(BoundingBox, u32)>)],
     batch_size: usize,
     cfg: &DecodeConfig,
 ) -> Result<Evaluation, VisionError> {
     let mut classes: BTreeMap<u32, Counts> = BTreeMap::new();
     for chunk in photos.chunks(batch_size.max(1)) {
-        let images: Vec<&Rgb> = chunk.iter().map(|(p, _)| *p).collect();
+        let images: Vec<&Rgb> = chunk.iter().map(|(p, _)| p).collect();
         let found = det.detect(&images, cfg)?;
         for ((_, truth), found) in chunk.iter().zip(found) {
             let p: Vec<Placed> =

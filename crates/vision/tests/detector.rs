@@ -13,8 +13,7 @@ fn trains_to_well_above_chance_on_held_out_scenes() {
     let train_set = scenes("train", 160);
     let held_out = scenes("held-out", 40);
     let det = Detector::new(&CLASSES, DETECTOR_INPUT, Device::Cpu, 1).unwrap();
-    let photos: Vec<_> = held_out.iter().map(|(img, truth)| (img, truth.clone())).collect();
-    let before = evaluate(&det, &photos, 8, &DecodeConfig::default()).unwrap();
+    let before = evaluate(&det, &held_out, 8, &DecodeConfig::default()).unwrap();
 
     let data: Vec<_> =
         train_set.iter().map(|(img, truth)| training_image(img, truth, &CLASSES, DETECTOR_INPUT).unwrap()).collect();
@@ -27,7 +26,7 @@ fn trains_to_well_above_chance_on_held_out_scenes() {
         Flow::Continue
     })
     .unwrap();
-    let after = evaluate(&det, &photos, 8, &DecodeConfig::default()).unwrap();
+    let after = evaluate(&det, &held_out, 8, &DecodeConfig::default()).unwrap();
     let (p, r) = (after.total.precision().unwrap_or(0.0), after.total.recall().unwrap_or(0.0));
     eprintln!(
         "held-out: before tp {} fp {} fn {}; after {} steps ({:.0} s, {:.1} images/s): tp {} fp {} fn {} precision {p:.3} recall {r:.3}",

@@ -10,9 +10,8 @@
 //! deployed model's boxes, or `ModelNotFound` for a new project, after which the executor
 //! hands the task to an operator.
 
-use visionlog_codec::envelope::CommandEnvelope;
 use visionlog_domain::*;
-use visionlog_journal::{CommandBus, ConsumeError, EventHandler, HandledEvent, deterministic_id, now_ms};
+use visionlog_journal::{CommandBus, ConsumeError, EventHandler, HandledEvent, caused_by, deterministic_id};
 
 /// The consumer group of executors.
 pub const GROUP: &str = "executor";
@@ -68,17 +67,8 @@ impl EventHandler for Executor {
     fn handle(&mut self, e: HandledEvent<'_>) -> Result<(), ConsumeError> {
         let env = e.envelope;
         let Some(command) = next_command(&env.task_id, env.version, e.event, self.qc_per_mille) else { return Ok(()) };
-        let envelope = CommandEnvelope {
-            command_id: deterministic_id(&[&env.event_id, GROUP, command.type_name()]),
-            task_id: env.task_id.clone(),
-            command_type: command.type_name().to_owned(),
-            expected_version: Some(env.version),
-            actor: "service:executor".into(),
-            tenant: env.tenant.clone(),
-            correlation_id: env.correlation_id.clone(),
-            causation_id: Some(env.event_id.clone()),
-            issued_at_ms: now_ms(),
-        };
+        let command_id = deterministic_id(&[&env.event_id, GROUP, command.type_name()]);
+        let envelope = caused_by(env, command_id, &command, env.version, "service:executor".into());
         self.bus.send(&envelope, &command).map_err(|err| ConsumeError::Transient(err.to_string()))?;
         Ok(())
     }

@@ -15,7 +15,7 @@ mod trainer;
 mod worker;
 
 pub use trainer::{Trainer, TrainerConfig, TrainerError, TrainingRun, held_out};
-pub use worker::{InferenceWorker, MAX_IMAGE_BYTES, WorkerConfig, load_image};
+pub use worker::{InferenceWorker, WorkerConfig, load_image};
 
 /// The consumer group of the inference workers.
 pub const GROUP: &str = "inference";

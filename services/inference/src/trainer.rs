@@ -85,13 +85,12 @@ impl Trainer {
         let replayed = held.len() - rerun.len();
         if !rerun.is_empty() {
             let photos = self.photos(&rerun);
-            let refs: Vec<_> = photos.iter().map(|(px, t)| (px, t.clone())).collect();
             let loaded = artifacts::get(&self.objects, artifact).map_err(|e| e.to_string()).and_then(|a| {
                 Detector::load(&a, expect, visionlog_vision::runtime().device).map_err(|e| e.to_string())
             });
             match loaded {
                 Ok(current) => {
-                    let e = evaluate(&current, &refs, 8, &DecodeConfig::default())?;
+                    let e = evaluate(&current, &photos, 8, &DecodeConfig::default())?;
                     total.add(&e.total);
                 }
                 Err(e) => {
@@ -284,9 +283,8 @@ impl Trainer {
 
         // backtest: the candidate and the deployed model on the same held-out tasks
         let held_photos = self.photos(&held);
-        let refs: Vec<_> = held_photos.iter().map(|(px, t)| (px, t.clone())).collect();
         let decode = DecodeConfig::default();
-        let score = evaluate(&det, &refs, 8, &decode)?.total;
+        let score = evaluate(&det, &held_photos, 8, &decode)?.total;
         let (p, r, f1) = (score.precision().unwrap_or(0.0), score.recall().unwrap_or(0.0), score.f1());
         let stream = self.registry.stream(key)?;
         let expect = Expect { kind: ModelKind::Detector, classes: classes.clone(), input: DETECTOR_INPUT };

@@ -4,17 +4,14 @@ use crate::artifacts;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
-use visionlog_codec::envelope::CommandEnvelope;
+use visionlog_codec::envelope::EventEnvelope;
 use visionlog_domain::*;
 use visionlog_imaging::Rgb;
-use visionlog_journal::{CommandBus, ConsumeError, EventHandler, HandledEvent, deterministic_id, now_ms};
+use visionlog_journal::{CommandBus, ConsumeError, EventHandler, HandledEvent, caused_by, deterministic_id};
 use visionlog_models::{ModelKey, Registry};
 use visionlog_objects::{Objects, key_of_uri};
 use visionlog_store::ReadStore;
 use visionlog_vision::{DETECTOR_INPUT, DecodeConfig, Detector, Expect, ModelKind};
-
-/// Photos larger than this (bytes) are not read.
-pub const MAX_IMAGE_BYTES: u64 = 64 << 20;
 
 /// How the worker batches and reads boxes.
 #[derive(Clone, Copy, Debug)]
@@ -34,7 +31,7 @@ impl Default for WorkerConfig {
 /// Reads a task's photo from the object store (bounded, PNG).
 pub fn load_image(objects: &Objects, uri: &str) -> Result<Rgb, String> {
     let key = key_of_uri(uri).map_err(|e| e.to_string())?;
-    let bytes = objects.get(key, MAX_IMAGE_BYTES).map_err(|e| format!("{uri}: {e}"))?;
+    let bytes = objects.get(key, visionlog_projector::extractor::MAX_IMAGE_BYTES).map_err(|e| format!("{uri}: {e}"))?;
     Rgb::from_png(&bytes).map_err(|e| format!("{uri}: {e}"))
 }
 
@@ -43,11 +40,7 @@ pub fn load_image(objects: &Objects, uri: &str) -> Result<Rgb, String> {
 struct Job {
     partition: u32,
     offset: u64,
-    task_id: String,
-    version: u64,
-    event_id: String,
-    tenant: String,
-    correlation_id: String,
+    cause: EventEnvelope,
     key: ModelKey,
     classes: Vec<u32>,
     images: Vec<ImageRef>,
@@ -90,17 +83,8 @@ impl InferenceWorker {
     }
 
     fn send(&self, job: &Job, command: &TaskCommand) -> Result<(), ConsumeError> {
-        let envelope = CommandEnvelope {
-            command_id: deterministic_id(&[&job.event_id, crate::GROUP, command.type_name()]),
-            task_id: job.task_id.clone(),
-            command_type: command.type_name().to_owned(),
-            expected_version: Some(job.version),
-            actor: "service:inference".into(),
-            tenant: job.tenant.clone(),
-            correlation_id: job.correlation_id.clone(),
-            causation_id: Some(job.event_id.clone()),
-            issued_at_ms: now_ms(),
-        };
+        let command_id = deterministic_id(&[&job.cause.event_id, crate::GROUP, command.type_name()]);
+        let envelope = caused_by(&job.cause, command_id, command, job.cause.version, "service:inference".into());
         self.bus.send(&envelope, command).map_err(|e| ConsumeError::Transient(e.to_string()))?;
         Ok(())
     }
@@ -209,11 +193,7 @@ impl EventHandler for InferenceWorker {
         self.pending.push(Job {
             partition: e.partition,
             offset: e.offset,
-            task_id: env.task_id.clone(),
-            version: env.version,
-            event_id: env.event_id.clone(),
-            tenant: env.tenant.clone(),
-            correlation_id: env.correlation_id.clone(),
+            cause: env.clone(),
             key: ModelKey::detector(&view.customer, &view.class_group),
             classes: view.class_names.keys().copied().collect(),
             images: view.images,

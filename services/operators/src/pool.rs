@@ -2,10 +2,9 @@
 
 use crate::scenario::{Rng, scenario};
 use std::collections::BTreeMap;
-use visionlog_codec::envelope::CommandEnvelope;
 use visionlog_domain::summarizer::{UiAction, summarize};
 use visionlog_domain::*;
-use visionlog_journal::{CommandBus, ConsumeError, EventHandler, HandledEvent, deterministic_id, now_ms};
+use visionlog_journal::{CommandBus, ConsumeError, EventHandler, HandledEvent, caused_by, deterministic_id};
 
 /// The consumer group of the operator pool.
 pub const GROUP: &str = "operators";
@@ -94,17 +93,8 @@ impl SimulatedOperators {
         command: &TaskCommand,
     ) -> Result<(), ConsumeError> {
         let env = cause.envelope;
-        let envelope = CommandEnvelope {
-            command_id: deterministic_id(&[&env.event_id, GROUP, &step.to_string()]),
-            task_id: env.task_id.clone(),
-            command_type: command.type_name().to_owned(),
-            expected_version: Some(expected),
-            actor: format!("operator:{operator}"),
-            tenant: env.tenant.clone(),
-            correlation_id: env.correlation_id.clone(),
-            causation_id: Some(env.event_id.clone()),
-            issued_at_ms: now_ms(),
-        };
+        let command_id = deterministic_id(&[&env.event_id, GROUP, &step.to_string()]);
+        let envelope = caused_by(env, command_id, command, expected, format!("operator:{operator}"));
         self.bus.send(&envelope, command).map_err(|e| ConsumeError::Transient(e.to_string()))?;
         Ok(())
     }

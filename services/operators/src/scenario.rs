@@ -2,8 +2,9 @@
 
 use visionlog_domain::*;
 
+use visionlog_imaging::Rgb;
 pub use visionlog_imaging::scene::Rng;
-use visionlog_imaging::scene::{self, Scene};
+use visionlog_imaging::scene::{self, Package, Scene};
 
 /// What a customer sends and what is really on the images.
 #[derive(Clone, Debug)]
@@ -29,6 +30,20 @@ const PRODUCTS: &[&str] = &[
     "mango-sorbet",
     "cola-ice",
 ];
+
+/// A package's box.
+fn package_box(p: &Package) -> BoundingBox {
+    BoundingBox { x: p.x, y: p.y, w: p.w, h: p.h }
+}
+
+/// A shelf photo like the scenarios' (same size and classes) that no task shows, painted, with
+/// its true boxes and classes: for measuring a model on unseen scenes.
+pub fn labelled_photo(key: &str) -> (Rgb, Vec<(BoundingBox, u32)>) {
+    let (w, h) = IMAGE_SIZE;
+    let s = scene::generate(key, w, h, PRODUCTS.len() as u32);
+    let truth = s.truth().map(|p| (package_box(p), p.class_id)).collect();
+    (s.render(), truth)
+}
 
 /// The class group key of a customer's scenarios.
 pub fn class_group_key(customer: &str) -> String {
@@ -59,7 +74,7 @@ pub fn scenario(task_id: &str, customer: &str) -> Scenario {
             truth.push(AnnotatedObject {
                 object_id: ObjectId(format!("gt-{i}-{n}")),
                 image: i as u32,
-                bbox: BoundingBox { x: p.x, y: p.y, w: p.w, h: p.h },
+                bbox: package_box(p),
                 class_id: Some(p.class_id),
             });
         }

@@ -50,16 +50,8 @@ pub(crate) fn run(b: &InferenceBench) -> anyhow::Result<()> {
     let rt = visionlog_vision::runtime();
     let (w, h) = visionlog_operators::scenario::IMAGE_SIZE;
     let classes = visionlog_operators::scenario::class_ids();
-    let scenes: Vec<_> = (0..b.photos)
-        .map(|i| {
-            let s = visionlog_imaging::scene::generate(&format!("bench/{i}"), w, h, classes.len() as u32);
-            let truth: Vec<_> = s
-                .truth()
-                .map(|p| (visionlog_domain::BoundingBox { x: p.x, y: p.y, w: p.w, h: p.h }, p.class_id))
-                .collect();
-            (s.render(), truth)
-        })
-        .collect();
+    let scenes: Vec<_> =
+        (0..b.photos).map(|i| visionlog_operators::scenario::labelled_photo(&format!("bench/{i}"))).collect();
 
     // train briefly: training photos/s, and a model whose output has real peaks to read
     let mut det = Detector::new(&classes, DETECTOR_INPUT, rt.device, 11)?;

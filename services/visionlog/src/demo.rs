@@ -237,19 +237,9 @@ fn held_out_score(rt: &Runtime, artifact: &str) -> anyhow::Result<(f64, f64, usi
     let classes = visionlog_operators::scenario::class_ids();
     let expect = Expect { kind: ModelKind::Detector, classes: classes.clone(), input: DETECTOR_INPUT };
     let det = Detector::load(&a, &expect, visionlog_vision::runtime().device)?;
-    let (w, h) = visionlog_operators::scenario::IMAGE_SIZE;
-    let scenes: Vec<_> = (0..SCENES)
-        .map(|i| {
-            let s = visionlog_imaging::scene::generate(&format!("demo-held-out/{i}"), w, h, classes.len() as u32);
-            let truth = s
-                .truth()
-                .map(|p| (visionlog_domain::BoundingBox { x: p.x, y: p.y, w: p.w, h: p.h }, p.class_id))
-                .collect::<Vec<_>>();
-            (s.render(), truth)
-        })
-        .collect();
-    let refs: Vec<_> = scenes.iter().map(|(px, t)| (px, t.clone())).collect();
-    let e = visionlog_vision::train::evaluate(&det, &refs, 8, &DecodeConfig::default())?;
+    let scenes: Vec<_> =
+        (0..SCENES).map(|i| visionlog_operators::scenario::labelled_photo(&format!("demo-held-out/{i}"))).collect();
+    let e = visionlog_vision::train::evaluate(&det, &scenes, 8, &DecodeConfig::default())?;
     let round = |x: Option<f64>| (x.unwrap_or(0.0) * 1000.0).round() / 1000.0;
     Ok((round(e.total.precision()), round(e.total.recall()), SCENES))
 }

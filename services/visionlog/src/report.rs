@@ -38,12 +38,8 @@ pub(crate) enum ReportCmd {
         /// Only this model (`model_id@version`).
         #[arg(long)]
         model: Option<String>,
-        /// First day (YYYY-MM-DD).
-        #[arg(long)]
-        from: Option<String>,
-        /// Last day (YYYY-MM-DD).
-        #[arg(long)]
-        to: Option<String>,
+        #[command(flatten)]
+        days: Days,
         /// One JSON object per model and line.
         #[arg(long)]
         json: bool,
@@ -53,12 +49,8 @@ pub(crate) enum ReportCmd {
         /// Only this operator.
         #[arg(long)]
         operator: Option<String>,
-        /// First day (YYYY-MM-DD).
-        #[arg(long)]
-        from: Option<String>,
-        /// Last day (YYYY-MM-DD).
-        #[arg(long)]
-        to: Option<String>,
+        #[command(flatten)]
+        days: Days,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
@@ -112,6 +104,17 @@ fn pct(x: Option<f64>) -> String {
     x.map_or_else(|| "-".into(), |v| format!("{:.1}%", v * 100.0))
 }
 
+/// A range of days, inclusive, for the monitors.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Days {
+    /// First day (YYYY-MM-DD).
+    #[arg(long)]
+    from: Option<String>,
+    /// Last day (YYYY-MM-DD).
+    #[arg(long)]
+    to: Option<String>,
+}
+
 pub(crate) fn run(backends: &Backends, cmd: &ReportCmd) -> anyhow::Result<()> {
     let rt = Runtime::open(backends)?;
     let store = rt.store.as_ref();
@@ -147,8 +150,8 @@ pub(crate) fn run(backends: &Backends, cmd: &ReportCmd) -> anyhow::Result<()> {
             }
             line(format!("{} task(s)", tasks.len()));
         }
-        ReportCmd::Accuracy { model, from, to, json } => {
-            let models = queries::accuracy(store, model.as_deref(), from.as_deref(), to.as_deref())?;
+        ReportCmd::Accuracy { model, days, json } => {
+            let models = queries::accuracy(store, model.as_deref(), days.from.as_deref(), days.to.as_deref())?;
             if *json {
                 return json_lines(&models);
             }
@@ -186,8 +189,8 @@ pub(crate) fn run(backends: &Backends, cmd: &ReportCmd) -> anyhow::Result<()> {
                 }
             }
         }
-        ReportCmd::Operators { operator, from, to, json } => {
-            let lines = queries::operators(store, operator.as_deref(), from.as_deref(), to.as_deref())?;
+        ReportCmd::Operators { operator, days, json } => {
+            let lines = queries::operators(store, operator.as_deref(), days.from.as_deref(), days.to.as_deref())?;
             if *json {
                 return json_lines(&lines);
             }
