@@ -5,6 +5,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # Tools the scripts install (see install.sh).
 export VISIONLOG_TOOLS="${VISIONLOG_TOOLS:-$HOME/.cache/visionlog/bin}"
 export TANSU_BIN="${TANSU_BIN:-$VISIONLOG_TOOLS/tansu}"
+export WEED_BIN="${WEED_BIN:-$VISIONLOG_TOOLS/weed}"
 # A Python with a plain Kafka client, for the test of a retailer's own producer (install.sh).
 export VISIONLOG_PYTHON="${VISIONLOG_PYTHON:-$HOME/.cache/visionlog/py/bin/python}"
 # libtorch 2.13.0 for tch 0.26 (install.sh): the PyPI torch wheel's libraries and headers, with the

