@@ -60,6 +60,10 @@ pub enum LogError {
     /// A bad URL or option.
     #[error("log configuration: {0}")]
     Config(String),
+    /// Records below the hot log's start could not be read from the cold tier (object store
+    /// down, a segment missing or failing its checksum).
+    #[error("cold tier: {0}")]
+    Cold(String),
 }
 
 impl LogError {

@@ -128,6 +128,12 @@ pub trait EventLog: Send + Sync {
     fn read(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<LogRecord>, LogError>;
     /// Returns the offset the next append will get.
     fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError>;
+    /// Returns the first offset still held (0 until retention drops records; Kafka's low
+    /// watermark). Reads below it return what is held from it on.
+    fn start_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError>;
+    /// Drops the records below `offset` (retention, once they are safe elsewhere: see the
+    /// tiering service); a backend may keep a few more (whole segments). Returns the new start.
+    fn drop_before(&self, topic: &str, partition: u32, offset: u64) -> Result<u64, LogError>;
     /// Waits until the partition has a record at `offset` (or the timeout); tells which.
     fn wait_for(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) -> Result<bool, LogError>;
     /// Stores a consumer group's position (the next offset to read) with opaque metadata (as

@@ -204,3 +204,36 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn retention_drops_whole_segments_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = FileLogOptions { segment_bytes: 4096, ..FileLogOptions::default() };
+    let log = FileLog::open(dir.path(), options.clone()).unwrap();
+    log.create_topic("t", 1).unwrap();
+    for i in 0..200 {
+        log.append("t", 0, &[rec(i)]).unwrap();
+    }
+    assert_eq!(log.start_offset("t", 0).unwrap(), 0);
+    let segments = segment_files(dir.path(), "t", 0).len();
+    assert!(segments > 4, "{segments} segments");
+
+    // dropping below 100 keeps the segment holding 100: the start is its base, at most 100
+    let start = log.drop_before("t", 0, 100).unwrap();
+    assert!(start <= 100 && start > 0, "start {start}");
+    assert_eq!(log.start_offset("t", 0).unwrap(), start);
+    let read = log.read("t", 0, 0, 10).unwrap();
+    assert_eq!(read[0].offset, start, "a read below the start begins at the start");
+    assert_eq!(log.read("t", 0, 150, 1).unwrap()[0], log.read("t", 0, start, 200).unwrap()[(150 - start) as usize]);
+
+    // everything can go: the active segment is sealed and a new one starts at the end
+    assert_eq!(log.drop_before("t", 0, 200).unwrap(), 200);
+    assert!(log.read("t", 0, 0, 10).unwrap().is_empty());
+    assert_eq!(log.end_offset("t", 0).unwrap(), 200);
+    log.append("t", 0, &[rec(200)]).unwrap();
+    drop(log);
+
+    let log = FileLog::open(dir.path(), options).unwrap();
+    assert_eq!((log.start_offset("t", 0).unwrap(), log.end_offset("t", 0).unwrap()), (200, 201));
+    assert_eq!(log.read("t", 0, 0, 10).unwrap()[0].value, rec(200).value);
+}

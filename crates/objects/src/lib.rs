@@ -112,7 +112,9 @@ impl Objects {
                 Ok(Self { store: Arc::new(store), s3: None, storage_class: None, url: url.to_owned() })
             }
             "s3" => Self::open_s3(&parsed, url, AmazonS3Builder::from_env()),
-            other => Err(ObjectsError::Config(format!("unsupported object store scheme {other:?} (supported: file, s3)"))),
+            other => {
+                Err(ObjectsError::Config(format!("unsupported object store scheme {other:?} (supported: file, s3)")))
+            }
         }
     }
 
@@ -128,9 +130,10 @@ impl Objects {
     }
 
     fn open_s3(parsed: &url::Url, url: &str, builder: AmazonS3Builder) -> Result<Self, ObjectsError> {
-        let bucket = parsed.host_str().filter(|b| !b.is_empty()).ok_or_else(|| {
-            ObjectsError::Config(format!("{url:?}: s3 URLs name a bucket: s3://bucket[/prefix]"))
-        })?;
+        let bucket = parsed
+            .host_str()
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| ObjectsError::Config(format!("{url:?}: s3 URLs name a bucket: s3://bucket[/prefix]")))?;
         let prefix = parsed.path().trim_matches('/').to_owned();
         if !prefix.is_empty() {
             key(&prefix)?;

@@ -98,13 +98,8 @@ impl LocalS3 {
         ];
         args.extend(names.iter().zip(&ports).map(|(n, (_, p))| format!("-{n}={p}")));
         drop(ports);
-        let mut s3 = Self {
-            child: None,
-            dir,
-            args,
-            endpoint: format!("http://127.0.0.1:{s3_port}"),
-            bucket: BUCKET.to_owned(),
-        };
+        let mut s3 =
+            Self { child: None, dir, args, endpoint: format!("http://127.0.0.1:{s3_port}"), bucket: BUCKET.to_owned() };
         s3.restart()?;
         Ok(s3)
     }

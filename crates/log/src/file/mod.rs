@@ -210,6 +210,15 @@ impl EventLog for FileLog {
         Ok(self.partition(topic, partition)?.end())
     }
 
+    fn start_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
+        Ok(self.partition(topic, partition)?.start())
+    }
+
+    /// Whole segments only: the start lands on the base of the segment holding `offset`.
+    fn drop_before(&self, topic: &str, partition: u32, offset: u64) -> Result<u64, LogError> {
+        self.partition(topic, partition)?.drop_before(offset)
+    }
+
     fn wait_for(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) -> Result<bool, LogError> {
         Ok(self.partition(topic, partition)?.wait_for(offset, timeout))
     }

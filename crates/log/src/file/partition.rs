@@ -41,7 +41,8 @@ impl Partition {
             .collect();
         bases.sort_unstable();
         let mut sealed = Vec::new();
-        let mut expected = 0u64;
+        // retention may have removed the oldest segments: the log starts at the first one left
+        let mut expected = bases.first().copied().unwrap_or(0);
         for (i, base) in bases.iter().enumerate() {
             let is_tail = i + 1 == bases.len();
             let path = dir.join(segment::file_name(*base));
@@ -76,6 +77,33 @@ impl Partition {
 
     pub(super) fn end(&self) -> u64 {
         self.inner.lock().expect("partition lock").active.next_offset
+    }
+
+    pub(super) fn start(&self) -> u64 {
+        let inner = self.inner.lock().expect("partition lock");
+        inner.sealed.first().map_or(inner.active.base, |s| s.base)
+    }
+
+    /// Deletes the segments wholly below `offset` (the active one is sealed first when the
+    /// offset reaches the end, so that everything can go); returns the new start.
+    pub(super) fn drop_before(&self, offset: u64) -> Result<u64, LogError> {
+        let mut inner = self.inner.lock().expect("partition lock");
+        let end = inner.active.next_offset;
+        if offset >= end && inner.active.size > 0 {
+            inner.active.file.sync_all().map_err(|e| LogError::io(inner.active.path.display(), e))?;
+            let next = Segment::create(&self.dir, end)?;
+            inner.active_file = handle(&next)?;
+            let old = std::mem::replace(&mut inner.active, next);
+            inner.sealed.push(Arc::new(old));
+            inner.unsynced_since = None;
+        }
+        let keep = inner.sealed.iter().position(|s| s.next_offset > offset).unwrap_or(inner.sealed.len());
+        // readers holding a dropped segment's file read on from it (unlinked, not closed)
+        for seg in inner.sealed.drain(..keep) {
+            std::fs::remove_file(&seg.path).map_err(|e| LogError::io(seg.path.display(), e))?;
+        }
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| LogError::io(self.dir.display(), e))?;
+        Ok(inner.sealed.first().map_or(inner.active.base, |s| s.base))
     }
 
     pub(super) fn append(

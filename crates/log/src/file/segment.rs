@@ -14,6 +14,8 @@ const INDEX_INTERVAL: u64 = 64 * 1024;
 pub(crate) struct Segment {
     pub(crate) path: PathBuf,
     pub(crate) file: Arc<File>,
+    /// Offset of its first record.
+    pub(crate) base: u64,
     /// Bytes of valid frames.
     pub(crate) size: u64,
     /// Offset after the last record.
@@ -39,6 +41,7 @@ impl Segment {
         Ok(Self {
             path,
             file: Arc::new(file),
+            base: base_offset,
             size: 0,
             next_offset: base_offset,
             index: Vec::new(),
@@ -54,6 +57,7 @@ impl Segment {
         let mut seg = Self {
             path: path.to_owned(),
             file: Arc::new(file),
+            base: base_offset,
             size: 0,
             next_offset: base_offset,
             index: Vec::new(),

@@ -346,6 +346,30 @@ impl EventLog for KafkaLog {
         self.read_from(topic, partition, from, max, READ_PATIENCE, READ_LINGER)
     }
 
+    fn start_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
+        self.check_partition(topic, partition)?;
+        let (low, _) = self.with_consumer("", |c| {
+            c.fetch_watermarks(topic, partition as i32, REQUEST_TIMEOUT).map_err(|e| kafka_err(topic, e))
+        })?;
+        Ok(low.max(0) as u64)
+    }
+
+    /// Kafka's DeleteRecords: the low watermark moves to `offset`; the broker frees whole
+    /// segments below it.
+    fn drop_before(&self, topic: &str, partition: u32, offset: u64) -> Result<u64, LogError> {
+        self.check_partition(topic, partition)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition as i32, Offset::Offset(offset as i64))
+            .map_err(|e| kafka_err(topic, e))?;
+        let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+        let result = futures_executor::block_on(self.admin.delete_records(&tpl, &options))
+            .map_err(|e| kafka_err("deleting records", e))?;
+        for e in result.elements() {
+            e.error().map_err(|e| kafka_err("deleting records", e))?;
+        }
+        self.start_offset(topic, partition)
+    }
+
     fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
         let (_, high) = self.with_consumer("", |c| {
             c.fetch_watermarks(topic, partition as i32, REQUEST_TIMEOUT).map_err(|e| kafka_err(topic, e))
