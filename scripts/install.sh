@@ -72,8 +72,8 @@ fi
 # a retailer's stack for the integration test of a plain Kafka client: confluent-kafka (its wheel
 # bundles librdkafka) and fastavro; a data scientist's for the exports: pyarrow and duckdb with
 # its httpfs extension (from PyPI, so duckdb never downloads one); in a virtual environment
-PY_PACKAGES="confluent-kafka==2.16.1 fastavro==1.13.1 pyarrow==26.0.1 duckdb==1.5.5 duckdb-extension-httpfs==1.5.5 duckdb-extensions==1.5.5"
-py_ok() { [ -x "$VISIONLOG_PYTHON" ] && "$VISIONLOG_PYTHON" -c 'import confluent_kafka, fastavro, pyarrow, duckdb, duckdb_extensions' >/dev/null 2>&1; }
+PY_PACKAGES="confluent-kafka==2.16.1 fastavro==1.13.1 backports-zstd==1.8.0 pyarrow==26.0.1 duckdb==1.5.5 duckdb-extension-httpfs==1.5.5 duckdb-extensions==1.5.5"
+py_ok() { [ -x "$VISIONLOG_PYTHON" ] && "$VISIONLOG_PYTHON" -c 'import confluent_kafka, fastavro, backports.zstd, pyarrow, duckdb, duckdb_extensions' >/dev/null 2>&1; }
 if ! py_ok; then
     echo "install: a Python environment with $PY_PACKAGES"
     python3 -m venv "$(dirname "$(dirname "$VISIONLOG_PYTHON")")"

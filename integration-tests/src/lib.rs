@@ -29,6 +29,16 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// The Python that `scripts/install.sh` set up with the clients a user of visionlog brings
+/// (confluent-kafka, fastavro, pyarrow, duckdb): `VISIONLOG_PYTHON`.
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("VISIONLOG_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/visionlog/py/bin/python")
+    });
+    assert!(path.exists(), "{} is missing: run ./scripts/install.sh (or set VISIONLOG_PYTHON)", path.display());
+    path
+}
+
 /// Returns a `visionlog` command on a data directory.
 pub fn visionlog(data_dir: &Path) -> Command {
     let mut c = Command::new(binary());

@@ -4,17 +4,9 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use visionlog_integration_tests::{Broker, terminate, visionlog};
+use visionlog_integration_tests::{Broker, python, terminate, visionlog};
 use visionlog_journal::Topics;
 use visionlog_log::{EventLog, KafkaLog, partition_for};
-
-fn python() -> PathBuf {
-    let path = std::env::var_os("VISIONLOG_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/visionlog/py/bin/python")
-    });
-    assert!(path.exists(), "{} is missing: run ./scripts/install.sh (or set VISIONLOG_PYTHON)", path.display());
-    path
-}
 
 #[test]
 fn a_retailer_creates_a_task_and_reads_its_events_with_its_own_kafka_client() {

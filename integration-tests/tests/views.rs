@@ -1,10 +1,13 @@
 //! The read models end to end: a 10,000-task demo, the task manager's commands on a running
-//! pipeline, and a rebuild of every view from the whole history that gives exactly the views
-//! built live.
+//! pipeline, the whole history tiered to S3 (SeaweedFS on loopback) and dropped from the hot
+//! log, and a rebuild of every view from the cold history that gives exactly the views built
+//! live.
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
-use visionlog_integration_tests::{last_json, terminate, visionlog};
+use visionlog_integration_tests::{last_json, terminate};
+use visionlog_objects::LocalS3;
 use visionlog_projector::generations::table;
 use visionlog_projector::views::VIEW_TABLES;
 use visionlog_store::{EmbeddedStore, Row, for_each_row};
@@ -26,17 +29,25 @@ fn views(data: &Path, generation: u32) -> Vec<(&'static str, Vec<Row>)> {
         .collect()
 }
 
-fn report(data: &Path, args: &[&str]) -> Vec<serde_json::Value> {
-    let out = visionlog(data).arg("report").args(args).arg("--json").output().unwrap();
+/// `visionlog` on a data directory, with the object store on S3.
+fn visionlog(data: &Path, s3: &LocalS3) -> Command {
+    let mut c = visionlog_integration_tests::visionlog(data);
+    c.envs(s3.env()).env("VISIONLOG_OBJECTS", s3.url("views"));
+    c
+}
+
+fn report(data: &Path, s3: &LocalS3, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = visionlog(data, s3).arg("report").args(args).arg("--json").output().unwrap();
     assert!(out.status.success(), "report {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 #[test]
-fn a_rebuild_of_a_10000_task_history_gives_the_live_views() {
+fn a_rebuild_of_a_10000_task_history_from_cold_segments_gives_the_live_views() {
+    let s3 = LocalS3::start().expect("SeaweedFS (run ./scripts/install.sh)");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = visionlog(&data)
+    let out = visionlog(&data, &s3)
         .args(["--fsync", "never", "demo", "--tasks", "10000", "--no-images", "--json"])
         .output()
         .unwrap();
@@ -46,15 +57,15 @@ fn a_rebuild_of_a_10000_task_history_gives_the_live_views() {
     // the task manager's commands, sent while the pipeline is down (the embedded log and store
     // belong to one process at a time), then decided and projected by a running pipeline
     for (command, task) in [("resend", "task-000007"), ("reprocess", "task-000042"), ("resend", "task-009999")] {
-        let out = visionlog(&data).args(["task", command, task]).output().unwrap();
+        let out = visionlog(&data, &s3).args(["task", command, task]).output().unwrap();
         assert!(out.status.success(), "task {command}: {}", String::from_utf8_lossy(&out.stderr));
     }
     let mut redone = 0;
     for _ in 0..20 {
-        let mut run = visionlog(&data).args(["--fsync", "never", "run", "--operators", "3"]).spawn().unwrap();
+        let mut run = visionlog(&data, &s3).args(["--fsync", "never", "run", "--operators", "3"]).spawn().unwrap();
         std::thread::sleep(Duration::from_secs(3));
         assert!(terminate(&mut run, Duration::from_secs(30)).success());
-        let tasks = report(&data, &["tasks", "--status", "result_generated", "--limit", "0"]);
+        let tasks = report(&data, &s3, &["tasks", "--status", "result_generated", "--limit", "0"]);
         redone = tasks.iter().filter(|t| t["results"] == 2).count();
         if redone == 3 {
             break;
@@ -62,7 +73,7 @@ fn a_rebuild_of_a_10000_task_history_gives_the_live_views() {
     }
     assert_eq!(redone, 3, "the re-sent and re-processed tasks got a second result");
     // sessions: the 10,000 of the demo and one more per re-done task
-    let operators = report(&data, &["operators"]);
+    let operators = report(&data, &s3, &["operators"]);
     let sessions: u64 = operators.iter().map(|o| o["sessions"].as_u64().unwrap()).sum();
     assert_eq!(sessions, 10_003);
 
@@ -70,12 +81,38 @@ fn a_rebuild_of_a_10000_task_history_gives_the_live_views() {
     let summaries = &live.iter().find(|(t, _)| *t == "task_summary").unwrap().1;
     assert_eq!(summaries.len(), 10_000);
 
-    let out = visionlog(&data).args(["report", "rebuild", "--json"]).output().unwrap();
+    // the whole history goes cold: tiered to S3, then dropped from the hot log
+    let ends = hot_ends(&data);
+    let out = visionlog(&data, &s3)
+        .args(["tier", "once", "--force", "--drop-hot", "--segment-records", "5000", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tier once: {}", String::from_utf8_lossy(&out.stderr));
+    let tiered = last_json(&out.stdout);
+    assert_eq!(tiered["records"].as_u64(), Some(ends.iter().sum::<u64>()), "{tiered}");
+    assert_eq!(tiered["hot_starts"], serde_json::json!(ends), "nothing is left hot");
+    let out = visionlog(&data, &s3).args(["tier", "status", "--json"]).output().unwrap();
+    for (p, line) in String::from_utf8_lossy(&out.stdout).lines().enumerate() {
+        let s: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!((s["hot_start"].as_u64(), s["tiered_end"].as_u64(), s["backlog"].as_u64()), (Some(ends[p]), Some(ends[p]), Some(0)));
+    }
+    // time travel from the cold history: a task's first state, and its state before it existed
+    let out = visionlog(&data, &s3).args(["task", "state", "task-000042", "--version", "1"]).output().unwrap();
+    assert!(out.status.success(), "task state: {}", String::from_utf8_lossy(&out.stderr));
+    let first: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(first["version"], 1);
+    let before = (first["recorded_at_ms"].as_i64().unwrap() - 1).to_string();
+    let out = visionlog(&data, &s3).args(["task", "state", "task-000042", "--at-ms", &before]).output().unwrap();
+    assert!(!out.status.success(), "no state before the task was created");
+    let out = visionlog(&data, &s3).args(["task", "show", "task-000042", "--json"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).lines().count() >= 4, "its events, read from cold");
+
+    let out = visionlog(&data, &s3).args(["report", "rebuild", "--json"]).output().unwrap();
     assert!(out.status.success(), "rebuild: {}", String::from_utf8_lossy(&out.stderr));
     let rebuilt = last_json(&out.stdout);
     assert_eq!((rebuilt["generation"].as_u64(), rebuilt["replaced"].as_u64()), (Some(2), Some(1)));
     let generations =
-        String::from_utf8(visionlog(&data).args(["report", "generations"]).output().unwrap().stdout).unwrap();
+        String::from_utf8(visionlog(&data, &s3).args(["report", "generations"]).output().unwrap().stdout).unwrap();
     let generations: serde_json::Value = serde_json::from_str(generations.trim()).unwrap();
     assert_eq!((generations["serving"].as_u64(), generations["previous"].as_u64()), (Some(2), Some(1)));
 
@@ -87,9 +124,15 @@ fn a_rebuild_of_a_10000_task_history_gives_the_live_views() {
         }
     }
     // readers now read generation 2: the same answers
-    let billing = report(&data, &["billing", "--customer", "acme", "--month", &billing_month(summaries)]);
+    let billing = report(&data, &s3, &["billing", "--customer", "acme", "--month", &billing_month(summaries)]);
     let tasks: u64 = billing.iter().map(|l| l["tasks"].as_u64().unwrap()).sum();
     assert_eq!(tasks, 10_000);
+}
+
+/// The end offset of each partition of the events topic.
+fn hot_ends(data: &Path) -> Vec<u64> {
+    let left = visionlog_integration_tests::Leftovers::open(data);
+    (0..left.topics.partitions).map(|p| left.log.end_offset(&left.topics.events, p).unwrap()).collect()
 }
 
 /// The month of the first task's creation.

@@ -9,6 +9,7 @@ mod report;
 mod runtime;
 mod schema;
 mod task;
+mod tier;
 
 use clap::{Parser, Subcommand};
 use runtime::{Backends, Runtime, Service};
@@ -62,6 +63,10 @@ enum Command {
     /// Queries tasks.
     #[command(subcommand)]
     Task(task::TaskCmd),
+    /// Cold events: tier closed ranges of the events topic to the object store, drop the hot
+    /// copy below verified segments, show where each partition stands.
+    #[command(subcommand)]
+    Tier(tier::TierCmd),
     /// The read models: task manager, engine monitor, operator monitor, billing, training
     /// data; and their rebuild.
     #[command(subcommand)]
@@ -102,7 +107,14 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(b, args),
         Command::Run { operators } => {
             let mut services =
-                vec![Service::Aggregator, Service::Executor, Service::Projector, Service::Inference, Service::Trainer];
+                vec![
+                Service::Aggregator,
+                Service::Executor,
+                Service::Projector,
+                Service::Inference,
+                Service::Trainer,
+                Service::Tiering,
+            ];
             if *operators > 0 {
                 services.push(Service::Operators);
             }
@@ -116,6 +128,7 @@ fn main() -> anyhow::Result<()> {
         Command::Trainer => serve(b, &[Service::Trainer], 0),
         Command::Model(cmd) => model::run(b, cmd),
         Command::Task(cmd) => task::run(b, cmd),
+        Command::Tier(cmd) => tier::run(b, cmd),
         Command::Report(cmd) => report::run(b, cmd),
         Command::Bench(cmd) => bench::run(b, cmd),
         Command::Schema(cmd) => schema::run(b, cmd),

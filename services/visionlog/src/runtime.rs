@@ -12,6 +12,7 @@ use visionlog_journal::{
 };
 use visionlog_log::{EventLog, FileLogOptions, FsyncPolicy, LocalBroker};
 use visionlog_store::ReadStore;
+use visionlog_tiering::TieredLog;
 
 /// Where the data lives and which backends serve it.
 #[derive(clap::Args, Clone, Debug)]
@@ -27,7 +28,10 @@ pub(crate) struct Backends {
     /// `scylla://host:port[,host:port]/keyspace[?consistency=local_quorum&replication=3&dc=NAME]`.
     #[arg(long, env = "VISIONLOG_STORE", global = true)]
     pub(crate) store: Option<String>,
-    /// The object store (images, training crops): `file:///dir` (default: DATA_DIR/objects).
+    /// The object store (images, training crops, cold segments of the log, exports):
+    /// `file:///dir` (default: DATA_DIR/objects) or
+    /// `s3://bucket[/prefix]?endpoint=http://host:port&region=R&allow_http=true&storage_class=C`
+    /// (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
     #[arg(long, env = "VISIONLOG_OBJECTS", global = true)]
     pub(crate) objects: Option<String>,
     /// When the embedded log fsyncs: always, never or `<N>ms`.
@@ -55,7 +59,11 @@ impl Backends {
 
 /// The opened backends.
 pub(crate) struct Runtime {
+    /// One history: the hot log, with the `events` topic read below its start from the cold
+    /// segments (see `visionlog tier`).
     pub(crate) log: Arc<dyn EventLog>,
+    /// The hot log alone (what the tierer reads and drops).
+    pub(crate) hot: Arc<dyn EventLog>,
     pub(crate) codec: Arc<Codec>,
     pub(crate) store: Arc<dyn ReadStore>,
     pub(crate) objects: visionlog_objects::Objects,
@@ -72,23 +80,24 @@ impl Runtime {
     pub(crate) fn open(b: &Backends) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&b.data_dir).with_context(|| format!("creating {}", b.data_dir.display()))?;
         let data = b.data_dir.canonicalize()?;
-        let (log, log_url, broker) = open_log(b.log.as_deref(), &data, b.fsync)?;
+        let (hot, log_url, broker) = open_log(b.log.as_deref(), &data, b.fsync)?;
         let store_url = b.store.clone().unwrap_or_else(|| format!("embedded://{}", data.join("store.redb").display()));
         let store = visionlog_store::open(&store_url).with_context(|| format!("opening the store {store_url}"))?;
         let objects_url = b.objects.clone().unwrap_or_else(|| format!("file://{}", data.join("objects").display()));
         let objects = visionlog_objects::Objects::open(&objects_url)
             .with_context(|| format!("opening the object store {objects_url}"))?;
         let mut topics = Topics::new(&b.topic_prefix, b.partitions);
-        if let Ok(existing) = log.partitions(&topics.commands) {
+        if let Ok(existing) = hot.partitions(&topics.commands) {
             topics.partitions = existing;
         }
-        topics.create(log.as_ref())?;
+        topics.create(hot.as_ref())?;
+        let log: Arc<dyn EventLog> = Arc::new(TieredLog::new(hot.clone(), objects.clone(), &[&topics.events]));
         let kafka = b.on_kafka().then_some((&log, &topics));
         let codec = Arc::new(Codec::new(open_registry(b, &data, kafka)?)?);
         let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
         let registry = Arc::new(visionlog_models::Registry::open(log.clone(), &topics.models)?);
         tracing::info!(log = log_url, store = store_url, partitions = topics.partitions, "backends open");
-        Ok(Self { log, codec, store, objects, topics, bus, registry, _broker: broker })
+        Ok(Self { log, hot, codec, store, objects, topics, bus, registry, _broker: broker })
     }
 }
 
@@ -149,6 +158,7 @@ pub(crate) enum Service {
     Operators,
     Inference,
     Trainer,
+    Tiering,
 }
 
 /// Automatic results sampled for a quality check by an operator, per thousand.
@@ -178,6 +188,7 @@ impl Service {
             Service::Operators => visionlog_operators::GROUP,
             Service::Inference => visionlog_inference::GROUP,
             Service::Trainer => "trainer",
+            Service::Tiering => "tiering",
         }
     }
 
@@ -242,7 +253,9 @@ impl Service {
                     registry.clone(),
                     Default::default(),
                 )),
-                Service::Aggregator | Service::Projector | Service::Trainer => unreachable!("handled elsewhere"),
+                Service::Aggregator | Service::Projector | Service::Trainer | Service::Tiering => {
+                    unreachable!("handled elsewhere")
+                }
             };
             let sub =
                 Subscription { log: log.as_ref(), codec: &codec, topics: &topics, group: self.group(), partition: p };
@@ -266,6 +279,10 @@ pub(crate) fn spawn(
         let name = format!("{service:?}").to_lowercase();
         if *service == Service::Trainer {
             threads.push((name, spawn_trainer(rt, stop, trainer.clone())));
+            continue;
+        }
+        if *service == Service::Tiering {
+            threads.push((name, crate::tier::spawn(rt, stop)));
             continue;
         }
         let topic = match service {

@@ -19,13 +19,17 @@ pub(crate) enum TaskCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Prints a task's state as of a version (default: the latest).
+    /// Prints a task's state as of a version or an instant (default: the latest), read from
+    /// the one history (cold segments, then the hot log).
     State {
         /// The task id.
         id: String,
         /// The stream version to stop at.
         #[arg(long)]
         version: Option<u64>,
+        /// The instant to stop at (ms since the epoch): only events recorded by then.
+        #[arg(long)]
+        at_ms: Option<i64>,
     },
     /// Task manager: processes a task again with the latest deployed models.
     Reprocess {
@@ -150,19 +154,23 @@ pub(crate) fn run(backends: &Backends, cmd: &TaskCmd) -> anyhow::Result<()> {
                 }
             }
         }
-        TaskCmd::State { id, version } => {
+        TaskCmd::State { id, version, at_ms } => {
             let evs = events(&rt, id)?;
             let upto = version.unwrap_or(u64::MAX);
+            let until = at_ms.unwrap_or(i64::MAX);
             let mut at = 0;
-            let state: TaskState = evs.iter().filter(|e| e.version <= upto).fold(None, |s, e| {
-                at = e.version;
-                evolve(s, &e.event)
-            });
+            let mut recorded_at_ms = None;
+            let state: TaskState =
+                evs.iter().filter(|e| e.version <= upto && e.envelope.recorded_at_ms <= until).fold(None, |s, e| {
+                    at = e.version;
+                    recorded_at_ms = Some(e.envelope.recorded_at_ms);
+                    evolve(s, &e.event)
+                });
             if state.is_none() {
-                bail!("no task {id} at version {upto}");
+                bail!("no task {id} at version {upto} by {until} ms");
             }
             crate::output::line(serde_json::to_string_pretty(
-                &json!({ "task_id": id, "version": at, "state": state }),
+                &json!({ "task_id": id, "version": at, "recorded_at_ms": recorded_at_ms, "state": state }),
             )?);
         }
         TaskCmd::Reprocess { id, expected_version, actor } => {
