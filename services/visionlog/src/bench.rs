@@ -22,6 +22,8 @@ pub(crate) enum BenchCmd {
     Projections(ProjectionsBench),
     /// Inference photos/s of a TorchScript detector, against Python PyTorch on the same photos.
     Inference(crate::bench_inference::InferenceBench),
+    /// Tiering MB/s against raw object-store puts of the same bytes; replay from cold vs hot.
+    Tiering(crate::bench_tiering::TieringBench),
 }
 
 #[derive(clap::Args, Debug)]
@@ -61,6 +63,7 @@ pub(crate) fn run(backends: &Backends, cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Aggregator(b) => aggregator(backends, b),
         BenchCmd::Projections(b) => projections(backends, b),
         BenchCmd::Inference(b) => crate::bench_inference::run(b),
+        BenchCmd::Tiering(b) => crate::bench_tiering::run(backends, b),
     }
 }
 
@@ -360,6 +363,33 @@ fn decide_all(
     Ok(elapsed)
 }
 
+/// Decides a history of `tasks` tasks (half annotated by operators, half detected and
+/// quality-checked, 8 commands each) into `topics`; returns its audit.
+pub(crate) fn history(
+    log: &Arc<dyn EventLog>,
+    codec: &Arc<Codec>,
+    store: &Arc<dyn ReadStore>,
+    topics: &Topics,
+    tasks: usize,
+) -> anyhow::Result<visionlog_journal::Audit> {
+    let mut commands = Vec::with_capacity(tasks * 8);
+    let flows: Vec<_> = (0..tasks)
+        .map(|t| {
+            let id = format!("task-{t:06}");
+            let flow = if t % 2 == 0 { workload(&id) } else { checked_workload(&id) };
+            (id, flow)
+        })
+        .collect();
+    for step in 0..8 {
+        for (task_id, flow) in &flows {
+            let (actor, command) = &flow[step];
+            commands.push((envelope(task_id, step, actor, command), command.clone()));
+        }
+    }
+    decide_all(log, codec, store, topics, &commands)?;
+    Ok(audit(log.as_ref(), topics)?)
+}
+
 /// Decodes every event of `events` as a projector reads them (journal rules, Avro), one thread
 /// per partition, doing nothing else: the baseline of the projection figures.
 fn raw_decode(log: &Arc<dyn EventLog>, codec: &Codec, topics: &Topics) -> anyhow::Result<u64> {
@@ -399,23 +429,7 @@ fn projections(backends: &Backends, b: &ProjectionsBench) -> anyhow::Result<()> 
     let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
     let topics = Topics::new(&format!("bench-{run}"), b.partitions);
     topics.create(log.as_ref())?;
-    // the history: half the tasks annotated by operators, half detected and quality-checked
-    let mut commands = Vec::with_capacity(b.tasks * 8);
-    let flows: Vec<_> = (0..b.tasks)
-        .map(|t| {
-            let id = format!("task-{t:06}");
-            let flow = if t % 2 == 0 { workload(&id) } else { checked_workload(&id) };
-            (id, flow)
-        })
-        .collect();
-    for step in 0..8 {
-        for (task_id, flow) in &flows {
-            let (actor, command) = &flow[step];
-            commands.push((envelope(task_id, step, actor, command), command.clone()));
-        }
-    }
-    decide_all(&log, &codec, &store, &topics, &commands)?;
-    let a = audit(log.as_ref(), &topics)?;
+    let a = history(&log, &codec, &store, &topics, b.tasks)?;
 
     let ctx = visionlog_projector::ProjectorContext {
         log: log.clone(),

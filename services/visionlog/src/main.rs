@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_inference;
+mod bench_tiering;
 mod demo;
 mod model;
 mod output;
