@@ -95,7 +95,10 @@ fn a_rebuild_of_a_10000_task_history_from_cold_segments_gives_the_live_views() {
     let out = visionlog(&data, &s3).args(["tier", "status", "--json"]).output().unwrap();
     for (p, line) in String::from_utf8_lossy(&out.stdout).lines().enumerate() {
         let s: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!((s["hot_start"].as_u64(), s["tiered_end"].as_u64(), s["backlog"].as_u64()), (Some(ends[p]), Some(ends[p]), Some(0)));
+        assert_eq!(
+            (s["hot_start"].as_u64(), s["tiered_end"].as_u64(), s["backlog"].as_u64()),
+            (Some(ends[p]), Some(ends[p]), Some(0))
+        );
     }
     // time travel from the cold history: a task's first state, and its state before it existed
     let out = visionlog(&data, &s3).args(["task", "state", "task-000042", "--version", "1"]).output().unwrap();

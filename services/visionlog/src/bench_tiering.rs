@@ -122,8 +122,9 @@ pub(crate) fn run(backends: &Backends, b: &TieringBench) -> anyhow::Result<()> {
     let started = Instant::now();
     assert_eq!(replay(&cold, &topics)?, records);
     let cold_replay_s = started.elapsed().as_secs_f64();
-    let manifest_segments: usize =
-        (0..topics.partitions).map(|p| Manifest::load(&objects, &topics.events, p).map(|m| m.len())).sum::<Result<_, _>>()?;
+    let manifest_segments: usize = (0..topics.partitions)
+        .map(|p| Manifest::load(&objects, &topics.events, p).map(|m| m.len()))
+        .sum::<Result<_, _>>()?;
 
     let mb = |bytes: u64, s: f64| bytes as f64 / 1e6 / s.max(1e-9);
     let tier_mb_s = mb(cold_bytes, tier_s);

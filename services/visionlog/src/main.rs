@@ -4,6 +4,7 @@ mod bench;
 mod bench_inference;
 mod bench_tiering;
 mod demo;
+mod export;
 mod model;
 mod output;
 mod report;
@@ -64,6 +65,10 @@ enum Command {
     /// Queries tasks.
     #[command(subcommand)]
     Task(task::TaskCmd),
+    /// Parquet datasets for data scientists: training examples, predictions, task results,
+    /// operator sessions; as of an instant, once or on a schedule.
+    #[command(subcommand)]
+    Export(export::ExportCmd),
     /// Cold events: tier closed ranges of the events topic to the object store, drop the hot
     /// copy below verified segments, show where each partition stands.
     #[command(subcommand)]
@@ -107,8 +112,7 @@ fn main() -> anyhow::Result<()> {
     match &cli.command {
         Command::Demo(args) => demo::run(b, args),
         Command::Run { operators } => {
-            let mut services =
-                vec![
+            let mut services = vec![
                 Service::Aggregator,
                 Service::Executor,
                 Service::Projector,
@@ -130,6 +134,7 @@ fn main() -> anyhow::Result<()> {
         Command::Model(cmd) => model::run(b, cmd),
         Command::Task(cmd) => task::run(b, cmd),
         Command::Tier(cmd) => tier::run(b, cmd),
+        Command::Export(cmd) => export::run(b, cmd),
         Command::Report(cmd) => report::run(b, cmd),
         Command::Bench(cmd) => bench::run(b, cmd),
         Command::Schema(cmd) => schema::run(b, cmd),

@@ -64,6 +64,8 @@ pub(crate) struct Runtime {
     pub(crate) log: Arc<dyn EventLog>,
     /// The hot log alone (what the tierer reads and drops).
     pub(crate) hot: Arc<dyn EventLog>,
+    /// The log's URL.
+    pub(crate) log_url: String,
     pub(crate) codec: Arc<Codec>,
     pub(crate) store: Arc<dyn ReadStore>,
     pub(crate) objects: visionlog_objects::Objects,
@@ -97,7 +99,7 @@ impl Runtime {
         let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
         let registry = Arc::new(visionlog_models::Registry::open(log.clone(), &topics.models)?);
         tracing::info!(log = log_url, store = store_url, partitions = topics.partitions, "backends open");
-        Ok(Self { log, hot, codec, store, objects, topics, bus, registry, _broker: broker })
+        Ok(Self { log, hot, log_url, codec, store, objects, topics, bus, registry, _broker: broker })
     }
 }
 

@@ -87,7 +87,8 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 pub(crate) fn run(backends: &Backends, cmd: &TierCmd) -> anyhow::Result<()> {
     let rt = Runtime::open(backends)?;
-    let tierer = |settings: &TierSettings| Tierer::new(rt.hot.clone(), rt.objects.clone(), settings.config(&rt.topics.events));
+    let tierer =
+        |settings: &TierSettings| Tierer::new(rt.hot.clone(), rt.objects.clone(), settings.config(&rt.topics.events));
     match cmd {
         TierCmd::Run { settings, interval_ms } => {
             let stop = Arc::new(AtomicBool::new(false));
@@ -108,7 +109,11 @@ pub(crate) fn run(backends: &Backends, cmd: &TierCmd) -> anyhow::Result<()> {
             let (mut written, mut adopted, mut records, mut bytes) = (0, 0, 0, 0);
             for step in &steps {
                 let (Step::Written(e) | Step::Adopted(e)) = step else { continue };
-                if matches!(step, Step::Written(_)) { written += 1 } else { adopted += 1 }
+                if matches!(step, Step::Written(_)) {
+                    written += 1
+                } else {
+                    adopted += 1
+                }
                 records += e.count;
                 bytes += e.bytes;
             }

@@ -1,0 +1,391 @@
+//! The four datasets and the fold of the event history that fills them.
+//!
+//! Point-in-time correct: only events recorded at or before the as-of instant are folded, and
+//! every derived column (a prediction's ground truth, a training example's class) is what the
+//! history said at that instant, never what was learned later.
+
+use crate::table::{Cell, Column, Kind, Table};
+use std::collections::HashMap;
+use visionlog_domain::{ObjectSource, ResultSource, SessionPurpose, TaskEvent, TaskState, evolve};
+use visionlog_journal::JournalEvent;
+use visionlog_objects::Objects;
+use visionlog_projector::day;
+use visionlog_projector::views::crop_location;
+
+macro_rules! col {
+    ($name:literal, $kind:ident, $nullable:literal, $doc:literal) => {
+        Column { name: $name, kind: Kind::$kind, nullable: $nullable, doc: $doc }
+    };
+}
+
+/// Training examples: one row per labelled object of a task an operator annotated or checked.
+pub const TRAINING_EXAMPLES: &[Column] = &[
+    col!("task_id", String, false, "the source task"),
+    col!("customer", String, false, "the customer (tenant)"),
+    col!("class_group", String, false, "the class group of the task"),
+    col!("object_id", String, false, "the object, stable across the task's events"),
+    col!("image_index", UInt32, false, "index of the image in the task"),
+    col!("image_uri", String, false, "the image the box is on"),
+    col!("class_id", UInt32, false, "the product class"),
+    col!("x", Float32, false, "box left edge, image pixels"),
+    col!("y", Float32, false, "box top edge, image pixels"),
+    col!("w", Float32, false, "box width, image pixels"),
+    col!("h", Float32, false, "box height, image pixels"),
+    col!("source", String, false, "MODEL (confirmed by an operator's check) or OPERATOR"),
+    col!("annotator", String, true, "the operator who last drew or labelled it, if one did"),
+    col!("crop_uri", String, false, "where the extractor writes the object's crop"),
+    col!("labelled_at_ms", Int64, false, "when the result holding it was generated (ms since the epoch)"),
+    col!("result_revision", UInt32, false, "the result revision it comes from"),
+];
+
+/// Prediction events: one row per object a model predicted, with the ground truth where an
+/// operator reviewed the task afterwards.
+pub const PREDICTIONS: &[Column] = &[
+    col!("task_id", String, false, "the task"),
+    col!("customer", String, false, "the customer (tenant)"),
+    col!("class_group", String, false, "the class group"),
+    col!("model_id", String, false, "the model"),
+    col!("model_version", UInt32, false, "its version"),
+    col!("attempt", UInt32, false, "the detection run of the task"),
+    col!("object_id", String, false, "the predicted object"),
+    col!("image_index", UInt32, false, "index of the image"),
+    col!("class_id", UInt32, true, "the predicted class (null: box only)"),
+    col!("score", Float32, false, "the model's confidence"),
+    col!("x", Float32, false, "box left edge"),
+    col!("y", Float32, false, "box top edge"),
+    col!("w", Float32, false, "box width"),
+    col!("h", Float32, false, "box height"),
+    col!("predicted_at_ms", Int64, false, "when the prediction was recorded"),
+    col!("reviewed", Bool, false, "an operator sealed a session on the task after this prediction (as of the export)"),
+    col!("truth_kept", Bool, true, "reviewed: the object is in the reviewed result"),
+    col!("truth_class_id", UInt32, true, "reviewed and kept: its class in the reviewed result"),
+    col!("event_partition", UInt32, false, "partition of the event"),
+    col!("event_offset", Int64, false, "offset of the event"),
+];
+
+/// Task results: one row per result generated.
+pub const TASK_RESULTS: &[Column] = &[
+    col!("task_id", String, false, "the task"),
+    col!("customer", String, false, "the customer (tenant)"),
+    col!("class_group", String, false, "the class group"),
+    col!("revision", UInt32, false, "1 for the first result, more after re-processing"),
+    col!("source", String, false, "AUTOMATIC or OPERATOR"),
+    col!("model_id", String, true, "the last model that contributed"),
+    col!("model_version", UInt32, true, "its version"),
+    col!("objects", UInt32, false, "objects in the result"),
+    col!("operator_objects", UInt32, false, "of which drawn by operators"),
+    col!("images", UInt32, false, "images of the task"),
+    col!("created_at_ms", Int64, false, "when the task was created"),
+    col!("result_at_ms", Int64, false, "when the result was generated"),
+    col!("event_partition", UInt32, false, "partition of the event"),
+    col!("event_offset", Int64, false, "offset of the event"),
+];
+
+/// Operator sessions: one row per session opened.
+pub const OPERATOR_SESSIONS: &[Column] = &[
+    col!("session_id", String, false, "the session"),
+    col!("task_id", String, false, "the task"),
+    col!("customer", String, false, "the customer (tenant)"),
+    col!("operator", String, false, "the operator"),
+    col!("purpose", String, false, "ANNOTATION or QUALITY_CHECK"),
+    col!("started_at_ms", Int64, false, "when the operator was assigned"),
+    col!("ended_at_ms", Int64, true, "when the session was sealed or released (null: open at the as-of instant)"),
+    col!("duration_ms", Int64, true, "ended - started"),
+    col!("objects_added", UInt32, false, "boxes drawn"),
+    col!("objects_removed", UInt32, false, "boxes removed"),
+    col!("objects_labelled", UInt32, false, "labels set"),
+    col!("outcome", String, false, "FINISHED, RELEASED or OPEN"),
+];
+
+/// A dataset of an export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dataset {
+    /// [`TRAINING_EXAMPLES`].
+    TrainingExamples,
+    /// [`PREDICTIONS`].
+    Predictions,
+    /// [`TASK_RESULTS`].
+    TaskResults,
+    /// [`OPERATOR_SESSIONS`].
+    OperatorSessions,
+}
+
+impl Dataset {
+    /// Every dataset.
+    pub const ALL: [Dataset; 4] =
+        [Dataset::TrainingExamples, Dataset::Predictions, Dataset::TaskResults, Dataset::OperatorSessions];
+
+    /// Its folder name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dataset::TrainingExamples => "training_examples",
+            Dataset::Predictions => "predictions",
+            Dataset::TaskResults => "task_results",
+            Dataset::OperatorSessions => "operator_sessions",
+        }
+    }
+
+    /// Its columns.
+    pub fn columns(self) -> &'static [Column] {
+        match self {
+            Dataset::TrainingExamples => TRAINING_EXAMPLES,
+            Dataset::Predictions => PREDICTIONS,
+            Dataset::TaskResults => TASK_RESULTS,
+            Dataset::OperatorSessions => OPERATOR_SESSIONS,
+        }
+    }
+}
+
+impl std::str::FromStr for Dataset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Dataset::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| format!("unknown dataset {s:?} (one of {})", Dataset::ALL.map(Dataset::name).join(", ")))
+    }
+}
+
+struct Prediction {
+    row: Vec<Cell>,
+    object_id: String,
+    at_ms: i64,
+    date: String,
+}
+
+struct Session {
+    row: Vec<Cell>,
+    started_at_ms: i64,
+    added: u32,
+    removed: u32,
+    labelled: u32,
+}
+
+#[derive(Default)]
+struct TaskFold {
+    state: TaskState,
+    created_at_ms: i64,
+    annotators: HashMap<String, String>,
+    predictions: Vec<Prediction>,
+    sessions: HashMap<String, Session>,
+    /// When an operator last sealed a session on the task.
+    reviewed_at_ms: Option<i64>,
+    last_result_at_ms: i64,
+}
+
+/// The fold of a history into the four datasets.
+pub struct Fold {
+    tasks: HashMap<String, TaskFold>,
+    results: Table,
+    sessions: Table,
+}
+
+impl Default for Fold {
+    fn default() -> Self {
+        Self { tasks: HashMap::new(), results: Table::new(TASK_RESULTS), sessions: Table::new(OPERATOR_SESSIONS) }
+    }
+}
+
+fn s(v: impl Into<String>) -> Cell {
+    Cell::S(Some(v.into()))
+}
+
+impl Fold {
+    /// Folds one accepted event (in the order of its partition).
+    pub fn apply(&mut self, partition: u32, e: &JournalEvent, event: &TaskEvent) {
+        let at = e.envelope.recorded_at_ms;
+        let t = self.tasks.entry(e.envelope.task_id.clone()).or_default();
+        if let TaskEvent::TaskCreated(_) = event {
+            t.created_at_ms = at;
+        }
+        if let Some(task) = &t.state {
+            let (task_id, customer, group) =
+                (&e.envelope.task_id, task.customer.as_str(), task.class_group.key.as_str());
+            match event {
+                TaskEvent::ObjectsDetected(d) => {
+                    for o in &d.objects {
+                        let row = vec![
+                            s(task_id),
+                            s(customer),
+                            s(group),
+                            s(&d.model.model_id),
+                            Cell::U(Some(d.model.version)),
+                            Cell::U(Some(d.attempt)),
+                            s(o.object_id.as_str()),
+                            Cell::U(Some(o.image)),
+                            Cell::U(o.class_id),
+                            Cell::F(Some(o.score)),
+                            Cell::F(Some(o.bbox.x)),
+                            Cell::F(Some(o.bbox.y)),
+                            Cell::F(Some(o.bbox.w)),
+                            Cell::F(Some(o.bbox.h)),
+                            Cell::I(Some(at)),
+                        ];
+                        let tail = [Cell::U(Some(partition)), Cell::I(Some(e.offset as i64))];
+                        t.predictions.push(Prediction {
+                            row: row.into_iter().chain(tail).collect(),
+                            object_id: o.object_id.as_str().to_owned(),
+                            at_ms: at,
+                            date: day(at),
+                        });
+                    }
+                }
+                TaskEvent::OperatorAssigned(a) => {
+                    let purpose = match a.purpose {
+                        SessionPurpose::Annotation => "ANNOTATION",
+                        SessionPurpose::QualityCheck => "QUALITY_CHECK",
+                    };
+                    let row =
+                        vec![s(a.session_id.as_str()), s(task_id), s(customer), s(a.operator.as_str()), s(purpose)];
+                    let session = Session { row, started_at_ms: at, added: 0, removed: 0, labelled: 0 };
+                    t.sessions.insert(a.session_id.as_str().to_owned(), session);
+                }
+                TaskEvent::ObjectsAdded(a) => {
+                    for o in &a.objects {
+                        t.annotators.insert(o.object_id.as_str().to_owned(), a.operator.as_str().to_owned());
+                    }
+                    if let Some(session) = t.sessions.get_mut(a.session_id.as_str()) {
+                        session.added += a.objects.len() as u32;
+                    }
+                }
+                TaskEvent::ObjectsRemoved(r) => {
+                    if let Some(session) = t.sessions.get_mut(r.session_id.as_str()) {
+                        session.removed += r.object_ids.len() as u32;
+                    }
+                }
+                TaskEvent::ObjectsLabeled(l) => {
+                    for label in &l.labels {
+                        t.annotators.insert(label.object_id.as_str().to_owned(), l.operator.as_str().to_owned());
+                    }
+                    if let Some(session) = t.sessions.get_mut(l.session_id.as_str()) {
+                        session.labelled += l.labels.len() as u32;
+                    }
+                }
+                TaskEvent::OperatorFinished(f) => {
+                    // a sealed session (annotation or quality check) reviews what the models said
+                    t.reviewed_at_ms = Some(at);
+                    if let Some(session) = t.sessions.remove(f.session_id.as_str()) {
+                        self.sessions.push(day(session.started_at_ms), session.row(Some(at), "FINISHED"));
+                    }
+                }
+                TaskEvent::OperatorReleased(r) => {
+                    if let Some(session) = t.sessions.remove(r.session_id.as_str()) {
+                        self.sessions.push(day(session.started_at_ms), session.row(Some(at), "RELEASED"));
+                    }
+                }
+                TaskEvent::TaskResultGenerated(r) => {
+                    let operator_objects = r.objects.iter().filter(|o| o.source == ObjectSource::Operator).count();
+                    let source = match r.source {
+                        ResultSource::Automatic => "AUTOMATIC",
+                        ResultSource::Operator => "OPERATOR",
+                    };
+                    let row = vec![
+                        s(task_id),
+                        s(customer),
+                        s(group),
+                        Cell::U(Some(r.revision)),
+                        s(source),
+                        Cell::S(r.model.as_ref().map(|m| m.model_id.clone())),
+                        Cell::U(r.model.as_ref().map(|m| m.version)),
+                        Cell::U(Some(r.objects.len() as u32)),
+                        Cell::U(Some(operator_objects as u32)),
+                        Cell::U(Some(task.images.len() as u32)),
+                        Cell::I(Some(t.created_at_ms)),
+                        Cell::I(Some(at)),
+                        Cell::U(Some(partition)),
+                        Cell::I(Some(e.offset as i64)),
+                    ];
+                    self.results.push(day(at), row);
+                    t.last_result_at_ms = at;
+                }
+                _ => {}
+            }
+        }
+        t.state = evolve(t.state.take(), event);
+    }
+
+    /// The datasets as of the end of the fold.
+    pub fn finish(mut self, objects: &Objects) -> HashMap<Dataset, Table> {
+        let mut examples = Table::new(TRAINING_EXAMPLES);
+        let mut predictions = Table::new(PREDICTIONS);
+        let mut tasks: Vec<_> = self.tasks.into_iter().collect();
+        tasks.sort_by(|a, b| a.0.cmp(&b.0));
+        for (task_id, t) in tasks {
+            let Some(task) = &t.state else { continue };
+            let mut open: Vec<_> = t.sessions.into_iter().collect();
+            open.sort_by(|a, b| a.0.cmp(&b.0));
+            for (_, session) in open {
+                self.sessions.push(day(session.started_at_ms), session.row(None, "OPEN"));
+            }
+            // a prediction is reviewed when an operator sealed a session after it
+            for p in t.predictions {
+                let reviewed = t.reviewed_at_ms.is_some_and(|r| r >= p.at_ms);
+                let truth = task.objects.get(&visionlog_domain::ObjectId(p.object_id.clone()));
+                let mut row = p.row;
+                let tail = [
+                    Cell::B(Some(reviewed)),
+                    Cell::B(reviewed.then_some(truth.is_some())),
+                    Cell::U(if reviewed { truth.and_then(|o| o.class_id) } else { None }),
+                ];
+                let position = row.len() - 2;
+                row.splice(position..position, tail);
+                predictions.push(p.date, row);
+            }
+            if task.result_revision == 0 || !task.operator_touched {
+                continue;
+            }
+            for (id, o) in &task.objects {
+                let Some(class_id) = o.class_id else { continue };
+                let image_uri = task.images.get(o.image as usize).map_or_else(String::new, |i| i.uri.clone());
+                let source = match o.source {
+                    ObjectSource::Model => "MODEL",
+                    ObjectSource::Operator => "OPERATOR",
+                };
+                let crop = crop_location(&task.class_group.key, class_id, &task_id, id.as_str());
+                examples.push(
+                    day(t.last_result_at_ms),
+                    vec![
+                        s(&task_id),
+                        s(task.customer.as_str()),
+                        s(&task.class_group.key),
+                        s(id.as_str()),
+                        Cell::U(Some(o.image)),
+                        s(image_uri),
+                        Cell::U(Some(class_id)),
+                        Cell::F(Some(o.bbox.x)),
+                        Cell::F(Some(o.bbox.y)),
+                        Cell::F(Some(o.bbox.w)),
+                        Cell::F(Some(o.bbox.h)),
+                        s(source),
+                        Cell::S(t.annotators.get(id.as_str()).cloned()),
+                        s(objects.object_url(&crop)),
+                        Cell::I(Some(t.last_result_at_ms)),
+                        Cell::U(Some(task.result_revision)),
+                    ],
+                );
+            }
+        }
+        HashMap::from([
+            (Dataset::TrainingExamples, examples),
+            (Dataset::Predictions, predictions),
+            (Dataset::TaskResults, self.results),
+            (Dataset::OperatorSessions, self.sessions),
+        ])
+    }
+}
+
+impl Session {
+    fn row(self, ended_at_ms: Option<i64>, outcome: &str) -> Vec<Cell> {
+        let mut row = self.row;
+        row.extend([
+            Cell::I(Some(self.started_at_ms)),
+            Cell::I(ended_at_ms),
+            Cell::I(ended_at_ms.map(|e| e - self.started_at_ms)),
+            Cell::U(Some(self.added)),
+            Cell::U(Some(self.removed)),
+            Cell::U(Some(self.labelled)),
+            s(outcome),
+        ]);
+        row
+    }
+}

@@ -1,0 +1,127 @@
+//! `visionlog export ...`: Parquet datasets for data scientists, once or on a schedule.
+
+use crate::runtime::{Backends, Runtime};
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use visionlog_export::{Dataset, ExportRequest, Source};
+
+/// What to export and where.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct ExportArgs {
+    /// Datasets (repeat; default: all): training_examples, predictions, task_results,
+    /// operator_sessions.
+    #[arg(long = "dataset")]
+    datasets: Vec<Dataset>,
+    /// The folder of the exports in the object store.
+    #[arg(long, default_value = "exports")]
+    root: String,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum ExportCmd {
+    /// Exports a snapshot as of an instant (default: now) and prints its dataset card.
+    Once {
+        #[command(flatten)]
+        args: ExportArgs,
+        /// Only what was known at this instant (ms since the epoch).
+        #[arg(long)]
+        as_of_ms: Option<i64>,
+        /// Also print presigned GET URLs of the card and files, valid this many seconds (S3).
+        #[arg(long)]
+        presign_s: Option<u64>,
+        /// Print the card as one JSON line (no progress bar).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The scheduled exporter: a snapshot every interval until SIGTERM.
+    Run {
+        #[command(flatten)]
+        args: ExportArgs,
+        /// Seconds between snapshots.
+        #[arg(long, default_value_t = 3600)]
+        every_s: u64,
+    },
+}
+
+fn now_ms() -> i64 {
+    visionlog_journal::now_ms()
+}
+
+/// A progress bar on standard error when it is a terminal (nothing otherwise).
+fn progress_bar(enabled: bool) -> impl FnMut(u64, u64) {
+    let mut last = Instant::now() - Duration::from_secs(1);
+    let started = Instant::now();
+    move |done, total| {
+        if !enabled || (last.elapsed() < Duration::from_millis(100) && done < total) {
+            return;
+        }
+        last = Instant::now();
+        let frac = if total == 0 { 1.0 } else { done as f64 / total as f64 };
+        let filled = (frac * 30.0).round() as usize;
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\rexport [{}{}] {:>3.0}% {done}/{total} records, {rate:.0}/s",
+            "#".repeat(filled),
+            " ".repeat(30 - filled.min(30)),
+            frac * 100.0
+        );
+        if done >= total {
+            let _ = writeln!(err);
+        }
+    }
+}
+
+fn snapshot(rt: &Runtime, args: &ExportArgs, as_of_ms: i64, bar: bool) -> anyhow::Result<visionlog_export::Card> {
+    let datasets = if args.datasets.is_empty() { Dataset::ALL.to_vec() } else { args.datasets.clone() };
+    let request = ExportRequest { as_of_ms, datasets, root: args.root.clone() };
+    let log_url = rt.log_url.clone();
+    let source = Source { log: rt.log.as_ref(), codec: &rt.codec, topic: &rt.topics.events, log_url: &log_url };
+    Ok(visionlog_export::export(&source, &rt.objects, &request, &mut progress_bar(bar))?)
+}
+
+pub(crate) fn run(backends: &Backends, cmd: &ExportCmd) -> anyhow::Result<()> {
+    let rt = Runtime::open(backends)?;
+    match cmd {
+        ExportCmd::Once { args, as_of_ms, presign_s, json } => {
+            let bar = !json && std::io::stderr().is_terminal();
+            let card = snapshot(&rt, args, as_of_ms.unwrap_or_else(now_ms), bar)?;
+            let mut out = serde_json::to_value(&card)?;
+            if let Some(ttl) = presign_s {
+                let ttl = Duration::from_secs(*ttl);
+                let mut urls = vec![rt.objects.presigned_get(&format!("{}/dataset_card.json", card.snapshot), ttl)?];
+                for d in card.datasets.values() {
+                    for key in &d.files {
+                        urls.push(rt.objects.presigned_get(key, ttl)?);
+                    }
+                }
+                out["presigned"] = serde_json::json!(urls);
+            }
+            crate::output::line(if *json { out.to_string() } else { serde_json::to_string_pretty(&out)? });
+        }
+        ExportCmd::Run { args, every_s } => {
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                signal_hook::flag::register(signal, stop.clone())?;
+            }
+            while !stop.load(Ordering::Relaxed) {
+                match snapshot(&rt, args, now_ms(), false) {
+                    Ok(card) => {
+                        let rows: u64 = card.datasets.values().map(|d| d.rows).sum();
+                        tracing::info!(snapshot = card.snapshot, rows, "exported");
+                    }
+                    // an outage of the store or the log: the next round tries again
+                    Err(e) => tracing::warn!(error = %e, "export failed"),
+                }
+                let until = Instant::now() + Duration::from_secs(*every_s);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+    Ok(())
+}
