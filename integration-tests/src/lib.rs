@@ -134,6 +134,7 @@ pub fn small_create_task() -> visionlog_domain::TaskCommand {
         class_group: ClassGroup { key: "k".into(), classes: vec![ProductClass { id: 1, name: "a".into() }] },
         images: vec![ImageRef { uri: "s3://b/1.jpg".into(), width: 10, height: 10 }],
         callback_url: None,
+        personal: None,
     })
 }
 

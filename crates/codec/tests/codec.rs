@@ -24,6 +24,12 @@ fn created() -> TaskCreated {
         },
         images: vec![ImageRef { uri: "s3://b/1.jpg".into(), width: 4000, height: 3000 }],
         callback_url: Some("https://acme.example/cb".into()),
+        personal: Some(Sealed {
+            subject: "subject-7".into(),
+            key_id: "0a1b2c".into(),
+            nonce: "bm9uY2Vub25jZW5vbmNlbm9uY2Vub25j".into(),
+            ciphertext: "c2VhbGVkIGJ5dGVz".into(),
+        }),
     }
 }
 
@@ -126,6 +132,7 @@ fn every_command_round_trips() {
             class_group: t.class_group,
             images: t.images,
             callback_url: None,
+            personal: None,
         }),
         TaskCommand::RequestDetection(RequestDetection {}),
         TaskCommand::RecordDetections(RecordDetections {

@@ -19,6 +19,9 @@ pub struct CreateTask {
     pub images: Vec<ImageRef>,
     /// Where to post the result, if anywhere.
     pub callback_url: Option<String>,
+    /// Personal data, sealed under its subject's key (see [`Sealed`]).
+    #[serde(default)]
+    pub personal: Option<Sealed>,
 }
 
 /// Asks the detection step to run (sent by the executor).

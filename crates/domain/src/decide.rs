@@ -235,6 +235,12 @@ fn create(c: &CreateTask, limits: &Limits) -> Result<Vec<TaskEvent>, Rejection> 
     if let Some(url) = &c.callback_url {
         validate::uri("callback_url", url, ALLOWED_CALLBACK_SCHEMES, limits)?;
     }
+    if let Some(p) = &c.personal {
+        validate::id("personal.subject", &p.subject, limits)?;
+        validate::id("personal.key_id", &p.key_id, limits)?;
+        validate::non_empty("personal.nonce", &p.nonce, limits.max_id)?;
+        validate::non_empty("personal.ciphertext", &p.ciphertext, limits.max_string)?;
+    }
     Ok(vec![TaskEvent::TaskCreated(TaskCreated {
         customer: c.customer.clone(),
         task_type: c.task_type,
@@ -242,6 +248,7 @@ fn create(c: &CreateTask, limits: &Limits) -> Result<Vec<TaskEvent>, Rejection> 
         class_group: c.class_group.clone(),
         images: c.images.clone(),
         callback_url: c.callback_url.clone(),
+        personal: c.personal.clone(),
     })])
 }
 

@@ -19,6 +19,9 @@ pub struct TaskCreated {
     pub images: Vec<ImageRef>,
     /// Where to post the result, if anywhere.
     pub callback_url: Option<String>,
+    /// Personal data, sealed under its subject's key (see [`Sealed`]).
+    #[serde(default)]
+    pub personal: Option<Sealed>,
 }
 
 /// The detection step was asked to run.

@@ -59,6 +59,22 @@ pub struct ImageRef {
     pub height: u32,
 }
 
+/// Personal data of a task (store contact details, free text the customer sends), sealed with an
+/// AEAD under its data subject's key before it is sent: commands, events, cold segments and
+/// views only ever hold the ciphertext, and destroying the subject's key (`ShredSubject`)
+/// makes it unreadable everywhere at once. See `crates/privacy`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    /// The data subject: an opaque id the customer chooses (never a name or an address).
+    pub subject: String,
+    /// Which of the subject's keys sealed it.
+    pub key_id: String,
+    /// The AEAD nonce, base64.
+    pub nonce: String,
+    /// The ciphertext with its tag, base64.
+    pub ciphertext: String,
+}
+
 /// An axis-aligned box in image pixels, origin at the top-left corner.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BoundingBox {

@@ -18,6 +18,7 @@ fn create() -> CreateTask {
         class_group: group(),
         images: vec![ImageRef { uri: "s3://shelves/1.jpg".into(), width: 640, height: 480 }],
         callback_url: Some("https://acme.example/hook".into()),
+        personal: None,
     }
 }
 
@@ -30,6 +31,7 @@ fn created() -> TaskEvent {
         class_group: c.class_group,
         images: c.images,
         callback_url: c.callback_url,
+        personal: None,
     })
 }
 

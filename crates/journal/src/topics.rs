@@ -19,6 +19,8 @@ pub struct Topics {
     pub models: String,
     /// The schema registry kept in the log (one partition; see `LogRegistry`).
     pub schemas: String,
+    /// Facts of data protection, e.g. a subject's keys shredded (one partition).
+    pub privacy: String,
     /// Partitions of `commands` and `events`.
     pub partitions: u32,
 }
@@ -37,6 +39,7 @@ impl Topics {
             dead_letters: name("dead-letters"),
             models: name("models"),
             schemas: name("schemas"),
+            privacy: name("privacy"),
             partitions,
         }
     }
@@ -49,6 +52,7 @@ impl Topics {
         log.create_topic(&self.inference_jobs, self.partitions)?;
         log.create_topic(&self.dead_letters, 1)?;
         log.create_topic(&self.models, 1)?;
+        log.create_topic(&self.privacy, 1)?;
         Ok(())
     }
 }

@@ -150,6 +150,7 @@ fn create() -> TaskCommand {
         },
         images: vec![ImageRef { uri: "s3://b/1.jpg".into(), width: 100, height: 100 }],
         callback_url: None,
+        personal: None,
     })
 }
 

@@ -87,6 +87,7 @@ mod tests {
             class_group: ClassGroup { key: "k".into(), classes: vec![] },
             images: vec![],
             callback_url: None,
+            personal: None,
         });
         let next = |e: &TaskEvent| next_command("t", 1, e, 0).map(|c| c.type_name());
         assert_eq!(next(&created), Some("RequestDetection"));

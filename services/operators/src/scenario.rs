@@ -86,6 +86,7 @@ pub fn scenario(task_id: &str, customer: &str) -> Scenario {
         class_group: ClassGroup { key: class_group_key(customer), classes },
         images,
         callback_url: None,
+        personal: None,
     };
     Scenario { create, truth, scenes }
 }
@@ -119,6 +120,7 @@ mod tests {
             class_group: a.create.class_group.clone(),
             images: a.create.images.clone(),
             callback_url: None,
+            personal: None,
         })]
         .iter()
         .fold(None, evolve);

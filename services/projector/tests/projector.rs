@@ -35,6 +35,7 @@ fn created(customer: &str) -> TaskEvent {
         class_group: classes(),
         images: vec![ImageRef { uri: "store://images/a.jpg".into(), width: 640, height: 480 }],
         callback_url: None,
+        personal: None,
     })
 }
 

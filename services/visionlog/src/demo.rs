@@ -43,6 +43,23 @@ pub(crate) struct DemoArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
+    /// Attach personal data to each task (a store contact and a note), sealed under one of ten
+    /// data subjects `subject-0`..`subject-9` (task i belongs to subject i mod 10; its contact is
+    /// "Store manager N", manager.N@store-N.example), for trying `visionlog subject shred`.
+    #[arg(long)]
+    personal_data: bool,
+}
+
+/// The personal data the demo attaches to task `i`: its subject and fields.
+fn demo_personal(i: usize) -> (String, visionlog_privacy::Personal) {
+    let n = i % 10;
+    let personal = visionlog_privacy::Personal {
+        contact_name: Some(format!("Store manager {n}")),
+        contact_email: Some(format!("manager.{n}@store-{n}.example")),
+        contact_phone: Some(format!("+44 20 7946 09{n:02}")),
+        note: Some(format!("Shelf photos of store {n}, aisle {}", i % 7)),
+    };
+    (format!("subject-{n}"), personal)
 }
 
 /// Tells whether the aggregators have decided every command sent so far (on a resumed run the
@@ -195,7 +212,14 @@ fn submit(rt: &Runtime, args: &DemoArgs, range: std::ops::Range<usize>) -> anyho
                 rt.objects.put(&key, png)?;
             }
         }
-        let create = TaskCommand::CreateTask(scenario.create);
+        let mut create = scenario.create;
+        if args.personal_data {
+            // sealed here, at the edge: no topic ever holds the plaintext
+            let (subject, personal) = demo_personal(i);
+            create.personal =
+                Some(visionlog_privacy::KeyStore::new(rt.store.clone()).seal(&subject, &task_id, &personal)?);
+        }
+        let create = TaskCommand::CreateTask(create);
         let command_id = deterministic_id(&["demo", &task_id, "create"]);
         let envelope = CommandEnvelope {
             command_id: command_id.clone(),

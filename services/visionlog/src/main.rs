@@ -10,6 +10,7 @@ mod output;
 mod report;
 mod runtime;
 mod schema;
+mod subject;
 mod task;
 mod tier;
 
@@ -69,6 +70,9 @@ enum Command {
     /// operator sessions; as of an instant, once or on a schedule.
     #[command(subcommand)]
     Export(export::ExportCmd),
+    /// GDPR: erase a data subject's personal data by destroying their keys (crypto-shredding).
+    #[command(subcommand)]
+    Subject(subject::SubjectCmd),
     /// Cold events: tier closed ranges of the events topic to the object store, drop the hot
     /// copy below verified segments, show where each partition stands.
     #[command(subcommand)]
@@ -135,6 +139,7 @@ fn main() -> anyhow::Result<()> {
         Command::Task(cmd) => task::run(b, cmd),
         Command::Tier(cmd) => tier::run(b, cmd),
         Command::Export(cmd) => export::run(b, cmd),
+        Command::Subject(cmd) => subject::run(b, cmd),
         Command::Report(cmd) => report::run(b, cmd),
         Command::Bench(cmd) => bench::run(b, cmd),
         Command::Schema(cmd) => schema::run(b, cmd),

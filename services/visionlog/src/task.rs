@@ -132,9 +132,22 @@ pub(crate) fn run(backends: &Backends, cmd: &TaskCmd) -> anyhow::Result<()> {
             if evs.is_empty() {
                 bail!("no task {id}");
             }
+            let keys = visionlog_privacy::KeyStore::new(rt.store.clone());
             for e in evs {
                 let body = serde_json::to_value(&e.event)?;
-                let body = body.as_object().and_then(|o| o.values().next().cloned()).unwrap_or(body);
+                let mut body = body.as_object().and_then(|o| o.values().next().cloned()).unwrap_or(body);
+                // personal fields are opened for the reader, never stored open
+                if let TaskEvent::TaskCreated(c) = &e.event
+                    && let Some(sealed) = &c.personal
+                {
+                    body["personal"] = match keys.open(sealed, id) {
+                        Ok(visionlog_privacy::Opened::Readable(p)) => serde_json::to_value(p)?,
+                        Ok(visionlog_privacy::Opened::Shredded) => {
+                            json!({ "subject": sealed.subject, "erased": "the subject's key was shredded" })
+                        }
+                        Err(err) => json!({ "subject": sealed.subject, "unreadable": err.to_string() }),
+                    };
+                }
                 if *json {
                     let line = json!({
                         "version": e.version, "offset": e.offset, "event_id": e.envelope.event_id, "type": e.envelope.event_type,
