@@ -53,3 +53,48 @@ fn kafka_urls_take_several_hosts_and_options() {
     assert!(err.contains("unknown kafka option"), "{err}");
     assert!(visionlog_log::open("kafka://", options()).is_err());
 }
+
+/// Tiering on Kafka: closed ranges go cold and the one history reads every record from offset 0.
+/// The hot copy goes with DeleteRecords on a real Kafka (`KAFKA_BOOTSTRAP`); tansu 0.6 has no
+/// DeleteRecords (measured: it drops the connection), so there the drop fails and the hot copy
+/// stays whole, which is what an unsafe drop must never do the other way round.
+#[test]
+fn kafka_partitions_tier_drop_and_read_as_one_history() {
+    let broker = Broker::start();
+    let log: std::sync::Arc<dyn EventLog> = std::sync::Arc::new(KafkaLog::connect(broker.address()).unwrap());
+    let topic = broker.name("tiered");
+    log.create_topic(&topic, 1).unwrap();
+    for round in 0..5u8 {
+        let batch: Vec<Record> = (0..100)
+            .map(|i| Record { key: Some(b"k".to_vec()), headers: vec![], value: vec![round, i as u8] })
+            .collect();
+        log.append(&topic, 0, &batch).unwrap();
+    }
+    let before = log.read(&topic, 0, 0, 1000).unwrap();
+    assert_eq!(before.len(), 500);
+    let objects_dir = tempfile::tempdir().unwrap();
+    let objects = visionlog_objects::Objects::open(&format!("file://{}", objects_dir.path().display())).unwrap();
+    let config = visionlog_tiering::TierConfig { segment_records: 200, ..visionlog_tiering::TierConfig::new(&topic) };
+    let tierer = visionlog_tiering::Tierer::new(log.clone(), objects.clone(), config);
+    assert_eq!(tierer.tier_all(false).unwrap().len(), 2, "two closed ranges of 200");
+    match &broker {
+        Broker::External(_) => {
+            assert_eq!(tierer.drop_hot(0).unwrap(), 400, "the low watermark moved");
+            assert_eq!(log.start_offset(&topic, 0).unwrap(), 400);
+        }
+        Broker::Local(_) => {
+            assert!(tierer.drop_hot(0).is_err(), "tansu refuses DeleteRecords");
+            assert_eq!(log.start_offset(&topic, 0).unwrap(), 0, "nothing dropped");
+        }
+    }
+    let history = visionlog_tiering::TieredLog::new(log.clone(), objects, &[&topic]);
+    let mut all = Vec::new();
+    let mut from = 0;
+    loop {
+        let batch = history.read(&topic, 0, from, 150).unwrap();
+        let Some(last) = batch.last() else { break };
+        from = last.offset + 1;
+        all.extend(batch);
+    }
+    assert_eq!(all, before);
+}

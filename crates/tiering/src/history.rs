@@ -130,7 +130,17 @@ impl EventLog for TieredLog {
         }
         let known = self.hot_starts.lock().expect("hot starts").get(&(topic.to_owned(), partition)).copied();
         if known.is_none_or(|s| from >= s) {
-            let hot = self.hot.read(topic, partition, from, max)?;
+            let hot = match self.hot.read(topic, partition, from, max) {
+                Ok(hot) => hot,
+                // a broker may refuse a read below its low watermark rather than skip ahead
+                Err(e) => {
+                    let hot_start = self.hot_start(topic, partition)?;
+                    if from >= hot_start {
+                        return Err(e);
+                    }
+                    return Ok(self.read_cold(topic, partition, from, max, hot_start)?);
+                }
+            };
             if hot.first().is_some_and(|r| r.offset == from) {
                 return Ok(hot);
             }
