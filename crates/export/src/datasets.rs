@@ -389,3 +389,186 @@ impl Session {
         row
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use visionlog_codec::envelope::EventEnvelope;
+    use visionlog_domain::*;
+
+    fn event(task: &str, version: u64, at: i64) -> JournalEvent {
+        JournalEvent {
+            offset: version,
+            envelope: EventEnvelope {
+                event_id: format!("{task}-{version}"),
+                task_id: task.into(),
+                version,
+                event_type: String::new(),
+                occurred_at_ms: at,
+                recorded_at_ms: at,
+                correlation_id: String::new(),
+                causation_id: String::new(),
+                actor: String::new(),
+                tenant: "acme".into(),
+            },
+            payload: Vec::new(),
+        }
+    }
+
+    fn bbox(x: f32) -> BoundingBox {
+        BoundingBox { x, y: 10.0, w: 20.0, h: 20.0 }
+    }
+
+    /// A task detected by a model, then checked by an operator who removes one box and relabels
+    /// another: the history the fold is checked on, with the instant of each event.
+    fn history() -> Vec<(i64, TaskEvent)> {
+        let group = ClassGroup {
+            key: "acme/ice-cream".into(),
+            classes: vec![ProductClass { id: 1, name: "a".into() }, ProductClass { id: 2, name: "b".into() }],
+        };
+        let detected = |id: &str, x, class| DetectedObject {
+            object_id: ObjectId(id.into()),
+            image: 0,
+            bbox: bbox(x),
+            class_id: Some(class),
+            score: 0.9,
+        };
+        let op = OperatorId("op-1".into());
+        let session = SessionId("s-1".into());
+        vec![
+            (
+                1_000,
+                TaskEvent::TaskCreated(TaskCreated {
+                    customer: "acme".into(),
+                    task_type: TaskType::ProductDetection,
+                    recipe: Recipe::Detection,
+                    class_group: group,
+                    images: vec![ImageRef { uri: "store://i/0.png".into(), width: 640, height: 480 }],
+                    callback_url: None,
+                    personal: None,
+                }),
+            ),
+            (
+                2_000,
+                TaskEvent::ObjectsDetected(ObjectsDetected {
+                    attempt: 1,
+                    model: ModelRef { model_id: "m".into(), version: 3 },
+                    objects: vec![detected("o1", 0.0, 1), detected("o2", 50.0, 1), detected("o3", 100.0, 2)],
+                }),
+            ),
+            (
+                3_000,
+                TaskEvent::OperatorAssigned(OperatorAssigned {
+                    operator: op.clone(),
+                    session_id: session.clone(),
+                    purpose: SessionPurpose::QualityCheck,
+                }),
+            ),
+            (
+                4_000,
+                TaskEvent::ObjectsRemoved(ObjectsRemoved {
+                    operator: op.clone(),
+                    session_id: session.clone(),
+                    object_ids: vec![ObjectId("o2".into())],
+                }),
+            ),
+            (
+                5_000,
+                TaskEvent::ObjectsLabeled(ObjectsLabeled {
+                    operator: op.clone(),
+                    session_id: session.clone(),
+                    labels: vec![ObjectLabel { object_id: ObjectId("o3".into()), class_id: 1 }],
+                }),
+            ),
+            (
+                6_000,
+                TaskEvent::OperatorFinished(OperatorFinished {
+                    operator: op,
+                    session_id: session,
+                    purpose: SessionPurpose::QualityCheck,
+                }),
+            ),
+        ]
+    }
+
+    fn fold(as_of: i64) -> HashMap<Dataset, Table> {
+        let objects = Objects::open(&format!("file://{}", std::env::temp_dir().display())).unwrap();
+        let mut fold = Fold::default();
+        for (v, (at, e)) in history().into_iter().enumerate() {
+            if at <= as_of {
+                fold.apply(0, &event("t1", v as u64 + 1, at), &e);
+            }
+        }
+        fold.finish(&objects)
+    }
+
+    fn rows(t: &Table) -> Vec<Vec<Cell>> {
+        t.rows().cloned().collect()
+    }
+
+    #[test]
+    fn predictions_carry_the_ground_truth_known_at_the_as_of_instant() {
+        let col = |name: &str| PREDICTIONS.iter().position(|c| c.name == name).unwrap();
+        // after the check: o1 kept as class 1, o2 removed, o3 relabelled 2 -> 1
+        let now = fold(i64::MAX);
+        let p = rows(&now[&Dataset::Predictions]);
+        assert_eq!(p.len(), 3);
+        let truth: Vec<_> = p
+            .iter()
+            .map(|r| (r[col("reviewed")].clone(), r[col("truth_kept")].clone(), r[col("truth_class_id")].clone()))
+            .collect();
+        assert_eq!(
+            truth,
+            vec![
+                (Cell::B(Some(true)), Cell::B(Some(true)), Cell::U(Some(1))),
+                (Cell::B(Some(true)), Cell::B(Some(false)), Cell::U(None)),
+                (Cell::B(Some(true)), Cell::B(Some(true)), Cell::U(Some(1))),
+            ]
+        );
+        let sessions = rows(&now[&Dataset::OperatorSessions]);
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions[0][OPERATOR_SESSIONS.len() - 1], Cell::S(Some("FINISHED".into())));
+        assert_eq!(sessions[0][7], Cell::I(Some(3_000)), "duration");
+
+        // as of 5,500 the check was under way: nothing reviewed yet, the session open
+        let then = fold(5_500);
+        let p = rows(&then[&Dataset::Predictions]);
+        assert!(p.iter().all(|r| r[col("reviewed")] == Cell::B(Some(false)) && r[col("truth_kept")] == Cell::B(None)));
+        let sessions = rows(&then[&Dataset::OperatorSessions]);
+        assert_eq!(sessions[0][OPERATOR_SESSIONS.len() - 1], Cell::S(Some("OPEN".into())));
+        assert_eq!(sessions[0][6], Cell::I(None), "no end yet");
+        // no result was generated: no examples, no results (either instant)
+        assert!(rows(&now[&Dataset::TaskResults]).is_empty());
+        assert!(rows(&then[&Dataset::TrainingExamples]).is_empty());
+    }
+
+    #[test]
+    fn a_table_writes_one_parquet_file_per_date() {
+        let mut t = Table::new(TASK_RESULTS);
+        let row = |task: &str| {
+            vec![
+                s(task),
+                s("acme"),
+                s("acme/ice-cream"),
+                Cell::U(Some(1)),
+                s("AUTOMATIC"),
+                Cell::S(None),
+                Cell::U(None),
+                Cell::U(Some(3)),
+                Cell::U(Some(0)),
+                Cell::U(Some(1)),
+                Cell::I(Some(1)),
+                Cell::I(Some(2)),
+                Cell::U(Some(0)),
+                Cell::I(Some(7)),
+            ]
+        };
+        t.push("2026-12-01".into(), row("t1"));
+        t.push("2026-12-02".into(), row("t2"));
+        t.push("2026-12-02".into(), row("t3"));
+        let files = t.parquet().unwrap();
+        assert_eq!(files.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>(), ["2026-12-01", "2026-12-02"]);
+        assert!(files.iter().all(|(_, b)| b.starts_with(b"PAR1") && b.ends_with(b"PAR1")));
+        assert_eq!(t.counts().values().sum::<u64>(), 3);
+    }
+}

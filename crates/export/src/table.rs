@@ -77,6 +77,11 @@ impl Table {
         self.columns
     }
 
+    /// Every row, partition by partition (dates in order).
+    pub fn rows(&self) -> impl Iterator<Item = &Vec<Cell>> {
+        self.partitions.values().flatten()
+    }
+
     /// Rows per date partition.
     pub fn counts(&self) -> BTreeMap<String, u64> {
         self.partitions.iter().map(|(d, rows)| (d.clone(), rows.len() as u64)).collect()
