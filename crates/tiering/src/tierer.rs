@@ -78,6 +78,9 @@ pub struct PartitionStatus {
     pub backlog: u64,
 }
 
+/// The steps of each partition one worker tiered.
+type PartitionSteps = Vec<(u32, Vec<Step>)>;
+
 /// Writes closed ranges of a topic's partitions to the object store.
 pub struct Tierer {
     log: Arc<dyn EventLog>,
@@ -215,18 +218,38 @@ impl Tierer {
         }
     }
 
-    /// Tiers every closed range of every partition; returns the steps that wrote or adopted.
+    /// Tiers every closed range of every partition, the partitions in parallel (encoding and
+    /// compression are CPU-bound); returns the steps that wrote or adopted, by partition.
     pub fn tier_all(&self, force: bool) -> Result<Vec<Step>, TierError> {
-        let mut steps = Vec::new();
-        for partition in 0..self.log.partitions(&self.config.topic)? {
-            loop {
-                match self.tier_partition(partition, force)? {
-                    Step::Idle => break,
-                    step => steps.push(step),
-                }
-            }
+        let partitions = self.log.partitions(&self.config.topic)?;
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(partitions as usize).max(1);
+        let per_worker: Vec<Result<PartitionSteps, TierError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    s.spawn(move || {
+                        let mut done = Vec::new();
+                        for partition in (0..partitions).filter(|p| *p as usize % workers == w) {
+                            let mut steps = Vec::new();
+                            loop {
+                                match self.tier_partition(partition, force)? {
+                                    Step::Idle => break,
+                                    step => steps.push(step),
+                                }
+                            }
+                            done.push((partition, steps));
+                        }
+                        Ok(done)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("a tiering thread")).collect()
+        });
+        let mut by_partition = Vec::new();
+        for r in per_worker {
+            by_partition.extend(r?);
         }
-        Ok(steps)
+        by_partition.sort_by_key(|(p, _)| *p);
+        Ok(by_partition.into_iter().flat_map(|(_, steps)| steps).collect())
     }
 
     /// Drops a partition's hot records below its tiered end, after checking every segment still
