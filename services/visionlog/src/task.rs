@@ -180,7 +180,11 @@ pub(crate) fn run(backends: &Backends, cmd: &TaskCmd) -> anyhow::Result<()> {
                     evolve(s, &e.event)
                 });
             if state.is_none() {
-                bail!("no task {id} at version {upto} by {until} ms");
+                match (version, at_ms) {
+                    (Some(v), _) => bail!("no task {id} at version {v}"),
+                    (None, Some(t)) => bail!("no task {id} as of {t} ms (nothing recorded by then)"),
+                    (None, None) => bail!("no task {id}"),
+                }
             }
             crate::output::line(serde_json::to_string_pretty(
                 &json!({ "task_id": id, "version": at, "recorded_at_ms": recorded_at_ms, "state": state }),
