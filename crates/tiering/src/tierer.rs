@@ -32,13 +32,18 @@ pub struct TierConfig {
 }
 
 impl TierConfig {
+    /// Records per segment by default.
+    pub const SEGMENT_RECORDS: usize = 10_000;
+    /// How long a shorter range waits by default before it is closed.
+    pub const CLOSE_AFTER: Duration = Duration::from_secs(600);
+
     /// Defaults for `topic`: 10,000 records or 64 MiB per segment, ranges closed after 10 minutes.
     pub fn new(topic: &str) -> Self {
         Self {
             topic: topic.to_owned(),
-            segment_records: 10_000,
+            segment_records: Self::SEGMENT_RECORDS,
             segment_bytes: 64 << 20,
-            close_after: Duration::from_secs(600),
+            close_after: Self::CLOSE_AFTER,
             writer: format!(
                 "{}/{}",
                 std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),

@@ -13,13 +13,13 @@ use visionlog_tiering::{Step, TierConfig, Tierer};
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct TierSettings {
     /// Records per segment.
-    #[arg(long, env = "VISIONLOG_TIER_SEGMENT_RECORDS", default_value_t = 10_000)]
+    #[arg(long, env = "VISIONLOG_TIER_SEGMENT_RECORDS", default_value_t = TierConfig::SEGMENT_RECORDS)]
     segment_records: usize,
     /// A shorter range is tiered once its newest record is this many seconds old.
-    #[arg(long, env = "VISIONLOG_TIER_CLOSE_AFTER_S", default_value_t = 600)]
+    #[arg(long, env = "VISIONLOG_TIER_CLOSE_AFTER_S", default_value_t = TierConfig::CLOSE_AFTER.as_secs())]
     close_after_s: u64,
-    /// Drop the hot copy below the verified segments.
-    #[arg(long, env = "VISIONLOG_TIER_DROP_HOT")]
+    /// Drop the hot copy below the verified segments (the variable takes 1/0, true/false, yes/no).
+    #[arg(long, env = "VISIONLOG_TIER_DROP_HOT", value_parser = clap::builder::BoolishValueParser::new())]
     drop_hot: bool,
 }
 
@@ -41,7 +41,7 @@ pub(crate) enum TierCmd {
         #[command(flatten)]
         settings: TierSettings,
         /// Milliseconds between rounds.
-        #[arg(long, default_value_t = 5_000)]
+        #[arg(long, default_value_t = INTERVAL_MS)]
         interval_ms: u64,
     },
     /// Tiers every closed range once (`--force`: everything, closed or not) and prints a summary.
@@ -63,26 +63,37 @@ pub(crate) enum TierCmd {
     },
 }
 
+/// Milliseconds between rounds of the tiering service.
+const INTERVAL_MS: u64 = 5_000;
+
+/// [`TierSettings`] read from the environment alone (`VISIONLOG_TIER_*`), as the flags are.
+#[derive(clap::Parser)]
+struct FromEnv {
+    #[command(flatten)]
+    settings: TierSettings,
+}
+
 /// The tiering service of `visionlog run`: settings from the environment (VISIONLOG_TIER_*).
 pub(crate) fn spawn(rt: &Runtime, stop: &Arc<AtomicBool>) -> JoinHandle<anyhow::Result<()>> {
-    let settings = TierSettings {
-        segment_records: env_or("VISIONLOG_TIER_SEGMENT_RECORDS", 10_000),
-        close_after_s: env_or("VISIONLOG_TIER_CLOSE_AFTER_S", 600),
-        drop_hot: std::env::var("VISIONLOG_TIER_DROP_HOT").is_ok_and(|v| v == "1" || v == "true"),
-    };
-    let tierer = Tierer::new(rt.hot.clone(), rt.objects.clone(), settings.config(&rt.topics.events));
-    let stop = stop.clone();
+    let (hot, objects, topic, stop) = (rt.hot.clone(), rt.objects.clone(), rt.topics.events.clone(), stop.clone());
     std::thread::Builder::new()
         .name("tiering".into())
         .spawn(move || {
-            tierer.run(&stop, Duration::from_secs(5), settings.drop_hot);
+            let settings = match <FromEnv as clap::Parser>::try_parse_from(["tiering"]) {
+                Ok(parsed) => parsed.settings,
+                Err(e) => {
+                    tracing::error!(error = %e, "tiering not started: bad VISIONLOG_TIER_* settings");
+                    return Err(anyhow::anyhow!("the tiering service's VISIONLOG_TIER_* settings: {e}"));
+                }
+            };
+            Tierer::new(hot, objects, settings.config(&topic)).run(
+                &stop,
+                Duration::from_millis(INTERVAL_MS),
+                settings.drop_hot,
+            );
             Ok(())
         })
         .expect("spawning the tierer")
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 pub(crate) fn run(backends: &Backends, cmd: &TierCmd) -> anyhow::Result<()> {
