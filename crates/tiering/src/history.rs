@@ -129,30 +129,18 @@ impl EventLog for TieredLog {
             return self.hot.read(topic, partition, from, max);
         }
         let known = self.hot_starts.lock().expect("hot starts").get(&(topic.to_owned(), partition)).copied();
+        // what the hot log said, when it was asked first (a broker may refuse a read below its
+        // low watermark rather than skip ahead: that is an answer too)
+        let mut tried = None;
         if known.is_none_or(|s| from >= s) {
-            let hot = match self.hot.read(topic, partition, from, max) {
-                Ok(hot) => hot,
-                // a broker may refuse a read below its low watermark rather than skip ahead
-                Err(e) => {
-                    let hot_start = self.hot_start(topic, partition)?;
-                    if from >= hot_start {
-                        return Err(e);
-                    }
-                    return Ok(self.read_cold(topic, partition, from, max, hot_start)?);
-                }
-            };
-            if hot.first().is_some_and(|r| r.offset == from) {
-                return Ok(hot);
+            match self.hot.read(topic, partition, from, max) {
+                Ok(hot) if hot.first().is_some_and(|r| r.offset == from) => return Ok(hot),
+                other => tried = Some(other),
             }
-            let hot_start = self.hot_start(topic, partition)?;
-            if from >= hot_start {
-                return Ok(hot);
-            }
-            return Ok(self.read_cold(topic, partition, from, max, hot_start)?);
         }
         let hot_start = self.hot_start(topic, partition)?;
         if from >= hot_start {
-            return self.hot.read(topic, partition, from, max);
+            return tried.unwrap_or_else(|| self.hot.read(topic, partition, from, max));
         }
         Ok(self.read_cold(topic, partition, from, max, hot_start)?)
     }
