@@ -262,9 +262,14 @@ impl Tierer {
     /// Returns the new hot start (the backend may keep a little more: whole files).
     pub fn drop_hot(&self, partition: u32) -> Result<u64, TierError> {
         let topic = &self.config.topic;
+        let hot_start = self.log.start_offset(topic, partition)?;
+        // nothing tiered past the hot start that this tierer knows of: no store round trips (the
+        // service calls this every round; its own tiering keeps what it knows up to date)
+        if self.manifest(partition)?.end() <= hot_start {
+            return Ok(hot_start);
+        }
         // the store's manifest, not the cached one: drop only below what is recorded there
         let manifest = Manifest::load(&self.objects, topic, partition)?;
-        let hot_start = self.log.start_offset(topic, partition)?;
         for entry in manifest.entries().filter(|e| e.last >= hot_start) {
             let cold = verify(&self.objects, entry)?;
             let hot = self.read_hot(partition, entry.first, Some(entry.last), usize::MAX)?;
