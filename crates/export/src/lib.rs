@@ -193,9 +193,7 @@ pub fn export(
     }
     let card = Card {
         as_of_ms: request.as_of_ms,
-        created_at_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
+        created_at_ms: visionlog_journal::now_ms(),
         snapshot_url: objects.object_url(&snapshot),
         snapshot: snapshot.clone(),
         log: source.log_url.split('?').next().unwrap_or_default().to_owned(),

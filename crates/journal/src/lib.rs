@@ -32,7 +32,4 @@ pub use reader::{Decision, DecisionBody, Entry, JournalError, JournalEvent, Jour
 pub use schemas::LogRegistry;
 pub use topics::Topics;
 
-/// Returns the time now in ms since the epoch (outside the pure domain, time comes from here).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub use visionlog_log::now_ms;

@@ -28,6 +28,12 @@ pub use partitioner::{murmur2, partition_for};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Returns the time now in ms since the epoch (outside the pure domain, time comes from here;
+/// the journal re-exports it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 /// A header name: borrowed where it is a constant, interned when read back (see [`intern`]).
 pub type HeaderName = std::borrow::Cow<'static, str>;
 

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use visionlog_log::{EventLog, LogRecord};
+use visionlog_log::{EventLog, LogRecord, now_ms};
 use visionlog_objects::Objects;
 
 /// What the tierer tiers and when a range is closed.
@@ -366,8 +366,4 @@ fn fail_point(point: &str) {
         eprintln!("visionlog: failing at tiering point {point:?} (VISIONLOG_TIER_FAIL_AT)");
         std::process::abort();
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

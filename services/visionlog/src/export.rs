@@ -45,10 +45,6 @@ pub(crate) enum ExportCmd {
     },
 }
 
-fn now_ms() -> i64 {
-    visionlog_journal::now_ms()
-}
-
 /// A progress bar on standard error when it is a terminal (nothing otherwise).
 fn progress_bar(enabled: bool) -> impl FnMut(u64, u64) {
     let mut last = Instant::now() - Duration::from_secs(1);
@@ -88,7 +84,7 @@ pub(crate) fn run(backends: &Backends, cmd: &ExportCmd) -> anyhow::Result<()> {
     match cmd {
         ExportCmd::Once { args, as_of_ms, presign_s, json } => {
             let bar = !json && std::io::stderr().is_terminal();
-            let card = snapshot(&rt, args, as_of_ms.unwrap_or_else(now_ms), bar)?;
+            let card = snapshot(&rt, args, as_of_ms.unwrap_or_else(visionlog_journal::now_ms), bar)?;
             let mut out = serde_json::to_value(&card)?;
             if let Some(ttl) = presign_s {
                 let ttl = Duration::from_secs(*ttl);
@@ -108,7 +104,7 @@ pub(crate) fn run(backends: &Backends, cmd: &ExportCmd) -> anyhow::Result<()> {
                 signal_hook::flag::register(signal, stop.clone())?;
             }
             while !stop.load(Ordering::Relaxed) {
-                match snapshot(&rt, args, now_ms(), false) {
+                match snapshot(&rt, args, visionlog_journal::now_ms(), false) {
                     Ok(card) => {
                         let rows: u64 = card.datasets.values().map(|d| d.rows).sum();
                         tracing::info!(snapshot = card.snapshot, rows, "exported");

@@ -159,10 +159,6 @@ impl FileLog {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 fn valid_topic_name(topic: &str) -> bool {
     !topic.is_empty()
         && topic.len() <= 200
@@ -199,7 +195,7 @@ impl EventLog for FileLog {
     }
 
     fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<Appended, LogError> {
-        self.partition(topic, partition)?.append(records, now_ms(), &self.options)
+        self.partition(topic, partition)?.append(records, crate::now_ms(), &self.options)
     }
 
     fn read(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<LogRecord>, LogError> {
