@@ -58,6 +58,38 @@ pub(crate) struct AggregatorBench {
     json: bool,
 }
 
+/// What a bench runs on: the log named by `--log` (embedded in a throw-away directory by
+/// default, or a broker started for the run), an in-memory schema registry, an embedded read
+/// store, and topics of a run of their own (so a shared broker's earlier runs stay apart).
+pub(crate) struct Workbench {
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) log_url: String,
+    pub(crate) codec: Arc<Codec>,
+    pub(crate) store: Arc<dyn ReadStore>,
+    pub(crate) topics: Topics,
+    _dir: tempfile::TempDir,
+    /// Declared last: fields drop in order, so a broker started for the run stops after its clients.
+    _broker: Option<visionlog_log::LocalBroker>,
+}
+
+impl Workbench {
+    pub(crate) fn open(backends: &Backends, fsync: FsyncPolicy, partitions: u32) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (log, log_url, broker) = open_log(backends.log.as_deref(), dir.path(), fsync)?;
+        let codec = Arc::new(Codec::new(Arc::new(EmbeddedRegistry::in_memory()))?);
+        let store: Arc<dyn ReadStore> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb"))?);
+        let run = visionlog_journal::now_ms();
+        let topics = Topics::new(&format!("bench-{run}"), partitions);
+        topics.create(log.as_ref())?;
+        Ok(Self { log, log_url, codec, store, topics, _dir: dir, _broker: broker })
+    }
+
+    /// The log's URL without its options, for a report.
+    pub(crate) fn log_name(&self) -> &str {
+        self.log_url.split('?').next().unwrap_or_default()
+    }
+}
+
 pub(crate) fn run(backends: &Backends, cmd: &BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Aggregator(b) => aggregator(backends, b),
@@ -159,14 +191,8 @@ fn fat_detection(boxes: usize) -> TaskEvent {
 }
 
 fn aggregator(backends: &Backends, b: &AggregatorBench) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let (log, log_url, _broker) = open_log(backends.log.as_deref(), dir.path(), b.fsync)?;
-    let codec = Arc::new(Codec::new(Arc::new(EmbeddedRegistry::in_memory()))?);
-    let store: Arc<dyn ReadStore> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb"))?);
-    // a run of its own on a shared broker
-    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
-    let topics = Topics::new(&format!("bench-{run}"), b.partitions);
-    topics.create(log.as_ref())?;
+    let w = Workbench::open(backends, b.fsync, b.partitions)?;
+    let (log, codec, store, topics) = (w.log.clone(), w.codec.clone(), w.store.clone(), w.topics.clone());
 
     // the workload, written before the clock starts: per partition, in task order per step
     let flows: Vec<_> = (0..b.tasks).map(|t| (format!("task-{t:06}"), workload(&format!("task-{t:06}")))).collect();
@@ -244,7 +270,7 @@ fn aggregator(backends: &Backends, b: &AggregatorBench) -> anyhow::Result<()> {
     let json_len = serde_json::to_vec(&fat)?.len();
     let report = json!({
         "bench": "aggregator",
-        "log": log_url.split('?').next().unwrap_or_default(),
+        "log": w.log_name(),
         "tasks": b.tasks,
         "partitions": b.partitions,
         "fsync": format!("{:?}", b.fsync),
@@ -422,13 +448,8 @@ fn raw_decode(log: &Arc<dyn EventLog>, codec: &Codec, topics: &Topics) -> anyhow
 }
 
 fn projections(backends: &Backends, b: &ProjectionsBench) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let (log, log_url, _broker) = open_log(backends.log.as_deref(), dir.path(), FsyncPolicy::Never)?;
-    let codec = Arc::new(Codec::new(Arc::new(EmbeddedRegistry::in_memory()))?);
-    let store: Arc<dyn ReadStore> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb"))?);
-    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
-    let topics = Topics::new(&format!("bench-{run}"), b.partitions);
-    topics.create(log.as_ref())?;
+    let w = Workbench::open(backends, FsyncPolicy::Never, b.partitions)?;
+    let (log, codec, store, topics) = (w.log.clone(), w.codec.clone(), w.store.clone(), w.topics.clone());
     let a = history(&log, &codec, &store, &topics, b.tasks)?;
 
     let ctx = visionlog_projector::ProjectorContext {
@@ -474,7 +495,7 @@ fn projections(backends: &Backends, b: &ProjectionsBench) -> anyhow::Result<()> 
     let rebuild_per_s = rebuilt.stats.events as f64 / rebuilt.elapsed_s;
     let report = json!({
         "bench": "projections",
-        "log": log_url.split('?').next().unwrap_or_default(),
+        "log": w.log_name(),
         "store": "embedded",
         "tasks": b.tasks,
         "partitions": b.partitions,

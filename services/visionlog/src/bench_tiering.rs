@@ -1,16 +1,13 @@
 //! `visionlog bench tiering`: the tierer's MB/s against raw object-store puts of the same bytes,
 //! and a replay of the history from cold segments against one from the hot log.
 
-use crate::bench::history;
-use crate::runtime::{Backends, open_log};
+use crate::bench::{Workbench, history};
+use crate::runtime::Backends;
 use serde_json::json;
-use std::sync::Arc;
 use std::time::Instant;
-use visionlog_codec::{Codec, EmbeddedRegistry};
 use visionlog_journal::Topics;
 use visionlog_log::{EventLog, FsyncPolicy};
 use visionlog_objects::{LocalS3, Objects};
-use visionlog_store::{EmbeddedStore, ReadStore};
 use visionlog_tiering::{Manifest, Step, TierConfig, TieredLog, Tierer};
 
 #[derive(clap::Args, Debug)]
@@ -45,8 +42,8 @@ fn replay(log: &dyn EventLog, topics: &Topics) -> anyhow::Result<u64> {
 }
 
 pub(crate) fn run(backends: &Backends, b: &TieringBench) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let (log, log_url, _broker) = open_log(backends.log.as_deref(), dir.path(), FsyncPolicy::Never)?;
+    let w = Workbench::open(backends, FsyncPolicy::Never, b.partitions)?;
+    let (log, codec, store, topics) = (w.log.clone(), w.codec.clone(), w.store.clone(), w.topics.clone());
     // the object store: --objects if given, else a SeaweedFS on loopback for this run
     let mut _s3 = None;
     let objects = match &backends.objects {
@@ -58,11 +55,6 @@ pub(crate) fn run(backends: &Backends, b: &TieringBench) -> anyhow::Result<()> {
             objects
         }
     };
-    let codec = Arc::new(Codec::new(Arc::new(EmbeddedRegistry::in_memory()))?);
-    let store: Arc<dyn ReadStore> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb"))?);
-    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
-    let topics = Topics::new(&format!("bench-{run}"), b.partitions);
-    topics.create(log.as_ref())?;
     let a = history(&log, &codec, &store, &topics, b.tasks)?;
     let ends: Vec<u64> = (0..topics.partitions).map(|p| log.end_offset(&topics.events, p)).collect::<Result<_, _>>()?;
     let records: u64 = ends.iter().sum();
@@ -131,7 +123,7 @@ pub(crate) fn run(backends: &Backends, b: &TieringBench) -> anyhow::Result<()> {
     let raw_mb_s = mb(cold_bytes, raw_s);
     let report = json!({
         "bench": "tiering",
-        "log": log_url.split('?').next().unwrap_or_default(),
+        "log": w.log_name(),
         "objects": objects.url().split('?').next().unwrap_or_default(),
         "tasks": b.tasks,
         "partitions": b.partitions,
