@@ -46,6 +46,14 @@ pub fn visionlog(data_dir: &Path) -> Command {
     c
 }
 
+/// Returns a `visionlog` command on a data directory whose object store is `prefix` of a local
+/// S3 server (SeaweedFS), with its credentials.
+pub fn visionlog_on_s3(data_dir: &Path, s3: &visionlog_objects::LocalS3, prefix: &str) -> Command {
+    let mut c = visionlog(data_dir);
+    c.envs(s3.env()).env("VISIONLOG_OBJECTS", s3.url(prefix));
+    c
+}
+
 /// Parses the last line of a command's output as the JSON report.
 pub fn last_json(stdout: &[u8]) -> serde_json::Value {
     let text = String::from_utf8_lossy(stdout);

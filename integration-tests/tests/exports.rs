@@ -12,9 +12,7 @@ use visionlog_journal::{DecisionBody, Entry, JournalReader};
 use visionlog_objects::LocalS3;
 
 fn visionlog(data: &Path, s3: &LocalS3) -> Command {
-    let mut c = visionlog_integration_tests::visionlog(data);
-    c.envs(s3.env()).env("VISIONLOG_OBJECTS", s3.url("pipeline"));
-    c
+    visionlog_integration_tests::visionlog_on_s3(data, s3, "pipeline")
 }
 
 /// Every accepted event of the history: (recorded at, task, event).

@@ -31,9 +31,7 @@ fn views(data: &Path, generation: u32) -> Vec<(&'static str, Vec<Row>)> {
 
 /// `visionlog` on a data directory, with the object store on S3.
 fn visionlog(data: &Path, s3: &LocalS3) -> Command {
-    let mut c = visionlog_integration_tests::visionlog(data);
-    c.envs(s3.env()).env("VISIONLOG_OBJECTS", s3.url("views"));
-    c
+    visionlog_integration_tests::visionlog_on_s3(data, s3, "views")
 }
 
 fn report(data: &Path, s3: &LocalS3, args: &[&str]) -> Vec<serde_json::Value> {
