@@ -184,3 +184,54 @@ pub fn envelope(
         issued_at_ms: 1,
     }
 }
+
+/// Runs `visionlog run --operators N` on a data directory in rounds of 3 s until `done` holds
+/// (at most 20 rounds); the embedded log is one process's at a time, so commands sent by the
+/// CLI go in between rounds.
+pub fn run_until(data_dir: &Path, operators: u32, done: impl Fn() -> bool) {
+    for _ in 0..20 {
+        let mut run = visionlog(data_dir)
+            .args(["--fsync", "never", "run", "--operators", &operators.to_string()])
+            .spawn()
+            .expect("visionlog run starts");
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        assert!(terminate(&mut run, std::time::Duration::from_secs(30)).success());
+        if done() {
+            return;
+        }
+    }
+    panic!("the pipeline did not get there");
+}
+
+/// Saves a detector of `classes` traced to TorchScript at `path`, as a data
+/// scientist's `torch.jit.trace` would give it; untrained, its boxes are what seed 9 makes.
+pub fn traced_detector(classes: &[u32], path: &Path) {
+    use tch::{Device, Kind, Tensor};
+    use visionlog_vision::{DETECTOR_INPUT, Detector};
+    let mut det = Detector::new(classes, DETECTOR_INPUT, Device::Cpu, 9).expect("a detector");
+    det.freeze();
+    let xs = Tensor::zeros([1, 3, DETECTOR_INPUT.1, DETECTOR_INPUT.0], (Kind::Float, Device::Cpu));
+    let module =
+        tch::CModule::create_by_tracing("Detector", "forward", &[xs], &mut |i| vec![det.forward(&i[0]).unwrap()])
+            .expect("traced");
+    module.save(path).expect("saved");
+}
+
+/// Every live row of every view of read-model generation `generation` in a data directory's
+/// embedded store, by table: what "rebuilt equals live" compares.
+pub fn view_rows(data_dir: &Path, generation: u32) -> Vec<(&'static str, Vec<visionlog_store::Row>)> {
+    use visionlog_projector::generations::table;
+    let store = visionlog_store::EmbeddedStore::open(&data_dir.join("store.redb")).expect("the embedded store");
+    visionlog_projector::views::VIEW_TABLES
+        .iter()
+        .map(|t| {
+            let mut rows = Vec::new();
+            visionlog_store::for_each_row(&store, &table(t, generation), |r| {
+                rows.push(r);
+                Ok(())
+            })
+            .expect("rows of a view");
+            (*t, rows)
+        })
+        .collect()
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use visionlog_domain::{TaskEvent, TaskState, evolve};
 use visionlog_integration_tests::{Leftovers, last_json, python};
-use visionlog_journal::{DecisionBody, Entry, JournalReader};
+use visionlog_journal::accepted;
 use visionlog_objects::LocalS3;
 
 fn visionlog(data: &Path, s3: &LocalS3) -> Command {
@@ -20,14 +20,10 @@ fn history(data: &Path) -> Vec<(i64, String, TaskEvent)> {
     let left = Leftovers::open(data);
     let mut out = Vec::new();
     for p in 0..left.topics.partitions {
-        let mut reader = JournalReader::default();
-        for r in left.log.read(&left.topics.events, p, 0, usize::MAX).unwrap() {
-            let Ok(Some(Entry::Decision(d))) = reader.feed(r) else { continue };
-            let DecisionBody::Accepted(events) = d.body else { continue };
-            for e in events {
-                let event = left.codec.decode_event(&e.payload).unwrap();
-                out.push((e.envelope.recorded_at_ms, e.envelope.task_id, event));
-            }
+        for e in accepted(left.log.as_ref(), &left.topics.events, p, 0..u64::MAX) {
+            let e = e.unwrap();
+            let event = left.codec.decode_event(&e.payload).unwrap();
+            out.push((e.envelope.recorded_at_ms, e.envelope.task_id, event));
         }
     }
     out

@@ -3,38 +3,11 @@
 //! the workers, and the task goes to an operator instead.
 
 use std::path::Path;
-use std::time::Duration;
-use tch::{Device, Kind, Tensor};
-use visionlog_integration_tests::{Leftovers, last_json, terminate, visionlog};
-use visionlog_vision::{DETECTOR_INPUT, Detector};
-
-/// A detector traced to TorchScript, as a data scientist's `torch.jit.trace` would give it.
-fn traced(classes: &[u32], path: &Path) {
-    let mut det = Detector::new(classes, DETECTOR_INPUT, Device::Cpu, 9).unwrap();
-    det.freeze();
-    let xs = Tensor::zeros([1, 3, DETECTOR_INPUT.1, DETECTOR_INPUT.0], (Kind::Float, Device::Cpu));
-    let module =
-        tch::CModule::create_by_tracing("Detector", "forward", &[xs], &mut |i| vec![det.forward(&i[0]).unwrap()])
-            .unwrap();
-    module.save(path).unwrap();
-}
+use visionlog_integration_tests::{Leftovers, last_json, run_until, traced_detector as traced, visionlog};
 
 fn events(data: &Path, task: &str) -> String {
     let out = visionlog(data).args(["task", "show", task]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs the pipeline until `done` holds (or a minute passes).
-fn run_until(data: &Path, done: impl Fn() -> bool) {
-    for _ in 0..20 {
-        let mut run = visionlog(data).args(["--fsync", "never", "run", "--operators", "2"]).spawn().unwrap();
-        std::thread::sleep(Duration::from_secs(3));
-        assert!(terminate(&mut run, Duration::from_secs(30)).success());
-        if done() {
-            return;
-        }
-    }
-    panic!("the pipeline did not get there");
 }
 
 #[test]
@@ -81,7 +54,7 @@ fn an_imported_torchscript_detector_serves_until_its_artifact_is_damaged() {
     for task in ["task-000003", "task-000007"] {
         assert!(visionlog(&data).args(["task", "reprocess", task]).status().unwrap().success());
     }
-    run_until(&data, || {
+    run_until(&data, 2, || {
         events(&data, "task-000003").contains("ObjectsDetected")
             && events(&data, "task-000007").matches("TaskResultGenerated").count() == 2
     });
@@ -104,7 +77,7 @@ fn an_imported_torchscript_detector_serves_until_its_artifact_is_damaged() {
     assert!(weights.exists(), "the stored module at {}", weights.display());
     std::fs::write(&weights, b"damaged").unwrap();
     assert!(visionlog(&data).args(["task", "reprocess", "task-000005"]).status().unwrap().success());
-    run_until(&data, || events(&data, "task-000005").matches("TaskResultGenerated").count() == 2);
+    run_until(&data, 2, || events(&data, "task-000005").matches("TaskResultGenerated").count() == 2);
     let text = events(&data, "task-000005");
     assert!(!text.contains("ObjectsDetected"), "{text}");
     assert_eq!(text.matches("ModelNotFound").count(), 2, "{text}");

@@ -6,28 +6,9 @@
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use visionlog_integration_tests::{last_json, terminate};
+use visionlog_integration_tests::{last_json, terminate, view_rows};
 use visionlog_objects::LocalS3;
-use visionlog_projector::generations::table;
-use visionlog_projector::views::VIEW_TABLES;
-use visionlog_store::{EmbeddedStore, Row, for_each_row};
-
-/// Every live row of every view of a generation, by table.
-fn views(data: &Path, generation: u32) -> Vec<(&'static str, Vec<Row>)> {
-    let store = EmbeddedStore::open(&data.join("store.redb")).unwrap();
-    VIEW_TABLES
-        .iter()
-        .map(|t| {
-            let mut rows = Vec::new();
-            for_each_row(&store, &table(t, generation), |r| {
-                rows.push(r);
-                Ok(())
-            })
-            .unwrap();
-            (*t, rows)
-        })
-        .collect()
-}
+use visionlog_store::Row;
 
 /// `visionlog` on a data directory, with the object store on S3.
 fn visionlog(data: &Path, s3: &LocalS3) -> Command {
@@ -75,7 +56,7 @@ fn a_rebuild_of_a_10000_task_history_from_cold_segments_gives_the_live_views() {
     let sessions: u64 = operators.iter().map(|o| o["sessions"].as_u64().unwrap()).sum();
     assert_eq!(sessions, 10_003);
 
-    let live = views(&data, 1);
+    let live = view_rows(&data, 1);
     let summaries = &live.iter().find(|(t, _)| *t == "task_summary").unwrap().1;
     assert_eq!(summaries.len(), 10_000);
 
@@ -118,7 +99,7 @@ fn a_rebuild_of_a_10000_task_history_from_cold_segments_gives_the_live_views() {
     let generations: serde_json::Value = serde_json::from_str(generations.trim()).unwrap();
     assert_eq!((generations["serving"].as_u64(), generations["previous"].as_u64()), (Some(2), Some(1)));
 
-    let again = views(&data, 2);
+    let again = view_rows(&data, 2);
     for ((table, live_rows), (_, rebuilt_rows)) in live.iter().zip(&again) {
         assert_eq!(live_rows.len(), rebuilt_rows.len(), "{table}: row counts");
         for (a, b) in live_rows.iter().zip(rebuilt_rows) {

@@ -250,6 +250,7 @@ dispatch!(
         ReportFailed,
         TaskCancelled,
         ReprocessRequested,
+        BatchReverted,
     ]
 );
 
@@ -275,5 +276,6 @@ dispatch!(
         RecordReport,
         CancelTask,
         Reprocess,
+        RevertBatch,
     ]
 );

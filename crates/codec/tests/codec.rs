@@ -107,6 +107,21 @@ fn every_event() -> Vec<TaskEvent> {
         }),
         TaskEvent::TaskCancelled(TaskCancelled { reason: "asked".into() }),
         TaskEvent::ReprocessRequested(ReprocessRequested { mode: ReprocessMode::ResendToOperator }),
+        TaskEvent::BatchReverted(BatchReverted {
+            correlation_id: "c".into(),
+            reason: "bad model".into(),
+            reverted_versions: vec![9, 10, 11],
+            objects: vec![ResultObject {
+                object_id: "a".into(),
+                image: 0,
+                bbox: bbox(2),
+                class_id: None,
+                score: None,
+                source: ObjectSource::Operator,
+            }],
+            model: Some(ModelRef { model_id: "m".into(), version: 1 }),
+            source: ResultSource::Operator,
+        }),
     ]
 }
 
@@ -164,6 +179,14 @@ fn every_command_round_trips() {
         }),
         TaskCommand::CancelTask(CancelTask { reason: "r".into() }),
         TaskCommand::Reprocess(Reprocess { mode: ReprocessMode::LatestModels }),
+        TaskCommand::RevertBatch(RevertBatch {
+            correlation_id: "c".into(),
+            reason: "r".into(),
+            reverted_versions: vec![4],
+            objects: vec![],
+            model: None,
+            source: ResultSource::Automatic,
+        }),
     ];
     for cmd in commands {
         let bytes = c.encode_command(&cmd).unwrap();

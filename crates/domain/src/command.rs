@@ -140,6 +140,30 @@ pub struct Reprocess {
     pub mode: ReprocessMode,
 }
 
+/// Undoes what one faulty batch did to a task (seed 003) with a compensating event: the task
+/// gets back the objects it had without the batch's events, and a new result is made of them.
+///
+/// The sender (the task manager's `undo-batch`) computes `objects`, `model` and `source` by
+/// folding the task's history without the events of `correlation_id` (see [`crate::revert`]);
+/// it sends the command with the version it folded as the expected version, so a task that
+/// moved on in the meantime refuses it and is folded again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RevertBatch {
+    /// The correlation id of the batch.
+    pub correlation_id: String,
+    /// Why the batch is undone.
+    pub reason: String,
+    /// The versions of the task's events the batch caused.
+    #[serde(with = "crate::revert::versions_as_long")]
+    pub reverted_versions: Vec<u64>,
+    /// The objects the task had without the batch.
+    pub objects: Vec<ResultObject>,
+    /// The last model that contributed to them, if any.
+    pub model: Option<ModelRef>,
+    /// Who produced them: models only, or an operator.
+    pub source: ResultSource,
+}
+
 /// Every command the Task aggregate accepts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum TaskCommand {
@@ -175,6 +199,8 @@ pub enum TaskCommand {
     CancelTask(CancelTask),
     /// See [`Reprocess`].
     Reprocess(Reprocess),
+    /// See [`RevertBatch`].
+    RevertBatch(RevertBatch),
 }
 
 impl TaskCommand {
@@ -197,6 +223,7 @@ impl TaskCommand {
             Self::RecordReport(_) => "RecordReport",
             Self::CancelTask(_) => "CancelTask",
             Self::Reprocess(_) => "Reprocess",
+            Self::RevertBatch(_) => "RevertBatch",
         }
     }
 }

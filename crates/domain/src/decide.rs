@@ -221,6 +221,16 @@ pub fn decide(state: &TaskState, command: &TaskCommand, ctx: &DecideContext<'_>)
             | Stage::AwaitingOperator(_) => TaskEvent::ReprocessRequested(ReprocessRequested { mode: c.mode }),
             _ => return Err(wrong_stage()),
         },
+        TaskCommand::RevertBatch(c) => {
+            if !matches!(ctx.actor, Actor::Service(_)) {
+                return Err(Rejection::NotAssigned { actor: ctx.actor.to_string() });
+            }
+            // a model run or an operator session in flight finishes first; the task manager retries
+            if matches!(task.stage, Stage::Created | Stage::DetectionPending | Stage::InSession { .. }) {
+                return Err(wrong_stage());
+            }
+            revert_batch(task, c, limits)?
+        }
     };
     Ok(vec![event])
 }
@@ -292,6 +302,39 @@ fn add_objects(task: &Task, c: &AddObjects, limits: &Limits) -> Result<(), Rejec
         validate::class(&task.class_group, o.class_id)?;
     }
     Ok(())
+}
+
+fn revert_batch(task: &Task, c: &RevertBatch, limits: &Limits) -> Result<TaskEvent, Rejection> {
+    validate::id("correlation_id", &c.correlation_id, limits)?;
+    validate::string("reason", &c.reason, limits.max_string)?;
+    if c.reverted_versions.is_empty() {
+        return Err(Rejection::EmptyCommand);
+    }
+    validate::count("reverted_versions", c.reverted_versions.len(), limits.max_objects_per_command)?;
+    validate::count("objects", c.objects.len(), limits.max_objects_per_task)?;
+    if let Some(m) = &c.model {
+        validate::id("model.model_id", &m.model_id, limits)?;
+    }
+    let mut seen = HashSet::with_capacity(c.objects.len());
+    for o in &c.objects {
+        validate::id("object_id", o.object_id.as_str(), limits)?;
+        if !seen.insert(&o.object_id) {
+            return Err(Rejection::DuplicateObject { object_id: o.object_id.to_string() });
+        }
+        validate::placed_box(o.object_id.as_str(), o.image, &o.bbox, &task.images)?;
+        validate::class(&task.class_group, o.class_id)?;
+        if o.score.is_some_and(|s| !(s.is_finite() && (0.0..=1.0).contains(&s))) {
+            return Err(Rejection::InvalidScore { object: o.object_id.to_string() });
+        }
+    }
+    Ok(TaskEvent::BatchReverted(BatchReverted {
+        correlation_id: c.correlation_id.clone(),
+        reason: c.reason.clone(),
+        reverted_versions: c.reverted_versions.clone(),
+        objects: c.objects.clone(),
+        model: c.model.clone(),
+        source: c.source,
+    }))
 }
 
 fn record_report(task: &Task, c: &RecordReport, limits: &Limits) -> Option<Result<TaskEvent, Rejection>> {

@@ -184,6 +184,25 @@ pub struct ReprocessRequested {
     pub mode: ReprocessMode,
 }
 
+/// The events of a faulty batch were undone: the task holds the objects it had without them
+/// (a compensating event; the batch's events stay in the history).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchReverted {
+    /// The correlation id of the batch.
+    pub correlation_id: String,
+    /// Why.
+    pub reason: String,
+    /// The versions of the task's events the batch caused.
+    #[serde(with = "crate::revert::versions_as_long")]
+    pub reverted_versions: Vec<u64>,
+    /// The objects restored.
+    pub objects: Vec<ResultObject>,
+    /// The last model that contributed to them, if any.
+    pub model: Option<ModelRef>,
+    /// Who produced them.
+    pub source: ResultSource,
+}
+
 /// Every event of the Task stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum TaskEvent {
@@ -221,6 +240,8 @@ pub enum TaskEvent {
     TaskCancelled(TaskCancelled),
     /// See [`ReprocessRequested`].
     ReprocessRequested(ReprocessRequested),
+    /// See [`BatchReverted`].
+    BatchReverted(BatchReverted),
 }
 
 impl TaskEvent {
@@ -244,6 +265,7 @@ impl TaskEvent {
             Self::ReportFailed(_) => "ReportFailed",
             Self::TaskCancelled(_) => "TaskCancelled",
             Self::ReprocessRequested(_) => "ReprocessRequested",
+            Self::BatchReverted(_) => "BatchReverted",
         }
     }
 }

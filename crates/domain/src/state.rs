@@ -247,6 +247,29 @@ fn apply(task: &mut Task, event: &TaskEvent) {
         }
         TaskEvent::TaskCancelled(_) => task.stage = Stage::Cancelled,
         TaskEvent::ReprocessRequested(e) => task.stage = Stage::ReprocessPending(e.mode),
+        TaskEvent::BatchReverted(e) => {
+            task.objects = e
+                .objects
+                .iter()
+                .map(|o| {
+                    let object = TaskObject {
+                        image: o.image,
+                        bbox: o.bbox,
+                        class_id: o.class_id,
+                        score: o.score,
+                        source: o.source,
+                    };
+                    (o.object_id.clone(), object)
+                })
+                .collect();
+            task.last_model = e.model.clone();
+            task.quality_check_requested = false;
+            // the restored objects wait for their result, as after a model run or a sealed session
+            (task.operator_touched, task.stage) = match e.source {
+                ResultSource::Automatic => (false, Stage::Detected),
+                ResultSource::Operator => (true, Stage::Annotated),
+            };
+        }
     }
 }
 

@@ -433,3 +433,93 @@ fn a_cancelled_task_takes_no_more_commands() {
         .extend(given(&events).when(TaskCommand::CancelTask(CancelTask { reason: "customer asked".into() })).events());
     given(&events).when(TaskCommand::RequestDetection(RequestDetection {})).then_rejected("task_cancelled");
 }
+
+#[test]
+fn a_faulty_batch_is_undone_by_a_compensating_event_and_a_new_result() {
+    // an operator's result (revision 1) under correlation "c1" ...
+    let mut events = new_project_until_assigned();
+    let svc = Actor::Service("executor".into());
+    let step = |events: &mut Vec<TaskEvent>, actor: Actor, command: TaskCommand| {
+        let produced = given(events).by(actor).when(command).events();
+        events.extend(produced);
+    };
+    step(&mut events, ann(), add(vec![object("a", bbox(10.0, 10.0, 50.0, 80.0), Some(2))]));
+    step(&mut events, ann(), TaskCommand::FinishOperatorSession(FinishOperatorSession { session_id: "s1".into() }));
+    step(&mut events, svc.clone(), TaskCommand::GenerateResult(GenerateResult {}));
+    let first_result = events.len();
+    // ... then a re-process batch "c2" with a bad model: revision 2 holds its junk boxes
+    step(&mut events, svc.clone(), TaskCommand::Reprocess(Reprocess { mode: ReprocessMode::LatestModels }));
+    step(&mut events, svc.clone(), TaskCommand::RequestDetection(RequestDetection {}));
+    let junk = Detection { image: 0, bbox: bbox(0.0, 0.0, 5.0, 5.0), class_id: Some(1), score: 0.2 };
+    step(
+        &mut events,
+        svc.clone(),
+        TaskCommand::RecordDetections(RecordDetections {
+            model: ModelRef { model_id: "bad".into(), version: 2 },
+            detections: vec![junk; 3],
+        }),
+    );
+    step(&mut events, svc.clone(), TaskCommand::GenerateResult(GenerateResult {}));
+    let correlation = |i: usize| if i < first_result { "c1" } else { "c2" };
+    let stamped = || {
+        events.iter().enumerate().map(|(i, event)| Stamped {
+            version: i as u64 + 1,
+            correlation_id: correlation(i),
+            event,
+        })
+    };
+
+    let undo = revert(stamped(), "c2", "model 2 was trained on the wrong shelves").unwrap();
+    assert_eq!(undo.reverted_versions, [9, 10, 11, 12]);
+    assert_eq!(undo.source, ResultSource::Operator);
+    assert_eq!(undo.model, None);
+    assert_eq!(undo.objects.len(), 1);
+    assert_eq!((undo.objects[0].object_id.as_str(), undo.objects[0].class_id), ("a", Some(2)));
+
+    // only a service may send it, and not while an operator or a model works on the task
+    given(&events).by(ann()).when(TaskCommand::RevertBatch(undo.clone())).then_rejected("not_assigned");
+    given(&new_project_until_assigned()).when(TaskCommand::RevertBatch(undo.clone())).then_rejected("invalid_stage");
+    let mut bad_box = undo.clone();
+    bad_box.objects[0].bbox = bbox(600.0, 10.0, 100.0, 10.0);
+    given(&events).when(TaskCommand::RevertBatch(bad_box)).then_rejected("invalid_box");
+
+    step(&mut events, svc.clone(), TaskCommand::RevertBatch(undo));
+    let TaskEvent::BatchReverted(reverted) = events.last().unwrap() else { panic!("{:?}", events.last()) };
+    assert_eq!(reverted.correlation_id, "c2");
+    step(&mut events, svc, TaskCommand::GenerateResult(GenerateResult {}));
+    let TaskEvent::TaskResultGenerated(result) = events.last().unwrap() else { unreachable!() };
+    assert_eq!((result.revision, result.source, result.model.clone()), (3, ResultSource::Operator, None));
+    assert_eq!(result.objects.len(), 1);
+    assert_eq!(result.objects[0].object_id.as_str(), "a");
+
+    // a second undo finds the batch reverted; the first batch created the task; others are not in it
+    let stamped = || {
+        events.iter().enumerate().map(|(i, event)| Stamped {
+            version: i as u64 + 1,
+            correlation_id: if i >= 12 { "undo" } else { correlation(i) },
+            event,
+        })
+    };
+    assert_eq!(revert(stamped(), "c2", "again"), Err(NotRevertible::AlreadyReverted));
+    assert_eq!(revert(stamped(), "c1", "all of it"), Err(NotRevertible::CreatedByBatch));
+    assert_eq!(revert(stamped(), "c9", "none"), Err(NotRevertible::NotInBatch));
+}
+
+#[test]
+fn a_batch_that_made_the_first_result_has_nothing_to_restore() {
+    let events = [
+        created(),
+        TaskEvent::DetectionRequested(DetectionRequested { attempt: 1 }),
+        TaskEvent::ObjectsDetected(ObjectsDetected {
+            attempt: 1,
+            model: ModelRef { model_id: "m".into(), version: 1 },
+            objects: vec![],
+        }),
+    ];
+    let stamped = events.iter().enumerate().map(|(i, event)| Stamped {
+        version: i as u64 + 1,
+        correlation_id: if i == 0 { "create" } else { "run" },
+        event,
+    });
+    assert_eq!(revert(stamped, "run", "no"), Err(NotRevertible::NoEarlierResult));
+}

@@ -22,7 +22,7 @@ pub use table::{Cell, Column, Kind, Table};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use visionlog_codec::Codec;
-use visionlog_journal::{DecisionBody, Entry, JournalReader};
+use visionlog_journal::accepted;
 use visionlog_log::EventLog;
 use visionlog_objects::Objects;
 
@@ -147,32 +147,28 @@ pub fn export(
     for p in 0..partitions {
         let from = source.log.start_offset(source.topic, p)?;
         let mut c = Covered { partition: p, from, to: ends[p as usize], events: 0, events_after_as_of: 0 };
-        let mut reader = JournalReader::default();
-        let mut next = from;
-        while next < c.to {
-            let records = source.log.read(source.topic, p, next, 4096)?;
-            let Some(last) = records.last() else { break };
-            next = last.offset + 1;
-            done += records.len() as u64;
-            for r in records.into_iter().filter(|r| r.offset < c.to) {
-                let Ok(Some(Entry::Decision(d))) = reader.feed(r) else { continue };
-                let DecisionBody::Accepted(events) = d.body else { continue };
-                for e in events {
-                    if e.envelope.recorded_at_ms > request.as_of_ms {
-                        c.events_after_as_of += 1;
-                        continue;
-                    }
-                    let event = source.codec.decode_event(&e.payload).map_err(|err| ExportError::Decode {
-                        partition: p,
-                        offset: e.offset,
-                        reason: err.to_string(),
-                    })?;
-                    fold.apply(p, &e, &event);
-                    c.events += 1;
-                }
+        let mut events = accepted(source.log, source.topic, p, from..c.to);
+        let mut shown = 0;
+        while let Some(e) = events.next() {
+            let e = e?;
+            if events.records_read() != shown {
+                shown = events.records_read();
+                progress(done + shown, total);
             }
-            progress(done, total);
+            if e.envelope.recorded_at_ms > request.as_of_ms {
+                c.events_after_as_of += 1;
+                continue;
+            }
+            let event = source.codec.decode_event(&e.payload).map_err(|err| ExportError::Decode {
+                partition: p,
+                offset: e.offset,
+                reason: err.to_string(),
+            })?;
+            fold.apply(p, &e, &event);
+            c.events += 1;
         }
+        done += events.records_read();
+        progress(done, total);
         covered.push(c);
     }
     let snapshot = format!("{}/asof={}", request.root.trim_end_matches('/'), request.as_of_ms);

@@ -1,9 +1,11 @@
 //! Sending commands.
 
 use crate::topics::Topics;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use visionlog_codec::envelope::{CommandEnvelope, EventEnvelope};
-use visionlog_codec::{Codec, CodecError};
+use visionlog_codec::{Codec, CodecError, Outcome};
 use visionlog_domain::TaskCommand;
 use visionlog_log::{EventLog, LogError, Record, partition_for};
 
@@ -108,6 +110,45 @@ impl CommandBus {
             }
         }
         Ok(commands.len())
+    }
+
+    /// Where each partition of `outcomes` ends now: take it before sending commands whose
+    /// outcomes [`Self::await_outcomes`] is to wait for.
+    pub fn outcome_marks(&self) -> Result<Vec<u64>, LogError> {
+        (0..self.topics.partitions).map(|p| self.log.end_offset(&self.topics.outcomes, p)).collect()
+    }
+
+    /// Waits up to `timeout` for the aggregators' outcomes of `command_ids`, reading `outcomes`
+    /// from `marks`; returns the ones that came (a missing one: no aggregator decided it yet).
+    pub fn await_outcomes(
+        &self,
+        mut marks: Vec<u64>,
+        command_ids: &HashSet<String>,
+        timeout: Duration,
+    ) -> Result<HashMap<String, Outcome>, LogError> {
+        let deadline = Instant::now() + timeout;
+        let mut found = HashMap::new();
+        while found.len() < command_ids.len() {
+            let mut read_any = false;
+            for (p, next) in marks.iter_mut().enumerate() {
+                for r in self.log.read(&self.topics.outcomes, p as u32, *next, 4096)? {
+                    *next = r.offset + 1;
+                    read_any = true;
+                    // outcomes are keyed by command id; one that does not decode is not ours to judge
+                    let Ok(outcome) = self.codec.decode_outcome(&r.value) else { continue };
+                    if command_ids.contains(&outcome.command_id) {
+                        found.insert(outcome.command_id.clone(), outcome);
+                    }
+                }
+            }
+            if found.len() == command_ids.len() || Instant::now() >= deadline {
+                break;
+            }
+            if !read_any {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(found)
     }
 
     /// Sends a command record as given (for integrations and tests of bad input).

@@ -11,6 +11,7 @@
 //! [`JournalReader`] applies those rules; every service reads `events` through it, by way of
 //! [`consume_partition`]. [`CommandBus`] sends commands to the `commands` topic.
 
+mod accepted;
 mod audit;
 mod bus;
 mod consume;
@@ -20,6 +21,7 @@ mod reader;
 mod schemas;
 mod topics;
 
+pub use accepted::{Accepted, accepted};
 pub use audit::{Audit, audit};
 pub use bus::SendError;
 pub use bus::{CommandBus, caused_by, deterministic_id};

@@ -36,7 +36,8 @@ pub fn next_command(task_id: &str, version: u64, event: &TaskEvent, qc_per_mille
         TaskEvent::ModelNotFound(_) => {
             TaskCommand::RequestAssistance(RequestAssistance { reason: AssistanceReason::ModelNotFound })
         }
-        TaskEvent::ObjectsDetected(_) => TaskCommand::GenerateResult(GenerateResult {}),
+        // restored objects (an undone batch) make a new result, like a model run's objects
+        TaskEvent::ObjectsDetected(_) | TaskEvent::BatchReverted(_) => TaskCommand::GenerateResult(GenerateResult {}),
         TaskEvent::OperatorFinished(e) if e.purpose == SessionPurpose::Annotation => {
             TaskCommand::GenerateResult(GenerateResult {})
         }
@@ -100,6 +101,16 @@ mod tests {
         };
         assert_eq!(next(&fin(SessionPurpose::Annotation)), Some("GenerateResult"));
         assert_eq!(next(&fin(SessionPurpose::QualityCheck)), None);
+        // an undone batch: the restored objects make a new result
+        let reverted = TaskEvent::BatchReverted(BatchReverted {
+            correlation_id: "batch".into(),
+            reason: "bad model".into(),
+            reverted_versions: vec![7, 8],
+            objects: vec![],
+            model: None,
+            source: ResultSource::Operator,
+        });
+        assert_eq!(next(&reverted), Some("GenerateResult"));
     }
 
     #[test]

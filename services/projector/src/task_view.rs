@@ -268,6 +268,24 @@ impl TaskView {
                 Some("cancelled")
             }
             TaskEvent::ReprocessRequested(_) => Some("reprocess_pending"),
+            TaskEvent::BatchReverted(e) => {
+                self.objects = e
+                    .objects
+                    .iter()
+                    .map(|o| {
+                        let object = ViewObject {
+                            object_id: o.object_id.to_string(),
+                            image: o.image,
+                            bbox: o.bbox,
+                            class_id: o.class_id,
+                            score: o.score,
+                            by_model: o.source == ObjectSource::Model,
+                        };
+                        (object.object_id.clone(), object)
+                    })
+                    .collect();
+                Some("reverted")
+            }
         };
         if let Some(status) = status {
             self.status = status.to_owned();

@@ -13,6 +13,7 @@ mod schema;
 mod subject;
 mod task;
 mod tier;
+mod undo;
 
 use clap::{Parser, Subcommand};
 use runtime::{Backends, Runtime, Service};

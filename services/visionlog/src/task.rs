@@ -5,8 +5,8 @@ use anyhow::bail;
 use serde_json::json;
 use visionlog_codec::envelope::CommandEnvelope;
 use visionlog_domain::{Reprocess, ReprocessMode, TaskCommand, TaskEvent, TaskState, evolve};
+use visionlog_journal::accepted;
 use visionlog_journal::now_ms;
-use visionlog_journal::{DecisionBody, Entry, JournalReader};
 use visionlog_log::partition_for;
 
 #[derive(clap::Subcommand, Debug)]
@@ -31,34 +31,37 @@ pub(crate) enum TaskCmd {
         #[arg(long)]
         at_ms: Option<i64>,
     },
-    /// Task manager: processes a task again with the latest deployed models.
-    Reprocess {
-        /// The task id.
-        id: String,
-        /// Refuse if the task moved past this version.
-        #[arg(long)]
-        expected_version: Option<u64>,
-        /// Who asks (recorded on the event).
-        #[arg(long, default_value = "service:task-manager")]
-        actor: String,
-    },
-    /// Task manager: sends a task back to an operator for cleaning and correction.
-    Resend {
-        /// The task id.
-        id: String,
-        /// Refuse if the task moved past this version.
-        #[arg(long)]
-        expected_version: Option<u64>,
-        /// Who asks (recorded on the event).
-        #[arg(long, default_value = "service:task-manager")]
-        actor: String,
-    },
+    /// Task manager: processes tasks again with the latest deployed models.
+    Reprocess(ReprocessArgs),
+    /// Task manager: sends tasks back to an operator for cleaning and correction.
+    Resend(ReprocessArgs),
+    /// Task manager: undoes a faulty batch (every event of one correlation id) on every task it
+    /// touched, with compensating events and new results; see `visionlog_domain::revert`.
+    UndoBatch(crate::undo::UndoArgs),
     /// Lists the task summaries of the task manager view.
     List {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Which tasks to process again, and as which batch.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ReprocessArgs {
+    /// The task ids.
+    #[arg(required = true)]
+    ids: Vec<String>,
+    /// Refuse if the task moved past this version (one task only).
+    #[arg(long)]
+    expected_version: Option<u64>,
+    /// Who asks (recorded on the event).
+    #[arg(long, default_value = "service:task-manager")]
+    actor: String,
+    /// The correlation id of the batch: every event this causes carries it, so that
+    /// `task undo-batch` can undo it (default: a new one, printed).
+    #[arg(long)]
+    correlation_id: Option<String>,
 }
 
 struct Loaded {
@@ -71,56 +74,52 @@ struct Loaded {
 /// Reads a task's stream from its partition of the journal.
 fn events(rt: &Runtime, task_id: &str) -> anyhow::Result<Vec<Loaded>> {
     let p = partition_for(task_id.as_bytes(), rt.topics.partitions);
-    let mut reader = JournalReader::default();
     let mut out = Vec::new();
-    let mut from = 0;
-    loop {
-        let records = rt.log.read(&rt.topics.events, p, from, 4096)?;
-        let Some(last) = records.last() else { break };
-        from = last.offset + 1;
-        for r in records {
-            if r.key.as_deref().is_some_and(|k| k != task_id.as_bytes()) {
-                continue; // another task's record (claims have no key and are read)
-            }
-            let Ok(Some(Entry::Decision(d))) = reader.feed(r) else { continue };
-            if let DecisionBody::Accepted(evs) = d.body {
-                for e in evs {
-                    let event = rt.codec.decode_event(&e.payload)?;
-                    out.push(Loaded { version: e.envelope.version, offset: e.offset, envelope: e.envelope, event });
-                }
-            }
+    for e in accepted(rt.log.as_ref(), &rt.topics.events, p, 0..u64::MAX) {
+        let e = e?;
+        if e.envelope.task_id != task_id {
+            continue;
         }
+        let event = rt.codec.decode_event(&e.payload)?;
+        out.push(Loaded { version: e.envelope.version, offset: e.offset, envelope: e.envelope, event });
     }
     Ok(out)
 }
 
-/// Sends the task manager's `Reprocess` command; the aggregator decides it (see `task show`).
-fn send_reprocess(
-    rt: &Runtime,
-    id: &str,
-    expected_version: Option<u64>,
-    actor: &str,
-    mode: ReprocessMode,
-) -> anyhow::Result<()> {
-    actor.parse::<visionlog_domain::Actor>().map_err(|e| anyhow::anyhow!("--actor: {e}"))?;
-    let Some(summary) = visionlog_projector::summary(rt.store.as_ref(), id)? else {
-        bail!("no task {id} in the task manager view");
-    };
+/// Sends the task manager's `Reprocess` commands, one batch under one correlation id; the
+/// aggregator decides them (see `task show`).
+fn send_reprocess(rt: &Runtime, a: &ReprocessArgs, mode: ReprocessMode) -> anyhow::Result<()> {
+    a.actor.parse::<visionlog_domain::Actor>().map_err(|e| anyhow::anyhow!("--actor: {e}"))?;
+    if a.expected_version.is_some() && a.ids.len() > 1 {
+        bail!("--expected-version applies to one task, not {}", a.ids.len());
+    }
+    let correlation_id = a.correlation_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let command = TaskCommand::Reprocess(Reprocess { mode });
-    let command_id = uuid::Uuid::now_v7().to_string();
-    let envelope = CommandEnvelope {
-        command_id: command_id.clone(),
-        task_id: id.to_owned(),
-        command_type: command.type_name().to_owned(),
-        expected_version,
-        actor: actor.to_owned(),
-        tenant: summary.customer.clone(),
-        correlation_id: command_id.clone(),
-        causation_id: None,
-        issued_at_ms: now_ms(),
-    };
-    rt.bus.send(&envelope, &command)?;
-    crate::output::line(json!({ "command_id": command_id, "task_id": id, "mode": mode, "sent": true }));
+    let mut commands = Vec::with_capacity(a.ids.len());
+    for id in &a.ids {
+        let Some(summary) = visionlog_projector::summary(rt.store.as_ref(), id)? else {
+            bail!("no task {id} in the task manager view");
+        };
+        let envelope = CommandEnvelope {
+            command_id: uuid::Uuid::now_v7().to_string(),
+            task_id: id.to_owned(),
+            command_type: command.type_name().to_owned(),
+            expected_version: a.expected_version,
+            actor: a.actor.clone(),
+            tenant: summary.customer.clone(),
+            correlation_id: correlation_id.clone(),
+            causation_id: None,
+            issued_at_ms: now_ms(),
+        };
+        commands.push((envelope, command.clone()));
+    }
+    rt.bus.send_batch(&commands)?;
+    for (envelope, _) in &commands {
+        crate::output::line(json!({
+            "command_id": envelope.command_id, "task_id": envelope.task_id, "correlation_id": correlation_id,
+            "mode": mode, "sent": true,
+        }));
+    }
     Ok(())
 }
 
@@ -151,7 +150,8 @@ pub(crate) fn run(backends: &Backends, cmd: &TaskCmd) -> anyhow::Result<()> {
                 if *json {
                     let line = json!({
                         "version": e.version, "offset": e.offset, "event_id": e.envelope.event_id, "type": e.envelope.event_type,
-                        "recorded_at_ms": e.envelope.recorded_at_ms, "actor": e.envelope.actor, "causation_id": e.envelope.causation_id, "event": body,
+                        "recorded_at_ms": e.envelope.recorded_at_ms, "actor": e.envelope.actor, "correlation_id": e.envelope.correlation_id,
+                        "causation_id": e.envelope.causation_id, "event": body,
                     });
                     crate::output::line(format!("{line}"));
                 } else {
@@ -190,12 +190,9 @@ pub(crate) fn run(backends: &Backends, cmd: &TaskCmd) -> anyhow::Result<()> {
                 &json!({ "task_id": id, "version": at, "recorded_at_ms": recorded_at_ms, "state": state }),
             )?);
         }
-        TaskCmd::Reprocess { id, expected_version, actor } => {
-            send_reprocess(&rt, id, *expected_version, actor, ReprocessMode::LatestModels)?
-        }
-        TaskCmd::Resend { id, expected_version, actor } => {
-            send_reprocess(&rt, id, *expected_version, actor, ReprocessMode::ResendToOperator)?
-        }
+        TaskCmd::Reprocess(a) => send_reprocess(&rt, a, ReprocessMode::LatestModels)?,
+        TaskCmd::Resend(a) => send_reprocess(&rt, a, ReprocessMode::ResendToOperator)?,
+        TaskCmd::UndoBatch(a) => crate::undo::run(&rt, a)?,
         TaskCmd::List { json } => {
             for s in visionlog_projector::list_summaries(rt.store.as_ref())? {
                 if *json {
