@@ -235,3 +235,23 @@ pub fn view_rows(data_dir: &Path, generation: u32) -> Vec<(&'static str, Vec<vis
         })
         .collect()
 }
+
+/// A free loopback address for a server a test starts (`--health-addr`, say).
+pub fn free_loopback_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    listener.local_addr().expect("its address")
+}
+
+/// `GET path` on a loopback HTTP server: (status, body), or `None` when nothing answers.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(5);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map_or_else(String::new, |(_, b)| b.to_owned());
+    Some((status, body))
+}

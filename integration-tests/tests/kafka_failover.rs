@@ -1,5 +1,7 @@
-//! Failover: two aggregator processes in one consumer group on a real broker; one is killed
-//! with SIGKILL in the middle of the work and the survivor takes its partitions over.
+//! Failover on a real broker: two aggregator processes in one consumer group, one killed with
+//! SIGKILL in the middle of the work, and the survivor takes its partitions over; and one
+//! aggregator stopped with SIGTERM under load, which drains, commits and leaves its group, so
+//! that its successor decides the rest with no command lost or decided twice.
 
 use std::collections::HashSet;
 use std::process::Child;
@@ -10,7 +12,9 @@ use visionlog_aggregator::GROUP;
 use visionlog_codec::Codec;
 use visionlog_codec::envelope::CommandEnvelope;
 use visionlog_domain::*;
-use visionlog_integration_tests::{Broker, envelope, small_create_task, terminate, visionlog};
+use visionlog_integration_tests::{
+    Broker, envelope, free_loopback_addr, http_get, small_create_task, terminate, visionlog,
+};
 use visionlog_journal::{CommandBus, LogRegistry, Topics, audit};
 use visionlog_log::{EventLog, KafkaLog};
 
@@ -37,8 +41,14 @@ fn decided(log: &dyn EventLog, topics: &Topics) -> u64 {
 }
 
 fn aggregator(address: &str, prefix: &str, data: &std::path::Path) -> Child {
+    aggregator_with(address, prefix, data, &[])
+}
+
+fn aggregator_with(address: &str, prefix: &str, data: &std::path::Path, args: &[&str]) -> Child {
     visionlog(data)
-        .args(["--log", &format!("kafka://{address}"), "--topic-prefix", prefix, "--partitions", "8", "aggregator"])
+        .args(["--log", &format!("kafka://{address}"), "--topic-prefix", prefix, "--partitions", "8"])
+        .args(args)
+        .arg("aggregator")
         .env("VISIONLOG_LOG_LEVEL", "info")
         .stderr(std::fs::File::create(data.with_extension("log")).unwrap())
         .spawn()
@@ -111,6 +121,21 @@ fn a_killed_aggregator_s_partitions_move_to_the_survivor() {
     assert_eq!(a.accepted_commands.len() as u64, total);
     assert!(a.claims > PARTITIONS as u64, "the survivor claimed what it took over: {} claims", a.claims);
     // every command has an outcome (some more than one: a redelivery is answered again)
+    assert_eq!(answered(log.as_ref(), &topics).len() as u64, total);
+}
+
+/// A service process that a failing test does not leave behind.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Every command key answered on `outcomes`.
+fn answered(log: &dyn EventLog, topics: &Topics) -> HashSet<Vec<u8>> {
     let mut answered = HashSet::new();
     for p in 0..PARTITIONS {
         let end = log.end_offset(&topics.outcomes, p).unwrap();
@@ -121,5 +146,75 @@ fn a_killed_aggregator_s_partitions_move_to_the_survivor() {
             answered.extend(records.into_iter().filter_map(|r| r.key));
         }
     }
-    assert_eq!(answered.len() as u64, total);
+    answered
+}
+
+#[test]
+fn an_aggregator_stopped_with_sigterm_under_load_drains_and_hands_over() {
+    // two commands per task
+    const SENT_TASKS: usize = 1_000;
+    let total = (2 * SENT_TASKS) as u64;
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = broker.name("sigterm");
+    let log: Arc<dyn EventLog> = Arc::new(KafkaLog::connect(broker.address()).unwrap());
+    let topics = Topics::new(&prefix, PARTITIONS);
+    topics.create(log.as_ref()).unwrap();
+    let codec = Arc::new(Codec::new(Arc::new(LogRegistry::open(log.clone(), &topics.schemas).unwrap())).unwrap());
+    let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
+
+    let health = free_loopback_addr();
+    let addr = health.to_string();
+    let first = aggregator_with(broker.address(), &prefix, &dir.path().join("a"), &["--health-addr", &addr]);
+    let mut first = KillOnDrop(first);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "the aggregator never became ready");
+        // ready, and the group gave its one member every partition
+        if let Some((200, body)) = http_get(health, "/readyz") {
+            let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let partitions = ready["services"][0]["detail"]["partitions"].as_array().unwrap().len();
+            if partitions == PARTITIONS as usize {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(http_get(health, "/healthz").map(|(s, _)| s), Some(200));
+
+    // commands arrive paced; SIGTERM lands while the aggregator decides them
+    let sender = {
+        let bus = bus.clone();
+        std::thread::spawn(move || {
+            for chunk in commands(0..SENT_TASKS).chunks(100) {
+                bus.send_batch(chunk).unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    while decided(log.as_ref(), &topics) < total / 2 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = terminate(&mut first.0, Duration::from_secs(30));
+    assert!(status.success(), "the aggregator exited with {status} on SIGTERM");
+    assert_eq!(http_get(health, "/healthz"), None, "the health server went with the process");
+    sender.join().unwrap();
+
+    // what it decided it committed: the journal holds exactly the decisions the positions say
+    let at_exit = audit(log.as_ref(), &topics).unwrap();
+    assert_eq!(at_exit.decisions, decided(log.as_ref(), &topics), "every decision committed before leaving");
+    assert!(at_exit.decisions < total, "stopped before the end of the work");
+
+    // a successor takes over at once (the group was left, no session timeout) and finishes
+    let mut second = KillOnDrop(aggregator(broker.address(), &prefix, &dir.path().join("b")));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while decided(log.as_ref(), &topics) < total {
+        assert!(Instant::now() < deadline, "the successor did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(terminate(&mut second.0, Duration::from_secs(30)).success());
+    let a = audit(log.as_ref(), &topics).unwrap();
+    assert_eq!((a.decisions, a.events, a.accepted_commands.len() as u64), (total, total, total));
+    assert_eq!((a.version_gaps, a.duplicate_events, a.rejections), (0, 0, 0));
+    assert_eq!(answered(log.as_ref(), &topics).len() as u64, total, "every command has an outcome");
 }

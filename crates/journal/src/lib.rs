@@ -29,7 +29,7 @@ pub use consume::{
     ConsumeError, EventHandler, HandledEvent, LIVE_BATCH, Subscription, consume_partition, consume_until, dead_letter,
 };
 pub use framing::{DecisionOrigin, claim_record, event_record, rejection_record};
-pub use owners::{Work, WorkError, serve_partitions};
+pub use owners::{Assignment, Work, WorkError, serve_partitions};
 pub use reader::{Decision, DecisionBody, Entry, JournalError, JournalEvent, JournalReader};
 pub use schemas::LogRegistry;
 pub use topics::Topics;

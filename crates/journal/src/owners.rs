@@ -28,9 +28,29 @@ struct Running {
     handle: JoinHandle<Result<(), WorkError>>,
 }
 
+/// What a service's membership holds now, for its readiness probe.
+#[derive(Debug, Default)]
+pub struct Assignment {
+    joined: std::sync::atomic::AtomicBool,
+    partitions: Mutex<std::collections::BTreeSet<u32>>,
+}
+
+impl Assignment {
+    /// Whether the group has given this member its first assignment.
+    pub fn joined(&self) -> bool {
+        self.joined.load(Ordering::Relaxed)
+    }
+
+    /// The partitions the group gives this process now.
+    pub fn partitions(&self) -> Vec<u32> {
+        self.partitions.lock().expect("assignment lock").iter().copied().collect()
+    }
+}
+
 struct Owners {
     name: String,
     work: Arc<Work>,
+    assignment: Arc<Assignment>,
     running: Mutex<BTreeMap<u32, Running>>,
     /// Partitions we own whose worker ended on its own, and when to start it again.
     retry: Mutex<BTreeMap<u32, Instant>>,
@@ -105,15 +125,23 @@ impl Owners {
 impl Rebalance for Owners {
     fn assigned(&self, partitions: &[u32]) {
         partitions.iter().for_each(|p| self.start(*p));
+        self.assignment.partitions.lock().expect("assignment lock").extend(partitions);
+        // the group has answered (an empty assignment too: more members than partitions)
+        self.assignment.joined.store(true, Ordering::Relaxed);
     }
 
     fn revoked(&self, partitions: &[u32]) {
+        {
+            let mut held = self.assignment.partitions.lock().expect("assignment lock");
+            partitions.iter().for_each(|p| _ = held.remove(p));
+        }
         self.stop(partitions);
     }
 }
 
 /// Runs `work` on every partition of `topic` that `group` gives this process, until `stop`;
-/// then stops every worker and leaves the group. Threads are named `<name>-<partition>`.
+/// then stops every worker and leaves the group. Threads are named `<name>-<partition>`;
+/// `assignment` tells a health probe what the group gave.
 pub fn serve_partitions(
     log: &dyn EventLog,
     group: &str,
@@ -121,10 +149,12 @@ pub fn serve_partitions(
     name: &str,
     work: Arc<Work>,
     stop: &AtomicBool,
+    assignment: Arc<Assignment>,
 ) -> Result<(), WorkError> {
     let owners = Arc::new(Owners {
         name: name.to_owned(),
         work,
+        assignment: assignment.clone(),
         running: Mutex::new(BTreeMap::new()),
         retry: Mutex::new(BTreeMap::new()),
     });
@@ -137,6 +167,7 @@ pub fn serve_partitions(
             break Err(e);
         }
     };
+    assignment.joined.store(false, Ordering::Relaxed);
     // leaving revokes (stops and joins) every worker; then nothing may be left running
     drop(member);
     let left: Vec<u32> = owners.running.lock().expect("running lock").keys().copied().collect();
@@ -190,7 +221,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let service = {
             let (log, stop) = (log.clone(), stop.clone());
-            std::thread::spawn(move || serve_partitions(log.as_ref(), "g", "in", "w", work, &stop))
+            std::thread::spawn(move || serve_partitions(log.as_ref(), "g", "in", "w", work, &stop, Default::default()))
         };
         wait_until("three workers run", || running.load(Ordering::SeqCst) == 3);
         assert_eq!(starts[1].load(Ordering::SeqCst), 2, "the worker that gave up was started again");
@@ -220,7 +251,8 @@ mod tests {
                 Ok(())
             })
         };
-        let err = serve_partitions(log.as_ref(), "g", "in", "w", work, &AtomicBool::new(false)).unwrap_err();
+        let err = serve_partitions(log.as_ref(), "g", "in", "w", work, &AtomicBool::new(false), Default::default())
+            .unwrap_err();
         assert!(err.to_string().contains("w-2: the store is gone"), "{err}");
         assert_eq!(running.load(Ordering::SeqCst), 0);
     }

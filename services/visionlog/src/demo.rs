@@ -103,7 +103,8 @@ pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
     let mut trainer = crate::runtime::trainer_config();
     // the first wave's training tasks trigger the first model (one task in five is held out)
     trainer.min_new_tasks = trainer.min_new_tasks.min((args.train_after as u64 * 3 / 4).max(1));
-    let threads = spawn(&rt, &services, &stop, args.operators, &trainer);
+    let health = crate::health::Health::start(backends.health_addr, rt.log.clone(), stop.clone())?;
+    let threads = spawn(&rt, &services, &stop, args.operators, &trainer, &health);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout_s);
     let progress = std::io::stderr().is_terminal() && !args.json;

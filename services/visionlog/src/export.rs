@@ -2,8 +2,7 @@
 
 use crate::runtime::{Backends, Runtime};
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use visionlog_export::{Dataset, ExportRequest, Source};
 
@@ -99,10 +98,9 @@ pub(crate) fn run(backends: &Backends, cmd: &ExportCmd) -> anyhow::Result<()> {
             crate::output::line(if *json { out.to_string() } else { serde_json::to_string_pretty(&out)? });
         }
         ExportCmd::Run { args, every_s } => {
-            let stop = Arc::new(AtomicBool::new(false));
-            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-                signal_hook::flag::register(signal, stop.clone())?;
-            }
+            let stop = crate::stop_on_signals()?;
+            let health = crate::health::Health::start(backends.health_addr, rt.log.clone(), stop.clone())?;
+            let running = health.watch_loop("exporter");
             while !stop.load(Ordering::Relaxed) {
                 match snapshot(&rt, args, visionlog_journal::now_ms(), false) {
                     Ok(card) => {
@@ -117,6 +115,7 @@ pub(crate) fn run(backends: &Backends, cmd: &ExportCmd) -> anyhow::Result<()> {
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }
+            running.store(false, Ordering::Relaxed);
         }
     }
     Ok(())

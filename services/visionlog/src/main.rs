@@ -5,6 +5,7 @@ mod bench_inference;
 mod bench_tiering;
 mod demo;
 mod export;
+mod health;
 mod model;
 mod output;
 mod report;
@@ -95,14 +96,22 @@ enum Command {
 /// the process exits 0.
 fn serve(backends: &Backends, services: &[Service], operators: usize) -> anyhow::Result<()> {
     let rt = Runtime::open(backends)?;
+    let stop = stop_on_signals()?;
+    let health = health::Health::start(backends.health_addr, rt.log.clone(), stop.clone())?;
+    tracing::info!(?services, "serving until SIGTERM");
+    let threads = runtime::spawn(&rt, services, &stop, operators, &runtime::trainer_config(), &health);
+    let result = runtime::join(threads);
+    tracing::info!("stopped");
+    result
+}
+
+/// A flag set by SIGTERM or SIGINT: a long-running command finishes what it does and stops.
+pub(crate) fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
-    tracing::info!(?services, "serving until SIGTERM");
-    let result = runtime::join(runtime::spawn(&rt, services, &stop, operators, &runtime::trainer_config()));
-    tracing::info!("stopped");
-    result
+    Ok(stop)
 }
 
 fn main() -> anyhow::Result<()> {

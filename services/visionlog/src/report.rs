@@ -4,8 +4,6 @@ use crate::output::line;
 use crate::runtime::{Backends, Runtime};
 use serde::Serialize;
 use serde_json::json;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use visionlog_projector::generations;
 use visionlog_projector::queries::{self, TaskFilter};
 
@@ -267,10 +265,7 @@ pub(crate) fn run(backends: &Backends, cmd: &ReportCmd) -> anyhow::Result<()> {
             line(json!({ "serving": g.serving, "building": g.building, "previous": g.previous, "changes": changes }));
         }
         ReportCmd::Rebuild { force, json } => {
-            let stop = Arc::new(AtomicBool::new(false));
-            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-                signal_hook::flag::register(signal, stop.clone())?;
-            }
+            let stop = crate::stop_on_signals()?;
             let r = visionlog_projector::rebuild(&rt.projector_context(), *force, &stop)?;
             let out = json!({
                 "generation": r.generation,

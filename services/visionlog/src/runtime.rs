@@ -14,6 +14,8 @@ use visionlog_log::{EventLog, FileLogOptions, FsyncPolicy, LocalBroker};
 use visionlog_store::ReadStore;
 use visionlog_tiering::TieredLog;
 
+use crate::health::Health;
+
 /// Where the data lives and which backends serve it.
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct Backends {
@@ -48,6 +50,10 @@ pub(crate) struct Backends {
     /// Prefix of the topic names.
     #[arg(long, env = "VISIONLOG_TOPIC_PREFIX", default_value = "", global = true)]
     pub(crate) topic_prefix: String,
+    /// Where a service process serves `GET /healthz` and `GET /readyz` (e.g. 0.0.0.0:8080);
+    /// none by default.
+    #[arg(long, env = "VISIONLOG_HEALTH_ADDR", global = true)]
+    pub(crate) health_addr: Option<std::net::SocketAddr>,
 }
 
 impl Backends {
@@ -268,35 +274,49 @@ impl Service {
 }
 
 /// Starts services; each joins its consumer group and runs one thread per partition it is
-/// given, until `stop` is set.
+/// given, until `stop` is set. `health` watches each (assignment, lag, failure).
 pub(crate) fn spawn(
     rt: &Runtime,
     services: &[Service],
     stop: &Arc<AtomicBool>,
     operators: usize,
     trainer: &visionlog_inference::TrainerConfig,
+    health: &Arc<Health>,
 ) -> Vec<(String, JoinHandle<anyhow::Result<()>>)> {
     let mut threads = Vec::new();
     for service in services {
         let name = format!("{service:?}").to_lowercase();
-        if *service == Service::Trainer {
-            threads.push((name, spawn_trainer(rt, stop, trainer.clone())));
-            continue;
-        }
-        if *service == Service::Tiering {
-            threads.push((name, crate::tier::spawn(rt, stop)));
-            continue;
-        }
-        let topic = match service {
-            Service::Aggregator => rt.topics.commands.clone(),
-            _ => rt.topics.events.clone(),
+        let run: Box<dyn FnOnce() -> anyhow::Result<()> + Send> = match service {
+            Service::Trainer => spawn_trainer(rt, stop, trainer.clone()),
+            Service::Tiering => crate::tier::service(rt, stop),
+            _ => {
+                let topic = match service {
+                    Service::Aggregator => rt.topics.commands.clone(),
+                    _ => rt.topics.events.clone(),
+                };
+                let (log, work, stop) = (rt.log.clone(), service.work(rt, operators), stop.clone());
+                let (group, thread_name) = (service.group(), name.clone());
+                let assignment = health.watch_group(&name, group, &topic);
+                Box::new(move || {
+                    serve_partitions(log.as_ref(), group, &topic, &thread_name, work, &stop, assignment)
+                        .map_err(|e| anyhow::anyhow!(e))
+                })
+            }
         };
-        let (log, work, stop) = (rt.log.clone(), service.work(rt, operators), stop.clone());
-        let (group, thread_name) = (service.group(), name.clone());
+        // the loops are ready while they run; a consumer group's readiness is its assignment
+        let running = matches!(service, Service::Trainer | Service::Tiering).then(|| health.watch_loop(&name));
+        let (health, thread_name) = (health.clone(), name.clone());
         let handle = std::thread::Builder::new()
-            .name(format!("{name}-group"))
+            .name(format!("{name}-service"))
             .spawn(move || {
-                serve_partitions(log.as_ref(), group, &topic, &thread_name, work, &stop).map_err(|e| anyhow::anyhow!(e))
+                let result = run();
+                if let Some(running) = running {
+                    running.store(false, std::sync::atomic::Ordering::Relaxed);
+                }
+                if let Err(e) = &result {
+                    health.failed(&thread_name, e);
+                }
+                result
             })
             .expect("spawning a service thread");
         threads.push((name, handle));
@@ -309,24 +329,21 @@ fn spawn_trainer(
     rt: &Runtime,
     stop: &Arc<AtomicBool>,
     config: visionlog_inference::TrainerConfig,
-) -> JoinHandle<anyhow::Result<()>> {
+) -> Box<dyn FnOnce() -> anyhow::Result<()> + Send> {
     let store = rt.store.clone();
     let trainer = visionlog_inference::Trainer::new(rt.store.clone(), rt.objects.clone(), rt.registry.clone(), config)
         .stop_with(stop.clone());
     let stop = stop.clone();
-    std::thread::Builder::new()
-        .name("trainer".into())
-        .spawn(move || {
-            let groups = || {
-                visionlog_projector::queries::class_groups(store.as_ref()).unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "trainer: class groups unreadable");
-                    Vec::new()
-                })
-            };
-            trainer.run(&groups, &stop);
-            Ok(())
-        })
-        .expect("spawning the trainer")
+    Box::new(move || {
+        let groups = || {
+            visionlog_projector::queries::class_groups(store.as_ref()).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "trainer: class groups unreadable");
+                Vec::new()
+            })
+        };
+        trainer.run(&groups, &stop);
+        Ok(())
+    })
 }
 
 /// Stops services and reports the first failure.

@@ -1,11 +1,11 @@
 //! `visionlog tier ...`: the tiering service and its one-shot commands.
 
+use crate::health::Health;
 use crate::runtime::{Backends, Runtime};
 use anyhow::Context;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::thread::JoinHandle;
 use std::time::Duration;
 use visionlog_tiering::{Step, TierConfig, Tierer};
 
@@ -74,26 +74,23 @@ struct FromEnv {
 }
 
 /// The tiering service of `visionlog run`: settings from the environment (VISIONLOG_TIER_*).
-pub(crate) fn spawn(rt: &Runtime, stop: &Arc<AtomicBool>) -> JoinHandle<anyhow::Result<()>> {
+pub(crate) fn service(rt: &Runtime, stop: &Arc<AtomicBool>) -> Box<dyn FnOnce() -> anyhow::Result<()> + Send> {
     let (hot, objects, topic, stop) = (rt.hot.clone(), rt.objects.clone(), rt.topics.events.clone(), stop.clone());
-    std::thread::Builder::new()
-        .name("tiering".into())
-        .spawn(move || {
-            let settings = match <FromEnv as clap::Parser>::try_parse_from(["tiering"]) {
-                Ok(parsed) => parsed.settings,
-                Err(e) => {
-                    tracing::error!(error = %e, "tiering not started: bad VISIONLOG_TIER_* settings");
-                    return Err(anyhow::anyhow!("the tiering service's VISIONLOG_TIER_* settings: {e}"));
-                }
-            };
-            Tierer::new(hot, objects, settings.config(&topic)).run(
-                &stop,
-                Duration::from_millis(INTERVAL_MS),
-                settings.drop_hot,
-            );
-            Ok(())
-        })
-        .expect("spawning the tierer")
+    Box::new(move || {
+        let settings = match <FromEnv as clap::Parser>::try_parse_from(["tiering"]) {
+            Ok(parsed) => parsed.settings,
+            Err(e) => {
+                tracing::error!(error = %e, "tiering not started: bad VISIONLOG_TIER_* settings");
+                return Err(anyhow::anyhow!("the tiering service's VISIONLOG_TIER_* settings: {e}"));
+            }
+        };
+        Tierer::new(hot, objects, settings.config(&topic)).run(
+            &stop,
+            Duration::from_millis(INTERVAL_MS),
+            settings.drop_hot,
+        );
+        Ok(())
+    })
 }
 
 pub(crate) fn run(backends: &Backends, cmd: &TierCmd) -> anyhow::Result<()> {
@@ -102,11 +99,11 @@ pub(crate) fn run(backends: &Backends, cmd: &TierCmd) -> anyhow::Result<()> {
         |settings: &TierSettings| Tierer::new(rt.hot.clone(), rt.objects.clone(), settings.config(&rt.topics.events));
     match cmd {
         TierCmd::Run { settings, interval_ms } => {
-            let stop = Arc::new(AtomicBool::new(false));
-            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-                signal_hook::flag::register(signal, stop.clone())?;
-            }
+            let stop = crate::stop_on_signals()?;
+            let health = Health::start(backends.health_addr, rt.log.clone(), stop.clone())?;
+            let running = health.watch_loop("tiering");
             tierer(settings).run(&stop, Duration::from_millis(*interval_ms), settings.drop_hot);
+            running.store(false, std::sync::atomic::Ordering::Relaxed);
         }
         TierCmd::Once { settings, force, json } => {
             let tierer = tierer(settings);
