@@ -412,6 +412,7 @@ mod tests {
                 tenant: "acme".into(),
             },
             payload: Vec::new(),
+            trace_parent: None,
         }
     }
 

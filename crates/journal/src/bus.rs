@@ -88,8 +88,9 @@ impl CommandBus {
     /// Sends a command; returns its partition and offset.
     pub fn send(&self, envelope: &CommandEnvelope, command: &TaskCommand) -> Result<(u32, u64), SendError> {
         let value = self.codec.encode_command(command)?;
-        let mut headers = Vec::with_capacity(10);
+        let mut headers = Vec::with_capacity(11);
         envelope.write_headers(&mut headers);
+        visionlog_telemetry::inject(&mut headers);
         Ok(self.send_raw(&envelope.task_id, headers, value)?)
     }
 
@@ -98,8 +99,9 @@ impl CommandBus {
     pub fn send_batch(&self, commands: &[(CommandEnvelope, TaskCommand)]) -> Result<usize, SendError> {
         let mut per_partition: Vec<Vec<Record>> = vec![Vec::new(); self.topics.partitions as usize];
         for (envelope, command) in commands {
-            let mut headers = Vec::with_capacity(10);
+            let mut headers = Vec::with_capacity(11);
             envelope.write_headers(&mut headers);
+            visionlog_telemetry::inject(&mut headers);
             let key = envelope.task_id.as_bytes();
             let record = Record { key: Some(key.to_vec()), headers, value: self.codec.encode_command(command)? };
             per_partition[partition_for(key, self.topics.partitions) as usize].push(record);

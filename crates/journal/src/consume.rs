@@ -203,12 +203,26 @@ fn feed_batch(
         let DecisionBody::Accepted(events) = decision.body else { continue };
         for e in events {
             match codec.decode_event(&e.payload) {
-                Ok(event) => handler.handle(HandledEvent {
-                    partition,
-                    offset: e.offset,
-                    envelope: &e.envelope,
-                    event: &event,
-                })?,
+                Ok(event) => {
+                    // the handling follows the event's trace; commands it sends carry this span's
+                    let span = tracing::info_span!(
+                        "handle",
+                        otel.name = format!("{} {}", sub.group, e.envelope.event_type),
+                        consumer = sub.group,
+                        task_id = %e.envelope.task_id,
+                        version = e.envelope.version,
+                        partition,
+                        offset = e.offset,
+                    );
+                    visionlog_telemetry::follow(&span, e.trace_parent.as_deref());
+                    let _entered = span.enter();
+                    handler.handle(HandledEvent {
+                        partition,
+                        offset: e.offset,
+                        envelope: &e.envelope,
+                        event: &event,
+                    })?
+                }
                 Err(err) => {
                     let rec = LogRecord {
                         offset: e.offset,

@@ -48,17 +48,23 @@ pub struct DecisionOrigin<'a> {
     pub command_offset: u64,
     /// The deciding owner's epoch.
     pub epoch: u64,
+    /// The trace context to write on the decision's records (the deciding span's).
+    pub trace_parent: Option<&'a str>,
 }
 
 fn framing(kind: &[u8], origin: DecisionOrigin<'_>, index: usize, count: usize) -> visionlog_log::Headers {
-    vec![
+    let mut h = vec![
         (names::KIND.into(), kind.to_vec()),
         (headers::EPOCH.into(), origin.epoch.to_string().into_bytes()),
         (names::COMMAND_ID.into(), origin.command_id.as_bytes().to_vec()),
         (headers::COMMAND_TYPE.into(), origin.command_type.as_bytes().to_vec()),
         (headers::COMMAND_OFFSET.into(), origin.command_offset.to_string().into_bytes()),
         (headers::BATCH.into(), format!("{index}/{count}").into_bytes()),
-    ]
+    ];
+    if let Some(tp) = origin.trace_parent {
+        h.push((visionlog_telemetry::TRACEPARENT.into(), tp.as_bytes().to_vec()));
+    }
+    h
 }
 
 /// Returns the record of event `index` of a decision of `count` events.

@@ -26,6 +26,8 @@ pub struct JournalEvent {
     pub envelope: EventEnvelope,
     /// The encoded event.
     pub payload: Vec<u8>,
+    /// The trace context the aggregator wrote on it (W3C `traceparent`), if any.
+    pub trace_parent: Option<Vec<u8>>,
 }
 
 /// What a decision holds.
@@ -221,7 +223,8 @@ impl JournalReader {
             .into_iter()
             .map(|f| {
                 let envelope = EventEnvelope::from_headers(&f.record.headers).expect("checked above");
-                JournalEvent { offset: f.record.offset, envelope, payload: f.record.value }
+                let trace_parent = get(&f.record.headers, visionlog_telemetry::TRACEPARENT).map(<[u8]>::to_vec);
+                JournalEvent { offset: f.record.offset, envelope, payload: f.record.value, trace_parent }
             })
             .collect();
         let task_id = events[0].envelope.task_id.clone();
@@ -266,7 +269,7 @@ mod tests {
     use crate::framing::{DecisionOrigin, claim_record, event_record, rejection_record};
 
     fn origin(cmd: &str, epoch: u64) -> DecisionOrigin<'_> {
-        DecisionOrigin { command_id: cmd, command_type: "X", command_offset: 0, epoch }
+        DecisionOrigin { command_id: cmd, command_type: "X", command_offset: 0, epoch, trace_parent: None }
     }
     use visionlog_log::Record;
 

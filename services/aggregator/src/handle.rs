@@ -2,7 +2,7 @@
 
 use crate::config::AggregatorConfig;
 use crate::record::{Decided, TaskRecord};
-use visionlog_codec::envelope::{CommandEnvelope, EventEnvelope};
+use visionlog_codec::envelope::{CommandEnvelope, EventEnvelope, get};
 use visionlog_codec::{Codec, Outcome};
 use visionlog_domain::{Actor, DecideContext, TaskCommand, decide, evolve, is_valid_task_id};
 use visionlog_journal::{DecisionOrigin, event_record, now_ms, rejection_record};
@@ -80,6 +80,17 @@ impl Handler<'_> {
         record: &mut TaskRecord,
         events_offset: u64,
     ) -> Result<(Step, Option<(String, String)>), String> {
+        // the decision follows the trace of whoever sent the command
+        let span = tracing::info_span!(
+            "decide",
+            otel.name = format!("decide {}", envelope.command_type),
+            task_id = %envelope.task_id,
+            command_id = %envelope.command_id,
+            partition = self.partition,
+            offset = cmd.offset,
+        );
+        visionlog_telemetry::follow(&span, get(&cmd.headers, visionlog_telemetry::TRACEPARENT));
+        let _entered = span.enter();
         if let Some(d) = record.decided(&envelope.command_id) {
             return Ok((
                 Step::Duplicate(outcome_of(&envelope.command_id, &envelope.task_id, self.partition, d, true)),
@@ -98,7 +109,7 @@ impl Handler<'_> {
             Ok(decision) => decision,
             Err(refusal) => return self.reject(cmd, envelope, refusal, record, events_offset),
         };
-        Ok((self.accept(&envelope, command, events, record, events_offset, cmd.offset)?, None))
+        Ok((self.accept(&envelope, command, events, record, events_offset, cmd)?, None))
     }
 
     fn reject(
@@ -121,11 +132,13 @@ impl Handler<'_> {
         };
         let outcome = outcome_of(&envelope.command_id, &envelope.task_id, self.partition, &decided, false);
         let bytes = self.codec.encode_outcome(&outcome).map_err(|e| e.to_string())?;
+        let trace_parent = visionlog_telemetry::propagate(get(&cmd.headers, visionlog_telemetry::TRACEPARENT));
         let origin = DecisionOrigin {
             command_id: &envelope.command_id,
             command_type: &envelope.command_type,
             command_offset: cmd.offset,
             epoch: self.epoch,
+            trace_parent: trace_parent.as_deref(),
         };
         let records = vec![rejection_record(&envelope.task_id, bytes, origin)];
         record.applied_offset = events_offset + 1;
@@ -174,9 +187,10 @@ impl Handler<'_> {
         events: Vec<visionlog_domain::TaskEvent>,
         record: &mut TaskRecord,
         events_offset: u64,
-        command_offset: u64,
+        cmd: &LogRecord,
     ) -> Result<Step, String> {
-        let recorded_at_ms = now_ms();
+        let (recorded_at_ms, command_offset) = (now_ms(), cmd.offset);
+        let trace_parent = visionlog_telemetry::propagate(get(&cmd.headers, visionlog_telemetry::TRACEPARENT));
         let n = events.len();
         let first_version = record.version + 1;
         let mut records = Vec::with_capacity(n);
@@ -200,6 +214,7 @@ impl Handler<'_> {
                 command_type: command.type_name(),
                 command_offset,
                 epoch: self.epoch,
+                trace_parent: trace_parent.as_deref(),
             };
             records.push(event_record(&env, payload, origin, i, n));
             state = evolve(state, event);

@@ -115,12 +115,8 @@ pub(crate) fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VISIONLOG_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // logs to stderr; traces to OTEL_EXPORTER_OTLP_ENDPOINT when set (flushed when this drops)
+    let _telemetry = visionlog_telemetry::init("visionlog")?;
     let cli = Cli::parse();
     let b = &cli.backends;
     match &cli.command {

@@ -125,6 +125,14 @@ fn send_reprocess(rt: &Runtime, a: &ReprocessArgs, mode: ReprocessMode) -> anyho
 
 pub(crate) fn run(backends: &Backends, cmd: &TaskCmd) -> anyhow::Result<()> {
     let rt = Runtime::open(backends)?;
+    // the task manager's commands start a trace (with OTEL_EXPORTER_OTLP_ENDPOINT set)
+    let name = match cmd {
+        TaskCmd::Reprocess(_) => "task reprocess",
+        TaskCmd::Resend(_) => "task resend",
+        TaskCmd::UndoBatch(_) => "task undo-batch",
+        _ => "task query",
+    };
+    let _span = tracing::info_span!("task", otel.name = name).entered();
     match cmd {
         TaskCmd::Show { id, json } => {
             let evs = events(&rt, id)?;

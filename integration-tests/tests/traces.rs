@@ -1,0 +1,84 @@
+//! One trace follows a task across services: a request's span sends `CreateTask`; the
+//! aggregator decides it in a span that is the request's child and writes its context on the
+//! events; the executor handles `TaskCreated` in a child of the decision and sends
+//! `RequestDetection`, which the aggregator decides in a child of the executor's span. Spans
+//! are collected in process by OpenTelemetry's in-memory exporter.
+
+use opentelemetry::trace::{SpanId, TraceId};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use visionlog_aggregator::{AggregatorConfig, spawn_owners};
+use visionlog_codec::{Codec, EmbeddedRegistry};
+use visionlog_integration_tests::{envelope, small_create_task};
+use visionlog_journal::{CommandBus, Subscription, Topics, audit, consume_partition};
+use visionlog_log::{EventLog, FileLog, FileLogOptions, FsyncPolicy};
+use visionlog_store::{EmbeddedStore, ReadStore};
+
+fn span<'s>(spans: &'s [SpanData], name: &str) -> &'s SpanData {
+    spans
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no span {name:?} in {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>()))
+}
+
+#[test]
+fn one_task_s_trace_is_connected_from_the_request_through_the_aggregator_and_the_executor() {
+    let exporter = InMemorySpanExporter::default();
+    let telemetry = visionlog_telemetry::init_with_exporter("visionlog-test", exporter.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let options = FileLogOptions { fsync: FsyncPolicy::Never, ..Default::default() };
+    let log: Arc<dyn EventLog> = Arc::new(FileLog::open(&dir.path().join("log"), options).unwrap());
+    let codec = Arc::new(Codec::new(Arc::new(EmbeddedRegistry::in_memory())).unwrap());
+    let store: Arc<dyn ReadStore> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
+    let topics = Topics::new("", 1);
+    topics.create(log.as_ref()).unwrap();
+    let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let config = AggregatorConfig { owner: "traces".into(), ..Default::default() };
+    let aggregators = spawn_owners(&log, &codec, &store, &topics, &config, &stop);
+    let executor = {
+        let (log, codec, topics, bus, stop) = (log.clone(), codec.clone(), topics.clone(), bus.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut handler = visionlog_executor::Executor::new(bus, 0);
+            let sub =
+                Subscription { log: log.as_ref(), codec: &codec, topics: &topics, group: "executor", partition: 0 };
+            consume_partition(sub, &mut handler, &stop).unwrap();
+        })
+    };
+
+    // the retailer's request, as the gateway would trace it
+    let request = tracing::info_span!("request", otel.name = "POST /tasks");
+    let traceparent = {
+        let _entered = request.enter();
+        let command = small_create_task();
+        bus.send(&envelope("task-1", "create-1", "customer:acme", Some(0), &command), &command).unwrap();
+        visionlog_telemetry::traceparent().expect("the request span is traced")
+    };
+    // W3C: version-traceid-spanid-flags
+    let ids: Vec<&str> = traceparent.split('-').collect();
+    let (trace_id, request_id) = (TraceId::from_hex(ids[1]).unwrap(), SpanId::from_hex(ids[2]).unwrap());
+    drop(request);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while audit(log.as_ref(), &topics).unwrap().events < 2 {
+        assert!(Instant::now() < deadline, "the task did not reach DetectionRequested");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    aggregators.into_iter().for_each(|t| _ = t.join().unwrap());
+    executor.join().unwrap();
+    telemetry.flush();
+
+    let spans = exporter.get_finished_spans().unwrap();
+    let root = span(&spans, "POST /tasks");
+    let decide_create = span(&spans, "decide CreateTask");
+    let handle_created = span(&spans, "executor TaskCreated");
+    let decide_detect = span(&spans, "decide RequestDetection");
+    assert_eq!((root.span_context.trace_id(), root.span_context.span_id()), (trace_id, request_id));
+    for (child, parent) in [(decide_create, root), (handle_created, decide_create), (decide_detect, handle_created)] {
+        assert_eq!(child.span_context.trace_id(), trace_id, "{} is in the request's trace", child.name);
+        assert_eq!(child.parent_span_id, parent.span_context.span_id(), "{} is a child of {}", child.name, parent.name);
+    }
+}
