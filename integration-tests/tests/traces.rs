@@ -2,9 +2,13 @@
 //! aggregator decides it in a span that is the request's child and writes its context on the
 //! events; the executor handles `TaskCreated` in a child of the decision and sends
 //! `RequestDetection`, which the aggregator decides in a child of the executor's span. Spans
-//! are collected in process by OpenTelemetry's in-memory exporter.
+//! and metrics are collected in process by OpenTelemetry's in-memory exporters: the decisions'
+//! latency by command type and outcome, and a refused command counted by its reason.
 
+use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanId, TraceId};
+use opentelemetry_sdk::metrics::InMemoryMetricExporter;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,9 +28,10 @@ fn span<'s>(spans: &'s [SpanData], name: &str) -> &'s SpanData {
 }
 
 #[test]
-fn one_task_s_trace_is_connected_from_the_request_through_the_aggregator_and_the_executor() {
+fn one_task_s_trace_is_connected_across_services_and_its_decisions_are_measured() {
     let exporter = InMemorySpanExporter::default();
-    let telemetry = visionlog_telemetry::init_with_exporter("visionlog-test", exporter.clone());
+    let metrics = InMemoryMetricExporter::default();
+    let telemetry = visionlog_telemetry::init_with_exporters("visionlog-test", exporter.clone(), metrics.clone());
     let dir = tempfile::tempdir().unwrap();
     let options = FileLogOptions { fsync: FsyncPolicy::Never, ..Default::default() };
     let log: Arc<dyn EventLog> = Arc::new(FileLog::open(&dir.path().join("log"), options).unwrap());
@@ -61,8 +66,11 @@ fn one_task_s_trace_is_connected_from_the_request_through_the_aggregator_and_the
     let ids: Vec<&str> = traceparent.split('-').collect();
     let (trace_id, request_id) = (TraceId::from_hex(ids[1]).unwrap(), SpanId::from_hex(ids[2]).unwrap());
     drop(request);
+    // the same task created twice: refused
+    let again = small_create_task();
+    bus.send(&envelope("task-1", "create-2", "customer:acme", None, &again), &again).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while audit(log.as_ref(), &topics).unwrap().events < 2 {
+    while audit(log.as_ref(), &topics).map(|a| (a.events, a.rejections)).unwrap() < (2, 1) {
         assert!(Instant::now() < deadline, "the task did not reach DetectionRequested");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -81,4 +89,46 @@ fn one_task_s_trace_is_connected_from_the_request_through_the_aggregator_and_the
         assert_eq!(child.span_context.trace_id(), trace_id, "{} is in the request's trace", child.name);
         assert_eq!(child.parent_span_id, parent.span_context.span_id(), "{} is a child of {}", child.name, parent.name);
     }
+
+    // metrics: one accepted decision of each command type, one refusal by its reason
+    let collected = metrics.get_finished_metrics().unwrap();
+    let latency = histogram_counts(&collected, "visionlog.command.latency");
+    let accepted = |t: &str| vec![KeyValue::new("command_type", t.to_owned()), KeyValue::new("outcome", "accepted")];
+    assert_eq!(latency.iter().find(|(a, _)| *a == accepted("CreateTask")).map(|(_, n)| *n), Some(1), "{latency:?}");
+    assert_eq!(latency.iter().find(|(a, _)| *a == accepted("RequestDetection")).map(|(_, n)| *n), Some(1));
+    let refused = sums(&collected, "visionlog.commands.rejected");
+    assert_eq!(refused, vec![(vec![KeyValue::new("reason", "task_already_exists")], 1)], "{refused:?}");
+}
+
+type Points = Vec<(Vec<KeyValue>, u64)>;
+
+fn sorted(mut attrs: Vec<KeyValue>) -> Vec<KeyValue> {
+    attrs.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
+    attrs
+}
+
+/// The points of metric `name` in the last export that holds it, as `read` gives them.
+fn points(collected: &[ResourceMetrics], name: &str, read: impl Fn(&AggregatedMetrics) -> Option<Points>) -> Points {
+    let metrics = collected.iter().flat_map(|r| r.scope_metrics()).flat_map(|s| s.metrics());
+    metrics.filter(|m| m.name() == name).filter_map(|m| read(m.data())).last().unwrap_or_default()
+}
+
+/// (attributes, count) of each point of a histogram.
+fn histogram_counts(collected: &[ResourceMetrics], name: &str) -> Points {
+    points(collected, name, |data| match data {
+        AggregatedMetrics::F64(MetricData::Histogram(h)) => {
+            Some(h.data_points().map(|p| (sorted(p.attributes().cloned().collect()), p.count())).collect())
+        }
+        _ => None,
+    })
+}
+
+/// (attributes, value) of each point of a counter.
+fn sums(collected: &[ResourceMetrics], name: &str) -> Points {
+    points(collected, name, |data| match data {
+        AggregatedMetrics::U64(MetricData::Sum(s)) => {
+            Some(s.data_points().map(|p| (sorted(p.attributes().cloned().collect()), p.value())).collect())
+        }
+        _ => None,
+    })
 }

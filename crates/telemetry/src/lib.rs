@@ -1,8 +1,9 @@
 //! Logs and traces of every visionlog process.
 //!
-//! Logs go to standard error, filtered by `VISIONLOG_LOG_LEVEL` (default `warn`). Traces are
-//! off unless `OTEL_EXPORTER_OTLP_ENDPOINT` names an OTLP/HTTP collector (the service name from
-//! `OTEL_SERVICE_NAME`); then every `info` span of visionlog is exported.
+//! Logs go to standard error, filtered by `VISIONLOG_LOG_LEVEL` (default `warn`). Traces and
+//! metrics ([`metrics`]) are off unless `OTEL_EXPORTER_OTLP_ENDPOINT` names an OTLP/HTTP
+//! collector (the service name from `OTEL_SERVICE_NAME`); then every `info` span of visionlog is
+//! exported, and the metrics every `OTEL_METRIC_EXPORT_INTERVAL` ms (default 60 s).
 //!
 //! One trace follows a task across services: a command record carries the W3C `traceparent`
 //! of the span that sent it ([`inject`]); the aggregator decides it in a span whose parent is
@@ -11,8 +12,12 @@
 //! carry that span's. Where tracing is off, a record's context is passed on unchanged
 //! ([`propagate`]), so a process without a collector does not cut the trace of those with one.
 
+pub mod metrics;
+
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanExporter};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -32,6 +37,7 @@ pub struct TelemetryError(String);
 #[must_use = "dropping it stops the trace exporter"]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    meters: Option<SdkMeterProvider>,
 }
 
 impl Telemetry {
@@ -40,10 +46,13 @@ impl Telemetry {
         self.provider.is_some()
     }
 
-    /// Exports what is buffered now.
+    /// Exports what is buffered now (spans, and the metrics collected so far).
     pub fn flush(&self) {
         if let Some(p) = &self.provider {
             let _ = p.force_flush();
+        }
+        if let Some(m) = &self.meters {
+            let _ = m.force_flush();
         }
     }
 }
@@ -52,6 +61,9 @@ impl Drop for Telemetry {
     fn drop(&mut self) {
         if let Some(p) = self.provider.take() {
             let _ = p.shutdown();
+        }
+        if let Some(m) = self.meters.take() {
+            let _ = m.shutdown();
         }
     }
 }
@@ -62,31 +74,42 @@ pub fn init(default_service: &str) -> Result<Telemetry, TelemetryError> {
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.trim().is_empty());
     let Some(endpoint) = endpoint else {
         install(None);
-        return Ok(Telemetry { provider: None });
+        return Ok(Telemetry { provider: None, meters: None });
     };
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .build()
-        .map_err(|e| TelemetryError(format!("the OTLP exporter for {endpoint}: {e}")))?;
+    let failed =
+        |what: &str, e: &dyn std::fmt::Display| TelemetryError(format!("the OTLP {what} exporter for {endpoint}: {e}"));
+    let spans = opentelemetry_otlp::SpanExporter::builder().with_http().build().map_err(|e| failed("span", &e))?;
+    let metrics =
+        opentelemetry_otlp::MetricExporter::builder().with_http().build().map_err(|e| failed("metric", &e))?;
     let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| default_service.to_owned());
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(service).build())
-        .build();
+    let provider = SdkTracerProvider::builder().with_batch_exporter(spans).with_resource(resource(&service)).build();
+    let meters = SdkMeterProvider::builder().with_periodic_exporter(metrics).with_resource(resource(&service)).build();
+    opentelemetry::global::set_meter_provider(meters.clone());
     install(Some(&provider));
-    tracing::info!(endpoint, "exporting traces");
-    Ok(Telemetry { provider: Some(provider) })
+    tracing::info!(endpoint, "exporting traces and metrics");
+    Ok(Telemetry { provider: Some(provider), meters: Some(meters) })
 }
 
-/// Installs logging and trace export to `exporter`, span by span (for tests that look at the
-/// spans a process made: `opentelemetry_sdk`'s in-memory exporter).
-pub fn init_with_exporter(service: &str, exporter: impl SpanExporter + 'static) -> Telemetry {
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter)
-        .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(service.to_owned()).build())
+fn resource(service: &str) -> opentelemetry_sdk::Resource {
+    opentelemetry_sdk::Resource::builder().with_service_name(service.to_owned()).build()
+}
+
+/// Installs logging, trace export to `spans` (span by span) and metric export to `metrics`
+/// (on [`Telemetry::flush`] and at the end), for tests that look at what a process recorded
+/// (`opentelemetry_sdk`'s in-memory exporters).
+pub fn init_with_exporters(
+    service: &str,
+    spans: impl SpanExporter + 'static,
+    metrics: impl PushMetricExporter,
+) -> Telemetry {
+    let provider = SdkTracerProvider::builder().with_simple_exporter(spans).with_resource(resource(service)).build();
+    let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(metrics)
+        .with_interval(std::time::Duration::from_secs(3600))
         .build();
+    let meters = SdkMeterProvider::builder().with_reader(reader).with_resource(resource(service)).build();
+    opentelemetry::global::set_meter_provider(meters.clone());
     install(Some(&provider));
-    Telemetry { provider: Some(provider) }
+    Telemetry { provider: Some(provider), meters: Some(meters) }
 }
 
 fn install(provider: Option<&SdkTracerProvider>) {

@@ -306,6 +306,19 @@ impl Tierer {
             .collect()
     }
 
+    /// Reports each partition's records not yet tiered (`visionlog.tiering.backlog`), from the
+    /// manifests the tierer holds.
+    fn report_backlog(&self) {
+        let topic = &self.config.topic;
+        let Ok(partitions) = self.log.partitions(topic) else { return };
+        for p in 0..partitions {
+            let tiered = self.manifests.lock().expect("manifests").get(&p).map(Manifest::end);
+            if let (Some(tiered), Ok(end)) = (tiered, self.log.end_offset(topic, p)) {
+                visionlog_telemetry::metrics::tiering_backlog(topic, p, end.saturating_sub(tiered));
+            }
+        }
+    }
+
     /// Tiers until `stop`: every `interval`, every closed range, then (with `drop_hot`) the hot
     /// copy below it. An object-store outage pauses it (backing off up to a minute) and loses
     /// nothing: the hot log is dropped only below segments read back and checked.
@@ -323,6 +336,7 @@ impl Tierer {
             });
             let wait = match result {
                 Ok(()) => {
+                    self.report_backlog();
                     backoff = interval;
                     interval
                 }

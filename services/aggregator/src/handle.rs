@@ -131,6 +131,9 @@ impl Handler<'_> {
             events_offset,
         };
         let outcome = outcome_of(&envelope.command_id, &envelope.task_id, self.partition, &decided, false);
+        let latency = now_ms() - envelope.issued_at_ms;
+        let code = outcome.rejection_code.as_deref().unwrap_or("rejected");
+        visionlog_telemetry::metrics::command_decided(&envelope.command_type, code, latency);
         let bytes = self.codec.encode_outcome(&outcome).map_err(|e| e.to_string())?;
         let trace_parent = visionlog_telemetry::propagate(get(&cmd.headers, visionlog_telemetry::TRACEPARENT));
         let origin = DecisionOrigin {
@@ -190,6 +193,8 @@ impl Handler<'_> {
         cmd: &LogRecord,
     ) -> Result<Step, String> {
         let (recorded_at_ms, command_offset) = (now_ms(), cmd.offset);
+        let latency = recorded_at_ms - envelope.issued_at_ms;
+        visionlog_telemetry::metrics::command_decided(command.type_name(), "accepted", latency);
         let trace_parent = visionlog_telemetry::propagate(get(&cmd.headers, visionlog_telemetry::TRACEPARENT));
         let n = events.len();
         let first_version = record.version + 1;

@@ -159,6 +159,7 @@ impl InferenceWorker {
                     .map_err(|e| ConsumeError::Transient(format!("inference: {e}")))?;
                 self.stats.0 += images.len() as u64;
                 self.stats.1 += 1;
+                visionlog_telemetry::metrics::inference_batch(images.len());
                 for ((j, image, _), dets) in chunk.iter().zip(out) {
                     found[*j].extend(dets.into_iter().map(|d| Detection { image: *image, ..d }));
                 }

@@ -18,8 +18,14 @@ use visionlog_log::EventLog;
 const DEFAULT_MAX_LAG: u64 = 1_000;
 
 enum Watched {
-    /// A consumer group: ready when joined and caught up on what it was given.
-    Group { group: &'static str, topic: String, assignment: Arc<Assignment> },
+    /// A consumer group: ready when joined and caught up on what it was given. `_lags` feeds
+    /// the `visionlog.consumer.lag` gauge for as long as it is held.
+    Group {
+        group: &'static str,
+        topic: String,
+        assignment: Arc<Assignment>,
+        _lags: Arc<visionlog_telemetry::metrics::LagSource>,
+    },
     /// A loop: ready while it runs.
     Loop { running: Arc<AtomicBool> },
 }
@@ -59,7 +65,15 @@ impl Health {
     /// Watches a service that consumes `topic` in `group`.
     pub(crate) fn watch_group(&self, name: &str, group: &'static str, topic: &str) -> Arc<Assignment> {
         let assignment = Arc::new(Assignment::default());
-        let watched = Watched::Group { group, topic: topic.to_owned(), assignment: assignment.clone() };
+        let lags: Arc<visionlog_telemetry::metrics::LagSource> = {
+            let (log, topic, held) = (self.log.clone(), topic.to_owned(), assignment.clone());
+            Arc::new(move || {
+                let lag = |p| lag(log.as_ref(), group, &topic, p).ok().map(|l| (p, l));
+                held.partitions().into_iter().filter_map(lag).collect()
+            })
+        };
+        visionlog_telemetry::metrics::observe_lag(group, topic, &lags);
+        let watched = Watched::Group { group, topic: topic.to_owned(), assignment: assignment.clone(), _lags: lags };
         self.services.lock().expect("health lock").push(Service { name: name.to_owned(), watched });
         assignment
     }
@@ -91,7 +105,7 @@ impl Health {
         for s in self.services.lock().expect("health lock").iter() {
             let (ready, detail) = match &s.watched {
                 Watched::Loop { running } => (running.load(Ordering::Relaxed), json!({})),
-                Watched::Group { group, topic, assignment } => self.group(group, topic, assignment),
+                Watched::Group { group, topic, assignment, .. } => self.group(group, topic, assignment),
             };
             all_ready &= ready;
             report.push(json!({ "service": s.name, "ready": ready, "detail": detail }));
@@ -106,11 +120,7 @@ impl Health {
         let mut ready = true;
         let mut partitions = Vec::new();
         for p in assignment.partitions() {
-            let lag = self.log.end_offset(topic, p).and_then(|end| {
-                let at = self.log.committed(group, topic, p)?.map_or(0, |c| c.offset);
-                Ok(end.saturating_sub(at))
-            });
-            match lag {
+            match lag(self.log.as_ref(), group, topic, p) {
                 Ok(lag) => {
                     ready &= lag <= self.max_lag;
                     partitions.push(json!({ "partition": p, "lag": lag }));
@@ -123,6 +133,13 @@ impl Health {
         }
         (ready, json!({ "joined": true, "group": group, "topic": topic, "partitions": partitions }))
     }
+}
+
+/// Records between `group`'s committed position on partition `p` of `topic` and its end.
+fn lag(log: &dyn EventLog, group: &str, topic: &str, p: u32) -> Result<u64, visionlog_log::LogError> {
+    let end = log.end_offset(topic, p)?;
+    let at = log.committed(group, topic, p)?.map_or(0, |c| c.offset);
+    Ok(end.saturating_sub(at))
 }
 
 /// Serves the probes from a thread of their own (a small tokio runtime), for the process's life.
