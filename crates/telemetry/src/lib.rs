@@ -85,6 +85,7 @@ pub fn init(default_service: &str) -> Result<Telemetry, TelemetryError> {
     let provider = SdkTracerProvider::builder().with_batch_exporter(spans).with_resource(resource(&service)).build();
     let meters = SdkMeterProvider::builder().with_periodic_exporter(metrics).with_resource(resource(&service)).build();
     opentelemetry::global::set_meter_provider(meters.clone());
+    metrics::ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
     install(Some(&provider));
     tracing::info!(endpoint, "exporting traces and metrics");
     Ok(Telemetry { provider: Some(provider), meters: Some(meters) })
@@ -108,6 +109,7 @@ pub fn init_with_exporters(
         .build();
     let meters = SdkMeterProvider::builder().with_reader(reader).with_resource(resource(service)).build();
     opentelemetry::global::set_meter_provider(meters.clone());
+    metrics::ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
     install(Some(&provider));
     Telemetry { provider: Some(provider), meters: Some(meters) }
 }

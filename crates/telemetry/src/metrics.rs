@@ -3,7 +3,15 @@
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Weak};
+
+/// Whether a meter provider was installed: the hot paths skip building attributes otherwise.
+pub(crate) static ENABLED: AtomicBool = AtomicBool::new(false);
+
+fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
 
 fn meter() -> Meter {
     opentelemetry::global::meter("visionlog")
@@ -42,6 +50,9 @@ static BACKLOG: LazyLock<Gauge<u64>> = LazyLock::new(|| {
 
 /// A command was decided: `outcome` is `accepted` or the rejection code.
 pub fn command_decided(command_type: &str, outcome: &str, latency_ms: i64) {
+    if !enabled() {
+        return;
+    }
     let attrs = [KeyValue::new("command_type", command_type.to_owned()), KeyValue::new("outcome", outcome.to_owned())];
     DECIDED.record(latency_ms.max(0) as f64, &attrs);
     if outcome != "accepted" {
@@ -51,12 +62,18 @@ pub fn command_decided(command_type: &str, outcome: &str, latency_ms: i64) {
 
 /// A detector ran on a batch of `images` photos.
 pub fn inference_batch(images: usize) {
+    if !enabled() {
+        return;
+    }
     IMAGES.add(images as u64, &[]);
     BATCH.record(images as u64, &[]);
 }
 
 /// Records not yet tiered on a partition.
 pub fn tiering_backlog(topic: &str, partition: u32, records: u64) {
+    if !enabled() {
+        return;
+    }
     BACKLOG.record(records, &[KeyValue::new("topic", topic.to_owned()), KeyValue::new("partition", partition as i64)]);
 }
 
@@ -66,6 +83,9 @@ pub type LagSource = dyn Fn() -> Vec<(u32, u64)> + Send + Sync;
 /// Reports `visionlog.consumer.lag` of `group` on `topic` from `lags`, for as long as the
 /// source lives (the gauge holds it weakly: a service that ended reports nothing).
 pub fn observe_lag(group: &str, topic: &str, lags: &Arc<LagSource>) {
+    if !enabled() {
+        return;
+    }
     let (group, topic, source): (String, String, Weak<LagSource>) =
         (group.to_owned(), topic.to_owned(), Arc::downgrade(lags));
     let _gauge = meter()
