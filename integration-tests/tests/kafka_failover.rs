@@ -186,7 +186,7 @@ fn an_aggregator_stopped_with_sigterm_under_load_drains_and_hands_over() {
     let sender = {
         let bus = bus.clone();
         std::thread::spawn(move || {
-            for chunk in commands(0..SENT_TASKS).chunks(100) {
+            for chunk in commands(0..SENT_TASKS).chunks(50) {
                 bus.send_batch(chunk).unwrap();
                 std::thread::sleep(Duration::from_millis(50));
             }
