@@ -16,13 +16,13 @@ pub struct Accepted<'l> {
     log: &'l dyn EventLog,
     topic: &'l str,
     partition: u32,
-    reader: JournalReader,
+    /// Made on the first read, with the epoch in force where the range starts.
+    reader: Option<JournalReader>,
     next: u64,
     end: u64,
     records: VecDeque<LogRecord>,
     events: VecDeque<JournalEvent>,
     records_read: u64,
-    started: bool,
     failed: bool,
 }
 
@@ -33,13 +33,12 @@ pub fn accepted<'l>(log: &'l dyn EventLog, topic: &'l str, partition: u32, range
         log,
         topic,
         partition,
-        reader: JournalReader::resume(range.start, 0),
+        reader: None,
         next: range.start,
         end: range.end,
         records: VecDeque::new(),
         events: VecDeque::new(),
         records_read: 0,
-        started: false,
         failed: false,
     }
 }
@@ -59,8 +58,11 @@ impl Iterator for Accepted<'_> {
             if let Some(e) = self.events.pop_front() {
                 return Some(Ok(e));
             }
-            if let Some(record) = self.records.pop_front() {
-                if let Ok(Some(Entry::Decision(d))) = self.reader.feed(record)
+            // records are only read once the reader is made
+            if let Some(reader) = self.reader.as_mut()
+                && let Some(record) = self.records.pop_front()
+            {
+                if let Ok(Some(Entry::Decision(d))) = reader.feed(record)
                     && let DecisionBody::Accepted(events) = d.body
                 {
                     self.events.extend(events);
@@ -70,11 +72,10 @@ impl Iterator for Accepted<'_> {
             if self.failed || self.next >= self.end {
                 return None;
             }
-            if !self.started {
+            if self.reader.is_none() {
                 // the epoch in force where the range starts is the one of the record before it
-                self.started = true;
                 match JournalReader::resume_after(self.log, self.topic, self.partition, self.next) {
-                    Ok(reader) => self.reader = reader,
+                    Ok(reader) => self.reader = Some(reader),
                     Err(e) => {
                         self.failed = true;
                         return Some(Err(e));
