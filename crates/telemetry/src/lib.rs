@@ -84,11 +84,18 @@ pub fn init(default_service: &str) -> Result<Telemetry, TelemetryError> {
     let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| default_service.to_owned());
     let provider = SdkTracerProvider::builder().with_batch_exporter(spans).with_resource(resource(&service)).build();
     let meters = SdkMeterProvider::builder().with_periodic_exporter(metrics).with_resource(resource(&service)).build();
+    let telemetry = exporting(provider, meters);
+    tracing::info!(endpoint, "exporting traces and metrics");
+    Ok(telemetry)
+}
+
+/// Installs `provider` and `meters` as the process's: logs and spans go through the subscriber,
+/// the metrics of [`metrics`] to `meters`.
+fn exporting(provider: SdkTracerProvider, meters: SdkMeterProvider) -> Telemetry {
     opentelemetry::global::set_meter_provider(meters.clone());
     metrics::ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
     install(Some(&provider));
-    tracing::info!(endpoint, "exporting traces and metrics");
-    Ok(Telemetry { provider: Some(provider), meters: Some(meters) })
+    Telemetry { provider: Some(provider), meters: Some(meters) }
 }
 
 fn resource(service: &str) -> opentelemetry_sdk::Resource {
@@ -108,10 +115,7 @@ pub fn init_with_exporters(
         .with_interval(std::time::Duration::from_secs(3600))
         .build();
     let meters = SdkMeterProvider::builder().with_reader(reader).with_resource(resource(service)).build();
-    opentelemetry::global::set_meter_provider(meters.clone());
-    metrics::ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
-    install(Some(&provider));
-    Telemetry { provider: Some(provider), meters: Some(meters) }
+    exporting(provider, meters)
 }
 
 fn install(provider: Option<&SdkTracerProvider>) {
