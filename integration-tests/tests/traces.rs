@@ -47,7 +47,7 @@ fn one_task_s_trace_is_connected_across_services_and_its_decisions_are_measured(
     let executor = {
         let (log, codec, topics, bus, stop) = (log.clone(), codec.clone(), topics.clone(), bus.clone(), stop.clone());
         std::thread::spawn(move || {
-            let mut handler = visionlog_executor::Executor::new(bus, 0);
+            let mut handler = visionlog_executor::Executor::new(bus, std::sync::Arc::new(|_: &str| 0));
             let sub =
                 Subscription { log: log.as_ref(), codec: &codec, topics: &topics, group: "executor", partition: 0 };
             consume_partition(sub, &mut handler, &stop).unwrap();

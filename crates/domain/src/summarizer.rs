@@ -17,8 +17,10 @@ use crate::model::{AnnotatedObject, BoundingBox, ObjectLabel};
 use std::collections::BTreeMap;
 use thiserror::Error;
 
-/// One change an operator made in the annotation tool.
-#[derive(Clone, Debug, PartialEq)]
+/// One change an operator made in the annotation tool; as JSON, tagged by `op`
+/// (`{"op": "move", "object_id": "s1.0", "bbox": {...}}`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum UiAction {
     /// Drew a new box.
     Add {
@@ -29,6 +31,7 @@ pub enum UiAction {
         /// The box.
         bbox: BoundingBox,
         /// Its class, if chosen while drawing.
+        #[serde(default)]
         class_id: Option<u32>,
     },
     /// Moved or resized a box.

@@ -48,6 +48,22 @@ static BACKLOG: LazyLock<Gauge<u64>> = LazyLock::new(|| {
         .build()
 });
 
+static WEBHOOKS: LazyLock<Counter<u64>> = LazyLock::new(|| {
+    meter()
+        .u64_counter("visionlog.webhook.attempts")
+        .with_description("callback deliveries tried, by outcome (delivered, retry, failed, refused) and attempt")
+        .build()
+});
+
+/// A webhook delivery was tried: `outcome` is `delivered`, `retry` (another try follows),
+/// `failed` (the last try) or `refused` (the URL is not allowed).
+pub fn webhook_attempt(outcome: &str, attempt: u32) {
+    if !enabled() {
+        return;
+    }
+    WEBHOOKS.add(1, &[KeyValue::new("outcome", outcome.to_owned()), KeyValue::new("attempt", i64::from(attempt))]);
+}
+
 /// A command was decided: `outcome` is `accepted` or the rejection code.
 pub fn command_decided(command_type: &str, outcome: &str, latency_ms: i64) {
     if !enabled() {

@@ -16,11 +16,13 @@ use visionlog_journal::{CommandBus, ConsumeError, EventHandler, HandledEvent, ca
 /// The consumer group of executors.
 pub const GROUP: &str = "executor";
 
+/// The quality-check policy: a customer's automatic results sampled for a check, per thousand.
+pub type QcPolicy = std::sync::Arc<dyn Fn(&str) -> u32 + Send + Sync>;
+
 /// Reacts to events with the recipe's next command.
 pub struct Executor {
     bus: CommandBus,
-    /// Automatic results sampled for quality checks, per thousand.
-    qc_per_mille: u32,
+    qc: QcPolicy,
 }
 
 /// Returns the command the recipe sends after an event, if any.
@@ -58,16 +60,18 @@ fn sampled(task_id: &str, version: u64, per_mille: u32) -> bool {
 }
 
 impl Executor {
-    /// Creates an executor.
-    pub fn new(bus: CommandBus, qc_per_mille: u32) -> Self {
-        Self { bus, qc_per_mille }
+    /// Creates an executor that samples each customer's automatic results at the rate `qc`
+    /// gives for it.
+    pub fn new(bus: CommandBus, qc: QcPolicy) -> Self {
+        Self { bus, qc }
     }
 }
 
 impl EventHandler for Executor {
     fn handle(&mut self, e: HandledEvent<'_>) -> Result<(), ConsumeError> {
         let env = e.envelope;
-        let Some(command) = next_command(&env.task_id, env.version, e.event, self.qc_per_mille) else { return Ok(()) };
+        let qc_per_mille = (self.qc)(&env.tenant);
+        let Some(command) = next_command(&env.task_id, env.version, e.event, qc_per_mille) else { return Ok(()) };
         let command_id = deterministic_id(&[&env.event_id, GROUP, command.type_name()]);
         let envelope = caused_by(env, command_id, &command, env.version, "service:executor".into());
         self.bus.send(&envelope, &command).map_err(|err| ConsumeError::Transient(err.to_string()))?;

@@ -44,3 +44,23 @@ pub fn get(objects: &Objects, folder: &str) -> Result<Artifact, ArtifactError> {
     let weights = objects.get(&format!("{folder}/{}", weights_file(&manifest)), MAX_WEIGHTS_BYTES)?;
     Ok(Artifact { manifest, weights })
 }
+
+/// Checks a TorchScript detector traced elsewhere against its class group (`group_classes`;
+/// `classes` in output-channel order, the group's ascending if empty) by loading it, and stores
+/// it as an artifact of `model_id`; returns its folder, to be registered.
+pub fn import_detector(
+    objects: &Objects,
+    model_id: &str,
+    bytes: Vec<u8>,
+    classes: Vec<u32>,
+    group_classes: Vec<u32>,
+) -> Result<String, ArtifactError> {
+    use visionlog_vision::{DETECTOR_INPUT, Detector, Expect, ModelKind, import_torchscript};
+    let classes = if classes.is_empty() { group_classes.clone() } else { classes };
+    let artifact = import_torchscript(bytes, classes, DETECTOR_INPUT);
+    let expect = Expect { kind: ModelKind::Detector, classes: group_classes, input: DETECTOR_INPUT };
+    Detector::load(&artifact, &expect, tch::Device::Cpu)?;
+    let folder = folder(model_id, &format!("import-{}", &artifact.manifest.weights_sha256[..16]));
+    put(objects, &folder, &artifact)?;
+    Ok(folder)
+}

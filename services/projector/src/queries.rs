@@ -123,6 +123,18 @@ pub fn tasks(store: &dyn ReadStore, f: &TaskFilter) -> Result<Vec<TaskSummary>, 
     Ok(out)
 }
 
+/// The operator queue of some customers: waiting and assigned tasks, oldest first (one
+/// partition read per customer).
+pub fn queue(store: &dyn ReadStore, customers: &[String]) -> Result<Vec<QueueRow>, StoreError> {
+    let t = serving(store, OPERATOR_QUEUE)?;
+    let mut out = Vec::new();
+    for c in customers {
+        out.extend(rows_of::<QueueRow>(read_partition(store, &t, c)?));
+    }
+    out.sort_by(|a, b| (a.created_at_ms, &a.task_id).cmp(&(b.created_at_ms, &b.task_id)));
+    Ok(out)
+}
+
 /// Precision and recall of a model in its backtest.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Backtest {

@@ -19,10 +19,11 @@ use visionlog_domain::BoundingBox;
 use visionlog_domain::scoring::Placed;
 
 /// The tables of the views (without their generation suffix).
-pub const VIEW_TABLES: [&str; 8] = [
+pub const VIEW_TABLES: [&str; 9] = [
     TASK_STATE,
     TASK_SUMMARY,
     TASKS_BY_STATUS,
+    OPERATOR_QUEUE,
     ENGINE_MONITOR,
     OPERATOR_SESSIONS,
     BILLING,
@@ -35,6 +36,8 @@ pub const TASK_STATE: &str = "task_state";
 pub const TASK_SUMMARY: &str = "task_summary";
 /// Task manager: tasks by customer and status, oldest first.
 pub const TASKS_BY_STATUS: &str = "tasks_by_status";
+/// Operator manager: the tasks that wait for an operator or have one, per customer, oldest first.
+pub const OPERATOR_QUEUE: &str = "operator_queue";
 /// Engine monitor: TP/FP/FN of each detection run against operator ground truth.
 pub const ENGINE_MONITOR: &str = "engine_monitor";
 /// Operator monitor: one row per operator session.
@@ -112,6 +115,37 @@ pub struct TaskSummary {
 }
 
 pub use visionlog_domain::scoring::Counts;
+
+/// The operator manager's row: a task that waits for an operator, or is in an operator's hands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueRow {
+    /// The task.
+    pub task_id: String,
+    /// Its customer.
+    pub customer: String,
+    /// Its class group (the project).
+    pub class_group: String,
+    /// Its recipe.
+    pub recipe: String,
+    /// The skill it needs: `annotation` or `quality_check`.
+    pub skill: String,
+    /// The task version the row reflects: what an assignment expects.
+    pub version: u64,
+    /// Images.
+    pub images: u32,
+    /// Objects alive.
+    pub objects: u32,
+    /// When the task was created (ms).
+    pub created_at_ms: i64,
+    /// When its last event was recorded (ms).
+    pub updated_at_ms: i64,
+    /// The operator holding it, if assigned.
+    pub operator: Option<String>,
+    /// The open session, if assigned.
+    pub session_id: Option<String>,
+    /// When the session opened (ms): where its lease starts.
+    pub session_started_ms: Option<i64>,
+}
 
 /// The engine monitor's row: one detection run scored against the ground truth after it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,6 +272,36 @@ impl TaskView {
         }
     }
 
+    /// The operator queue's row, while the task waits for an operator or has one.
+    pub fn queue_row(&self) -> Option<QueueRow> {
+        let open = self.sessions.last().filter(|s| s.outcome == "open");
+        let skill = match (self.status.as_str(), open) {
+            ("in_annotation" | "in_quality_check", Some(s)) => s.purpose.clone(),
+            ("awaiting_operator", _) => match self.sessions.last() {
+                // a released quality check waits for another checker
+                Some(s) if s.outcome == "released" && s.purpose == "quality_check" => s.purpose.clone(),
+                _ => "annotation".into(),
+            },
+            ("awaiting_quality_check", _) => "quality_check".into(),
+            _ => return None,
+        };
+        Some(QueueRow {
+            task_id: self.task_id.clone(),
+            customer: self.customer.clone(),
+            class_group: self.class_group.clone(),
+            recipe: self.recipe.clone(),
+            skill,
+            version: self.version,
+            images: self.images.len() as u32,
+            objects: self.objects.len() as u32,
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.updated_at_ms,
+            operator: open.map(|s| s.operator.clone()),
+            session_id: open.map(|s| s.session_id.clone()),
+            session_started_ms: open.map(|s| s.started_ms),
+        })
+    }
+
     /// Every view row of the task, in a stable order.
     pub fn rows(&self) -> Vec<ViewRow> {
         let row = |table, partition: String, clustering: String, value: Vec<u8>| ViewRow {
@@ -259,6 +323,14 @@ impl TaskView {
             format!("{}|{}", ts(self.created_at_ms), self.task_id),
             summary,
         ));
+        if let Some(queued) = self.queue_row() {
+            out.push(row(
+                OPERATOR_QUEUE,
+                self.customer.clone(),
+                format!("{}|{}", ts(self.created_at_ms), self.task_id),
+                encode(&queued),
+            ));
+        }
         // engine monitor: every run before the latest ground truth is scored against it
         if let Some(truth) = &self.truth {
             for run in self.runs.iter().filter(|r| r.version < truth.version) {

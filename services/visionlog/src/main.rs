@@ -5,6 +5,7 @@ mod bench_inference;
 mod bench_tiering;
 mod demo;
 mod export;
+mod gateway;
 mod health;
 mod model;
 mod output;
@@ -45,7 +46,18 @@ enum Command {
         /// Simulated operators (0 for none).
         #[arg(long, default_value_t = 0)]
         operators: usize,
+        /// Where the HTTP gateway listens (e.g. 127.0.0.1:8080); no gateway if not given.
+        #[arg(long, env = "VISIONLOG_GATEWAY_ADDR")]
+        gateway_addr: Option<std::net::SocketAddr>,
     },
+    /// Runs the HTTP gateway alone (tasks, operators and the annotation tool, models).
+    Gateway {
+        /// Where it listens.
+        #[arg(long, env = "VISIONLOG_GATEWAY_ADDR", default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+    },
+    /// Runs the webhook sink alone (results POSTed to callback URLs).
+    Webhooks,
     /// Runs the aggregator (the single writer) alone.
     Aggregator,
     /// Runs the task executor alone.
@@ -94,13 +106,32 @@ enum Command {
 /// Runs services until SIGTERM or SIGINT: then every worker finishes its batch and stops, each
 /// service leaves its group (so its partitions move at once, not after a session timeout), and
 /// the process exits 0.
-fn serve(backends: &Backends, services: &[Service], operators: usize) -> anyhow::Result<()> {
+fn serve(
+    backends: &Backends,
+    services: &[Service],
+    operators: usize,
+    gateway_addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
     let rt = Runtime::open(backends)?;
     let stop = stop_on_signals()?;
     let health = health::Health::start(backends.health_addr, rt.log.clone(), stop.clone())?;
     tracing::info!(?services, "serving until SIGTERM");
+    let gateway = match gateway_addr {
+        Some(addr) => Some(gateway::start(&rt, addr, &stop)?),
+        None => None,
+    };
     let threads = runtime::spawn(&rt, services, &stop, operators, &runtime::trainer_config(), &health);
-    let result = runtime::join(threads);
+    let mut result = runtime::join(threads);
+    if let Some(g) = gateway {
+        use std::sync::atomic::Ordering;
+        // the gateway alone runs until SIGTERM; beside services, until they stop or fail
+        while result.is_ok() && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let joined = g.join().map_err(anyhow::Error::from);
+        result = result.and(joined);
+    }
     tracing::info!("stopped");
     result
 }
@@ -121,7 +152,7 @@ fn main() -> anyhow::Result<()> {
     let b = &cli.backends;
     match &cli.command {
         Command::Demo(args) => demo::run(b, args),
-        Command::Run { operators } => {
+        Command::Run { operators, gateway_addr } => {
             let mut services = vec![
                 Service::Aggregator,
                 Service::Executor,
@@ -129,18 +160,21 @@ fn main() -> anyhow::Result<()> {
                 Service::Inference,
                 Service::Trainer,
                 Service::Tiering,
+                Service::Webhooks,
             ];
             if *operators > 0 {
                 services.push(Service::Operators);
             }
-            serve(b, &services, *operators)
+            serve(b, &services, *operators, *gateway_addr)
         }
-        Command::Aggregator => serve(b, &[Service::Aggregator], 0),
-        Command::Executor => serve(b, &[Service::Executor], 0),
-        Command::Projector => serve(b, &[Service::Projector], 0),
-        Command::Operators { operators } => serve(b, &[Service::Operators], *operators),
-        Command::Inference => serve(b, &[Service::Inference], 0),
-        Command::Trainer => serve(b, &[Service::Trainer], 0),
+        Command::Gateway { addr } => serve(b, &[], 0, Some(*addr)),
+        Command::Webhooks => serve(b, &[Service::Webhooks], 0, None),
+        Command::Aggregator => serve(b, &[Service::Aggregator], 0, None),
+        Command::Executor => serve(b, &[Service::Executor], 0, None),
+        Command::Projector => serve(b, &[Service::Projector], 0, None),
+        Command::Operators { operators } => serve(b, &[Service::Operators], *operators, None),
+        Command::Inference => serve(b, &[Service::Inference], 0, None),
+        Command::Trainer => serve(b, &[Service::Trainer], 0, None),
         Command::Model(cmd) => model::run(b, cmd),
         Command::Task(cmd) => task::run(b, cmd),
         Command::Tier(cmd) => tier::run(b, cmd),

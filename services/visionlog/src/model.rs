@@ -5,7 +5,6 @@ use crate::runtime::{Backends, Runtime};
 use anyhow::{Context, bail};
 use visionlog_journal::{deterministic_id, now_ms};
 use visionlog_models::{ModelCommand, ModelKey, Outcome};
-use visionlog_vision::{DETECTOR_INPUT, Detector, Expect, ModelKind, import_torchscript};
 
 /// Which model stream.
 #[derive(clap::Args, Debug)]
@@ -147,17 +146,16 @@ pub(crate) fn run(b: &Backends, cmd: &ModelCmd) -> anyhow::Result<()> {
             let group = visionlog_projector::queries::class_group(rt.store.as_ref(), &which.class_group)?
                 .with_context(|| format!("no class group {:?} is known (no task has used it)", which.class_group))?;
             let group_classes: Vec<u32> = group.classes.keys().copied().collect();
-            let classes = if classes.is_empty() { group_classes.clone() } else { classes.clone() };
             let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-            let artifact = import_torchscript(bytes, classes, DETECTOR_INPUT);
-            let expect = Expect { kind: ModelKind::Detector, classes: group_classes, input: DETECTOR_INPUT };
-            Detector::load(&artifact, &expect, tch::Device::Cpu).context("the module is not registered")?;
             let key = which.key();
-            let folder = visionlog_inference::artifacts::folder(
+            let folder = visionlog_inference::artifacts::import_detector(
+                &rt.objects,
                 &key.model_id(),
-                &format!("import-{}", &artifact.manifest.weights_sha256[..16]),
-            );
-            visionlog_inference::artifacts::put(&rt.objects, &folder, &artifact)?;
+                bytes,
+                classes.clone(),
+                group_classes,
+            )
+            .context("the module is not registered")?;
             let c = ModelCommand::Register { artifact: folder, by: "cli".into() };
             print_outcome("import", &exec(&key, &c)?)?;
         }

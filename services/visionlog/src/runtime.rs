@@ -54,6 +54,10 @@ pub(crate) struct Backends {
     /// none by default.
     #[arg(long, env = "VISIONLOG_HEALTH_ADDR", global = true)]
     pub(crate) health_addr: Option<std::net::SocketAddr>,
+    /// The tenants file: API tokens, webhook secrets, QC policy, operators (see
+    /// `visionlog_tenants`); none: no tokens, default policies.
+    #[arg(long, env = "VISIONLOG_TENANTS", global = true)]
+    pub(crate) tenants: Option<PathBuf>,
 }
 
 impl Backends {
@@ -79,6 +83,10 @@ pub(crate) struct Runtime {
     pub(crate) bus: CommandBus,
     /// The model streams.
     pub(crate) registry: Arc<visionlog_models::Registry>,
+    /// Who may use visionlog, and their policies.
+    pub(crate) tenants: Arc<visionlog_tenants::Tenants>,
+    /// The SSRF guard (`VISIONLOG_URL_ALLOW`).
+    pub(crate) guard: visionlog_netguard::UrlGuard,
     /// The broker started for `--log kafka`, if any. Declared last: fields drop in order, so it
     /// stops after everything that talks to it.
     _broker: Option<LocalBroker>,
@@ -104,8 +112,26 @@ impl Runtime {
         let codec = Arc::new(Codec::new(open_registry(b, &data, kafka)?)?);
         let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
         let registry = Arc::new(visionlog_models::Registry::open(log.clone(), &topics.models)?);
+        let tenants = Arc::new(match &b.tenants {
+            Some(path) => visionlog_tenants::Tenants::load(&path.to_string_lossy())?,
+            None => visionlog_tenants::Tenants::default(),
+        });
+        let guard = visionlog_netguard::UrlGuard::from_env().map_err(anyhow::Error::msg)?;
         tracing::info!(log = log_url, store = store_url, partitions = topics.partitions, "backends open");
-        Ok(Self { log, hot, log_url, codec, store, objects, topics, bus, registry, _broker: broker })
+        Ok(Self {
+            log,
+            hot,
+            log_url,
+            codec,
+            store,
+            objects,
+            topics,
+            bus,
+            registry,
+            tenants,
+            guard,
+            _broker: broker,
+        })
     }
 }
 
@@ -167,10 +193,8 @@ pub(crate) enum Service {
     Inference,
     Trainer,
     Tiering,
+    Webhooks,
 }
-
-/// Automatic results sampled for a quality check by an operator, per thousand.
-pub(crate) const QC_PER_MILLE: u32 = 100;
 
 /// The trainer's settings, from the environment: `VISIONLOG_TRAIN_STEPS` (optimizer steps per
 /// run, default 300) and `VISIONLOG_TRAIN_MIN_TASKS` (new labelled tasks that trigger a run,
@@ -195,6 +219,7 @@ impl Service {
             Service::Projector => visionlog_projector::GROUP,
             Service::Operators => visionlog_operators::GROUP,
             Service::Inference => visionlog_inference::GROUP,
+            Service::Webhooks => visionlog_webhooks::GROUP,
             Service::Trainer => "trainer",
             Service::Tiering => "tiering",
         }
@@ -204,7 +229,8 @@ impl Service {
     fn work(self, rt: &Runtime, operators: usize) -> Arc<Work> {
         let (log, codec, topics, store, bus) =
             (rt.log.clone(), rt.codec.clone(), rt.topics.clone(), rt.store.clone(), rt.bus.clone());
-        let (objects, registry) = (rt.objects.clone(), rt.registry.clone());
+        let (objects, registry, tenants, guard) =
+            (rt.objects.clone(), rt.registry.clone(), rt.tenants.clone(), rt.guard.clone());
         if self == Service::Projector {
             let ctx = rt.projector_context();
             return Arc::new(move |p, stop: &AtomicBool| Ok(visionlog_projector::run_partition(&ctx, p, stop)?));
@@ -232,7 +258,22 @@ impl Service {
         }
         Arc::new(move |p, stop: &AtomicBool| {
             let mut handler: Box<dyn EventHandler> = match self {
-                Service::Executor => Box::new(visionlog_executor::Executor::new(bus.clone(), QC_PER_MILLE)),
+                Service::Executor => {
+                    let tenants = tenants.clone();
+                    let qc: visionlog_executor::QcPolicy = Arc::new(move |customer| tenants.qc_per_mille(customer));
+                    Box::new(visionlog_executor::Executor::new(bus.clone(), qc))
+                }
+                Service::Webhooks => {
+                    let tenants = tenants.clone();
+                    let secrets: visionlog_webhooks::Secrets =
+                        Arc::new(move |customer| tenants.webhook_secrets(customer).to_vec());
+                    let (log, codec, topics) = (log.clone(), codec.clone(), topics.clone());
+                    let history = Box::new(move |task: &str| {
+                        visionlog_journal::task_events(log.as_ref(), &codec, &topics, task, 0).map_err(|e| e.to_string())
+                    });
+                    let config = visionlog_webhooks::WebhookConfig::from_env();
+                    Box::new(visionlog_webhooks::WebhookSink::new(bus.clone(), guard.clone(), config, secrets, history)?)
+                }
                 Service::Operators => {
                     let store = store.clone();
                     Box::new(visionlog_operators::SimulatedOperators::new(bus.clone(), operators).with_task_objects(

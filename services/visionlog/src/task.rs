@@ -4,10 +4,8 @@ use crate::runtime::{Backends, Runtime};
 use anyhow::bail;
 use serde_json::json;
 use visionlog_codec::envelope::CommandEnvelope;
-use visionlog_domain::{Reprocess, ReprocessMode, TaskCommand, TaskEvent, TaskState, evolve};
-use visionlog_journal::accepted;
+use visionlog_domain::{Reprocess, ReprocessMode, TaskCommand, TaskEvent};
 use visionlog_journal::now_ms;
-use visionlog_log::partition_for;
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum TaskCmd {
@@ -64,26 +62,9 @@ pub(crate) struct ReprocessArgs {
     correlation_id: Option<String>,
 }
 
-struct Loaded {
-    version: u64,
-    offset: u64,
-    envelope: visionlog_codec::envelope::EventEnvelope,
-    event: TaskEvent,
-}
-
 /// Reads a task's stream from its partition of the journal.
-fn events(rt: &Runtime, task_id: &str) -> anyhow::Result<Vec<Loaded>> {
-    let p = partition_for(task_id.as_bytes(), rt.topics.partitions);
-    let mut out = Vec::new();
-    for e in accepted(rt.log.as_ref(), &rt.topics.events, p, 0..u64::MAX) {
-        let e = e?;
-        if e.envelope.task_id != task_id {
-            continue;
-        }
-        let event = rt.codec.decode_event(&e.payload)?;
-        out.push(Loaded { version: e.envelope.version, offset: e.offset, envelope: e.envelope, event });
-    }
-    Ok(out)
+fn events(rt: &Runtime, task_id: &str) -> anyhow::Result<Vec<visionlog_journal::TaskRecord>> {
+    Ok(visionlog_journal::task_events(rt.log.as_ref(), &rt.codec, &rt.topics, task_id, 0)?)
 }
 
 /// Sends the task manager's `Reprocess` commands, one batch under one correlation id; the
@@ -157,7 +138,7 @@ pub(crate) fn run(backends: &Backends, cmd: &TaskCmd) -> anyhow::Result<()> {
                 }
                 if *json {
                     let line = json!({
-                        "version": e.version, "offset": e.offset, "event_id": e.envelope.event_id, "type": e.envelope.event_type,
+                        "version": e.envelope.version, "offset": e.offset, "event_id": e.envelope.event_id, "type": e.envelope.event_type,
                         "recorded_at_ms": e.envelope.recorded_at_ms, "actor": e.envelope.actor, "correlation_id": e.envelope.correlation_id,
                         "causation_id": e.envelope.causation_id, "event": body,
                     });
@@ -170,23 +151,15 @@ pub(crate) fn run(backends: &Backends, cmd: &TaskCmd) -> anyhow::Result<()> {
                     }
                     crate::output::line(format!(
                         "v{:<3} {:<22} {:<18} {text}",
-                        e.version, e.envelope.event_type, e.envelope.actor
+                        e.envelope.version, e.envelope.event_type, e.envelope.actor
                     ));
                 }
             }
         }
         TaskCmd::State { id, version, at_ms } => {
             let evs = events(&rt, id)?;
-            let upto = version.unwrap_or(u64::MAX);
-            let until = at_ms.unwrap_or(i64::MAX);
-            let mut at = 0;
-            let mut recorded_at_ms = None;
-            let state: TaskState =
-                evs.iter().filter(|e| e.version <= upto && e.envelope.recorded_at_ms <= until).fold(None, |s, e| {
-                    at = e.version;
-                    recorded_at_ms = Some(e.envelope.recorded_at_ms);
-                    evolve(s, &e.event)
-                });
+            let visionlog_journal::StateAsOf { state, version: at, recorded_at_ms } =
+                visionlog_journal::state_as_of(&evs, *version, *at_ms);
             if state.is_none() {
                 match (version, at_ms) {
                     (Some(v), _) => bail!("no task {id} at version {v}"),

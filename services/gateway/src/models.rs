@@ -1,0 +1,211 @@
+//! `/v1/models...`: a tenant's model streams (admins name the customer with `?customer=`).
+
+use crate::problem::{ApiResult, Problem};
+use crate::tasks::body;
+use crate::{Gw, principal};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::{Path, Query};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use visionlog_journal::{deterministic_id, now_ms};
+use visionlog_models::{ModelCommand, ModelKey, Outcome};
+use visionlog_tenants::Principal;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ModelQuery {
+    /// For admins: whose models.
+    customer: Option<String>,
+    /// For a register: class ids in output-channel order.
+    classes: Option<String>,
+    /// For `show`: what was deployed at this instant.
+    at_ms: Option<i64>,
+}
+
+fn customer(who: &Principal, q: &ModelQuery) -> ApiResult<String> {
+    match (who, &q.customer) {
+        (Principal::Tenant(t), None) => Ok(t.clone()),
+        (Principal::Tenant(t), Some(c)) if c == t => Ok(t.clone()),
+        (Principal::Tenant(_), Some(_)) => Err(Problem::new(StatusCode::NOT_FOUND, "model_not_found", "no such model")),
+        (Principal::Admin(_), Some(c)) => Ok(c.clone()),
+        (Principal::Admin(_), None) => Err(Problem::bad_request("customer_required", "admins name the customer: ?customer=")),
+        (Principal::Operator(_), _) => Err(Problem::forbidden("operators do not manage models")),
+    }
+}
+
+fn params(q: Result<Query<ModelQuery>, QueryRejection>) -> ApiResult<ModelQuery> {
+    q.map(|Query(q)| q).map_err(|e| Problem::bad_request("invalid_query", e.body_text()))
+}
+
+fn answer(o: Outcome) -> ApiResult<Response> {
+    match o {
+        Outcome::Appended(e, v) => Ok((StatusCode::OK, Json(json!({ "status": "appended", "stream_version": v, "event": format!("{e:?}") }))).into_response()),
+        Outcome::Duplicate(v) => Ok(Json(json!({ "status": "duplicate", "stream_version": v })).into_response()),
+        Outcome::Rejected(r) => Err(Problem::new(StatusCode::CONFLICT, "model_command_refused", r)),
+    }
+}
+
+/// `GET /v1/models`: the caller's model streams.
+pub(crate) async fn list(gw: Gw, headers: HeaderMap, q: Result<Query<ModelQuery>, QueryRejection>) -> ApiResult<Json<Value>> {
+    let gw = gw.0;
+    let who = principal(&gw, &headers)?;
+    let q = params(q)?;
+    let mine = match &who {
+        Principal::Admin(_) => q.customer.clone(),
+        _ => Some(customer(&who, &q)?),
+    };
+    gw.blocking(move |gw| {
+        let streams = gw.registry.streams().map_err(Problem::internal)?;
+        let out: Vec<Value> = streams
+            .iter()
+            .filter(|(k, _)| mine.as_ref().is_none_or(|c| &k.customer == c))
+            .map(|(k, s)| {
+                let last = s.versions.values().next_back();
+                json!({ "model_id": k.model_id(), "customer": k.customer, "class_group": k.class_group,
+                        "deployed": s.deployed, "versions": s.versions.len(),
+                        "last_backtest": last.and_then(|v| v.backtest),
+                        "training_requested": s.pending_training.is_some() })
+            })
+            .collect();
+        Ok(Json(json!({ "models": out })))
+    })
+    .await
+}
+
+/// `GET /v1/models/{class_group}`: one stream, and what was deployed at `at_ms`.
+pub(crate) async fn show(
+    gw: Gw,
+    headers: HeaderMap,
+    Path(class_group): Path<String>,
+    q: Result<Query<ModelQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let gw = gw.0;
+    let who = principal(&gw, &headers)?;
+    let q = params(q)?;
+    let key = ModelKey::detector(&customer(&who, &q)?, &class_group);
+    gw.blocking(move |gw| {
+        let s = gw.registry.stream(&key).map_err(Problem::internal)?;
+        if s.versions.is_empty() && s.pending_training.is_none() {
+            return Err(Problem::new(StatusCode::NOT_FOUND, "model_not_found", "no such model"));
+        }
+        let mut v = serde_json::to_value(&s).map_err(Problem::internal)?;
+        if let Some(at) = q.at_ms {
+            v["deployed_at"] = json!({ "at_ms": at, "version": s.deployed_at(at) });
+        }
+        v["model_id"] = json!(key.model_id());
+        Ok(Json(v))
+    })
+    .await
+}
+
+async fn execute(gw: &std::sync::Arc<crate::Gateway>, key: ModelKey, command: ModelCommand, idem: Option<String>) -> ApiResult<Response> {
+    let o = gw
+        .blocking(move |gw| {
+            let id = match idem {
+                Some(k) => deterministic_id(&["gateway", &key.model_id(), &k]),
+                None => uuid::Uuid::now_v7().to_string(),
+            };
+            gw.registry.execute(&key, &id, &command, now_ms()).map_err(Problem::internal)
+        })
+        .await?;
+    answer(o)
+}
+
+fn idempotency(headers: &HeaderMap) -> Option<String> {
+    headers.get(crate::tasks::IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// `POST /v1/models/{class_group}/artifacts` (a TorchScript module as the body): checks it
+/// against the class group by loading it, stores it, and registers it as a new version.
+pub(crate) async fn register(
+    gw: Gw,
+    headers: HeaderMap,
+    Path(class_group): Path<String>,
+    q: Result<Query<ModelQuery>, QueryRejection>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let gw = gw.0;
+    let who = principal(&gw, &headers)?;
+    let q = params(q)?;
+    let key = ModelKey::detector(&customer(&who, &q)?, &class_group);
+    let bytes = bytes.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.body_text())
+        } else {
+            Problem::bad_request("unreadable_body", e.body_text())
+        }
+    })?;
+    let classes: Vec<u32> = match &q.classes {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|c| c.trim().parse::<u32>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| Problem::bad_request("invalid_query", "classes: comma-separated class ids"))?,
+    };
+    let k = key.clone();
+    let folder = gw
+        .blocking(move |gw| {
+            let group = visionlog_projector::queries::class_group(gw.store.as_ref(), &k.class_group)
+                .map_err(Problem::internal)?
+                .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "unknown_class_group", "no task has used this class group"))?;
+            let group_classes: Vec<u32> = group.classes.keys().copied().collect();
+            visionlog_inference::artifacts::import_detector(&gw.objects, &k.model_id(), bytes.to_vec(), classes, group_classes)
+                .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_artifact", e.to_string()))
+        })
+        .await?;
+    let by = match &who {
+        Principal::Tenant(t) => format!("customer:{t}"),
+        Principal::Admin(a) => format!("admin:{a}"),
+        Principal::Operator(o) => format!("operator:{o}"),
+    };
+    execute(&gw, key, ModelCommand::Register { artifact: folder.clone(), by }, Some(folder)).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Because {
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    version: Option<u32>,
+}
+
+/// `POST /v1/models/{class_group}/train`: the "Train" button.
+pub(crate) async fn train(
+    gw: Gw,
+    headers: HeaderMap,
+    Path(class_group): Path<String>,
+    q: Result<Query<ModelQuery>, QueryRejection>,
+    req: Result<Json<Because>, JsonRejection>,
+) -> ApiResult<Response> {
+    let gw = gw.0;
+    let who = principal(&gw, &headers)?;
+    let q = params(q)?;
+    let key = ModelKey::detector(&customer(&who, &q)?, &class_group);
+    let req = body(req)?;
+    let c = ModelCommand::RequestTraining { by: format!("{who:?}"), reason: req.reason.unwrap_or_else(|| "asked over HTTP".into()) };
+    execute(&gw, key, c, idempotency(&headers)).await
+}
+
+/// `POST /v1/models/{class_group}/promote` (`{"version": N}`): deploys a version.
+pub(crate) async fn promote(
+    gw: Gw,
+    headers: HeaderMap,
+    Path(class_group): Path<String>,
+    q: Result<Query<ModelQuery>, QueryRejection>,
+    req: Result<Json<Because>, JsonRejection>,
+) -> ApiResult<Response> {
+    let gw = gw.0;
+    let who = principal(&gw, &headers)?;
+    let q = params(q)?;
+    let key = ModelKey::detector(&customer(&who, &q)?, &class_group);
+    let req = body(req)?;
+    let version = req.version.ok_or_else(|| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "version is required"))?;
+    let c = ModelCommand::Promote { version, reason: req.reason.unwrap_or_else(|| "promoted over HTTP".into()) };
+    execute(&gw, key, c, idempotency(&headers)).await
+}
