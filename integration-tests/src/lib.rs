@@ -255,3 +255,166 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)>
     let body = response.split_once("\r\n\r\n").map_or_else(String::new, |(_, b)| b.to_owned());
     Some((status, body))
 }
+
+/// A service process that is killed when dropped (a failing test leaves nothing running).
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// The tenants file of the HTTP tests: tenants `acme` (team `shelves`, no quality checks,
+/// signing secrets `whsec-new` and `whsec-old`) and `beta`; operators `anna` (team
+/// `shelves`, annotation) and `otto` (team `shelves`, annotation); admin `ops`. Tokens are
+/// `<id>-token`, written as SHA-256 digests.
+pub fn write_tenants(dir: &Path) -> PathBuf {
+    let t = visionlog_tenants::token_entry;
+    let json = serde_json::json!({
+        "tenants": [
+            {"id": "acme", "team": "shelves", "tokens": [t("acme-token")], "webhook_secrets": ["whsec-new", "whsec-old"], "qc_per_mille": 0},
+            {"id": "beta", "team": "fridges", "tokens": [t("beta-token")], "qc_per_mille": 0}
+        ],
+        "operators": [
+            {"id": "anna", "teams": ["shelves"], "skills": ["annotation"], "tokens": [t("anna-token")]},
+            {"id": "otto", "teams": ["shelves"], "skills": ["annotation"], "tokens": [t("otto-token")]}
+        ],
+        "admins": [{"id": "ops", "tokens": [t("ops-token")]}]
+    });
+    let path = dir.join("tenants.json");
+    std::fs::write(&path, json.to_string()).expect("writing the tenants file");
+    path
+}
+
+/// Starts `visionlog run --gateway-addr` on a data directory with the tests' tenants file and
+/// loopback allow-listed for callbacks; waits until the gateway answers.
+pub fn run_with_gateway(data_dir: &Path, operators: u32, envs: &[(&str, &str)]) -> (Running, Api) {
+    let tenants = write_tenants(data_dir);
+    let addr = free_loopback_addr();
+    let child = visionlog(data_dir)
+        .arg("--tenants")
+        .arg(&tenants)
+        .args(["--fsync", "never", "run", "--operators", &operators.to_string(), "--gateway-addr", &addr.to_string()])
+        .env("VISIONLOG_URL_ALLOW", "127.0.0.0/8")
+        .envs(envs.iter().copied())
+        .spawn()
+        .expect("visionlog run starts");
+    let running = Running(child);
+    let api = Api::new(addr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while http_get(addr, "/v1/ping").is_none_or(|(s, _)| s != 200) {
+        assert!(std::time::Instant::now() < deadline, "the gateway did not come up");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    (running, api)
+}
+
+/// A client of the gateway.
+pub struct Api {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    client: reqwest::blocking::Client,
+}
+
+/// An answer: status, body (JSON if it parses, else a string), headers.
+#[derive(Debug)]
+pub struct Answer {
+    /// The status.
+    pub status: u16,
+    /// The body.
+    pub body: serde_json::Value,
+    /// The headers.
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Api {
+    /// A client of the gateway at `addr`.
+    pub fn new(addr: std::net::SocketAddr) -> Self {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("an HTTP client");
+        Self { addr, client }
+    }
+
+    /// The URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends a request; `token` as the bearer token, `body` as JSON text.
+    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>, headers: &[(&str, &str)]) -> Answer {
+        let mut r = self.client.request(method.parse().expect("a method"), self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.header("content-type", "application/json").body(b.to_owned());
+        }
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        let resp = r.send().expect("the gateway answers");
+        Self::answer(resp)
+    }
+
+    /// Sends raw bytes with a content type.
+    pub fn send_bytes(&self, path: &str, token: &str, content_type: &str, bytes: Vec<u8>) -> Answer {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(bytes)
+            .send()
+            .expect("the gateway answers");
+        Self::answer(resp)
+    }
+
+    fn answer(resp: reqwest::blocking::Response) -> Answer {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        Answer { status, body, headers }
+    }
+
+    /// `GET` with a token.
+    pub fn get(&self, path: &str, token: &str) -> Answer {
+        self.call("GET", path, Some(token), None, &[])
+    }
+
+    /// `POST` JSON with a token.
+    pub fn post(&self, path: &str, token: &str, body: &serde_json::Value) -> Answer {
+        self.call("POST", path, Some(token), Some(&body.to_string()), &[])
+    }
+
+    /// Polls `GET path` until `done` holds for the answer (at most `within`).
+    pub fn wait_for(&self, path: &str, token: &str, within: std::time::Duration, done: impl Fn(&Answer) -> bool) -> Answer {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let a = self.get(path, token);
+            if done(&a) {
+                return a;
+            }
+            assert!(std::time::Instant::now() < deadline, "{path} did not get there: {a:?}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+/// A task for tenant `acme` in the scenarios' class group, with three 640x480 photos at
+/// `uri` (the simulated operators draw the ground truth of a task of this shape).
+pub fn task_request(uri: &str, callback: Option<&str>) -> serde_json::Value {
+    let s = visionlog_operators::scenario::scenario("any", "acme");
+    let (w, h) = visionlog_operators::scenario::IMAGE_SIZE;
+    let image = serde_json::json!({"uri": uri, "width": w, "height": h});
+    serde_json::json!({
+        "task_type": "PRODUCT_DETECTION", "recipe": "DETECTION", "class_group": s.create.class_group,
+        "images": [image, image, image], "callback_url": callback,
+    })
+}

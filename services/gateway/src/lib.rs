@@ -305,3 +305,36 @@ pub(crate) fn accepted_pending(location: &str) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut documented: Vec<(String, String)> = paths
+            .iter()
+            .flat_map(|(p, ops)| ops.as_object().unwrap().keys().map(move |m| (m.clone(), p.clone())))
+            .collect();
+        let mut routed: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        documented.sort();
+        routed.sort();
+        assert_eq!(documented, routed);
+        // every reference resolves
+        let text = OPENAPI.to_owned();
+        for r in text.split("\"#/components/schemas/").skip(1) {
+            let name = &r[..r.find('"').unwrap()];
+            assert!(doc["components"]["schemas"].get(name).is_some(), "{name} is referenced but not defined");
+        }
+    }
+
+    #[test]
+    fn problems_carry_stable_codes_and_statuses() {
+        assert_eq!(Problem::rejected("version_conflict", "x").status, StatusCode::CONFLICT);
+        assert_eq!(Problem::rejected("invalid_box", "x").code, "invalid_box");
+        assert_eq!(Problem::rejected("something_new", "x").code, "rejected");
+        assert_eq!(Problem::task_not_found("t").status, StatusCode::NOT_FOUND);
+    }
+}
