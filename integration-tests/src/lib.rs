@@ -92,6 +92,12 @@ impl Leftovers {
         }
         out
     }
+
+    /// Every dead letter filed, in order.
+    pub fn dead_letters(&self) -> Vec<visionlog_codec::DeadLetter> {
+        let records = self.log.read(&self.topics.dead_letters, 0, 0, usize::MAX).expect("read dead letters");
+        records.iter().map(|r| self.codec.decode_dead_letter(&r.value).expect("a dead letter decodes")).collect()
+    }
 }
 
 /// The Kafka-protocol broker of a test: a real Apache Kafka when `KAFKA_BOOTSTRAP` names one,

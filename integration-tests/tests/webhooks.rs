@@ -1,0 +1,143 @@
+//! The webhook sink against a real local HTTP receiver that fails on purpose: every result is
+//! delivered at least once with a valid signature, retries carry the same idempotency key, a
+//! permanently failing endpoint ends in ReportFailed and a dead letter, and a callback URL
+//! pointing at a private address is refused.
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use visionlog_integration_tests::{Api, run_with_gateway, task_request};
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+struct Got {
+    path: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// A receiver on loopback: `/flaky` answers 503 to the first two tries of each idempotency
+/// key, then 200; `/down` always 500; anything else 200.
+fn receiver() -> (String, Arc<Mutex<Vec<Got>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let got: Arc<Mutex<Vec<Got>>> = Arc::default();
+    let log = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+                let mut headers = HashMap::new();
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    let h = h.trim_end();
+                    if h.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        headers.insert(k.trim().to_lowercase(), v.trim().to_owned());
+                    }
+                }
+                let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                let key = headers.get("idempotency-key").cloned().unwrap_or_default();
+                let status = {
+                    let mut log = log.lock().unwrap();
+                    let tries = log.iter().filter(|g| g.path == path && g.headers.get("idempotency-key") == Some(&key)).count();
+                    log.push(Got { path: path.clone(), headers, body });
+                    match path.as_str() {
+                        "/flaky" if tries < 2 => "503 Service Unavailable",
+                        "/down" => "500 Internal Server Error",
+                        _ => "200 OK",
+                    }
+                };
+                let _ = write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            });
+        }
+    });
+    (base, got)
+}
+
+fn types(api: &Api, task: &str) -> Vec<Value> {
+    api.get(&format!("/v1/tasks/{task}/events?limit=500"), "acme-token").body["events"].as_array().unwrap().clone()
+}
+
+#[test]
+fn results_reach_callbacks_signed_retried_and_dead_lettered() {
+    let (base, got) = receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let envs = [("VISIONLOG_WEBHOOK_ATTEMPTS", "3"), ("VISIONLOG_WEBHOOK_BACKOFF_MS", "200"), ("VISIONLOG_WEBHOOK_CONCURRENCY", "2")];
+    let (run, api) = run_with_gateway(dir.path(), 2, &envs);
+    let create = |key: &str, callback: &str| {
+        let body = task_request("store://images/none.png", Some(callback));
+        let a = api.call("POST", "/v1/tasks", Some("acme-token"), Some(&body.to_string()), &[("idempotency-key", key)]);
+        assert_eq!(a.status, 201, "{a:?}");
+        a.body["task_id"].as_str().unwrap().to_owned()
+    };
+    // the gateway refuses a private callback address that is not allow-listed (loopback is)
+    let body = task_request("store://images/none.png", Some("http://192.168.0.10/cb"));
+    let a = api.call("POST", "/v1/tasks", Some("acme-token"), Some(&body.to_string()), &[]);
+    assert_eq!((a.status, a.body["code"].as_str()), (422, Some("url_not_allowed")));
+
+    let flaky: Vec<String> = (0..4).map(|i| create(&format!("flaky-{i}"), &format!("{base}/flaky"))).collect();
+    let down = create("down", &format!("{base}/down"));
+    // the simulated operators annotate each task; its result goes to the callback
+    for task in &flaky {
+        api.wait_for(&format!("/v1/tasks/{task}/events?limit=500"), "acme-token", Duration::from_secs(60), |a| {
+            a.body["events"].as_array().is_some_and(|e| e.iter().any(|e| e["type"] == "TaskReported"))
+        });
+    }
+    api.wait_for(&format!("/v1/tasks/{down}/events?limit=500"), "acme-token", Duration::from_secs(60), |a| {
+        a.body["events"].as_array().is_some_and(|e| e.iter().any(|e| e["type"] == "ReportFailed" && e["event"]["last_attempt"] == true))
+    });
+    let got = got.lock().unwrap().clone();
+    let now_s = visionlog_journal::now_ms() / 1000;
+    for task in &flaky {
+        let key = format!("{task}:1");
+        let tries: Vec<&Got> = got.iter().filter(|g| g.headers.get("idempotency-key") == Some(&key)).collect();
+        assert_eq!(tries.len(), 3, "two 503s, then delivered: {task}");
+        for t in &tries {
+            let sig = &t.headers["visionlog-signature"];
+            assert!(visionlog_webhooks::verify(sig, "whsec-new", &t.body, now_s, 300), "signed with the current secret");
+            assert!(visionlog_webhooks::verify(sig, "whsec-old", &t.body, now_s, 300), "and the previous one");
+            assert!(!visionlog_webhooks::verify(sig, "whsec-other", &t.body, now_s, 300));
+            let payload: Value = serde_json::from_slice(&t.body).unwrap();
+            assert_eq!((payload["task_id"].as_str(), payload["revision"].as_u64()), (Some(task.as_str()), Some(1)));
+            assert!(!payload["objects"].as_array().unwrap().is_empty());
+        }
+        assert_eq!(tries.iter().map(|t| t.body.clone()).collect::<std::collections::HashSet<_>>().len(), 1, "the same body each try");
+        let evs = types(&api, task);
+        let failed: Vec<u64> = evs.iter().filter(|e| e["type"] == "ReportFailed").map(|e| e["event"]["attempt"].as_u64().unwrap()).collect();
+        assert_eq!(failed, [1, 2], "{task}");
+        let reported = evs.iter().find(|e| e["type"] == "TaskReported").unwrap();
+        assert_eq!((reported["event"]["attempt"].as_u64(), reported["event"]["status_code"].as_u64()), (Some(3), Some(200)));
+        let result = api.get(&format!("/v1/tasks/{task}/result"), "acme-token");
+        assert_eq!(result.body["reported"], true);
+    }
+    let down_tries = got.iter().filter(|g| g.path == "/down").count();
+    assert_eq!(down_tries, 3, "three tries, then no more");
+    let evs = types(&api, &down);
+    let failed: Vec<(u64, bool)> = evs
+        .iter()
+        .filter(|e| e["type"] == "ReportFailed")
+        .map(|e| (e["event"]["attempt"].as_u64().unwrap(), e["event"]["last_attempt"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(failed, [(1, false), (2, false), (3, true)]);
+    drop(run);
+    // the dead letter names the result that was not delivered
+    let leftovers = visionlog_integration_tests::Leftovers::open(dir.path());
+    let letters = leftovers.dead_letters();
+    let letter = letters.iter().find(|l| l.error_code == "webhook_failed").expect("a dead letter for the failed callback");
+    assert_eq!(letter.consumer, "webhooks");
+    assert!(letter.error_message.contains("500"), "{}", letter.error_message);
+}
