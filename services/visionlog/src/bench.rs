@@ -24,6 +24,8 @@ pub(crate) enum BenchCmd {
     Inference(crate::bench_inference::InferenceBench),
     /// Tiering MB/s against raw object-store puts of the same bytes; replay from cold vs hot.
     Tiering(crate::bench_tiering::TieringBench),
+    /// Task creates/s and p99 through the HTTP gateway, against a static endpoint of the same server.
+    Gateway(crate::bench_gateway::GatewayBench),
 }
 
 #[derive(clap::Args, Debug)]
@@ -96,6 +98,7 @@ pub(crate) fn run(backends: &Backends, cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Projections(b) => projections(backends, b),
         BenchCmd::Inference(b) => crate::bench_inference::run(b),
         BenchCmd::Tiering(b) => crate::bench_tiering::run(backends, b),
+        BenchCmd::Gateway(b) => crate::bench_gateway::run(backends, b),
     }
 }
 
