@@ -353,7 +353,14 @@ impl Api {
     }
 
     /// Sends a request; `token` as the bearer token, `body` as JSON text.
-    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>, headers: &[(&str, &str)]) -> Answer {
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let mut r = self.client.request(method.parse().expect("a method"), self.url(path));
         if let Some(t) = token {
             r = r.bearer_auth(t);
@@ -400,7 +407,13 @@ impl Api {
     }
 
     /// Polls `GET path` until `done` holds for the answer (at most `within`).
-    pub fn wait_for(&self, path: &str, token: &str, within: std::time::Duration, done: impl Fn(&Answer) -> bool) -> Answer {
+    pub fn wait_for(
+        &self,
+        path: &str,
+        token: &str,
+        within: std::time::Duration,
+        done: impl Fn(&Answer) -> bool,
+    ) -> Answer {
         let deadline = std::time::Instant::now() + within;
         loop {
             let a = self.get(path, token);

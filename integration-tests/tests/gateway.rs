@@ -109,7 +109,8 @@ fn the_http_api_end_to_end() {
     assert_eq!((evs.len(), evs[0]["type"].as_str(), evs[0]["version"].as_u64()), (2, Some("TaskCreated"), Some(1)));
     assert_eq!(page.body["next_after_version"], 2);
     let rest = api.get(&format!("/v1/tasks/{task}/events?after_version=2"), ACME);
-    let rest_types: Vec<&str> = rest.body["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let rest_types: Vec<&str> =
+        rest.body["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert!(rest_types.contains(&"AssistanceRequested"), "{rest_types:?}");
     let a = api.get(&format!("/v1/tasks/{task}/events?limit=many"), ACME);
     assert_eq!((a.status, code(&a)), (400, "invalid_query"));
@@ -153,7 +154,10 @@ fn the_http_api_end_to_end() {
     assert_eq!(view.body["images"].as_array().unwrap().len(), 3);
     assert_eq!(api.get(&format!("/v1/operator/tasks/{task}"), OTTO).body["step"], "taken");
     let img = api.call("GET", &format!("/v1/operator/tasks/{task}/images/0"), Some(ANNA), None, &[]);
-    assert_eq!((img.status, &img.headers["content-type"]), (200, &"image/png".parse::<reqwest::header::HeaderValue>().unwrap()));
+    assert_eq!(
+        (img.status, &img.headers["content-type"]),
+        (200, &"image/png".parse::<reqwest::header::HeaderValue>().unwrap())
+    );
     let a = api.get(&format!("/v1/operator/tasks/{task}/images/7"), ANNA);
     assert_eq!((a.status, code(&a)), (404, "no_such_image"));
     let a = api.post(&format!("/v1/operator/tasks/{task}/heartbeat"), ANNA, &json!({"session_id": session}));
@@ -190,7 +194,8 @@ fn the_http_api_end_to_end() {
     assert_eq!((objects[0]["class_id"].as_u64(), objects[0]["bbox"]["x"].as_f64()), (Some(3), Some(20.0)));
     assert_eq!(result.body["source"], "OPERATOR");
     let events = api.get(&format!("/v1/tasks/{task}/events?limit=500"), ACME);
-    let types: Vec<&str> = events.body["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let types: Vec<&str> =
+        events.body["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert!(types.ends_with(&["ObjectsAdded", "OperatorFinished", "TaskResultGenerated"]), "{types:?}");
     let by_anna = events.body["events"].as_array().unwrap().iter().filter(|e| e["actor"] == "operator:anna").count();
     assert_eq!(by_anna, 3, "assigned, added, finished by anna");
@@ -202,7 +207,11 @@ fn the_http_api_end_to_end() {
     let before = api.get(&format!("/v1/tasks/{task}/state?at_ms=1"), ACME);
     assert_eq!((before.status, code(&before)), (404, "no_state_then"));
     let summary = api.get(&format!("/v1/tasks/{task}"), ACME);
-    assert_eq!((summary.body["status"].as_str(), summary.body["objects"].as_u64()), (Some("result_generated"), Some(1)), "{summary:?}");
+    assert_eq!(
+        (summary.body["status"].as_str(), summary.body["objects"].as_u64()),
+        (Some("result_generated"), Some(1)),
+        "{summary:?}"
+    );
 
     // --- a lease that expires releases the task to the queue
     let second = create(&api, "order-2", &body);
@@ -216,7 +225,10 @@ fn the_http_api_end_to_end() {
     let evs = api.get(&format!("/v1/tasks/{task2}/events?limit=500"), ACME);
     let released = evs.body["events"].as_array().unwrap().iter().find(|e| e["type"] == "OperatorReleased").cloned();
     let released = released.expect("an OperatorReleased event");
-    assert_eq!((released["actor"].as_str(), released["event"]["reason"].as_str()), (Some("service:operator-manager"), Some("lease expired")));
+    assert_eq!(
+        (released["actor"].as_str(), released["event"]["reason"].as_str()),
+        (Some("service:operator-manager"), Some("lease expired"))
+    );
 
     // --- cancel
     let a = api.post(&format!("/v1/tasks/{task2}/cancel"), ACME, &json!({"reason": "not needed"}));
@@ -239,9 +251,14 @@ fn the_http_api_end_to_end() {
     assert_eq!((a.status, code(&a)), (409, "model_command_refused"), "{a:?}");
     let a = api.get(&format!("/v1/models/{group}"), BETA);
     assert_eq!((a.status, code(&a)), (404, "model_not_found"), "another tenant's model: {a:?}");
-    let a = api.get(&format!("/v1/models?customer=acme"), OPS);
+    let a = api.get("/v1/models?customer=acme", OPS);
     assert_eq!(a.body["models"].as_array().unwrap().len(), 1, "{a:?}");
-    let a = api.send_bytes(&format!("/v1/models/{group}/artifacts"), ACME, "application/octet-stream", b"not torchscript".to_vec());
+    let a = api.send_bytes(
+        &format!("/v1/models/{group}/artifacts"),
+        ACME,
+        "application/octet-stream",
+        b"not torchscript".to_vec(),
+    );
     assert_eq!((a.status, code(&a)), (422, "invalid_artifact"), "{a:?}");
     let a = api.get("/v1/models", ANNA);
     assert_eq!(a.status, 403);

@@ -51,7 +51,8 @@ fn an_operator_annotates_a_task_in_the_browser() {
     assert_eq!(seen["pending_after_reload"], "9 change(s) not sent", "the session survived the reload: {seen}");
     assert_eq!(seen["step_after"], "done", "the workflow moves on: {seen}");
 
-    let result = api.wait_for(&format!("/v1/tasks/{task}/result"), "acme-token", Duration::from_secs(30), |a| a.status == 200);
+    let result =
+        api.wait_for(&format!("/v1/tasks/{task}/result"), "acme-token", Duration::from_secs(30), |a| a.status == 200);
     let mut boxes: Vec<(u64, u64, f64, f64, f64, f64)> = result.body["objects"]
         .as_array()
         .unwrap()
@@ -71,7 +72,10 @@ fn an_operator_annotates_a_task_in_the_browser() {
     let events = api.get(&format!("/v1/tasks/{task}/events?limit=500"), "acme-token");
     let evs = events.body["events"].as_array().unwrap();
     let types: Vec<&str> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert!(types.ends_with(&["OperatorAssigned", "ObjectsAdded", "OperatorFinished", "TaskResultGenerated"]), "{types:?}");
+    assert!(
+        types.ends_with(&["OperatorAssigned", "ObjectsAdded", "OperatorFinished", "TaskResultGenerated"]),
+        "{types:?}"
+    );
     let added = evs.iter().find(|e| e["type"] == "ObjectsAdded").unwrap();
     assert_eq!(added["actor"], "operator:anna");
     assert_eq!(added["event"]["objects"].as_array().unwrap().len(), 3, "nine actions summarized into one AddObjects");

@@ -53,7 +53,8 @@ fn receiver() -> (String, Arc<Mutex<Vec<Got>>>) {
                 let key = headers.get("idempotency-key").cloned().unwrap_or_default();
                 let status = {
                     let mut log = log.lock().unwrap();
-                    let tries = log.iter().filter(|g| g.path == path && g.headers.get("idempotency-key") == Some(&key)).count();
+                    let tries =
+                        log.iter().filter(|g| g.path == path && g.headers.get("idempotency-key") == Some(&key)).count();
                     log.push(Got { path: path.clone(), headers, body });
                     match path.as_str() {
                         "/flaky" if tries < 2 => "503 Service Unavailable",
@@ -76,7 +77,11 @@ fn types(api: &Api, task: &str) -> Vec<Value> {
 fn results_reach_callbacks_signed_retried_and_dead_lettered() {
     let (base, got) = receiver();
     let dir = tempfile::tempdir().unwrap();
-    let envs = [("VISIONLOG_WEBHOOK_ATTEMPTS", "3"), ("VISIONLOG_WEBHOOK_BACKOFF_MS", "200"), ("VISIONLOG_WEBHOOK_CONCURRENCY", "2")];
+    let envs = [
+        ("VISIONLOG_WEBHOOK_ATTEMPTS", "3"),
+        ("VISIONLOG_WEBHOOK_BACKOFF_MS", "200"),
+        ("VISIONLOG_WEBHOOK_CONCURRENCY", "2"),
+    ];
     let (run, api) = run_with_gateway(dir.path(), 2, &envs);
     let create = |key: &str, callback: &str| {
         let body = task_request("store://images/none.png", Some(callback));
@@ -98,7 +103,9 @@ fn results_reach_callbacks_signed_retried_and_dead_lettered() {
         });
     }
     api.wait_for(&format!("/v1/tasks/{down}/events?limit=500"), "acme-token", Duration::from_secs(60), |a| {
-        a.body["events"].as_array().is_some_and(|e| e.iter().any(|e| e["type"] == "ReportFailed" && e["event"]["last_attempt"] == true))
+        a.body["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["type"] == "ReportFailed" && e["event"]["last_attempt"] == true))
     });
     let got = got.lock().unwrap().clone();
     let now_s = visionlog_journal::now_ms() / 1000;
@@ -108,19 +115,33 @@ fn results_reach_callbacks_signed_retried_and_dead_lettered() {
         assert_eq!(tries.len(), 3, "two 503s, then delivered: {task}");
         for t in &tries {
             let sig = &t.headers["visionlog-signature"];
-            assert!(visionlog_webhooks::verify(sig, "whsec-new", &t.body, now_s, 300), "signed with the current secret");
+            assert!(
+                visionlog_webhooks::verify(sig, "whsec-new", &t.body, now_s, 300),
+                "signed with the current secret"
+            );
             assert!(visionlog_webhooks::verify(sig, "whsec-old", &t.body, now_s, 300), "and the previous one");
             assert!(!visionlog_webhooks::verify(sig, "whsec-other", &t.body, now_s, 300));
             let payload: Value = serde_json::from_slice(&t.body).unwrap();
             assert_eq!((payload["task_id"].as_str(), payload["revision"].as_u64()), (Some(task.as_str()), Some(1)));
             assert!(!payload["objects"].as_array().unwrap().is_empty());
         }
-        assert_eq!(tries.iter().map(|t| t.body.clone()).collect::<std::collections::HashSet<_>>().len(), 1, "the same body each try");
+        assert_eq!(
+            tries.iter().map(|t| t.body.clone()).collect::<std::collections::HashSet<_>>().len(),
+            1,
+            "the same body each try"
+        );
         let evs = types(&api, task);
-        let failed: Vec<u64> = evs.iter().filter(|e| e["type"] == "ReportFailed").map(|e| e["event"]["attempt"].as_u64().unwrap()).collect();
+        let failed: Vec<u64> = evs
+            .iter()
+            .filter(|e| e["type"] == "ReportFailed")
+            .map(|e| e["event"]["attempt"].as_u64().unwrap())
+            .collect();
         assert_eq!(failed, [1, 2], "{task}");
         let reported = evs.iter().find(|e| e["type"] == "TaskReported").unwrap();
-        assert_eq!((reported["event"]["attempt"].as_u64(), reported["event"]["status_code"].as_u64()), (Some(3), Some(200)));
+        assert_eq!(
+            (reported["event"]["attempt"].as_u64(), reported["event"]["status_code"].as_u64()),
+            (Some(3), Some(200))
+        );
         let result = api.get(&format!("/v1/tasks/{task}/result"), "acme-token");
         assert_eq!(result.body["reported"], true);
     }
@@ -137,7 +158,8 @@ fn results_reach_callbacks_signed_retried_and_dead_lettered() {
     // the dead letter names the result that was not delivered
     let leftovers = visionlog_integration_tests::Leftovers::open(dir.path());
     let letters = leftovers.dead_letters();
-    let letter = letters.iter().find(|l| l.error_code == "webhook_failed").expect("a dead letter for the failed callback");
+    let letter =
+        letters.iter().find(|l| l.error_code == "webhook_failed").expect("a dead letter for the failed callback");
     assert_eq!(letter.consumer, "webhooks");
     assert!(letter.error_message.contains("500"), "{}", letter.error_message);
 }

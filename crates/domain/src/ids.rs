@@ -71,4 +71,3 @@ pub(crate) fn is_valid_id(s: &str, max: usize) -> bool {
         && s.len() <= max
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
-

@@ -268,7 +268,9 @@ mod tests {
     #[test]
     fn bad_files_are_refused() {
         assert!(Tenants::parse(r#"{"tenants": [{"id": "a", "tokenz": []}]}"#).is_err());
-        assert!(Tenants::parse(r#"{"tenants": [{"id": "a", "tokens": ["x"]}, {"id": "b", "tokens": ["x"]}]}"#).is_err());
+        assert!(
+            Tenants::parse(r#"{"tenants": [{"id": "a", "tokens": ["x"]}, {"id": "b", "tokens": ["x"]}]}"#).is_err()
+        );
         assert!(Tenants::parse(r#"{"tenants": [{"id": "a", "tokens": ["sha256:abc"]}]}"#).is_err());
         assert!(Tenants::parse(r#"{"tenants": [{"id": "a", "qc_per_mille": 1001}]}"#).is_err());
     }

@@ -32,7 +32,13 @@ pub fn expires_at(store: &dyn ReadStore, row: &QueueRow, lease: Duration) -> Res
 }
 
 /// Extends a session's lease to `until_ms`.
-pub fn extend(store: &dyn ReadStore, task_id: &str, session_id: &str, operator: &str, until_ms: i64) -> Result<(), StoreError> {
+pub fn extend(
+    store: &dyn ReadStore,
+    task_id: &str,
+    session_id: &str,
+    operator: &str,
+    until_ms: i64,
+) -> Result<(), StoreError> {
     let row = Row {
         partition: task_id.to_owned(),
         clustering: session_id.to_owned(),

@@ -32,7 +32,9 @@ fn customer(who: &Principal, q: &ModelQuery) -> ApiResult<String> {
         (Principal::Tenant(t), Some(c)) if c == t => Ok(t.clone()),
         (Principal::Tenant(_), Some(_)) => Err(Problem::new(StatusCode::NOT_FOUND, "model_not_found", "no such model")),
         (Principal::Admin(_), Some(c)) => Ok(c.clone()),
-        (Principal::Admin(_), None) => Err(Problem::bad_request("customer_required", "admins name the customer: ?customer=")),
+        (Principal::Admin(_), None) => {
+            Err(Problem::bad_request("customer_required", "admins name the customer: ?customer="))
+        }
         (Principal::Operator(_), _) => Err(Problem::forbidden("operators do not manage models")),
     }
 }
@@ -43,14 +45,21 @@ fn params(q: Result<Query<ModelQuery>, QueryRejection>) -> ApiResult<ModelQuery>
 
 fn answer(o: Outcome) -> ApiResult<Response> {
     match o {
-        Outcome::Appended(e, v) => Ok((StatusCode::OK, Json(json!({ "status": "appended", "stream_version": v, "event": format!("{e:?}") }))).into_response()),
+        Outcome::Appended(e, v) => {
+            Ok((StatusCode::OK, Json(json!({ "status": "appended", "stream_version": v, "event": format!("{e:?}") })))
+                .into_response())
+        }
         Outcome::Duplicate(v) => Ok(Json(json!({ "status": "duplicate", "stream_version": v })).into_response()),
         Outcome::Rejected(r) => Err(Problem::new(StatusCode::CONFLICT, "model_command_refused", r)),
     }
 }
 
 /// `GET /v1/models`: the caller's model streams.
-pub(crate) async fn list(gw: Gw, headers: HeaderMap, q: Result<Query<ModelQuery>, QueryRejection>) -> ApiResult<Json<Value>> {
+pub(crate) async fn list(
+    gw: Gw,
+    headers: HeaderMap,
+    q: Result<Query<ModelQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
     let gw = gw.0;
     let who = principal(&gw, &headers)?;
     let q = params(q)?;
@@ -102,7 +111,12 @@ pub(crate) async fn show(
     .await
 }
 
-async fn execute(gw: &std::sync::Arc<crate::Gateway>, key: ModelKey, command: ModelCommand, idem: Option<String>) -> ApiResult<Response> {
+async fn execute(
+    gw: &std::sync::Arc<crate::Gateway>,
+    key: ModelKey,
+    command: ModelCommand,
+    idem: Option<String>,
+) -> ApiResult<Response> {
     let o = gw
         .blocking(move |gw| {
             let id = match idem {
@@ -152,10 +166,18 @@ pub(crate) async fn register(
         .blocking(move |gw| {
             let group = visionlog_projector::queries::class_group(gw.store.as_ref(), &k.class_group)
                 .map_err(Problem::internal)?
-                .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "unknown_class_group", "no task has used this class group"))?;
+                .ok_or_else(|| {
+                    Problem::new(StatusCode::NOT_FOUND, "unknown_class_group", "no task has used this class group")
+                })?;
             let group_classes: Vec<u32> = group.classes.keys().copied().collect();
-            visionlog_inference::artifacts::import_detector(&gw.objects, &k.model_id(), bytes.to_vec(), classes, group_classes)
-                .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_artifact", e.to_string()))
+            visionlog_inference::artifacts::import_detector(
+                &gw.objects,
+                &k.model_id(),
+                bytes.to_vec(),
+                classes,
+                group_classes,
+            )
+            .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_artifact", e.to_string()))
         })
         .await?;
     let by = match &who {
@@ -188,7 +210,10 @@ pub(crate) async fn train(
     let q = params(q)?;
     let key = ModelKey::detector(&customer(&who, &q)?, &class_group);
     let req = body(req)?;
-    let c = ModelCommand::RequestTraining { by: format!("{who:?}"), reason: req.reason.unwrap_or_else(|| "asked over HTTP".into()) };
+    let c = ModelCommand::RequestTraining {
+        by: format!("{who:?}"),
+        reason: req.reason.unwrap_or_else(|| "asked over HTTP".into()),
+    };
     execute(&gw, key, c, idempotency(&headers)).await
 }
 
@@ -205,7 +230,9 @@ pub(crate) async fn promote(
     let q = params(q)?;
     let key = ModelKey::detector(&customer(&who, &q)?, &class_group);
     let req = body(req)?;
-    let version = req.version.ok_or_else(|| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "version is required"))?;
+    let version = req
+        .version
+        .ok_or_else(|| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "version is required"))?;
     let c = ModelCommand::Promote { version, reason: req.reason.unwrap_or_else(|| "promoted over HTTP".into()) };
     execute(&gw, key, c, idempotency(&headers)).await
 }

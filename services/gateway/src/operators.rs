@@ -42,7 +42,11 @@ pub(crate) struct QueueQuery {
 
 /// `GET /v1/operator/queue`: the tasks of the operator's teams' customers that need one of its
 /// skills, oldest first, with who holds each and until when.
-pub(crate) async fn queue(gw: Gw, headers: HeaderMap, q: Result<Query<QueueQuery>, QueryRejection>) -> ApiResult<Json<Value>> {
+pub(crate) async fn queue(
+    gw: Gw,
+    headers: HeaderMap,
+    q: Result<Query<QueueQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
     let gw = gw.0;
     let who = principal(&gw, &headers)?;
     let me = operator_of(&who)?.to_owned();
@@ -152,7 +156,11 @@ pub(crate) async fn task(gw: Gw, headers: HeaderMap, Path(task_id): Path<String>
 }
 
 /// `GET /v1/operator/tasks/{id}/images/{n}`: the task's photo (from the object store).
-pub(crate) async fn image(gw: Gw, headers: HeaderMap, Path((task_id, index)): Path<(String, usize)>) -> ApiResult<Response> {
+pub(crate) async fn image(
+    gw: Gw,
+    headers: HeaderMap,
+    Path((task_id, index)): Path<(String, usize)>,
+) -> ApiResult<Response> {
     let gw = gw.0;
     let who = principal(&gw, &headers)?;
     operator_of(&who)?;
@@ -161,10 +169,9 @@ pub(crate) async fn image(gw: Gw, headers: HeaderMap, Path((task_id, index)): Pa
         let Some(TaskEvent::TaskCreated(created)) = history.first().map(|r| &r.event) else {
             return Err(Problem::task_not_found(&task_id));
         };
-        let image = created
-            .images
-            .get(index)
-            .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "no_such_image", format!("the task has no image {index}")))?;
+        let image = created.images.get(index).ok_or_else(|| {
+            Problem::new(StatusCode::NOT_FOUND, "no_such_image", format!("the task has no image {index}"))
+        })?;
         let key = visionlog_objects::key_of_uri(&image.uri).map_err(|e| {
             Problem::new(StatusCode::NOT_FOUND, "image_not_stored", format!("{e}: open {} yourself", image.uri))
         })?;
@@ -172,7 +179,8 @@ pub(crate) async fn image(gw: Gw, headers: HeaderMap, Path((task_id, index)): Pa
             .objects
             .get(key, visionlog_projector::extractor::MAX_IMAGE_BYTES)
             .map_err(|e| Problem::new(StatusCode::NOT_FOUND, "image_unreadable", e.to_string()))?;
-        Ok(([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "private, max-age=3600")], bytes).into_response())
+        Ok(([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "private, max-age=3600")], bytes)
+            .into_response())
     })
     .await
 }
@@ -229,10 +237,16 @@ pub(crate) struct SessionRef {
 fn my_session(history: &[TaskRecord], me: &str, session_id: &str) -> ApiResult<u64> {
     let s = visionlog_journal::state_as_of(history, None, None);
     match s.state.as_ref().map(|t| &t.stage) {
-        Some(Stage::InSession { operator, session_id: open, .. }) if operator.as_str() == me && open.as_str() == session_id => {
+        Some(Stage::InSession { operator, session_id: open, .. })
+            if operator.as_str() == me && open.as_str() == session_id =>
+        {
             Ok(s.version)
         }
-        _ => Err(Problem::new(StatusCode::CONFLICT, "not_your_session", "the task is not in this session of yours (the lease may have expired)")),
+        _ => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "not_your_session",
+            "the task is not in this session of yours (the lease may have expired)",
+        )),
     }
 }
 
@@ -331,7 +345,8 @@ pub(crate) async fn session(
         .collect();
     let summary = summarize(&initial, &req.actions)
         .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_session", e.to_string()))?;
-    let counts = json!({ "removed": summary.removed.len(), "added": summary.added.len(), "labeled": summary.labeled.len() });
+    let counts =
+        json!({ "removed": summary.removed.len(), "added": summary.added.len(), "labeled": summary.labeled.len() });
     let session_id = SessionId(req.session_id.clone());
     let mut commands = summary.into_commands(&session_id);
     if req.finish {
@@ -354,6 +369,6 @@ pub(crate) async fn session(
     if response.status() != StatusCode::OK {
         return Ok(response);
     }
-    Ok(Json(json!({ "status": "accepted", "commands": sent, "summary": counts, "actions": req.actions.len() })).into_response())
+    Ok(Json(json!({ "status": "accepted", "commands": sent, "summary": counts, "actions": req.actions.len() }))
+        .into_response())
 }
-

@@ -105,7 +105,10 @@ pub(crate) async fn create(
         Some(v) => {
             let k = v.to_str().unwrap_or("");
             if k.is_empty() || k.len() > 200 {
-                return Err(Problem::bad_request("invalid_idempotency_key", "Idempotency-Key: 1 to 200 visible characters"));
+                return Err(Problem::bad_request(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key: 1 to 200 visible characters",
+                ));
             }
             k.to_owned()
         }
@@ -248,9 +251,8 @@ pub(crate) async fn stream(
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
     let gw2 = gw.clone();
     tokio::task::spawn_blocking(move || tail(&gw2, &task_id, history, after, tx));
-    let events = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
-    });
+    let events =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx)) });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))).into_response())
 }
 
@@ -344,9 +346,8 @@ pub(crate) async fn result(gw: Gw, headers: HeaderMap, Path(task_id): Path<Strin
         }) else {
             return Err(Problem::new(StatusCode::NOT_FOUND, "no_result", "the task has no result yet"));
         };
-        let reported = history
-            .iter()
-            .any(|h| matches!(&h.event, TaskEvent::TaskReported(t) if t.revision == e.revision));
+        let reported =
+            history.iter().any(|h| matches!(&h.event, TaskEvent::TaskReported(t) if t.revision == e.revision));
         Ok(Json(json!({
             "task_id": task_id, "revision": e.revision, "version": r.envelope.version,
             "recorded_at_ms": r.envelope.recorded_at_ms, "source": e.source, "model": e.model,
@@ -398,7 +399,11 @@ pub(crate) fn decided(sent: Sent, location: &str) -> ApiResult<Response> {
 
 /// `POST /v1/images` (a PNG body): stores a photo for the tenant's tasks; answers the
 /// `store://` URI and the size to put in a task.
-pub(crate) async fn upload_image(gw: Gw, headers: HeaderMap, bytes: Result<Bytes, axum::extract::rejection::BytesRejection>) -> ApiResult<Response> {
+pub(crate) async fn upload_image(
+    gw: Gw,
+    headers: HeaderMap,
+    bytes: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<Response> {
     let gw = gw.0;
     let who = principal(&gw, &headers)?;
     let tenant = tenant_of(&who)?.to_owned();
@@ -418,4 +423,3 @@ pub(crate) async fn upload_image(gw: Gw, headers: HeaderMap, bytes: Result<Bytes
     let body = json!({ "uri": format!("store://{key}"), "width": image.width, "height": image.height });
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
-

@@ -24,6 +24,9 @@ pub(crate) struct GatewayBench {
     json: bool,
 }
 
+/// One request of a client (its number given): whether it succeeded.
+type Request = Arc<dyn Fn(&reqwest::blocking::Client, usize) -> bool + Send + Sync>;
+
 /// What one endpoint did under load.
 struct Load {
     requests: usize,
@@ -34,14 +37,15 @@ struct Load {
 }
 
 /// `clients` threads send `request(i)` for `seconds`; latencies of the successful ones.
-fn load(b: &GatewayBench, request: Arc<dyn Fn(&reqwest::blocking::Client, usize) -> bool + Send + Sync>) -> Load {
+fn load(b: &GatewayBench, request: Request) -> Load {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let threads: Vec<_> = (0..b.clients)
         .map(|c| {
             let (stop, request) = (stop.clone(), request.clone());
             std::thread::spawn(move || {
-                let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().expect("a client");
+                let client =
+                    reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().expect("a client");
                 let (mut lat, mut errors, mut i) = (Vec::new(), 0, 0);
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
@@ -66,14 +70,18 @@ fn load(b: &GatewayBench, request: Arc<dyn Fn(&reqwest::blocking::Client, usize)
     }
     let elapsed = started.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
-    let at = |q: f64| lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0.0);
+    let at =
+        |q: f64| lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0.0);
     Load { requests: lat.len(), errors, per_s: lat.len() as f64 / elapsed, p50_ms: at(0.5), p99_ms: at(0.99) }
 }
 
 pub(crate) fn run(backends: &Backends, b: &GatewayBench) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let tenants = dir.path().join("tenants.json");
-    std::fs::write(&tenants, json!({ "tenants": [{ "id": "bench", "tokens": ["bench-token"], "qc_per_mille": 0 }] }).to_string())?;
+    std::fs::write(
+        &tenants,
+        json!({ "tenants": [{ "id": "bench", "tokens": ["bench-token"], "qc_per_mille": 0 }] }).to_string(),
+    )?;
     let mut bk = backends.clone();
     bk.data_dir = dir.path().join("data");
     bk.tenants = Some(tenants);
@@ -85,7 +93,8 @@ pub(crate) fn run(backends: &Backends, b: &GatewayBench) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let health = crate::health::Health::start(None, rt.log.clone(), stop.clone())?;
     // the aggregator decides the creates; nothing else runs, so the gateway's path is measured
-    let threads = crate::runtime::spawn(&rt, &[Service::Aggregator], &stop, 0, &crate::runtime::trainer_config(), &health);
+    let threads =
+        crate::runtime::spawn(&rt, &[Service::Aggregator], &stop, 0, &crate::runtime::trainer_config(), &health);
     let server = crate::gateway::start(&rt, "127.0.0.1:0".parse()?, &stop)?;
     let addr = server.addr;
     let body = json!({
@@ -95,7 +104,7 @@ pub(crate) fn run(backends: &Backends, b: &GatewayBench) -> anyhow::Result<()> {
     })
     .to_string();
     let url = format!("http://{addr}/v1/tasks");
-    let create: Arc<dyn Fn(&reqwest::blocking::Client, usize) -> bool + Send + Sync> = Arc::new(move |c, i| {
+    let create: Request = Arc::new(move |c, i| {
         c.post(&url)
             .bearer_auth("bench-token")
             .header("content-type", "application/json")
@@ -105,8 +114,7 @@ pub(crate) fn run(backends: &Backends, b: &GatewayBench) -> anyhow::Result<()> {
             .is_ok_and(|r| r.status().as_u16() == 201)
     });
     let ping_url = format!("http://{addr}/v1/ping");
-    let ping: Arc<dyn Fn(&reqwest::blocking::Client, usize) -> bool + Send + Sync> =
-        Arc::new(move |c, _| c.get(&ping_url).send().is_ok_and(|r| r.status().is_success()));
+    let ping: Request = Arc::new(move |c, _| c.get(&ping_url).send().is_ok_and(|r| r.status().is_success()));
     // the baseline first, then the creates
     let baseline = load(b, ping);
     let creates = load(b, create);

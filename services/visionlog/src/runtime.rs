@@ -118,20 +118,7 @@ impl Runtime {
         });
         let guard = visionlog_netguard::UrlGuard::from_env().map_err(anyhow::Error::msg)?;
         tracing::info!(log = log_url, store = store_url, partitions = topics.partitions, "backends open");
-        Ok(Self {
-            log,
-            hot,
-            log_url,
-            codec,
-            store,
-            objects,
-            topics,
-            bus,
-            registry,
-            tenants,
-            guard,
-            _broker: broker,
-        })
+        Ok(Self { log, hot, log_url, codec, store, objects, topics, bus, registry, tenants, guard, _broker: broker })
     }
 }
 
@@ -269,10 +256,17 @@ impl Service {
                         Arc::new(move |customer| tenants.webhook_secrets(customer).to_vec());
                     let (log, codec, topics) = (log.clone(), codec.clone(), topics.clone());
                     let history = Box::new(move |task: &str| {
-                        visionlog_journal::task_events(log.as_ref(), &codec, &topics, task, 0).map_err(|e| e.to_string())
+                        visionlog_journal::task_events(log.as_ref(), &codec, &topics, task, 0)
+                            .map_err(|e| e.to_string())
                     });
                     let config = visionlog_webhooks::WebhookConfig::from_env();
-                    Box::new(visionlog_webhooks::WebhookSink::new(bus.clone(), guard.clone(), config, secrets, history)?)
+                    Box::new(visionlog_webhooks::WebhookSink::new(
+                        bus.clone(),
+                        guard.clone(),
+                        config,
+                        secrets,
+                        history,
+                    )?)
                 }
                 Service::Operators => {
                     let store = store.clone();

@@ -45,6 +45,12 @@ pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// A tenant's signing secrets, newest first.
 pub type Secrets = Arc<dyn Fn(&str) -> Vec<String> + Send + Sync>;
 
+/// Reads a task's events from the journal (for a task whose creation the sink has not seen).
+pub type History = Box<dyn Fn(&str) -> Result<Vec<visionlog_journal::TaskRecord>, String> + Send>;
+
+/// A result the sink may have to deliver again: revision, body, and its (partition, offset).
+type LatestResult = (u32, Arc<Vec<u8>>, (u32, u64));
+
 /// Tries, backoff, timeouts and limits.
 #[derive(Clone, Debug)]
 pub struct WebhookConfig {
@@ -141,7 +147,8 @@ pub fn verify(header: &str, secret: &str, body: &[u8], now_s: i64, tolerance_s: 
     let expected = sign(&[secret.to_owned()], t, body);
     let want = expected.rsplit("v1=").next().unwrap_or("");
     // constant-time comparison of equal-length hex strings
-    sigs.iter().any(|s| s.len() == want.len() && s.bytes().zip(want.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0)
+    sigs.iter()
+        .any(|s| s.len() == want.len() && s.bytes().zip(want.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0)
 }
 
 /// One delivery try.
@@ -166,7 +173,7 @@ struct Known {
     callback: Option<String>,
     latest_revision: u32,
     /// The latest result's body and place, for retries.
-    result: Option<(u32, Arc<Vec<u8>>, (u32, u64))>,
+    result: Option<LatestResult>,
 }
 
 /// Tasks remembered before the memory is cleared (the journal answers after that).
@@ -176,7 +183,7 @@ const MAX_KNOWN: usize = 100_000;
 pub struct WebhookSink {
     shared: Arc<Shared>,
     known: HashMap<String, Known>,
-    history: Box<dyn Fn(&str) -> Result<Vec<visionlog_journal::TaskRecord>, String> + Send>,
+    history: History,
 }
 
 struct Shared {
@@ -209,7 +216,7 @@ impl WebhookSink {
         guard: UrlGuard,
         config: WebhookConfig,
         secrets: Secrets,
-        history: Box<dyn Fn(&str) -> Result<Vec<visionlog_journal::TaskRecord>, String> + Send>,
+        history: History,
     ) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
