@@ -22,15 +22,17 @@ fi
 rendered=$("$helm" template visionlog helm/visionlog)
 validate <<<"$rendered"
 # every service of the binary is a Deployment; the GPU ones ask for a GPU, the others do not
-for service in aggregator executor projector inference trainer tiering exporter; do
+for service in gateway webhooks aggregator executor projector inference trainer tiering exporter; do
     grep -q "^  name: visionlog-$service$" <<<"$rendered" || fail "the chart renders no Deployment for $service"
 done
 [ "$(grep -c 'nvidia.com/gpu: 1' <<<"$rendered")" = 2 ] || fail "inference and trainer should each ask for one GPU"
 grep -q 'kind: HorizontalPodAutoscaler' <<<"$rendered" || fail "no HorizontalPodAutoscaler"
+grep -q '^  name: visionlog-gateway$' <<<"$(grep -A3 '^kind: Service$' <<<"$rendered")" || fail "no Service in front of the gateway"
+[ "$(grep -c '^kind: HorizontalPodAutoscaler' <<<"$rendered")" = 2 ] || fail "inference and the gateway should each have an HPA"
 # other values: GPUs off, autoscaling everywhere, an existing secret, telemetry on
 "$helm" template visionlog helm/visionlog \
     --set services.inference.gpu.enabled=false --set services.trainer.gpu.enabled=false \
-    --set services.executor.autoscaling.enabled=true --set secrets.existingSecret=creds \
+    --set services.executor.autoscaling.enabled=true --set secrets.existingSecret=creds --set tenants.existingSecret=tenants \
     --set telemetry.otlpEndpoint=http://otel-collector:4318 | validate
 # values.schema.json refuses what would render a broken release
 for bad in backends.partitions=0 backends.scylla=cassandra://x backends.kafkaBootstrap=kafka \
