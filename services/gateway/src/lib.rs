@@ -275,6 +275,11 @@ impl Server {
             runtime.spawn(reaper.run());
             let app = router(gw);
             let result = runtime.block_on(async move {
+                // small answers go out at once (no Nagle delay behind a client's delayed ACK)
+                use axum::serve::ListenerExt;
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async move {
                         while !stop.load(Ordering::Relaxed) {

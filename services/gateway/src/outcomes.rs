@@ -7,14 +7,15 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use visionlog_codec::{Codec, Outcome};
 use visionlog_journal::Topics;
 use visionlog_log::EventLog;
 
-type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Outcome>>>>;
+/// The waits by command id, and a signal that wakes an idle reader when one is registered.
+type Waiters = Arc<(Mutex<HashMap<String, oneshot::Sender<Outcome>>>, Condvar)>;
 
 /// The shared outcome reader.
 #[derive(Clone)]
@@ -38,7 +39,7 @@ impl Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if let Ok(mut w) = self.waiters.lock() {
+        if let Ok(mut w) = self.waiters.0.lock() {
             w.remove(&self.command_id);
         }
     }
@@ -74,16 +75,19 @@ impl Outcomes {
                             *next = r.offset + 1;
                             read_any = true;
                             let Ok(outcome) = codec.decode_outcome(&r.value) else { continue };
-                            let waiter = w.lock().ok().and_then(|mut w| w.remove(&outcome.command_id));
+                            let waiter = w.0.lock().ok().and_then(|mut w| w.remove(&outcome.command_id));
                             if let Some(tx) = waiter {
                                 let _ = tx.send(outcome);
                             }
                         }
                     }
                     if !read_any {
-                        // quick while someone waits, lazy while nobody does
-                        let waiting = w.lock().map(|w| !w.is_empty()).unwrap_or(true);
-                        std::thread::sleep(Duration::from_millis(if waiting { 2 } else { 50 }));
+                        // poll quickly while someone waits; while nobody does, sleep until a
+                        // registration wakes the reader (or 50 ms pass)
+                        let (lock, wake) = &*w;
+                        let Ok(waiting) = lock.lock() else { return };
+                        let idle = if waiting.is_empty() { 50 } else { 2 };
+                        let _ = wake.wait_timeout(waiting, Duration::from_millis(idle));
                     }
                 }
             })
@@ -94,7 +98,8 @@ impl Outcomes {
     /// Registers a wait for `command_id`'s outcome; send the command after this.
     pub fn register(&self, command_id: &str) -> Pending {
         let (tx, rx) = oneshot::channel();
-        self.waiters.lock().expect("outcome waiters").insert(command_id.to_owned(), tx);
+        self.waiters.0.lock().expect("outcome waiters").insert(command_id.to_owned(), tx);
+        self.waiters.1.notify_one();
         Pending { rx, waiters: self.waiters.clone(), command_id: command_id.to_owned() }
     }
 }
