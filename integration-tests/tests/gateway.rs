@@ -85,6 +85,10 @@ fn the_http_api_end_to_end() {
         assert_eq!((a.status, code(&a)), (422, "url_not_allowed"), "{private}: {a:?}");
         assert_eq!(a.body["reason"], "private_address");
     }
+    let mut private_image = body.clone();
+    private_image["images"][1]["uri"] = json!("http://10.1.2.3/shelf.png");
+    let a = create(&api, "order-image", &private_image);
+    assert_eq!((a.status, code(&a)), (422, "url_not_allowed"), "an image URL is guarded too: {a:?}");
     let a = api.post("/v1/tasks", ANNA, &body);
     assert_eq!((a.status, code(&a)), (403, "forbidden"));
 
@@ -181,6 +185,16 @@ fn the_http_api_end_to_end() {
         &json!({"session_id": session, "base_version": base, "actions": [{"op": "remove", "object_id": "nope"}]}),
     );
     assert_eq!((bad.status, code(&bad)), (422, "invalid_session"), "{bad:?}");
+    // a box outside its image: refused whole, nothing applied (decided in the gateway first)
+    let outside = api.post(
+        &format!("/v1/operator/tasks/{task}/session"),
+        ANNA,
+        &json!({"session_id": session, "base_version": base, "actions": [
+            {"op": "add", "object_id": "fine", "image": 0, "bbox": bbox(10.0)},
+            {"op": "add", "object_id": "off", "image": 0, "bbox": bbox(600.0)},
+        ]}),
+    );
+    assert_eq!((outside.status, code(&outside)), (422, "invalid_box"), "{outside:?}");
     let sent = api.post(
         &format!("/v1/operator/tasks/{task}/session"),
         ANNA,

@@ -7,6 +7,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use visionlog_integration_tests::{Api, run_with_gateway, task_request};
@@ -19,8 +20,12 @@ struct Got {
     body: Vec<u8>,
 }
 
+/// The most requests the receiver held at once.
+static MOST_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
 /// A receiver on loopback: `/flaky` answers 503 to the first two tries of each idempotency
-/// key, then 200; `/down` always 500; anything else 200.
+/// key, then 200; `/down` always 500; anything else 200. Each answer takes 100 ms.
 fn receiver() -> (String, Arc<Mutex<Vec<Got>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -31,6 +36,9 @@ fn receiver() -> (String, Arc<Mutex<Vec<Got>>>) {
             let Ok(mut stream) = stream else { continue };
             let log = log.clone();
             std::thread::spawn(move || {
+                let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
+                MOST_IN_FLIGHT.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(100));
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut line = String::new();
                 reader.read_line(&mut line).unwrap();
@@ -62,6 +70,7 @@ fn receiver() -> (String, Arc<Mutex<Vec<Got>>>) {
                         _ => "200 OK",
                     }
                 };
+                IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
                 let _ = write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
             });
         }
@@ -145,6 +154,9 @@ fn results_reach_callbacks_signed_retried_and_dead_lettered() {
         let result = api.get(&format!("/v1/tasks/{task}/result"), "acme-token");
         assert_eq!(result.body["reported"], true);
     }
+    // one endpoint (host and port): at most VISIONLOG_WEBHOOK_CONCURRENCY requests at once
+    let most = MOST_IN_FLIGHT.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&most), "{most} requests in flight to one endpoint");
     let down_tries = got.iter().filter(|g| g.path == "/down").count();
     assert_eq!(down_tries, 3, "three tries, then no more");
     let evs = types(&api, &down);

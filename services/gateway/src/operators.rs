@@ -337,7 +337,9 @@ pub(crate) async fn session(
             format!("the task is at version {version}, the session started from {}", req.base_version),
         ));
     }
-    let task = visionlog_journal::state_as_of(&history, None, None).state.expect("a session's task exists");
+    let Some(task) = visionlog_journal::state_as_of(&history, None, None).state else {
+        return Err(Problem::task_not_found(&task_id));
+    };
     let initial: BTreeMap<ObjectId, SessionObject> = task
         .objects
         .iter()
@@ -354,6 +356,18 @@ pub(crate) async fn session(
     }
     if commands.is_empty() {
         return Ok(Json(json!({ "status": "nothing to send", "version": version })).into_response());
+    }
+    // decided here first by the same pure rules the aggregator applies, so a session with a box
+    // outside its image is refused whole instead of half applied
+    let actor: Actor = format!("operator:{me}").parse().map_err(|e: String| Problem::forbidden(e))?;
+    let limits = Limits::default();
+    let ctx = DecideContext { actor: &actor, limits: &limits };
+    let mut state: TaskState = Some(task);
+    for c in &commands {
+        match decide(&state, c, &ctx) {
+            Ok(events) => state = events.iter().fold(state, |s, e| evolve(s, e)),
+            Err(r) => return Err(Problem::rejected(r.code(), &r.to_string()).with(json!({ "command": c.type_name() }))),
+        }
     }
     let tenant = history[0].envelope.tenant.clone();
     let batch: Vec<_> = commands

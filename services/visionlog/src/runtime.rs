@@ -216,8 +216,18 @@ impl Service {
     fn work(self, rt: &Runtime, operators: usize) -> Arc<Work> {
         let (log, codec, topics, store, bus) =
             (rt.log.clone(), rt.codec.clone(), rt.topics.clone(), rt.store.clone(), rt.bus.clone());
-        let (objects, registry, tenants, guard) =
-            (rt.objects.clone(), rt.registry.clone(), rt.tenants.clone(), rt.guard.clone());
+        let (objects, registry, tenants) = (rt.objects.clone(), rt.registry.clone(), rt.tenants.clone());
+        // one delivery engine per process: the per-endpoint limits hold across its partitions
+        let deliveries = if self == Service::Webhooks {
+            let tenants = tenants.clone();
+            let secrets: visionlog_webhooks::Secrets =
+                Arc::new(move |customer| tenants.webhook_secrets(customer).to_vec());
+            let config = visionlog_webhooks::WebhookConfig::from_env();
+            let engine = visionlog_webhooks::Deliveries::new(bus.clone(), rt.guard.clone(), config, secrets);
+            Some(engine.expect("starting the webhook delivery runtime"))
+        } else {
+            None
+        };
         if self == Service::Projector {
             let ctx = rt.projector_context();
             return Arc::new(move |p, stop: &AtomicBool| Ok(visionlog_projector::run_partition(&ctx, p, stop)?));
@@ -251,22 +261,13 @@ impl Service {
                     Box::new(visionlog_executor::Executor::new(bus.clone(), qc))
                 }
                 Service::Webhooks => {
-                    let tenants = tenants.clone();
-                    let secrets: visionlog_webhooks::Secrets =
-                        Arc::new(move |customer| tenants.webhook_secrets(customer).to_vec());
                     let (log, codec, topics) = (log.clone(), codec.clone(), topics.clone());
                     let history = Box::new(move |task: &str| {
                         visionlog_journal::task_events(log.as_ref(), &codec, &topics, task, 0)
                             .map_err(|e| e.to_string())
                     });
-                    let config = visionlog_webhooks::WebhookConfig::from_env();
-                    Box::new(visionlog_webhooks::WebhookSink::new(
-                        bus.clone(),
-                        guard.clone(),
-                        config,
-                        secrets,
-                        history,
-                    )?)
+                    let deliveries = deliveries.clone().expect("made for the webhooks service");
+                    Box::new(visionlog_webhooks::WebhookSink::new(deliveries, history))
                 }
                 Service::Operators => {
                     let store = store.clone();

@@ -12,7 +12,8 @@
 //!   try is driven by the `ReportFailed` event, so retries survive a restart. After the last
 //!   try the result is dead-lettered.
 //! - **Bounded**: at most [`WebhookConfig::per_endpoint`] requests in flight per endpoint
-//!   (scheme, host, port), so one slow receiver cannot take every connection.
+//!   (scheme, host, port) and process ([`Deliveries`] is shared by the partitions' sinks), so
+//!   one slow receiver cannot take every connection.
 //! - **Guarded**: the URL is checked by the SSRF guard ([`visionlog_netguard`]) at every try
 //!   and the request goes to the addresses it checked; redirects are not followed.
 //!
@@ -179,22 +180,50 @@ struct Known {
 /// Tasks remembered before the memory is cleared (the journal answers after that).
 const MAX_KNOWN: usize = 100_000;
 
-/// The sink: an [`EventHandler`] for the `webhooks` group.
+/// The sink: an [`EventHandler`] for the `webhooks` group, one per partition, all of a process
+/// delivering through one [`Deliveries`].
 pub struct WebhookSink {
-    shared: Arc<Shared>,
+    deliveries: Arc<Deliveries>,
+    /// This partition's deliveries not yet recorded: its position is not committed past them.
+    in_flight: Arc<AtomicUsize>,
     known: HashMap<String, Known>,
     history: History,
 }
 
-struct Shared {
+/// The delivery engine of a process: its own runtime, and the per-endpoint limits every
+/// partition's sink shares.
+pub struct Deliveries {
+    inner: Arc<Inner>,
+    /// Dropped from the thread that drops the engine, never from one of its own tasks.
+    runtime: tokio::runtime::Runtime,
+}
+
+struct Inner {
     bus: CommandBus,
     guard: UrlGuard,
     config: WebhookConfig,
     secrets: Secrets,
-    runtime: tokio::runtime::Runtime,
     endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
-    in_flight: AtomicUsize,
     latest: Mutex<HashMap<String, u32>>,
+}
+
+impl Deliveries {
+    /// An engine that sends through `bus`, guarded by `guard`, signing with `secrets`.
+    pub fn new(
+        bus: CommandBus,
+        guard: UrlGuard,
+        config: WebhookConfig,
+        secrets: Secrets,
+    ) -> std::io::Result<Arc<Self>> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("webhooks")
+            .enable_all()
+            .build()?;
+        let inner =
+            Arc::new(Inner { bus, guard, config, secrets, endpoints: Mutex::default(), latest: Mutex::default() });
+        Ok(Arc::new(Self { inner, runtime }))
+    }
 }
 
 /// The payload of a result.
@@ -209,31 +238,10 @@ fn payload(task_id: &str, tenant: &str, at: &EventEnvelope, e: &TaskResultGenera
 }
 
 impl WebhookSink {
-    /// A sink that sends through `bus`, guarded by `guard`, signing with `secrets`; `history`
-    /// reads a task's events when the sink has not seen its creation (after a restart).
-    pub fn new(
-        bus: CommandBus,
-        guard: UrlGuard,
-        config: WebhookConfig,
-        secrets: Secrets,
-        history: History,
-    ) -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("webhooks")
-            .enable_all()
-            .build()?;
-        let shared = Arc::new(Shared {
-            bus,
-            guard,
-            config,
-            secrets,
-            runtime,
-            endpoints: Mutex::default(),
-            in_flight: AtomicUsize::new(0),
-            latest: Mutex::default(),
-        });
-        Ok(Self { shared, known: HashMap::new(), history })
+    /// A partition's sink delivering through `deliveries`; `history` reads a task's events when
+    /// the sink has not seen its creation (after a restart).
+    pub fn new(deliveries: Arc<Deliveries>, history: History) -> Self {
+        Self { deliveries, in_flight: Arc::default(), known: HashMap::new(), history }
     }
 
     /// What the sink knows of a task, from memory or from the journal.
@@ -252,11 +260,11 @@ impl WebhookSink {
     }
 
     fn start(&self, job: Job) {
-        let shared = self.shared.clone();
-        shared.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.shared.runtime.spawn(async move {
-            deliver(&shared, job).await;
-            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let (inner, in_flight) = (self.deliveries.inner.clone(), self.in_flight.clone());
+        in_flight.fetch_add(1, Ordering::SeqCst);
+        self.deliveries.runtime.spawn(async move {
+            deliver(&inner, job).await;
+            in_flight.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }
@@ -293,13 +301,13 @@ impl EventHandler for WebhookSink {
         let next = match e.event {
             TaskEvent::TaskResultGenerated(r) => Some((r.revision, 1, Duration::ZERO)),
             TaskEvent::ReportFailed(f) if !f.last_attempt && f.revision == k.latest_revision => {
-                Some((f.revision, f.attempt + 1, self.shared.config.backoff(f.attempt)))
+                Some((f.revision, f.attempt + 1, self.deliveries.inner.config.backoff(f.attempt)))
             }
             _ => None,
         };
         let Some((revision, attempt, delay)) = next else { return Ok(()) };
         let Some((rev, body, at)) = k.result.clone().filter(|(rev, ..)| *rev == revision) else { return Ok(()) };
-        self.shared.latest.lock().expect("latest revisions").insert(env.task_id.clone(), k.latest_revision);
+        self.deliveries.inner.latest.lock().expect("latest revisions").insert(env.task_id.clone(), k.latest_revision);
         self.start(Job {
             task_id: env.task_id.clone(),
             tenant: env.tenant.clone(),
@@ -315,7 +323,7 @@ impl EventHandler for WebhookSink {
     }
 
     fn holding(&self) -> bool {
-        self.shared.in_flight.load(Ordering::SeqCst) > 0
+        self.in_flight.load(Ordering::SeqCst) > 0
     }
 }
 
@@ -328,7 +336,7 @@ enum Tried {
     Final(Option<u16>, String),
 }
 
-async fn deliver(shared: &Arc<Shared>, job: Job) {
+async fn deliver(shared: &Arc<Inner>, job: Job) {
     tokio::time::sleep(job.delay).await;
     let endpoint = endpoint_of(&job.url);
     let permits = shared
@@ -370,7 +378,7 @@ fn endpoint_of(url: &str) -> String {
     }
 }
 
-async fn try_once(shared: &Arc<Shared>, job: &Job) -> Tried {
+async fn try_once(shared: &Arc<Inner>, job: &Job) -> Tried {
     let guard = shared.guard.clone();
     let url = job.url.clone();
     let checked = match tokio::task::spawn_blocking(move || guard.check(&url)).await {
@@ -422,7 +430,7 @@ async fn try_once(shared: &Arc<Shared>, job: &Job) -> Tried {
 
 /// Records the try on the task, and dead-letters the result after the last failed one.
 fn record(
-    shared: &Shared,
+    shared: &Inner,
     job: &Job,
     delivered: bool,
     status: Option<u16>,
