@@ -365,7 +365,7 @@ pub(crate) async fn session(
     let mut state: TaskState = Some(task);
     for c in &commands {
         match decide(&state, c, &ctx) {
-            Ok(events) => state = events.iter().fold(state, |s, e| evolve(s, e)),
+            Ok(events) => state = events.iter().fold(state, evolve),
             Err(r) => return Err(Problem::rejected(r.code(), &r.to_string()).with(json!({ "command": c.type_name() }))),
         }
     }
