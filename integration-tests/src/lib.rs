@@ -276,7 +276,8 @@ impl Drop for Running {
 
 /// The tenants file of the HTTP tests: tenants `acme` (team `shelves`, no quality checks,
 /// signing secrets `whsec-new` and `whsec-old`) and `beta`; operators `anna` (team
-/// `shelves`, annotation) and `otto` (team `shelves`, annotation); admin `ops`. Tokens are
+/// `shelves`, annotation), `otto` (the same) and `quinn` (team `shelves`, quality checks only);
+/// admin `ops`. Tokens are
 /// `<id>-token`, written as SHA-256 digests.
 pub fn write_tenants(dir: &Path) -> PathBuf {
     let t = visionlog_tenants::token_entry;
@@ -287,7 +288,8 @@ pub fn write_tenants(dir: &Path) -> PathBuf {
         ],
         "operators": [
             {"id": "anna", "teams": ["shelves"], "skills": ["annotation"], "tokens": [t("anna-token")]},
-            {"id": "otto", "teams": ["shelves"], "skills": ["annotation"], "tokens": [t("otto-token")]}
+            {"id": "otto", "teams": ["shelves"], "skills": ["annotation"], "tokens": [t("otto-token")]},
+            {"id": "quinn", "teams": ["shelves"], "skills": ["quality_check"], "tokens": [t("quinn-token")]}
         ],
         "admins": [{"id": "ops", "tokens": [t("ops-token")]}]
     });

@@ -135,30 +135,36 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// The router of the gateway.
 pub fn router(gw: Arc<Gateway>) -> Router {
-    let json_limit = DefaultBodyLimit::max(gw.config.max_body_bytes);
-    let upload_limit = DefaultBodyLimit::max(gw.config.max_upload_bytes);
+    // a declared length over the limit is refused before the body is read; a body that turns
+    // out longer than it says is cut at the limit while it is read
+    let (json_max, upload_max) = (gw.config.max_body_bytes, gw.config.max_upload_bytes);
+    let limit = |max: usize| {
+        tower::ServiceBuilder::new()
+            .layer(axum::middleware::from_fn_with_state(max, refuse_oversized))
+            .layer(DefaultBodyLimit::max(max))
+    };
     Router::new()
         .route("/v1/ping", get(|| async { axum::Json(serde_json::json!({ "ok": true })) }))
-        .route("/v1/tasks", post(tasks::create).layer(json_limit))
+        .route("/v1/tasks", post(tasks::create).layer(limit(json_max)))
         .route("/v1/tasks/{task_id}", get(tasks::summary))
         .route("/v1/tasks/{task_id}/events", get(tasks::events))
         .route("/v1/tasks/{task_id}/events/stream", get(tasks::stream))
         .route("/v1/tasks/{task_id}/state", get(tasks::state))
         .route("/v1/tasks/{task_id}/result", get(tasks::result))
-        .route("/v1/tasks/{task_id}/cancel", post(tasks::cancel).layer(json_limit))
-        .route("/v1/images", post(tasks::upload_image).layer(upload_limit))
+        .route("/v1/tasks/{task_id}/cancel", post(tasks::cancel).layer(limit(json_max)))
+        .route("/v1/images", post(tasks::upload_image).layer(limit(upload_max)))
         .route("/v1/operator/queue", get(operators::queue))
         .route("/v1/operator/tasks/{task_id}", get(operators::task))
         .route("/v1/operator/tasks/{task_id}/images/{index}", get(operators::image))
-        .route("/v1/operator/tasks/{task_id}/assign", post(operators::assign).layer(json_limit))
-        .route("/v1/operator/tasks/{task_id}/heartbeat", post(operators::heartbeat).layer(json_limit))
-        .route("/v1/operator/tasks/{task_id}/release", post(operators::release).layer(json_limit))
-        .route("/v1/operator/tasks/{task_id}/session", post(operators::session).layer(json_limit))
+        .route("/v1/operator/tasks/{task_id}/assign", post(operators::assign).layer(limit(json_max)))
+        .route("/v1/operator/tasks/{task_id}/heartbeat", post(operators::heartbeat).layer(limit(json_max)))
+        .route("/v1/operator/tasks/{task_id}/release", post(operators::release).layer(limit(json_max)))
+        .route("/v1/operator/tasks/{task_id}/session", post(operators::session).layer(limit(json_max)))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{class_group}", get(models::show))
-        .route("/v1/models/{class_group}/artifacts", post(models::register).layer(upload_limit))
-        .route("/v1/models/{class_group}/train", post(models::train).layer(json_limit))
-        .route("/v1/models/{class_group}/promote", post(models::promote).layer(json_limit))
+        .route("/v1/models/{class_group}/artifacts", post(models::register).layer(limit(upload_max)))
+        .route("/v1/models/{class_group}/train", post(models::train).layer(limit(json_max)))
+        .route("/v1/models/{class_group}/promote", post(models::promote).layer(limit(json_max)))
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .route("/ui", get(|| async { axum::response::Redirect::permanent("/ui/") }))
         .route("/ui/", get(|| async { axum::response::Html(UI_HTML) }))
@@ -168,12 +174,24 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .with_state(gw)
 }
 
+/// `413` for a request whose `Content-Length` exceeds `max`, without reading its body.
+async fn refuse_oversized(State(max): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > max as u64 => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is {len} bytes; at most {max} are accepted here"),
+        )
+        .into_response(),
+        _ => next.run(req).await,
+    }
+}
+
 /// Each request in a span of its own (commands sent inside carry its trace context).
 async fn traced(req: Request, next: Next) -> Response {
-    let span = tracing::info_span!("http", otel.name = %format!("{} {}", req.method(), req.uri().path()));
-    let _entered = span.enter();
-    drop(_entered);
     use tracing::Instrument;
+    let span = tracing::info_span!("http", otel.name = %format!("{} {}", req.method(), req.uri().path()));
     next.run(req).instrument(span).await
 }
 

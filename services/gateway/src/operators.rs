@@ -206,6 +206,19 @@ pub(crate) async fn assign(
     let req = body(req)?;
     let (who2, id) = (who.clone(), task_id.clone());
     let history = gw.blocking(move |gw| gw.history_for(&who2, &id)).await?;
+    // the operator must have the skill the task waits for
+    let waits_for = match visionlog_journal::state_as_of(&history, None, None).state.map(|t| t.stage) {
+        Some(Stage::AwaitingOperator(SessionPurpose::Annotation)) => Some("annotation"),
+        Some(Stage::AwaitingOperator(SessionPurpose::QualityCheck)) => Some("quality_check"),
+        _ => None,
+    };
+    let skills = gw.tenants.operator(&me).map(|o| o.skills.clone()).unwrap_or_default();
+    if let Some(skill) = waits_for
+        && !skills.is_empty()
+        && !skills.iter().any(|s| s == skill)
+    {
+        return Err(Problem::forbidden(format!("operator {me} lacks the skill {skill}")));
+    }
     let tenant = history[0].envelope.tenant.clone();
     let session_id = format!("{me}-v{}", req.version);
     let command = TaskCommand::AssignOperator(AssignOperator {

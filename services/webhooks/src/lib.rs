@@ -275,8 +275,14 @@ fn remember(k: &mut Known, partition: u32, offset: u64, env: &EventEnvelope, eve
         TaskEvent::TaskCreated(c) => k.callback = c.callback_url.clone(),
         TaskEvent::TaskResultGenerated(e) => {
             k.latest_revision = e.revision;
-            k.result = Some((e.revision, Arc::new(payload(&env.task_id, &env.tenant, env, e)), (partition, offset)));
+            // the body is kept only while it may have to be sent (again)
+            k.result = k
+                .callback
+                .is_some()
+                .then(|| (e.revision, Arc::new(payload(&env.task_id, &env.tenant, env, e)), (partition, offset)));
         }
+        TaskEvent::TaskReported(_) => k.result = None,
+        TaskEvent::ReportFailed(f) if f.last_attempt => k.result = None,
         _ => {}
     }
 }
@@ -286,9 +292,21 @@ impl EventHandler for WebhookSink {
         let env = e.envelope;
         let interesting = matches!(
             e.event,
-            TaskEvent::TaskCreated(_) | TaskEvent::TaskResultGenerated(_) | TaskEvent::ReportFailed(_)
+            TaskEvent::TaskCreated(_)
+                | TaskEvent::TaskResultGenerated(_)
+                | TaskEvent::ReportFailed(_)
+                | TaskEvent::TaskReported(_)
         );
         if !interesting {
+            return Ok(());
+        }
+        if let TaskEvent::TaskCreated(c) = e.event {
+            // a new task: all there is to know is in its first event
+            if self.known.len() >= MAX_KNOWN {
+                self.known.clear();
+            }
+            let known = Known { callback: c.callback_url.clone(), ..Known::default() };
+            self.known.insert(env.task_id.clone(), known);
             return Ok(());
         }
         let seen_before = self.known.contains_key(&env.task_id);
