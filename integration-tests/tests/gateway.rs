@@ -316,3 +316,33 @@ fn the_http_api_end_to_end() {
     let a = api.call("GET", "/v1/nothing-here", Some(ACME), None, &[]);
     assert_eq!((a.status, code(&a)), (404, "not_found"));
 }
+
+#[test]
+fn the_gateway_on_a_kafka_broker() {
+    // the same path on a Kafka-protocol broker (tansu, started by `--log kafka` for the run):
+    // outcomes come back through the broker, the queue and the result follow
+    let dir = tempfile::tempdir().unwrap();
+    let (_run, api) = run_with_gateway(dir.path(), 0, &[("VISIONLOG_LOG", "kafka")]);
+    let uri = upload_photo(&api);
+    let body = task_request(&uri, None);
+    let first = create(&api, "kafka-1", &body);
+    assert_eq!(first.status, 201, "{first:?}");
+    let task = first.body["task_id"].as_str().unwrap().to_owned();
+    let again = create(&api, "kafka-1", &body);
+    assert_eq!((again.status, again.body["task_id"].as_str()), (200, Some(task.as_str())));
+    let queued = in_queue(&api, &task);
+    let taken = api.post(&format!("/v1/operator/tasks/{task}/assign"), ANNA, &json!({"version": queued["version"]}));
+    assert_eq!(taken.status, 200, "{taken:?}");
+    let session = taken.body["session_id"].as_str().unwrap();
+    let view = api.get(&format!("/v1/operator/tasks/{task}"), ANNA);
+    let actions = json!([{"op": "add", "object_id": "k1", "image": 2, "bbox": {"x": 5.0, "y": 6.0, "w": 50.0, "h": 60.0}, "class_id": 1}]);
+    let sent = api.post(
+        &format!("/v1/operator/tasks/{task}/session"),
+        ANNA,
+        &json!({"session_id": session, "base_version": view.body["version"], "actions": actions}),
+    );
+    assert_eq!(sent.status, 200, "{sent:?}");
+    let result = api.wait_for(&format!("/v1/tasks/{task}/result"), ACME, Duration::from_secs(60), |a| a.status == 200);
+    assert_eq!(result.body["objects"].as_array().unwrap().len(), 1, "{result:?}");
+    assert_eq!(api.get(&format!("/v1/tasks/{task}"), BETA).status, 404);
+}
