@@ -91,6 +91,20 @@ fn the_http_api_end_to_end() {
     let reused = create(&api, "order-1", &other);
     assert_eq!((reused.status, code(&reused)), (422, "idempotency_key_reused"));
 
+    // personal data is sealed by the gateway: the events show its subject, never the fields
+    let mut with_personal = body.clone();
+    with_personal["personal"] =
+        json!({"subject": "store-7-manager", "contact_email": "mia@store7.example", "note": "back door"});
+    let sealed = create(&api, "order-personal", &with_personal);
+    assert_eq!(sealed.status, 201, "{sealed:?}");
+    let sealed_task = sealed.body["task_id"].as_str().unwrap();
+    let evs = api.get(&format!("/v1/tasks/{sealed_task}/events"), ACME);
+    assert_eq!(evs.body["events"][0]["event"]["personal"], json!({"subject": "acme:store-7-manager", "sealed": true}));
+    assert!(!evs.body.to_string().contains("mia@store7.example") && !evs.body.to_string().contains("back door"));
+    let mut bad_subject = with_personal.clone();
+    bad_subject["personal"]["subject"] = json!("no spaces allowed");
+    assert_eq!(create(&api, "order-bad-subject", &bad_subject).status, 422);
+
     // --- bad bodies
     let a = api.call("POST", "/v1/tasks", Some(ACME), Some("{\"recipe\": "), &[]);
     assert_eq!((a.status, code(&a)), (400, "malformed_json"), "{a:?}");

@@ -82,6 +82,20 @@ pub(crate) struct CreateRequest {
     images: Vec<ImageRef>,
     #[serde(default)]
     callback_url: Option<String>,
+    /// Personal data of the task (a store contact, a note): sealed here under its data
+    /// subject's key before it is sent, so no topic, segment, view or export holds it in clear.
+    #[serde(default)]
+    personal: Option<PersonalRequest>,
+}
+
+/// Personal fields and the data subject they belong to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PersonalRequest {
+    /// The data subject (an id the tenant gives; erasure shreds by it).
+    subject: String,
+    #[serde(flatten)]
+    fields: visionlog_privacy::Personal,
 }
 
 fn product_detection() -> TaskType {
@@ -125,6 +139,28 @@ pub(crate) async fn create(
         }
     }
     let task_id = format!("t-{}", deterministic_id(&["gateway", &tenant, &key]));
+    // subjects are the tenant's: `acme:store-7-manager`
+    let personal = match req.personal {
+        None => None,
+        Some(p) if !visionlog_domain::is_valid_task_id(&p.subject, 100) => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                "personal.subject: 1 to 100 characters of [A-Za-z0-9._:-]",
+            ));
+        }
+        Some(p) => {
+            let (subject, id) = (format!("{tenant}:{}", p.subject), task_id.clone());
+            let sealed = gw
+                .blocking(move |gw| {
+                    visionlog_privacy::KeyStore::new(gw.store.clone())
+                        .seal(&subject, &id, &p.fields)
+                        .map_err(Problem::internal)
+                })
+                .await?;
+            Some(sealed)
+        }
+    };
     let command = TaskCommand::CreateTask(CreateTask {
         customer: CustomerId(tenant.clone()),
         task_type: req.task_type,
@@ -132,7 +168,7 @@ pub(crate) async fn create(
         class_group: req.class_group,
         images: req.images,
         callback_url: req.callback_url,
-        personal: None,
+        personal,
     });
     let command_id = deterministic_id(&["gateway", &tenant, &key, "CreateTask"]);
     let env = envelope(&who, &tenant, &task_id, command_id, &command, Some(0));
@@ -152,7 +188,8 @@ pub(crate) async fn create(
         let same = matches!((history.first().map(|r| &r.event), &command),
             (Some(TaskEvent::TaskCreated(e)), TaskCommand::CreateTask(c))
                 if e.task_type == c.task_type && e.recipe == c.recipe && e.class_group == c.class_group
-                    && e.images == c.images && e.callback_url == c.callback_url);
+                    && e.images == c.images && e.callback_url == c.callback_url
+                    && e.personal.as_ref().map(|p| &p.subject) == c.personal.as_ref().map(|p| &p.subject));
         if !same {
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -190,7 +227,11 @@ pub(crate) async fn summary(gw: Gw, headers: HeaderMap, Path(task_id): Path<Stri
 /// One event as the API shows it.
 pub(crate) fn event_json(r: &TaskRecord) -> Value {
     let body = serde_json::to_value(&r.event).unwrap_or(Value::Null);
-    let body = body.as_object().and_then(|o| o.values().next().cloned()).unwrap_or(body);
+    let mut body = body.as_object().and_then(|o| o.values().next().cloned()).unwrap_or(body);
+    // sealed personal data is shown as what it is, without its ciphertext
+    if let TaskEvent::TaskCreated(TaskCreated { personal: Some(sealed), .. }) = &r.event {
+        body["personal"] = json!({ "subject": sealed.subject, "sealed": true });
+    }
     json!({
         "version": r.envelope.version, "type": r.envelope.event_type, "event_id": r.envelope.event_id,
         "recorded_at_ms": r.envelope.recorded_at_ms, "actor": r.envelope.actor,
