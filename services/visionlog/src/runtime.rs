@@ -267,7 +267,7 @@ impl Service {
                             .map_err(|e| e.to_string())
                     });
                     let deliveries = deliveries.clone().expect("made for the webhooks service");
-                    Box::new(visionlog_webhooks::WebhookSink::new(deliveries, history))
+                    Box::new(visionlog_webhooks::WebhookSink::new(deliveries, store.clone(), history))
                 }
                 Service::Operators => {
                     let store = store.clone();

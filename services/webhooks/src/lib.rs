@@ -32,9 +32,13 @@ use visionlog_codec::envelope::{CommandEnvelope, EventEnvelope};
 use visionlog_domain::*;
 use visionlog_journal::{CommandBus, ConsumeError, EventHandler, HandledEvent, deterministic_id, now_ms};
 use visionlog_netguard::UrlGuard;
+use visionlog_store::{Put, ReadStore, Row};
 
 /// The consumer group of the sink.
 pub const GROUP: &str = "webhooks";
+
+/// The read-store table of callback URLs by task (written when the sink sees a task created).
+pub const CALLBACKS: &str = "webhook_callbacks";
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "visionlog-signature";
@@ -187,6 +191,7 @@ pub struct WebhookSink {
     /// This partition's deliveries not yet recorded: its position is not committed past them.
     in_flight: Arc<AtomicUsize>,
     known: HashMap<String, Known>,
+    store: Arc<dyn ReadStore>,
     history: History,
 }
 
@@ -238,25 +243,36 @@ fn payload(task_id: &str, tenant: &str, at: &EventEnvelope, e: &TaskResultGenera
 }
 
 impl WebhookSink {
-    /// A partition's sink delivering through `deliveries`; `history` reads a task's events when
-    /// the sink has not seen its creation (after a restart).
-    pub fn new(deliveries: Arc<Deliveries>, history: History) -> Self {
-        Self { deliveries, in_flight: Arc::default(), known: HashMap::new(), history }
+    /// A partition's sink delivering through `deliveries`. It records each task's callback URL
+    /// in `store` (`webhook_callbacks`) when it sees the task created, so after a restart it
+    /// finds it with a point read; `history` reads a task's events back only for a retry whose
+    /// result came before the process started.
+    pub fn new(deliveries: Arc<Deliveries>, store: Arc<dyn ReadStore>, history: History) -> Self {
+        Self { deliveries, in_flight: Arc::default(), known: HashMap::new(), store, history }
     }
 
-    /// What the sink knows of a task, from memory or from the journal.
-    fn known(&mut self, task_id: &str, partition: u32) -> Result<&mut Known, ConsumeError> {
+    /// What the sink knows of the task of `e`, from memory, the store or (rarely) the journal;
+    /// and whether `e` itself is already folded in (it is when the journal was read).
+    fn known(&mut self, e: &HandledEvent<'_>) -> Result<(&mut Known, bool), ConsumeError> {
+        let task_id = &e.envelope.task_id;
+        let mut read_back = false;
         if !self.known.contains_key(task_id) {
             if self.known.len() >= MAX_KNOWN {
                 self.known.clear();
             }
-            let mut k = Known::default();
-            for r in (self.history)(task_id).map_err(ConsumeError::Transient)? {
-                remember(&mut k, partition, r.offset, &r.envelope, &r.event);
+            let row = self.store.get(CALLBACKS, task_id, "").map_err(|e| ConsumeError::Transient(e.to_string()))?;
+            let mut k =
+                Known { callback: row.map(|r| String::from_utf8_lossy(&r.value).into_owned()), ..Known::default() };
+            if k.callback.is_some() && !matches!(e.event, TaskEvent::TaskResultGenerated(_)) {
+                // a retry of a result this process has not seen: read the task back
+                for r in (self.history)(task_id).map_err(ConsumeError::Transient)? {
+                    remember(&mut k, e.partition, r.offset, &r.envelope, &r.event);
+                }
+                read_back = true;
             }
-            self.known.insert(task_id.to_owned(), k);
+            self.known.insert(task_id.clone(), k);
         }
-        Ok(self.known.get_mut(task_id).expect("inserted above"))
+        Ok((self.known.get_mut(task_id).expect("inserted above"), read_back))
     }
 
     fn start(&self, job: Job) {
@@ -301,7 +317,19 @@ impl EventHandler for WebhookSink {
             return Ok(());
         }
         if let TaskEvent::TaskCreated(c) = e.event {
-            // a new task: all there is to know is in its first event
+            // a new task: all there is to know is in its first event; the callback is recorded
+            // before the position moves past it
+            if let Some(url) = &c.callback_url {
+                let row = Row {
+                    partition: env.task_id.clone(),
+                    clustering: String::new(),
+                    version: 1,
+                    value: url.clone().into_bytes(),
+                };
+                self.store
+                    .put(&[Put { table: CALLBACKS.into(), row }])
+                    .map_err(|e| ConsumeError::Transient(e.to_string()))?;
+            }
             if self.known.len() >= MAX_KNOWN {
                 self.known.clear();
             }
@@ -309,9 +337,8 @@ impl EventHandler for WebhookSink {
             self.known.insert(env.task_id.clone(), known);
             return Ok(());
         }
-        let seen_before = self.known.contains_key(&env.task_id);
-        let k = self.known(&env.task_id, e.partition)?;
-        if seen_before {
+        let (k, read_back) = self.known(&e)?;
+        if !read_back {
             remember(k, e.partition, e.offset, env, e.event);
         }
         let k = k.clone();
