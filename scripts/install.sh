@@ -144,4 +144,14 @@ if [ "${VISIONLOG_BENCH_DEPS:-0}" = 1 ] && ! "$VISIONLOG_BENCH_PYTHON" -c 'impor
     "$VISIONLOG_BENCH_PYTHON" -m pip install --quiet torch==2.13.0
 fi
 mkdir -p "$CARGO_TARGET_DIR"
+# The target dir outside the clone is shared by every clone's builds (CI builds a fresh clone
+# into it), so it grows; with under 30 GB free, drop the incremental caches and the test
+# executables not rebuilt for 10 hours (cargo rebuilds what it still needs). A full disk once
+# broke every command here.
+free_kb=$(df -Pk "$CARGO_TARGET_DIR" | awk 'NR == 2 { print $4 }')
+if [ "${free_kb:-0}" -lt $((30 * 1024 * 1024)) ]; then
+    echo "install: under 30 GB free; pruning old build artifacts in $CARGO_TARGET_DIR"
+    rm -rf "$CARGO_TARGET_DIR"/*/incremental
+    find "$CARGO_TARGET_DIR"/*/deps -maxdepth 1 -type f -perm -u+x -size +20M -mmin +600 -delete 2>/dev/null || true
+fi
 echo "install: $(cargo --version), target dir $CARGO_TARGET_DIR, $("$TANSU_BIN" --version), libtorch $LIBTORCH"

@@ -211,6 +211,8 @@ fn the_http_api_end_to_end() {
     );
     let a = api.get(&format!("/v1/operator/tasks/{task}/images/7"), ANNA);
     assert_eq!((a.status, code(&a)), (404, "no_such_image"));
+    let a = api.get(&format!("/v1/operator/tasks/{task}/images/first"), ANNA);
+    assert_eq!((a.status, code(&a)), (400, "invalid_path"));
     let a = api.post(&format!("/v1/operator/tasks/{task}/heartbeat"), ANNA, &json!({"session_id": session}));
     assert_eq!(a.status, 200, "{a:?}");
     let a = api.post(&format!("/v1/operator/tasks/{task}/heartbeat"), OTTO, &json!({"session_id": session}));
@@ -329,6 +331,8 @@ fn the_http_api_end_to_end() {
     assert_eq!((a.status, a.body["openapi"].as_str().map(|v| &v[..2])), (200, Some("3.")));
     let a = api.call("GET", "/v1/nothing-here", Some(ACME), None, &[]);
     assert_eq!((a.status, code(&a)), (404, "not_found"));
+    let a = api.call("DELETE", "/v1/tasks", Some(ACME), None, &[]);
+    assert_eq!((a.status, code(&a)), (405, "method_not_allowed"));
 }
 
 #[test]

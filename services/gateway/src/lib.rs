@@ -170,6 +170,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/ui/", get(|| async { axum::response::Html(UI_HTML) }))
         .route("/ui/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], UI_JS) }))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "the endpoint does not take this method")
+        })
         .layer(axum::middleware::from_fn(traced))
         .with_state(gw)
 }

@@ -159,11 +159,13 @@ pub(crate) async fn task(gw: Gw, headers: HeaderMap, Path(task_id): Path<String>
 pub(crate) async fn image(
     gw: Gw,
     headers: HeaderMap,
-    Path((task_id, index)): Path<(String, usize)>,
+    Path((task_id, index)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let gw = gw.0;
     let who = principal(&gw, &headers)?;
     operator_of(&who)?;
+    let index: usize =
+        index.parse().map_err(|_| Problem::bad_request("invalid_path", "the image index is a number from 0"))?;
     gw.blocking(move |gw| {
         let history = gw.history_for(&who, &task_id)?;
         let Some(TaskEvent::TaskCreated(created)) = history.first().map(|r| &r.event) else {
