@@ -203,7 +203,13 @@ fn principal(gw: &Gateway, headers: &HeaderMap) -> ApiResult<Principal> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "send Authorization: Bearer <token>"));
     };
-    let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim).unwrap_or("");
+    // the scheme is case-insensitive (RFC 9110)
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.get(..7).filter(|s| s.eq_ignore_ascii_case("bearer ")).map(|_| &v[7..]))
+        .map(str::trim)
+        .unwrap_or("");
     gw.tenants
         .authenticate(token)
         .cloned()
