@@ -403,10 +403,17 @@ async fn deliver(shared: &Arc<Inner>, job: Job) {
         Tried::Final(s, e) => (false, s, Some(e), true, "failed"),
     };
     visionlog_telemetry::metrics::webhook_attempt(outcome, job.attempt);
-    // a newer result supersedes this one: its own deliveries report on the task
-    let latest = shared.latest.lock().expect("latest revisions").get(&job.task_id).copied().unwrap_or(job.revision);
-    if latest != job.revision {
-        return;
+    // a newer result supersedes this one: its own deliveries report on the task; a settled
+    // delivery of the latest result forgets the task (the map holds only tasks in delivery)
+    {
+        let mut latest = shared.latest.lock().expect("latest revisions");
+        let current = latest.get(&job.task_id).copied().unwrap_or(job.revision);
+        if current != job.revision {
+            return;
+        }
+        if last {
+            latest.remove(&job.task_id);
+        }
     }
     let shared2 = shared.clone();
     let record = tokio::task::spawn_blocking(move || record(&shared2, &job, delivered, status, error, last)).await;
