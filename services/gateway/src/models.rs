@@ -1,7 +1,7 @@
 //! `/v1/models...`: a tenant's model streams (admins name the customer with `?customer=`).
 
 use crate::problem::{ApiResult, Problem};
-use crate::tasks::body;
+use crate::tasks::{actor_of, body, query, upload};
 use crate::{Gw, principal};
 use axum::Json;
 use axum::body::Bytes;
@@ -39,10 +39,6 @@ fn customer(who: &Principal, q: &ModelQuery) -> ApiResult<String> {
     }
 }
 
-fn params(q: Result<Query<ModelQuery>, QueryRejection>) -> ApiResult<ModelQuery> {
-    q.map(|Query(q)| q).map_err(|e| Problem::bad_request("invalid_query", e.body_text()))
-}
-
 fn answer(o: Outcome) -> ApiResult<Response> {
     match o {
         Outcome::Appended(e, v) => {
@@ -62,7 +58,7 @@ pub(crate) async fn list(
 ) -> ApiResult<Json<Value>> {
     let gw = gw.0;
     let who = principal(&gw, &headers)?;
-    let q = params(q)?;
+    let q = query(q)?;
     let mine = match &who {
         Principal::Admin(_) => q.customer.clone(),
         _ => Some(customer(&who, &q)?),
@@ -94,7 +90,7 @@ pub(crate) async fn show(
 ) -> ApiResult<Json<Value>> {
     let gw = gw.0;
     let who = principal(&gw, &headers)?;
-    let q = params(q)?;
+    let q = query(q)?;
     let key = ModelKey::detector(&customer(&who, &q)?, &class_group);
     gw.blocking(move |gw| {
         let s = gw.registry.stream(&key).map_err(Problem::internal)?;
@@ -144,15 +140,9 @@ pub(crate) async fn register(
 ) -> ApiResult<Response> {
     let gw = gw.0;
     let who = principal(&gw, &headers)?;
-    let q = params(q)?;
+    let q = query(q)?;
     let key = ModelKey::detector(&customer(&who, &q)?, &class_group);
-    let bytes = bytes.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.body_text())
-        } else {
-            Problem::bad_request("unreadable_body", e.body_text())
-        }
-    })?;
+    let bytes = upload(bytes)?;
     let classes: Vec<u32> = match &q.classes {
         None => Vec::new(),
         Some(list) => list
@@ -180,11 +170,7 @@ pub(crate) async fn register(
             .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_artifact", e.to_string()))
         })
         .await?;
-    let by = match &who {
-        Principal::Tenant(t) => format!("customer:{t}"),
-        Principal::Admin(a) => format!("admin:{a}"),
-        Principal::Operator(o) => format!("operator:{o}"),
-    };
+    let by = actor_of(&who);
     execute(&gw, key, ModelCommand::Register { artifact: folder.clone(), by }, Some(folder)).await
 }
 
@@ -207,11 +193,11 @@ pub(crate) async fn train(
 ) -> ApiResult<Response> {
     let gw = gw.0;
     let who = principal(&gw, &headers)?;
-    let q = params(q)?;
+    let q = query(q)?;
     let key = ModelKey::detector(&customer(&who, &q)?, &class_group);
     let req = body(req)?;
     let c = ModelCommand::RequestTraining {
-        by: format!("{who:?}"),
+        by: actor_of(&who),
         reason: req.reason.unwrap_or_else(|| "asked over HTTP".into()),
     };
     execute(&gw, key, c, idempotency(&headers)).await
@@ -227,7 +213,7 @@ pub(crate) async fn promote(
 ) -> ApiResult<Response> {
     let gw = gw.0;
     let who = principal(&gw, &headers)?;
-    let q = params(q)?;
+    let q = query(q)?;
     let key = ModelKey::detector(&customer(&who, &q)?, &class_group);
     let req = body(req)?;
     let version = req

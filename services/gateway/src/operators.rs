@@ -2,7 +2,7 @@
 
 use crate::leases;
 use crate::problem::{ApiResult, Problem};
-use crate::tasks::{body, decided, envelope};
+use crate::tasks::{body, decided, envelope, query};
 use crate::{Gw, principal};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -50,7 +50,7 @@ pub(crate) async fn queue(
     let gw = gw.0;
     let who = principal(&gw, &headers)?;
     let me = operator_of(&who)?.to_owned();
-    let q = q.map(|Query(q)| q).map_err(|e| Problem::bad_request("invalid_query", e.body_text()))?;
+    let q = query(q)?;
     gw.blocking(move |gw| {
         let op = gw.tenants.operator(&me).ok_or_else(|| Problem::forbidden("unknown operator"))?;
         if let Some(team) = &q.team

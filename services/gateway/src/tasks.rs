@@ -11,7 +11,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -36,6 +35,31 @@ pub(crate) fn body<T>(r: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
     })
 }
 
+/// Query parameters, or the problem of why they are not valid.
+pub(crate) fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> ApiResult<T> {
+    q.map(|Query(t)| t).map_err(|e| Problem::bad_request("invalid_query", e.body_text()))
+}
+
+/// An uploaded body (an image, a module), or the problem of why it could not be read.
+pub(crate) fn upload(bytes: Result<Bytes, axum::extract::rejection::BytesRejection>) -> ApiResult<Bytes> {
+    bytes.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.body_text())
+        } else {
+            Problem::bad_request("unreadable_body", e.body_text())
+        }
+    })
+}
+
+/// How a caller is named on what it sends: the `actor` of its commands, the `by` of model commands.
+pub(crate) fn actor_of(who: &Principal) -> String {
+    match who {
+        Principal::Tenant(t) => format!("customer:{t}"),
+        Principal::Operator(o) => format!("operator:{o}"),
+        Principal::Admin(a) => format!("service:admin-{a}"),
+    }
+}
+
 /// The tenant a retailer's request is from (operators and admins do not create tasks).
 fn tenant_of(who: &Principal) -> ApiResult<&str> {
     match who {
@@ -53,11 +77,7 @@ pub(crate) fn envelope(
     command: &TaskCommand,
     expected_version: Option<u64>,
 ) -> CommandEnvelope {
-    let actor = match who {
-        Principal::Tenant(t) => format!("customer:{t}"),
-        Principal::Operator(o) => format!("operator:{o}"),
-        Principal::Admin(a) => format!("service:admin-{a}"),
-    };
+    let actor = actor_of(who);
     CommandEnvelope {
         command_id,
         task_id: task_id.to_owned(),
@@ -246,10 +266,6 @@ pub(crate) struct Page {
     after_version: u64,
     #[serde(default)]
     limit: Option<usize>,
-}
-
-fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> ApiResult<T> {
-    q.map(|Query(t)| t).map_err(|e| Problem::bad_request("invalid_query", e.body_text()))
 }
 
 /// `GET /v1/tasks/{id}/events?after_version=N&limit=M`: the task's events, oldest first.
@@ -448,16 +464,10 @@ pub(crate) async fn upload_image(
     let gw = gw.0;
     let who = principal(&gw, &headers)?;
     let tenant = tenant_of(&who)?.to_owned();
-    let bytes = bytes.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.body_text())
-        } else {
-            Problem::bad_request("unreadable_body", e.body_text())
-        }
-    })?;
+    let bytes = upload(bytes)?;
     let image = visionlog_imaging::Rgb::from_png(&bytes)
         .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_image", format!("not a PNG: {e}")))?;
-    let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let digest = visionlog_vision::sha256_hex(&bytes);
     let key = format!("images/{}/{digest}.png", visionlog_projector::views::path_segment(&tenant));
     let (k, data) = (key.clone(), bytes.to_vec());
     gw.blocking(move |gw| gw.objects.put_new(&k, data).map(|_| ()).map_err(Problem::internal)).await?;
