@@ -248,14 +248,15 @@ pub(crate) struct SessionRef {
     reason: Option<String>,
 }
 
-/// The open session of the task if it is `me`'s and `session_id`, else 409.
-fn my_session(history: &[TaskRecord], me: &str, session_id: &str) -> ApiResult<u64> {
+/// The task and its version if it is in `me`'s session `session_id`, else 409.
+fn my_session(history: &[TaskRecord], me: &str, session_id: &str) -> ApiResult<(u64, Task)> {
     let s = visionlog_journal::state_as_of(history, None, None);
-    match s.state.as_ref().map(|t| &t.stage) {
-        Some(Stage::InSession { operator, session_id: open, .. })
-            if operator.as_str() == me && open.as_str() == session_id =>
+    match s.state {
+        Some(task)
+            if matches!(&task.stage, Stage::InSession { operator, session_id: open, .. }
+                if operator.as_str() == me && open.as_str() == session_id) =>
         {
-            Ok(s.version)
+            Ok((s.version, task))
         }
         _ => Err(Problem::new(
             StatusCode::CONFLICT,
@@ -301,7 +302,7 @@ pub(crate) async fn release(
     let (version, tenant) = gw
         .blocking(move |gw| {
             let history = gw.history_for(&who2, &id)?;
-            Ok((my_session(&history, &me, &s)?, history[0].envelope.tenant.clone()))
+            Ok((my_session(&history, &me, &s)?.0, history[0].envelope.tenant.clone()))
         })
         .await?;
     let command = TaskCommand::ReleaseOperator(ReleaseOperator {
@@ -344,7 +345,7 @@ pub(crate) async fn session(
     let req = body(req)?;
     let (who2, id, s, me2) = (who.clone(), task_id.clone(), req.session_id.clone(), me.clone());
     let history = gw.blocking(move |gw| gw.history_for(&who2, &id)).await?;
-    let version = my_session(&history, &me2, &s)?;
+    let (version, task) = my_session(&history, &me2, &s)?;
     if version != req.base_version {
         return Err(Problem::new(
             StatusCode::CONFLICT,
@@ -352,9 +353,6 @@ pub(crate) async fn session(
             format!("the task is at version {version}, the session started from {}", req.base_version),
         ));
     }
-    let Some(task) = visionlog_journal::state_as_of(&history, None, None).state else {
-        return Err(Problem::task_not_found(&task_id));
-    };
     let initial: BTreeMap<ObjectId, SessionObject> = task
         .objects
         .iter()
