@@ -39,6 +39,19 @@ fn customer(who: &Principal, q: &ModelQuery) -> ApiResult<String> {
     }
 }
 
+/// Who calls, their query, and the model stream of `class_group` they may act on.
+fn caller_and_stream(
+    gw: &crate::Gateway,
+    headers: &HeaderMap,
+    class_group: &str,
+    q: Result<Query<ModelQuery>, QueryRejection>,
+) -> ApiResult<(Principal, ModelQuery, ModelKey)> {
+    let who = principal(gw, headers)?;
+    let q = query(q)?;
+    let key = ModelKey::detector(&customer(&who, &q)?, class_group);
+    Ok((who, q, key))
+}
+
 fn answer(o: Outcome) -> ApiResult<Response> {
     match o {
         Outcome::Appended(e, v) => {
@@ -89,9 +102,7 @@ pub(crate) async fn show(
     q: Result<Query<ModelQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let gw = gw.0;
-    let who = principal(&gw, &headers)?;
-    let q = query(q)?;
-    let key = ModelKey::detector(&customer(&who, &q)?, &class_group);
+    let (_, q, key) = caller_and_stream(&gw, &headers, &class_group, q)?;
     gw.blocking(move |gw| {
         let s = gw.registry.stream(&key).map_err(Problem::internal)?;
         if s.versions.is_empty() && s.pending_training.is_none() {
@@ -139,9 +150,7 @@ pub(crate) async fn register(
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let gw = gw.0;
-    let who = principal(&gw, &headers)?;
-    let q = query(q)?;
-    let key = ModelKey::detector(&customer(&who, &q)?, &class_group);
+    let (who, q, key) = caller_and_stream(&gw, &headers, &class_group, q)?;
     let bytes = upload(bytes)?;
     let classes: Vec<u32> = match &q.classes {
         None => Vec::new(),
@@ -192,9 +201,7 @@ pub(crate) async fn train(
     req: Result<Json<Because>, JsonRejection>,
 ) -> ApiResult<Response> {
     let gw = gw.0;
-    let who = principal(&gw, &headers)?;
-    let q = query(q)?;
-    let key = ModelKey::detector(&customer(&who, &q)?, &class_group);
+    let (who, _, key) = caller_and_stream(&gw, &headers, &class_group, q)?;
     let req = body(req)?;
     let c = ModelCommand::RequestTraining {
         by: actor_of(&who),
@@ -212,9 +219,7 @@ pub(crate) async fn promote(
     req: Result<Json<Because>, JsonRejection>,
 ) -> ApiResult<Response> {
     let gw = gw.0;
-    let who = principal(&gw, &headers)?;
-    let q = query(q)?;
-    let key = ModelKey::detector(&customer(&who, &q)?, &class_group);
+    let (_, _, key) = caller_and_stream(&gw, &headers, &class_group, q)?;
     let req = body(req)?;
     let version = req
         .version
