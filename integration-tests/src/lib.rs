@@ -100,31 +100,31 @@ impl Leftovers {
     }
 }
 
-/// The Kafka-protocol broker of a test: a real Apache Kafka when `KAFKA_BOOTSTRAP` names one,
-/// else tansu (in memory) on a loopback port, stopped when dropped.
+/// The Kafka broker of a test: Apache Kafka at `KAFKA_BOOTSTRAP` (`scripts/engines.sh up`, run by
+/// `scripts/test.sh`), or tansu on a loopback port as a second, compatibility broker.
 pub enum Broker {
-    /// `KAFKA_BOOTSTRAP`, shared by the tests: each names its own topics or prefix.
+    /// Apache Kafka at `KAFKA_BOOTSTRAP`, shared by the tests: each names its own topics or prefix.
     External(String),
-    /// A broker started for this test.
+    /// tansu (in memory) started for this test, stopped when dropped.
     Local(visionlog_log::LocalBroker),
 }
 
 impl Broker {
-    /// Starts a broker (or takes `KAFKA_BOOTSTRAP`) and waits until it accepts connections.
+    /// The reference broker: Apache Kafka at `KAFKA_BOOTSTRAP`. Panics when it is not set: a test
+    /// that needs Kafka never passes without one.
     pub fn start() -> Self {
-        match std::env::var("KAFKA_BOOTSTRAP") {
-            Ok(address) if !address.is_empty() => Self::External(address),
-            _ => Self::Local(visionlog_log::LocalBroker::start().expect("starting tansu")),
-        }
+        Self::External(kafka_bootstrap())
+    }
+
+    /// tansu on a free loopback port (the log conformance suite's second broker).
+    pub fn tansu() -> Self {
+        Self::Local(visionlog_log::LocalBroker::start().expect("starting tansu"))
     }
 
     /// A topic name (or prefix) no earlier run used: a shared broker keeps what tests wrote.
     pub fn name(&self, name: &str) -> String {
         match self {
-            Self::External(_) => {
-                let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-                format!("{name}-{}-{nanos}", std::process::id())
-            }
+            Self::External(_) => unique_name(name),
             Self::Local(_) => name.to_owned(),
         }
     }
@@ -136,6 +136,33 @@ impl Broker {
             Self::Local(broker) => &broker.address,
         }
     }
+}
+
+/// `KAFKA_BOOTSTRAP`: Apache Kafka on loopback, started by `scripts/engines.sh up`.
+pub fn kafka_bootstrap() -> String {
+    visionlog_log::conformance::kafka_bootstrap()
+}
+
+/// `name` made unique to this process and instant (topics, prefixes and keyspaces on shared engines).
+pub fn unique_name(name: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{name}-{}-{}", std::process::id(), nanos % 1_000_000_000_000)
+}
+
+/// A `scylla://` URL on the test suite's CQL server (`SCYLLA_URI`) with a keyspace of its own.
+pub fn cql_store_url(name: &str) -> String {
+    visionlog_store::conformance::with_fresh_keyspace(&visionlog_store::conformance::cql_server_uri(), name)
+}
+
+/// The path of `scripts/engines.sh` (the fault tests kill and restart an engine with it).
+pub fn engines_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/engines.sh")
+}
+
+/// Runs `scripts/engines.sh ARGS` and asserts it succeeded.
+pub fn engines(args: &[&str]) {
+    let out = Command::new("bash").arg(engines_script()).args(args).output().expect("running scripts/engines.sh");
+    assert!(out.status.success(), "engines.sh {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// The smallest valid CreateTask: one image, one class (for tests that count commands).
@@ -226,17 +253,26 @@ pub fn traced_detector(classes: &[u32], path: &Path) {
 /// Every live row of every view of read-model generation `generation` in a data directory's
 /// embedded store, by table: what "rebuilt equals live" compares.
 pub fn view_rows(data_dir: &Path, generation: u32) -> Vec<(&'static str, Vec<visionlog_store::Row>)> {
-    use visionlog_projector::generations::table;
     let store = visionlog_store::EmbeddedStore::open(&data_dir.join("store.redb")).expect("the embedded store");
+    view_rows_in(&store, generation)
+}
+
+/// Every live row of every view of read-model generation `generation` in `store`, by table.
+pub fn view_rows_in(
+    store: &dyn visionlog_store::ReadStore,
+    generation: u32,
+) -> Vec<(&'static str, Vec<visionlog_store::Row>)> {
+    use visionlog_projector::generations::table;
     visionlog_projector::views::VIEW_TABLES
         .iter()
         .map(|t| {
             let mut rows = Vec::new();
-            visionlog_store::for_each_row(&store, &table(t, generation), |r| {
+            visionlog_store::for_each_row(store, &table(t, generation), |r| {
                 rows.push(r);
                 Ok(())
             })
             .expect("rows of a view");
+            rows.sort_by(|a, b| (&a.partition, &a.clustering).cmp(&(&b.partition, &b.clustering)));
             (*t, rows)
         })
         .collect()

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use std::io::Read;
 use std::time::Duration;
-use visionlog_integration_tests::{Api, run_with_gateway, task_request};
+use visionlog_integration_tests::{Api, cql_store_url, kafka_bootstrap, run_with_gateway, task_request, unique_name};
 
 const ACME: &str = "acme-token";
 const BETA: &str = "beta-token";
@@ -336,11 +336,15 @@ fn the_http_api_end_to_end() {
 }
 
 #[test]
-fn the_gateway_on_a_kafka_broker() {
-    // the same path on a Kafka-protocol broker (tansu, started by `--log kafka` for the run):
-    // outcomes come back through the broker, the queue and the result follow
+fn the_gateway_on_apache_kafka_and_the_cql_server() {
+    // the same path on the real engines: outcomes come back through Apache Kafka, the queue, the
+    // leases and the result are read from the views in the CQL server
     let dir = tempfile::tempdir().unwrap();
-    let (_run, api) = run_with_gateway(dir.path(), 0, &[("VISIONLOG_LOG", "kafka")]);
+    let log = format!("kafka://{}", kafka_bootstrap());
+    let prefix = unique_name("gateway");
+    let store = cql_store_url("gateway");
+    let envs = [("VISIONLOG_LOG", log.as_str()), ("VISIONLOG_TOPIC_PREFIX", &prefix), ("VISIONLOG_STORE", &store)];
+    let (_run, api) = run_with_gateway(dir.path(), 0, &envs);
     let uri = upload_photo(&api);
     let body = task_request(&uri, None);
     let first = create(&api, "kafka-1", &body);

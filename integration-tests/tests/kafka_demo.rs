@@ -1,10 +1,12 @@
-//! The whole pipeline on a real Kafka-protocol broker: `visionlog --log kafka://... demo`.
+//! The whole pipeline on the real engines: `visionlog --log kafka://... --store scylla://... demo`
+//! on Apache Kafka and the CQL server (the projector's views and the aggregator's snapshots there).
 
-use visionlog_integration_tests::{Broker, last_json, visionlog};
+use visionlog_integration_tests::{Broker, cql_store_url, last_json, visionlog};
 
 #[test]
-fn the_demo_runs_on_kafka_and_resumes_without_duplicates() {
+fn the_demo_runs_on_kafka_and_cql_and_resumes_without_duplicates() {
     let broker = Broker::start();
+    let store = cql_store_url("demo");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let log = format!("kafka://{}", broker.address());
@@ -15,6 +17,8 @@ fn the_demo_runs_on_kafka_and_resumes_without_duplicates() {
             log.as_str(),
             "--topic-prefix",
             prefix.as_str(),
+            "--store",
+            store.as_str(),
             "demo",
             "--tasks",
             "100",
@@ -46,7 +50,7 @@ fn the_demo_runs_on_kafka_and_resumes_without_duplicates() {
     assert!(second["owner_claims"].as_u64().unwrap() > first["owner_claims"].as_u64().unwrap());
 }
 
-/// `--log kafka` alone starts a broker for the run and stops it after.
+/// `--log kafka` alone starts a broker for the run (tansu, for a quick try) and stops it after.
 #[test]
 fn a_bare_kafka_log_starts_a_local_broker() {
     let dir = tempfile::tempdir().unwrap();

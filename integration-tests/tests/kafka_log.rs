@@ -1,11 +1,24 @@
-//! The log conformance suite against a real Kafka-protocol broker (tansu on loopback).
+//! The log conformance suite against Apache Kafka (the reference) and tansu (a second
+//! Kafka-protocol broker, kept as a compatibility check).
 
 use visionlog_integration_tests::Broker;
 use visionlog_log::{EventLog, KafkaLog, Record, conformance};
 
 #[test]
-fn kafka_log_conformance() {
+fn kafka_log_conformance_on_apache_kafka() {
     let broker = Broker::start();
+    let log = KafkaLog::connect(broker.address()).unwrap();
+    conformance::appends_read_back_in_order(&log, &broker.name("conf-order"));
+    conformance::group_offsets_are_kept(&log, &broker.name("conf-groups"));
+    conformance::group_offset_metadata_is_kept(&log, &broker.name("conf-meta"));
+    let leaked: &'static KafkaLog = Box::leak(Box::new(log));
+    conformance::waiters_wake_on_append(leaked, broker.name("conf-wait").leak());
+    conformance::group_members_share_partitions(leaked, broker.name("conf-group").leak());
+}
+
+#[test]
+fn kafka_log_conformance_on_tansu() {
+    let broker = Broker::tansu();
     let log = KafkaLog::connect(broker.address()).unwrap();
     conformance::appends_read_back_in_order(&log, &broker.name("conf-order"));
     conformance::group_offsets_are_kept(&log, &broker.name("conf-groups"));
@@ -55,12 +68,20 @@ fn kafka_urls_take_several_hosts_and_options() {
 }
 
 /// Tiering on Kafka: closed ranges go cold and the one history reads every record from offset 0.
-/// The hot copy goes with DeleteRecords on a real Kafka (`KAFKA_BOOTSTRAP`); tansu 0.6 has no
-/// DeleteRecords (measured: it drops the connection), so there the drop fails and the hot copy
-/// stays whole, which is what an unsafe drop must never do the other way round.
+/// The hot copy goes with DeleteRecords on Apache Kafka; tansu 0.6 has no DeleteRecords
+/// (measured: it drops the connection), so there the drop fails and the hot copy stays whole,
+/// which is what an unsafe drop must never do the other way round.
 #[test]
 fn kafka_partitions_tier_drop_and_read_as_one_history() {
-    let broker = Broker::start();
+    tier_drop_and_read_as_one_history(Broker::start());
+}
+
+#[test]
+fn on_tansu_a_refused_drop_keeps_the_hot_copy_whole() {
+    tier_drop_and_read_as_one_history(Broker::tansu());
+}
+
+fn tier_drop_and_read_as_one_history(broker: Broker) {
     let log: std::sync::Arc<dyn EventLog> = std::sync::Arc::new(KafkaLog::connect(broker.address()).unwrap());
     let topic = broker.name("tiered");
     log.create_topic(&topic, 1).unwrap();

@@ -158,3 +158,16 @@ pub fn group_members_share_partitions(log: &'static dyn EventLog, topic: &'stati
     assert!(o.owners.is_empty(), "a member that left still owns {:?}", o.owners);
     assert!(o.violations.is_empty(), "{:?}", o.violations);
 }
+
+/// Apache Kafka of the test suite: `KAFKA_BOOTSTRAP` (`scripts/engines.sh up` prints it;
+/// `scripts/test.sh` starts it). A test that needs it fails when it is not set: it never passes
+/// without having run.
+pub fn kafka_bootstrap() -> String {
+    match std::env::var("KAFKA_BOOTSTRAP") {
+        Ok(address) if !address.is_empty() => address,
+        _ => panic!(
+            "KAFKA_BOOTSTRAP is not set: this test needs Apache Kafka (`eval $(scripts/engines.sh up)` starts one; \
+             scripts/test.sh does it for you)"
+        ),
+    }
+}

@@ -25,9 +25,8 @@ use zeroize::Zeroizing;
 pub const KEYS_TABLE: &str = "subject_keys";
 /// The clustering key of a subject's shredding record.
 const SHREDDED: &str = "~shredded";
-/// Version of a live key row; a shredded key's tombstone is newer, so it never comes back.
+/// Version of a key row (written once, erased when shredded).
 const LIVE: u64 = 1;
-const DESTROYED: u64 = 2;
 
 /// Why sealing or opening failed.
 #[derive(Debug, thiserror::Error)]
@@ -175,15 +174,10 @@ impl KeyStore {
     /// (the caller also writes it to the log). Shredding twice destroys nothing more.
     pub fn shred(&self, subject: &str, actor: &str, reason: &str, at_ms: i64) -> Result<Shredded, PrivacyError> {
         let keys = self.live_keys(subject)?;
-        let puts: Vec<Put> = keys
-            .iter()
-            .map(|r| Put {
-                table: KEYS_TABLE.to_owned(),
-                row: Row::tombstone(subject, r.clustering.clone(), DESTROYED),
-            })
-            .collect();
-        if !puts.is_empty() {
-            self.store.put(&puts)?;
+        // the key rows are deleted, not overwritten with an empty value: nothing of a key may stay
+        // (a key id is random and never written again, so no tombstone is needed to keep it out)
+        for key in &keys {
+            self.store.erase(KEYS_TABLE, subject, &key.clustering)?;
         }
         let record = Shredded {
             subject: subject.to_owned(),
@@ -217,11 +211,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sealed_data_opens_until_its_subject_is_shredded_and_never_elsewhere() {
+    fn sealed_data_opens_until_its_subject_is_shredded_on_the_embedded_store() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ReadStore> =
-            Arc::new(visionlog_store::EmbeddedStore::open(&dir.path().join("s.redb")).unwrap());
-        let keys = KeyStore::new(store);
+        shredding(Arc::new(visionlog_store::EmbeddedStore::open(&dir.path().join("s.redb")).unwrap()));
+    }
+
+    #[test]
+    fn sealed_data_opens_until_its_subject_is_shredded_on_the_cql_server() {
+        shredding(Arc::new(visionlog_store::conformance::cql_test_store("privacy")));
+    }
+
+    fn shredding(store: Arc<dyn ReadStore>) {
+        let keys = KeyStore::new(store.clone());
         let p = Personal {
             contact_name: Some("Ada Lovelace".into()),
             contact_email: Some("ada@store.example".into()),
@@ -248,6 +249,9 @@ mod tests {
         assert_eq!(keys.open(&other, "task-3").unwrap(), Opened::Shredded);
         assert_eq!(keys.open(&bystander, "task-4").unwrap(), Opened::Readable(p.clone()), "others unaffected");
         assert_eq!(keys.shredded("subject-1").unwrap(), Some(record));
+        // the key's row is gone, not kept as an empty value
+        let rows = store.scan_partition(KEYS_TABLE, "subject-1", None, 100).unwrap();
+        assert!(rows.iter().all(|r| r.clustering != sealed.key_id), "the destroyed key's row is still stored: {rows:?}");
         // a later task of the subject gets a new key; the old data stays unreadable
         let later = keys.seal("subject-1", "task-5", &p).unwrap();
         assert_ne!(later.key_id, sealed.key_id);

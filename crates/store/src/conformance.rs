@@ -95,10 +95,78 @@ pub fn tables_drop_and_names_are_checked(store: &dyn ReadStore, prefix: &str) {
     }
 }
 
+/// An erased row is gone, value and version: no read, not even of tombstones, finds it.
+pub fn erased_rows_are_gone(store: &dyn ReadStore, prefix: &str) {
+    let e = &format!("{prefix}e");
+    store.put(&[put(e, "subject", "k1", 1, "secret key"), put(e, "subject", "k2", 1, "other key")]).unwrap();
+    store.erase(e, "subject", "k1").unwrap();
+    assert!(store.get(e, "subject", "k1").unwrap().is_none());
+    let left: Vec<String> = store.scan_partition(e, "subject", None, 10).unwrap().into_iter().map(|r| r.clustering).collect();
+    assert_eq!(left, ["k2"]);
+    store.erase(e, "subject", "never-there").unwrap();
+}
+
+/// One call with many more rows than a backend sends at once: every row is written once, and
+/// each outcome is in its row's place.
+pub fn large_calls_write_every_row(store: &dyn ReadStore, prefix: &str) {
+    let l = &format!("{prefix}l");
+    let puts: Vec<Put> = (0..1500).map(|i| put(l, &format!("p{}", i % 7), &format!("{i:05}"), 2, "v")).collect();
+    assert!(store.put(&puts).unwrap().iter().all(|o| *o == PutOutcome::Applied));
+    let mut again = puts.clone();
+    again[700].row.version = 3;
+    let outcomes = store.put(&again).unwrap();
+    assert_eq!(outcomes[700], PutOutcome::Applied);
+    assert!(outcomes.iter().enumerate().all(|(i, o)| i == 700 || *o == PutOutcome::Stale(2)));
+    let mut rows = 0;
+    crate::for_each_row(store, l, |_| {
+        rows += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(rows, 1500);
+}
+
 /// Every check of the suite, on tables named with `prefix`.
 pub fn run_all(store: &dyn ReadStore, prefix: &str) {
     writes_are_version_guarded(store, prefix);
     partitions_scan_in_order(store, prefix);
     tombstones_keep_their_version(store, prefix);
+    erased_rows_are_gone(store, prefix);
+    large_calls_write_every_row(store, prefix);
     tables_drop_and_names_are_checked(store, prefix);
+}
+
+/// The CQL server of the test suite: `SCYLLA_URI` (`scripts/engines.sh up` prints it; a Cassandra
+/// on loopback in `scripts/test.sh`). A test that needs it fails when it is not set: it never
+/// passes without having run.
+pub fn cql_server_uri() -> String {
+    match std::env::var("SCYLLA_URI") {
+        Ok(uri) if !uri.is_empty() => uri,
+        _ => panic!(
+            "SCYLLA_URI is not set: this test needs a CQL server (`eval $(scripts/engines.sh up)` starts one; \
+             scripts/test.sh does it for you)"
+        ),
+    }
+}
+
+/// `uri` with its keyspace replaced by a fresh one named after `name`, so that tests sharing one
+/// server never meet each other's tables (options after `?` are kept).
+pub fn with_fresh_keyspace(uri: &str, name: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let (base, query) = uri.split_once('?').map_or((uri, None), |(b, q)| (b, Some(q)));
+    let authority = base.strip_prefix("scylla://").unwrap_or(base).split('/').next().unwrap_or_default();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let clean: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).take(20).collect::<String>().to_lowercase();
+    let keyspace = format!("t_{clean}_{}_{}_{}", std::process::id(), nanos % 1_000_000, N.fetch_add(1, Ordering::Relaxed));
+    match query {
+        Some(q) => format!("scylla://{authority}/{keyspace}?{q}"),
+        None => format!("scylla://{authority}/{keyspace}"),
+    }
+}
+
+/// A store on the test suite's CQL server in a keyspace of its own (see [`cql_server_uri`]).
+pub fn cql_test_store(name: &str) -> crate::ScyllaStore {
+    let uri = with_fresh_keyspace(&cql_server_uri(), name);
+    crate::ScyllaStore::connect(&uri).unwrap_or_else(|e| panic!("connecting to the CQL server at SCYLLA_URI: {e}"))
 }

@@ -164,6 +164,16 @@ impl ReadStore for EmbeddedStore {
         self.scan(start, prefix, after.is_some(), limit)
     }
 
+    fn erase(&self, table: &str, partition: &str, clustering: &str) -> Result<(), StoreError> {
+        check_table_name(table)?;
+        let tx = self.db.begin_write().map_err(err)?;
+        {
+            let mut t = tx.open_table(ROWS).map_err(err)?;
+            t.remove(key(table, partition, clustering).as_slice()).map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
     fn drop_table(&self, table: &str) -> Result<(), StoreError> {
         check_table_name(table)?;
         let mut prefix = table.as_bytes().to_vec();

@@ -108,6 +108,11 @@ pub trait ReadStore: Send + Sync {
     /// Reads the rows of a whole table, after a row (for paging): partitions in the backend's
     /// order (by key here, by token on Scylla), each partition's rows in clustering order.
     fn scan_table(&self, table: &str, after: Option<(&str, &str)>, limit: usize) -> Result<Vec<Row>, StoreError>;
+    /// Removes one row for good, version and all (erasure: nothing of its value may stay behind,
+    /// not even as a tombstone). Only for rows that no writer will ever write again (a destroyed
+    /// key, whose id is never reused): a view deletes with a tombstone, which keeps its version
+    /// so that a late, older write cannot bring the row back. Absent rows are fine.
+    fn erase(&self, table: &str, partition: &str, clustering: &str) -> Result<(), StoreError>;
     /// Drops a table and its rows (a retired generation of a view); absent tables are fine.
     fn drop_table(&self, table: &str) -> Result<(), StoreError>;
 }

@@ -1,8 +1,9 @@
 //! The Scylla read store: the same table model in CQL tables (`schemas/cql/`), written with
 //! lightweight transactions conditional on the row's version.
 //!
-//! No CQL server installs on the machines this is developed on: the conformance suite runs
-//! against this backend only where `SCYLLA_URI` names a cluster (see the README).
+//! Tested against Apache Cassandra 5.0 (`scripts/engines.sh`), which speaks the same CQL protocol
+//! with the same lightweight-transaction semantics; ScyllaDB itself does not install on the
+//! machines this is developed on. Where they differ (tablets), both are handled.
 
 use crate::{Put, PutOutcome, ReadStore, Row, StoreError, check_table_name};
 use scylla::client::session::Session;
@@ -24,6 +25,7 @@ struct Statements {
     insert: PreparedStatement,
     update: PreparedStatement,
     get: PreparedStatement,
+    erase: PreparedStatement,
     partition_first: PreparedStatement,
     partition_after: PreparedStatement,
     table_first: PreparedStatement,
@@ -38,7 +40,15 @@ struct ScyllaUrl {
     user: Option<(String, String)>,
     consistency: Consistency,
     replication: String,
+    /// Whether the replication strategy is NetworkTopologyStrategy (tablets apply on Scylla 6+).
+    network_topology: bool,
+    /// Conditional writes in flight at once, per store call.
+    max_in_flight: usize,
 }
+
+/// Conditional writes in flight at once by default (`?max_in_flight=N`); measured with
+/// `visionlog bench projections` on one Cassandra node (docs/benchmarks.md).
+const MAX_IN_FLIGHT: usize = 64;
 
 fn config(msg: impl Into<String>) -> StoreError {
     StoreError::Config(msg.into())
@@ -60,7 +70,7 @@ fn consistency(name: &str) -> Result<Consistency, StoreError> {
     })
 }
 
-/// Parses `scylla://[user:secret@]host:port[,host:port]/keyspace[?consistency=..&replication=..&dc=..]`.
+/// Parses `scylla://[user:secret@]host:port[,host:port]/keyspace[?consistency=..&replication=..&dc=..&max_in_flight=..]`.
 fn parse_url(url: &str) -> Result<ScyllaUrl, StoreError> {
     let rest = url.strip_prefix("scylla://").ok_or_else(|| config(format!("not a scylla:// URL: {url:?}")))?;
     let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -89,6 +99,8 @@ fn parse_url(url: &str) -> Result<ScyllaUrl, StoreError> {
         user,
         consistency: Consistency::LocalQuorum,
         replication: "{'class': 'SimpleStrategy', 'replication_factor': 3}".into(),
+        network_topology: false,
+        max_in_flight: MAX_IN_FLIGHT,
     };
     let (mut factor, mut dc) = (3u32, None::<String>);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -97,9 +109,17 @@ fn parse_url(url: &str) -> Result<ScyllaUrl, StoreError> {
             "consistency" => parsed.consistency = consistency(v)?,
             "replication" => factor = v.parse().map_err(|_| config(format!("bad replication {v:?}")))?,
             "dc" if v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') => dc = Some(v.to_owned()),
+            "max_in_flight" => {
+                parsed.max_in_flight = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=4096).contains(n))
+                    .ok_or_else(|| config(format!("max_in_flight must be 1..=4096, not {v:?}")))?
+            }
             other => return Err(config(format!("unknown scylla option {other:?}"))),
         }
     }
+    parsed.network_topology = dc.is_some();
     parsed.replication = match dc {
         Some(dc) => format!("{{'class': 'NetworkTopologyStrategy', '{dc}': {factor}}}"),
         None => format!("{{'class': 'SimpleStrategy', 'replication_factor': {factor}}}"),
@@ -163,8 +183,15 @@ impl ScyllaStore {
                 builder = builder.user(user, secret);
             }
             let session = builder.build().await.map_err(|e| backend(format!("connecting to {:?}: {e}", url.hosts)))?;
-            let cql = KEYSPACE_CQL.replace("{keyspace}", &url.keyspace).replace("{replication}", &url.replication);
-            session.query_unpaged(strip_comments(&cql), ()).await.map_err(backend)?;
+            let scylla = is_scylla(&session).await?;
+            let cql = keyspace_cql(&url, scylla);
+            if let Err(e) = session.query_unpaged(cql, ()).await {
+                // a Scylla before 6.0 knows no `tablets` option (and has no tablets to avoid)
+                if !(scylla && e.to_string().contains("tablets")) {
+                    return Err(backend(e));
+                }
+                session.query_unpaged(keyspace_cql(&url, false), ()).await.map_err(backend)?;
+            }
             session.await_schema_agreement().await.map_err(backend)?;
             Ok::<_, StoreError>(session)
         })?;
@@ -201,6 +228,7 @@ impl ScyllaStore {
                 ))
                 .await?,
                 get: prepare(format!("{select} WHERE partition = ? AND clustering = ?")).await?,
+                erase: prepare(format!("DELETE FROM {qualified} WHERE partition = ? AND clustering = ?")).await?,
                 partition_first: prepare(format!("{select} WHERE partition = ? LIMIT ?")).await?,
                 partition_after: prepare(format!("{select} WHERE partition = ? AND clustering > ? LIMIT ?")).await?,
                 table_first: prepare(format!("{select} LIMIT ?")).await?,
@@ -252,6 +280,25 @@ impl ScyllaStore {
     }
 }
 
+/// Tells whether the cluster is ScyllaDB (it has `system.scylla_local`; Cassandra has not).
+async fn is_scylla(session: &Session) -> Result<bool, StoreError> {
+    let cql = "SELECT table_name FROM system_schema.tables WHERE keyspace_name = 'system' AND table_name = 'scylla_local'";
+    Ok(!rows(session.query_unpaged(cql, ()).await.map_err(backend)?)?.is_empty())
+}
+
+/// The keyspace's CQL. On ScyllaDB 6+ a NetworkTopologyStrategy keyspace gets tablets by
+/// default, and lightweight transactions (every guarded write here) are not supported on tablets:
+/// such a keyspace is created with tablets off. Cassandra knows no tablets and gets none.
+fn keyspace_cql(url: &ScyllaUrl, scylla: bool) -> String {
+    let mut cql = strip_comments(&KEYSPACE_CQL.replace("{keyspace}", &url.keyspace).replace("{replication}", &url.replication));
+    if scylla && url.network_topology {
+        let end = cql.trim_end().trim_end_matches(';').len();
+        cql.truncate(end);
+        cql.push_str("\n  AND tablets = {'enabled': false};");
+    }
+    cql
+}
+
 /// Drops `--` comment lines (the driver takes one statement).
 fn strip_comments(cql: &str) -> String {
     cql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n")
@@ -267,20 +314,31 @@ impl ReadStore for ScyllaStore {
         for p in puts {
             jobs.push((self.statements(&p.table)?, p.row.clone()));
         }
+        let bound = self.url.max_in_flight;
         self.runtime.block_on(async {
-            // every row's conditional write in flight at once; each is atomic on its own
+            // at most `bound` conditional writes in flight (a rebuild sends tens of thousands);
+            // each is atomic on its own
             let mut set = tokio::task::JoinSet::new();
+            let mut outcomes = vec![PutOutcome::Applied; puts.len()];
+            let mut first_error = None;
+            let mut record = |joined: Result<(usize, Result<PutOutcome, StoreError>), tokio::task::JoinError>| {
+                match joined.map_err(backend)? {
+                    (i, Ok(o)) => outcomes[i] = o,
+                    (_, Err(e)) => first_error = first_error.take().or(Some(e)),
+                }
+                Ok::<_, StoreError>(())
+            };
             for (i, (statements, row)) in jobs.into_iter().enumerate() {
+                if set.len() >= bound
+                    && let Some(joined) = set.join_next().await
+                {
+                    record(joined)?;
+                }
                 let session = self.session.clone();
                 set.spawn(async move { (i, Self::put_one(&session, &statements, &row).await) });
             }
-            let mut outcomes = vec![PutOutcome::Applied; puts.len()];
-            let mut first_error = None;
             while let Some(joined) = set.join_next().await {
-                match joined.map_err(backend)? {
-                    (i, Ok(o)) => outcomes[i] = o,
-                    (_, Err(e)) => first_error = first_error.or(Some(e)),
-                }
+                record(joined)?;
             }
             first_error.map_or(Ok(outcomes), Err)
         })
@@ -316,6 +374,14 @@ impl ReadStore for ScyllaStore {
             out.extend(self.select(&s.table_next, (partition, limit(n - out.len())))?);
         }
         Ok(out)
+    }
+
+    fn erase(&self, table: &str, partition: &str, clustering: &str) -> Result<(), StoreError> {
+        let s = self.statements(table)?;
+        self.runtime.block_on(async {
+            self.session.execute_unpaged(&s.erase, (partition, clustering)).await.map_err(backend)?;
+            Ok(())
+        })
     }
 
     fn drop_table(&self, table: &str) -> Result<(), StoreError> {
@@ -354,6 +420,21 @@ mod tests {
         ] {
             assert!(matches!(parse_url(bad), Err(StoreError::Config(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn keyspaces_turn_tablets_off_on_scylla_only() {
+        let nts = parse_url("scylla://h:1/ks?dc=dc1&replication=3").unwrap();
+        let simple = parse_url("scylla://h:1/ks?replication=1").unwrap();
+        let on_scylla = keyspace_cql(&nts, true);
+        assert!(on_scylla.trim_end().ends_with("AND tablets = {'enabled': false};"), "{on_scylla}");
+        assert_eq!(on_scylla.matches(';').count(), 1, "one statement: {on_scylla}");
+        // Cassandra has no tablets option; SimpleStrategy keyspaces get no tablets on Scylla either
+        assert!(!keyspace_cql(&nts, false).contains("tablets"));
+        assert!(!keyspace_cql(&simple, true).contains("tablets"));
+        assert_eq!(parse_url("scylla://h:1/ks?max_in_flight=8").unwrap().max_in_flight, 8);
+        assert_eq!(simple.max_in_flight, MAX_IN_FLIGHT);
+        assert!(parse_url("scylla://h:1/ks?max_in_flight=0").is_err());
     }
 
     #[test]

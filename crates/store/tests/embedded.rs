@@ -9,20 +9,12 @@ fn conformance() {
     conformance::run_all(&store, "");
 }
 
-/// Runs the same suite against a real cluster when `SCYLLA_URI` names one
-/// (`scylla://host:9042/keyspace`); no CQL server installs on the development machines.
+/// The same suite against the CQL server of the test suite (`SCYLLA_URI`: Cassandra from
+/// `scripts/engines.sh`, or a Scylla cluster); fails when none is given.
 #[test]
-fn scylla_conformance_when_a_cluster_is_given() {
-    let Ok(uri) = std::env::var("SCYLLA_URI") else {
-        eprintln!("SCYLLA_URI is not set: the Scylla backend's conformance run is skipped");
-        return;
-    };
-    let store = ScyllaStore::connect(&uri).expect("connecting to SCYLLA_URI");
-    let prefix = format!("conf{}_", std::process::id());
-    conformance::run_all(&store, &prefix);
-    for t in ["v", "other", "s", "t", "d"] {
-        store.drop_table(&format!("{prefix}{t}")).unwrap();
-    }
+fn conformance_on_the_cql_server() {
+    let store = conformance::cql_test_store("conformance");
+    conformance::run_all(&store, "");
 }
 
 #[test]

@@ -99,26 +99,33 @@ impl<'s> TaskCache<'s> {
         }
     }
 
-    /// Writes every changed record and the checkpoint, in one batch.
+    /// Writes every changed record, then the checkpoint that covers them: two store calls, the
+    /// second only after the first succeeded. A store call is not atomic across rows (Scylla sends
+    /// its writes concurrently), so in one call the checkpoint could land while a snapshot failed,
+    /// and the next owner would start past decisions whose state was never saved. A record stays
+    /// changed until its snapshot is written.
     pub(crate) fn flush(&mut self, cp: &Checkpoint) -> Result<(), StoreError> {
-        let mut puts = Vec::with_capacity(self.dirty.len() + 1);
-        for task_id in self.dirty.drain() {
-            if let Some(record) = self.lru.peek_mut(&task_id) {
+        let mut snapshots = Vec::with_capacity(self.dirty.len());
+        for task_id in &self.dirty {
+            if let Some(record) = self.lru.peek_mut(task_id) {
                 record.epoch = cp.epoch;
                 let version = fenced_version(cp.epoch, record.applied_offset);
                 let row =
                     Row { partition: task_id.clone(), clustering: String::new(), version, value: record.to_snapshot() };
-                puts.push(Put { table: SNAPSHOTS.into(), row });
+                snapshots.push(Put { table: SNAPSHOTS.into(), row });
             }
         }
+        if !snapshots.is_empty() {
+            self.store.put(&snapshots)?;
+        }
+        self.dirty.clear();
         let row = Row {
             partition: self.partition_key.clone(),
             clustering: String::new(),
             version: fenced_version(cp.epoch, cp.events_offset),
             value: postcard::to_stdvec(cp).expect("checkpoint serializes"),
         };
-        puts.push(Put { table: CHECKPOINTS.into(), row });
-        self.store.put(&puts)?;
+        self.store.put(&[Put { table: CHECKPOINTS.into(), row }])?;
         Ok(())
     }
 }

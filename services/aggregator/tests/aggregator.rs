@@ -1,6 +1,6 @@
 //! The single writer against the embedded log: flow, idempotence, concurrency, restart,
 //! bad input, and two owners racing for one partition. The last two also run on a real
-//! Kafka-protocol broker (tansu, started per test; `scripts/install.sh` installs it).
+//! Apache Kafka (`KAFKA_BOOTSTRAP`, from `scripts/engines.sh`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,8 +11,8 @@ use visionlog_codec::envelope::{CommandEnvelope, names};
 use visionlog_codec::{Codec, EmbeddedRegistry, Outcome};
 use visionlog_domain::*;
 use visionlog_journal::{CommandBus, Topics, audit};
-use visionlog_log::{EventLog, FileLog, FileLogOptions, FsyncPolicy, KafkaLog, LocalBroker, partition_for};
-use visionlog_store::{EmbeddedStore, ReadStore};
+use visionlog_log::{EventLog, FileLog, FileLogOptions, FsyncPolicy, KafkaLog, partition_for};
+use visionlog_store::{EmbeddedStore, Put, PutOutcome, ReadStore, Row, StoreError};
 
 struct Rig {
     _dir: tempfile::TempDir,
@@ -21,8 +21,6 @@ struct Rig {
     store: Arc<dyn ReadStore>,
     topics: Topics,
     bus: CommandBus,
-    /// Last: fields drop in order, and the broker must outlive the log's clients.
-    _broker: Option<LocalBroker>,
 }
 
 #[derive(Clone, Copy)]
@@ -36,33 +34,38 @@ fn rig(partitions: u32) -> Rig {
 }
 
 fn rig_on(on: On, partitions: u32) -> Rig {
+    rig_with(on, partitions, None)
+}
+
+/// A rig whose snapshots and checkpoints go to `store` (else an embedded store of its own).
+fn rig_with(on: On, partitions: u32, store: Option<Arc<dyn ReadStore>>) -> Rig {
     // VISIONLOG_LOG_LEVEL=info shows what the owners do
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("VISIONLOG_LOG_LEVEL") {
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
     }
     let dir = tempfile::tempdir().unwrap();
-    let (log, broker): (Arc<dyn EventLog>, _) = match on {
-        On::FileLog => (
-            Arc::new(
-                FileLog::open(
-                    &dir.path().join("log"),
-                    FileLogOptions { fsync: FsyncPolicy::Never, ..Default::default() },
-                )
+    let log: Arc<dyn EventLog> = match on {
+        On::FileLog => Arc::new(
+            FileLog::open(&dir.path().join("log"), FileLogOptions { fsync: FsyncPolicy::Never, ..Default::default() })
                 .unwrap(),
-            ),
-            None,
         ),
-        On::Kafka => {
-            let broker = LocalBroker::start().unwrap();
-            (Arc::new(KafkaLog::connect(&broker.address).unwrap()), Some(broker))
-        }
+        On::Kafka => Arc::new(KafkaLog::connect(&visionlog_log::conformance::kafka_bootstrap()).unwrap()),
     };
     let codec = Arc::new(Codec::new(Arc::new(EmbeddedRegistry::in_memory())).unwrap());
-    let store: Arc<dyn ReadStore> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
-    let topics = Topics::new("t", partitions);
+    let store: Arc<dyn ReadStore> =
+        store.unwrap_or_else(|| Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap()));
+    // Apache Kafka is shared by the tests: topics of their own
+    let prefix = match on {
+        On::FileLog => "t".to_owned(),
+        On::Kafka => {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+            format!("agg-{}-{}", std::process::id(), nanos % 1_000_000_000_000)
+        }
+    };
+    let topics = Topics::new(&prefix, partitions);
     topics.create(log.as_ref()).unwrap();
     let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
-    Rig { _dir: dir, _broker: broker, log, codec, store, topics, bus }
+    Rig { _dir: dir, log, codec, store, topics, bus }
 }
 
 struct Running {
@@ -247,6 +250,82 @@ fn a_restart_restores_state_from_snapshots_and_the_journal() {
     assert!(stats.snapshot_loads > 0);
     let a = audit(rig.log.as_ref(), &rig.topics).unwrap();
     assert_eq!((a.events, a.version_gaps, a.duplicate_events), (18, 0, 0));
+}
+
+/// A store that, once armed, applies every row of a call but one task's snapshot and then fails
+/// the call: what a Scylla store call does when one of its concurrent writes fails.
+struct FailingStore {
+    inner: Arc<dyn ReadStore>,
+    fail_snapshot_of: std::sync::Mutex<Option<String>>,
+}
+
+impl ReadStore for FailingStore {
+    fn put(&self, puts: &[Put]) -> Result<Vec<PutOutcome>, StoreError> {
+        let mut armed = self.fail_snapshot_of.lock().unwrap();
+        // the aggregator's snapshot table
+        let hit = armed.as_ref().and_then(|task| {
+            puts.iter().position(|p| p.table == "aggregate_snapshots" && p.row.partition == *task)
+        });
+        let Some(i) = hit else { return self.inner.put(puts) };
+        let task = armed.take().unwrap();
+        let rest: Vec<Put> = puts.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| p.clone()).collect();
+        self.inner.put(&rest)?;
+        Err(StoreError::Backend(format!("injected: the snapshot write of {task} failed")))
+    }
+    fn get(&self, table: &str, partition: &str, clustering: &str) -> Result<Option<Row>, StoreError> {
+        self.inner.get(table, partition, clustering)
+    }
+    fn scan_partition(&self, t: &str, p: &str, after: Option<&str>, n: usize) -> Result<Vec<Row>, StoreError> {
+        self.inner.scan_partition(t, p, after, n)
+    }
+    fn scan_table(&self, t: &str, after: Option<(&str, &str)>, n: usize) -> Result<Vec<Row>, StoreError> {
+        self.inner.scan_table(t, after, n)
+    }
+    fn erase(&self, table: &str, partition: &str, clustering: &str) -> Result<(), StoreError> {
+        self.inner.erase(table, partition, clustering)
+    }
+    fn drop_table(&self, table: &str) -> Result<(), StoreError> {
+        self.inner.drop_table(table)
+    }
+}
+
+/// A checkpoint never lands while a snapshot it covers failed: the next owner restores the task
+/// from the journal, so versions are not used twice and a redelivered command stays a duplicate.
+fn snapshots_are_durable_before_their_checkpoint(store: Arc<dyn ReadStore>) {
+    let failing = Arc::new(FailingStore { inner: store, fail_snapshot_of: Some("task-1".to_owned()).into() });
+    let rig = rig_with(On::FileLog, 1, Some(failing.clone()));
+    let config = AggregatorConfig { snapshot_every: 2, ..AggregatorConfig::default() };
+    let run = rig.start("a", config.clone());
+    rig.send("task-0", "create-0", CUSTOMER, None, &create());
+    rig.send("task-1", "create-1", CUSTOMER, None, &create());
+    rig.outcome("create-1");
+    let results = run.stop();
+    assert!(failing.fail_snapshot_of.lock().unwrap().is_none(), "the snapshot write was never tried");
+    assert!(matches!(results[0], Err(AggregatorError::Store(_))), "{:?}", results[0]);
+    // a new owner, the store healthy again
+    let run = rig.start("b", config);
+    rig.send("task-1", "create-1", CUSTOMER, None, &create()); // redelivered
+    rig.send("task-1", "detect-1", EXECUTOR, Some(1), &TaskCommand::RequestDetection(RequestDetection {}));
+    let detect = rig.outcome("detect-1");
+    assert!(detect.accepted, "task-1's state was lost: {detect:?}");
+    assert_eq!(detect.first_version, Some(2));
+    assert!(rig.outcome("create-1").duplicate, "the redelivered create was decided again");
+    for r in run.stop() {
+        r.unwrap();
+    }
+    let a = audit(rig.log.as_ref(), &rig.topics).unwrap();
+    assert_eq!((a.events, a.version_gaps, a.duplicate_events), (3, 0, 0));
+}
+
+#[test]
+fn snapshots_are_durable_before_their_checkpoint_on_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    snapshots_are_durable_before_their_checkpoint(Arc::new(EmbeddedStore::open(&dir.path().join("s.redb")).unwrap()));
+}
+
+#[test]
+fn snapshots_are_durable_before_their_checkpoint_on_the_cql_server() {
+    snapshots_are_durable_before_their_checkpoint(Arc::new(visionlog_store::conformance::cql_test_store("snapshots")));
 }
 
 #[test]

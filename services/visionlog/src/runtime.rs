@@ -98,10 +98,12 @@ impl Runtime {
         let data = b.data_dir.canonicalize()?;
         let (hot, log_url, broker) = open_log(b.log.as_deref(), &data, b.fsync)?;
         let store_url = b.store.clone().unwrap_or_else(|| format!("embedded://{}", data.join("store.redb").display()));
-        let store = visionlog_store::open(&store_url).with_context(|| format!("opening the store {store_url}"))?;
+        let store_url_shown = redacted(&store_url);
+        let store =
+            visionlog_store::open(&store_url).with_context(|| format!("opening the store {store_url_shown}"))?;
         let objects_url = b.objects.clone().unwrap_or_else(|| format!("file://{}", data.join("objects").display()));
         let objects = visionlog_objects::Objects::open(&objects_url)
-            .with_context(|| format!("opening the object store {objects_url}"))?;
+            .with_context(|| format!("opening the object store {}", redacted(&objects_url)))?;
         let mut topics = Topics::new(&b.topic_prefix, b.partitions);
         if let Ok(existing) = hot.partitions(&topics.commands) {
             topics.partitions = existing;
@@ -117,7 +119,7 @@ impl Runtime {
             None => visionlog_tenants::Tenants::default(),
         });
         let guard = visionlog_netguard::UrlGuard::from_env().map_err(anyhow::Error::msg)?;
-        tracing::info!(log = log_url, store = store_url, partitions = topics.partitions, "backends open");
+        tracing::info!(log = log_url, store = store_url_shown, partitions = topics.partitions, "backends open");
         Ok(Self { log, hot, log_url, codec, store, objects, topics, bus, registry, tenants, guard, _broker: broker })
     }
 }
@@ -150,9 +152,63 @@ pub(crate) fn open_log(
         Some(url) => (url.to_owned(), None),
         None => (format!("file://{}", data.join("log").display()), None),
     };
+    let shown = redacted(&url);
     let log = visionlog_log::open(&url, FileLogOptions { fsync, ..FileLogOptions::default() })
-        .with_context(|| format!("opening the log {url}"))?;
-    Ok((log, url, broker))
+        .with_context(|| format!("opening the log {shown}"))?;
+    Ok((log, shown, broker))
+}
+
+/// A backend URL fit for logs, reports and error messages: the secret of `user:secret@` and the
+/// values of query options that name a password, secret or token are replaced by `***`.
+pub(crate) fn redacted(url: &str) -> String {
+    let (head, query) = url.split_once('?').map_or((url, None), |(h, q)| (h, Some(q)));
+    let mut out = match head.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
+            let authority = match authority.rsplit_once('@') {
+                Some((userinfo, hosts)) => {
+                    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+                    format!("{user}:***@{hosts}")
+                }
+                None => authority.to_owned(),
+            };
+            match path {
+                Some(p) => format!("{scheme}://{authority}/{p}"),
+                None => format!("{scheme}://{authority}"),
+            }
+        }
+        None => head.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if ["password", "secret", "token"].iter().any(|w| k.to_ascii_lowercase().contains(w)) => {
+                    format!("{k}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out = format!("{out}?{}", pairs.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redacted;
+
+    #[test]
+    fn urls_lose_their_secrets_and_keep_the_rest() {
+        assert_eq!(redacted("scylla://app:s3cret@h1:9042,h2:9042/views?replication=3"), "scylla://app:***@h1:9042,h2:9042/views?replication=3");
+        assert_eq!(
+            redacted("kafka://b:9093?sasl_username=app&sasl_password=p4ss&security_protocol=sasl_ssl"),
+            "kafka://b:9093?sasl_username=app&sasl_password=***&security_protocol=sasl_ssl"
+        );
+        assert_eq!(redacted("s3://bucket/prefix"), "s3://bucket/prefix");
+        assert_eq!(redacted("file:///data/log"), "file:///data/log");
+        assert_eq!(redacted("kafka://u:p@b:9092"), "kafka://u:***@b:9092");
+    }
 }
 
 /// The schema registry: `--schema-registry` over HTTP if given; on Kafka, the registry kept in
