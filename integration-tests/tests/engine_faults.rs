@@ -11,6 +11,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use visionlog_integration_tests::{cql_store_url, engines, kafka_bootstrap, last_json, unique_name, view_rows_in};
 
+/// Tasks per run: enough that an engine goes down mid-way (a debug build takes ~45 s for them).
+const TASKS: u32 = 400;
+
 /// `visionlog demo` on Apache Kafka and the CQL server, in the background.
 fn demo(data: &Path, prefix: &str, store: &str, tasks: u32) -> Child {
     visionlog_integration_tests::visionlog(data)
@@ -44,12 +47,12 @@ fn engines_killed_and_restarted_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let store = cql_store_url("kafkafault");
     let started = Instant::now();
-    let run = demo(&dir.path().join("data"), &unique_name("kafkafault"), &store, 120);
-    mid_flow(started, Duration::from_secs(8));
+    let run = demo(&dir.path().join("data"), &unique_name("kafkafault"), &store, TASKS);
+    mid_flow(started, Duration::from_secs(6));
     engines(&["kill", "kafka"]);
     std::thread::sleep(Duration::from_secs(3));
     engines(&["up"]);
-    let report = finished(run, 120);
+    let report = finished(run, TASKS);
     eprintln!("with Kafka killed: {report}");
 
     // the CQL node: SIGKILL while the projector writes, back after 3 s; then the views must
@@ -59,12 +62,12 @@ fn engines_killed_and_restarted_under_load() {
     let store = cql_store_url("cqlfault");
     let prefix = unique_name("cqlfault");
     let started = Instant::now();
-    let run = demo(&data, &prefix, &store, 120);
-    mid_flow(started, Duration::from_secs(8));
+    let run = demo(&data, &prefix, &store, TASKS);
+    mid_flow(started, Duration::from_secs(6));
     engines(&["kill", "cassandra"]);
     std::thread::sleep(Duration::from_secs(3));
     engines(&["up"]);
-    let report = finished(run, 120);
+    let report = finished(run, TASKS);
     eprintln!("with the CQL node killed: {report}");
     let out = visionlog_integration_tests::visionlog(&data)
         .args(["--log", &format!("kafka://{}", kafka_bootstrap()), "--topic-prefix", &prefix, "--store", &store])

@@ -56,11 +56,20 @@ fn kafka_urls_take_several_hosts_and_options() {
     let broker = Broker::start();
     let options = visionlog_log::FileLogOptions::default;
     let a = broker.address();
-    let url = format!("kafka://{a},{a}?replication=1&session_timeout_ms=7000");
+    let url = format!("kafka://{a},{a}?replication=1&min_insync_replicas=1&session_timeout_ms=7000");
     let log = visionlog_log::open(&url, options()).unwrap();
     let topic = broker.name("several-hosts");
     log.create_topic(&topic, 1).unwrap();
     assert_eq!(log.partitions(&topic).unwrap(), 1);
+    // the topic as the broker keeps it: never aged out, appends acknowledged by min.insync.replicas
+    let kafka = KafkaLog::connect(a).unwrap();
+    assert_eq!(kafka.topic_config(&topic, "min.insync.replicas").unwrap().as_deref(), Some("1"));
+    assert_eq!(kafka.topic_config(&topic, "retention.ms").unwrap().as_deref(), Some("-1"));
+    let err = visionlog_log::open(&format!("kafka://{a}?replication=1&min_insync_replicas=2"), options())
+        .err()
+        .expect("more in-sync replicas than replicas")
+        .to_string();
+    assert!(err.contains("min_insync_replicas"), "{err}");
     let err =
         visionlog_log::open(&format!("kafka://{a}?acks=0"), options()).err().expect("an unknown option").to_string();
     assert!(err.contains("unknown kafka option"), "{err}");

@@ -5,7 +5,11 @@
 //! A worker that returns `Ok` on its own (an aggregator fenced by another owner) is started
 //! again after a pause while the partition is still ours: the group decides who owns a
 //! partition, the journal's epochs only keep the loser from being believed meanwhile. A worker
-//! that fails fails the service, which leaves the group so that others take its partitions.
+//! that fails (the broker or the read store unreachable, a request timed out) is started again
+//! after a back-off that doubles with each failure in a row, up to 30 s: the service
+//! reconnects by itself once its engines are back, and every worker resumes from its committed
+//! position. A worker that panics fails the service, which leaves the group so that others take
+//! its partitions.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,10 +26,20 @@ pub type Work = dyn Fn(u32, &AtomicBool) -> Result<(), WorkError> + Send + Sync;
 
 /// How long a worker that gave its partition up waits before it tries again.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// The longest pause before a failing worker is started again.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A worker that ran this long before it failed starts its back-off afresh.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
 struct Running {
     stop: Arc<AtomicBool>,
     handle: JoinHandle<Result<(), WorkError>>,
+    started: Instant,
+}
+
+/// The pause before the `n`th failure in a row is retried: 2 s, 4 s, 8 s ... at most 30 s.
+fn backoff(n: u32) -> Duration {
+    RETRY_AFTER.saturating_mul(1 << n.saturating_sub(1).min(6)).min(MAX_BACKOFF)
 }
 
 /// What a service's membership holds now, for its readiness probe.
@@ -54,6 +68,8 @@ struct Owners {
     running: Mutex<BTreeMap<u32, Running>>,
     /// Partitions we own whose worker ended on its own, and when to start it again.
     retry: Mutex<BTreeMap<u32, Instant>>,
+    /// Failures in a row per partition (for the back-off).
+    failures: Mutex<BTreeMap<u32, u32>>,
 }
 
 impl Owners {
@@ -64,10 +80,11 @@ impl Owners {
             .name(format!("{}-{partition}", self.name))
             .spawn(move || work(partition, &flag))
             .expect("spawning a partition worker");
-        self.running.lock().expect("running lock").insert(partition, Running { stop, handle });
+        self.running.lock().expect("running lock").insert(partition, Running { stop, handle, started: Instant::now() });
     }
 
-    /// Joins finished workers: a failure ends the service; a worker that gave up is retried.
+    /// Joins finished workers: a worker that gave up or failed is started again later; a panic
+    /// ends the service.
     fn reap(&self) -> Result<(), WorkError> {
         let finished: Vec<(u32, Running)> = {
             let mut running = self.running.lock().expect("running lock");
@@ -80,7 +97,17 @@ impl Owners {
                     tracing::warn!(service = self.name, partition, "worker gave its partition up; retrying later");
                     self.retry.lock().expect("retry lock").insert(partition, Instant::now() + RETRY_AFTER);
                 }
-                Ok(Err(e)) => return Err(format!("{}-{partition}: {e}", self.name).into()),
+                Ok(Err(e)) => {
+                    let mut failures = self.failures.lock().expect("failures lock");
+                    let n = failures.entry(partition).or_default();
+                    *n = if r.started.elapsed() >= HEALTHY_RUN { 1 } else { *n + 1 };
+                    let pause = backoff(*n);
+                    tracing::error!(
+                        service = self.name, partition, error = %e, failures_in_a_row = *n, retry_in_s = pause.as_secs(),
+                        "worker failed; starting it again after a pause"
+                    );
+                    self.retry.lock().expect("retry lock").insert(partition, Instant::now() + pause);
+                }
                 Err(_) => return Err(format!("{}-{partition} panicked", self.name).into()),
             }
         }
@@ -157,6 +184,7 @@ pub fn serve_partitions(
         assignment: assignment.clone(),
         running: Mutex::new(BTreeMap::new()),
         retry: Mutex::new(BTreeMap::new()),
+        failures: Mutex::new(BTreeMap::new()),
     });
     let mut member = log.join_group(group, topic, owners.clone())?;
     let result = loop {
@@ -230,18 +258,23 @@ mod tests {
         assert_eq!(running.load(Ordering::SeqCst), 0, "every worker stopped before the service returned");
     }
 
-    /// A failing worker fails the service, which stops the other workers and leaves the group.
+    /// A failing worker (its engine unreachable) is started again after a pause, and the others
+    /// keep running; a panicking one fails the service, which stops the others.
     #[test]
-    fn a_failing_worker_fails_the_service_and_stops_the_others() {
+    fn a_failing_worker_is_started_again_and_a_panicking_one_fails_the_service() {
         let dir = tempfile::tempdir().unwrap();
         let log = log(dir.path());
+        let starts = Arc::new(AtomicUsize::new(0));
         let running = Arc::new(AtomicUsize::new(0));
         let work: Arc<Work> = {
-            let running = running.clone();
+            let (starts, running) = (starts.clone(), running.clone());
             Arc::new(move |p, stop: &AtomicBool| {
                 if p == 2 {
-                    std::thread::sleep(Duration::from_millis(50));
-                    return Err("the store is gone".into());
+                    match starts.fetch_add(1, Ordering::SeqCst) {
+                        0 => return Err("the store is gone".into()),
+                        1 => panic!("a bug"),
+                        _ => unreachable!("a panic ends the service"),
+                    }
                 }
                 running.fetch_add(1, Ordering::SeqCst);
                 while !stop.load(Ordering::Relaxed) {
@@ -253,7 +286,10 @@ mod tests {
         };
         let err = serve_partitions(log.as_ref(), "g", "in", "w", work, &AtomicBool::new(false), Default::default())
             .unwrap_err();
-        assert!(err.to_string().contains("w-2: the store is gone"), "{err}");
+        assert_eq!(starts.load(Ordering::SeqCst), 2, "the failed worker was started again");
+        assert!(err.to_string().contains("w-2 panicked"), "{err}");
         assert_eq!(running.load(Ordering::SeqCst), 0);
+        assert_eq!((backoff(1), backoff(2), backoff(3)), (RETRY_AFTER, RETRY_AFTER * 2, RETRY_AFTER * 4));
+        assert_eq!(backoff(40), MAX_BACKOFF);
     }
 }

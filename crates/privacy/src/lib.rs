@@ -251,7 +251,10 @@ mod tests {
         assert_eq!(keys.shredded("subject-1").unwrap(), Some(record));
         // the key's row is gone, not kept as an empty value
         let rows = store.scan_partition(KEYS_TABLE, "subject-1", None, 100).unwrap();
-        assert!(rows.iter().all(|r| r.clustering != sealed.key_id), "the destroyed key's row is still stored: {rows:?}");
+        assert!(
+            rows.iter().all(|r| r.clustering != sealed.key_id),
+            "the destroyed key's row is still stored: {rows:?}"
+        );
         // a later task of the subject gets a new key; the old data stays unreadable
         let later = keys.seal("subject-1", "task-5", &p).unwrap();
         assert_ne!(later.key_id, sealed.key_id);

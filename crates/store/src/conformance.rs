@@ -101,7 +101,8 @@ pub fn erased_rows_are_gone(store: &dyn ReadStore, prefix: &str) {
     store.put(&[put(e, "subject", "k1", 1, "secret key"), put(e, "subject", "k2", 1, "other key")]).unwrap();
     store.erase(e, "subject", "k1").unwrap();
     assert!(store.get(e, "subject", "k1").unwrap().is_none());
-    let left: Vec<String> = store.scan_partition(e, "subject", None, 10).unwrap().into_iter().map(|r| r.clustering).collect();
+    let left: Vec<String> =
+        store.scan_partition(e, "subject", None, 10).unwrap().into_iter().map(|r| r.clustering).collect();
     assert_eq!(left, ["k2"]);
     store.erase(e, "subject", "never-there").unwrap();
 }
@@ -158,7 +159,8 @@ pub fn with_fresh_keyspace(uri: &str, name: &str) -> String {
     let authority = base.strip_prefix("scylla://").unwrap_or(base).split('/').next().unwrap_or_default();
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let clean: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).take(20).collect::<String>().to_lowercase();
-    let keyspace = format!("t_{clean}_{}_{}_{}", std::process::id(), nanos % 1_000_000, N.fetch_add(1, Ordering::Relaxed));
+    let keyspace =
+        format!("t_{clean}_{}_{}_{}", std::process::id(), nanos % 1_000_000, N.fetch_add(1, Ordering::Relaxed));
     match query {
         Some(q) => format!("scylla://{authority}/{keyspace}?{q}"),
         None => format!("scylla://{authority}/{keyspace}"),

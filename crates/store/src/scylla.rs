@@ -266,6 +266,37 @@ impl ScyllaStore {
         }
     }
 
+    /// Writes rows with plain prepared INSERTs (no condition, no version guard), as many in
+    /// flight as the store's bound: what the cluster takes at most, the baseline that
+    /// `visionlog bench projections` measures guarded writes against. Not for views.
+    pub fn insert_unconditionally(&self, table: &str, rows: &[Row]) -> Result<(), StoreError> {
+        self.statements(table)?; // creates the table
+        let cql = format!("INSERT INTO {}.{table} ({COLUMNS}) VALUES (?, ?, ?, ?)", self.url.keyspace);
+        let (session, bound, consistency) = (self.session.clone(), self.url.max_in_flight, self.url.consistency);
+        self.runtime.block_on(async move {
+            let mut insert = session.prepare(cql).await.map_err(backend)?;
+            insert.set_consistency(consistency);
+            let insert = Arc::new(insert);
+            let mut set = tokio::task::JoinSet::new();
+            for row in rows.iter().cloned() {
+                if set.len() >= bound
+                    && let Some(joined) = set.join_next().await
+                {
+                    joined.map_err(backend)??;
+                }
+                let (session, insert) = (session.clone(), insert.clone());
+                set.spawn(async move {
+                    let values = (&row.partition, &row.clustering, row.version as i64, &row.value);
+                    session.execute_unpaged(&insert, values).await.map(|_| ()).map_err(backend)
+                });
+            }
+            while let Some(joined) = set.join_next().await {
+                joined.map_err(backend)??;
+            }
+            Ok(())
+        })
+    }
+
     fn select(
         &self,
         statement: &PreparedStatement,
@@ -282,7 +313,8 @@ impl ScyllaStore {
 
 /// Tells whether the cluster is ScyllaDB (it has `system.scylla_local`; Cassandra has not).
 async fn is_scylla(session: &Session) -> Result<bool, StoreError> {
-    let cql = "SELECT table_name FROM system_schema.tables WHERE keyspace_name = 'system' AND table_name = 'scylla_local'";
+    let cql =
+        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = 'system' AND table_name = 'scylla_local'";
     Ok(!rows(session.query_unpaged(cql, ()).await.map_err(backend)?)?.is_empty())
 }
 
@@ -290,7 +322,8 @@ async fn is_scylla(session: &Session) -> Result<bool, StoreError> {
 /// default, and lightweight transactions (every guarded write here) are not supported on tablets:
 /// such a keyspace is created with tablets off. Cassandra knows no tablets and gets none.
 fn keyspace_cql(url: &ScyllaUrl, scylla: bool) -> String {
-    let mut cql = strip_comments(&KEYSPACE_CQL.replace("{keyspace}", &url.keyspace).replace("{replication}", &url.replication));
+    let mut cql =
+        strip_comments(&KEYSPACE_CQL.replace("{keyspace}", &url.keyspace).replace("{replication}", &url.replication));
     if scylla && url.network_topology {
         let end = cql.trim_end().trim_end_matches(';').len();
         cql.truncate(end);

@@ -263,9 +263,9 @@ impl ReadStore for FailingStore {
     fn put(&self, puts: &[Put]) -> Result<Vec<PutOutcome>, StoreError> {
         let mut armed = self.fail_snapshot_of.lock().unwrap();
         // the aggregator's snapshot table
-        let hit = armed.as_ref().and_then(|task| {
-            puts.iter().position(|p| p.table == "aggregate_snapshots" && p.row.partition == *task)
-        });
+        let hit = armed
+            .as_ref()
+            .and_then(|task| puts.iter().position(|p| p.table == "aggregate_snapshots" && p.row.partition == *task));
         let Some(i) = hit else { return self.inner.put(puts) };
         let task = armed.take().unwrap();
         let rest: Vec<Put> = puts.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| p.clone()).collect();

@@ -185,11 +185,18 @@ impl EventHandler for InferenceWorker {
             return Ok(());
         }
         // the task's photos and class group are fixed at creation: any projected version has them
-        let view = visionlog_projector::queries::task_view(self.store.as_ref(), &env.task_id)
-            .map_err(|err| ConsumeError::Transient(err.to_string()))?;
-        let Some(view) = view else {
-            self.seen.remove(&env.event_id);
-            return Err(ConsumeError::Transient(format!("task {} is not projected yet", env.task_id)));
+        // an event not taken up must not stay seen: the loop hands it again after a pause (the
+        // store unreachable once left it seen, and the retry skipped it: a request never answered)
+        let view = match visionlog_projector::queries::task_view(self.store.as_ref(), &env.task_id) {
+            Ok(Some(view)) => view,
+            Ok(None) => {
+                self.seen.remove(&env.event_id);
+                return Err(ConsumeError::Transient(format!("task {} is not projected yet", env.task_id)));
+            }
+            Err(err) => {
+                self.seen.remove(&env.event_id);
+                return Err(ConsumeError::Transient(err.to_string()));
+            }
         };
         self.pending.push(Job {
             partition: e.partition,

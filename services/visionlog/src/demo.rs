@@ -240,13 +240,23 @@ fn submit(rt: &Runtime, args: &DemoArgs, range: std::ops::Range<usize>) -> anyho
 
 /// Waits until `tasks` tasks have a result and every command is decided (or the deadline).
 fn wait_for(rt: &Runtime, tasks: usize, deadline: Instant, progress: bool, started: Instant) -> anyhow::Result<usize> {
+    let mut completed = 0;
     loop {
-        let summaries = visionlog_projector::list_summaries(rt.store.as_ref())?;
-        let completed = summaries.iter().filter(|s| s.completed_at_ms.is_some()).count();
+        // the store or the broker may be away for a while (a restarted node): the services
+        // reconnect by themselves, and so does this wait; only the deadline ends it
+        let check =
+            visionlog_projector::list_summaries(rt.store.as_ref()).map_err(anyhow::Error::from).and_then(|summaries| {
+                completed = summaries.iter().filter(|s| s.completed_at_ms.is_some()).count();
+                Ok(completed >= tasks && commands_drained(rt)?)
+            });
+        let done = check.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "demo: progress unknown for now; asking again");
+            false
+        });
         if progress {
             eprint!("\r{completed}/{tasks} tasks completed, {:.1}s", started.elapsed().as_secs_f64());
         }
-        if (completed >= tasks && commands_drained(rt)?) || Instant::now() > deadline {
+        if done || Instant::now() > deadline {
             return Ok(completed);
         }
         std::thread::sleep(Duration::from_millis(100));

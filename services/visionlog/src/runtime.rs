@@ -200,7 +200,10 @@ mod redaction_tests {
 
     #[test]
     fn urls_lose_their_secrets_and_keep_the_rest() {
-        assert_eq!(redacted("scylla://app:s3cret@h1:9042,h2:9042/views?replication=3"), "scylla://app:***@h1:9042,h2:9042/views?replication=3");
+        assert_eq!(
+            redacted("scylla://app:s3cret@h1:9042,h2:9042/views?replication=3"),
+            "scylla://app:***@h1:9042,h2:9042/views?replication=3"
+        );
         assert_eq!(
             redacted("kafka://b:9093?sasl_username=app&sasl_password=p4ss&security_protocol=sasl_ssl"),
             "kafka://b:9093?sasl_username=app&sasl_password=***&security_protocol=sasl_ssl"

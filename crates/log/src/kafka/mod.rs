@@ -44,11 +44,15 @@ const READ_LINGER: Duration = Duration::from_millis(2);
 const END_LINGER: Duration = Duration::from_millis(50);
 
 /// Settings of the Kafka backend, from the query of a `kafka://` URL
-/// (`?replication=3&session_timeout_ms=10000`).
+/// (`?replication=3&min_insync_replicas=2&session_timeout_ms=10000`).
 #[derive(Clone, Debug)]
 pub struct KafkaOptions {
     /// Replication factor of the topics it creates.
     pub replication: u32,
+    /// `min.insync.replicas` of the topics it creates: with the producer's `acks=all`, an append
+    /// is acknowledged only once this many replicas have it. Default: one less than the
+    /// replication factor (at least 1), so one broker may be down while appends go on.
+    pub min_insync_replicas: Option<u32>,
     /// A group member silent for this long is dropped and its partitions move. Kafka accepts
     /// 6 s to 30 min by default; tansu takes half of it for every join.
     pub session_timeout: Duration,
@@ -56,7 +60,7 @@ pub struct KafkaOptions {
 
 impl Default for KafkaOptions {
     fn default() -> Self {
-        Self { replication: 1, session_timeout: Duration::from_secs(6) }
+        Self { replication: 1, min_insync_replicas: None, session_timeout: Duration::from_secs(6) }
     }
 }
 
@@ -68,15 +72,29 @@ impl KafkaOptions {
             let number = || value.parse::<u64>().map_err(|_| LogError::Config(format!("kafka option {key}={value:?}")));
             match key.as_str() {
                 "replication" => options.replication = number()?.clamp(1, 32) as u32,
+                "min_insync_replicas" => options.min_insync_replicas = Some(number()?.clamp(1, 32) as u32),
                 "session_timeout_ms" => options.session_timeout = Duration::from_millis(number()?),
                 _ => {
                     return Err(LogError::Config(format!(
-                        "unknown kafka option {key:?} (replication, session_timeout_ms)"
+                        "unknown kafka option {key:?} (replication, min_insync_replicas, session_timeout_ms)"
                     )));
                 }
             }
         }
+        if let Some(n) = options.min_insync_replicas
+            && n > options.replication
+        {
+            return Err(LogError::Config(format!(
+                "min_insync_replicas={n} exceeds replication={}: no append could be acknowledged",
+                options.replication
+            )));
+        }
         Ok(options)
+    }
+
+    /// The `min.insync.replicas` topics are created with.
+    pub fn min_insync(&self) -> u32 {
+        self.min_insync_replicas.unwrap_or(self.replication.saturating_sub(1).max(1))
     }
 }
 
@@ -97,6 +115,13 @@ pub struct KafkaLog {
     partition_counts: Mutex<HashMap<String, u32>>,
 }
 
+/// Errors a consumer's queue carries while brokers are unreachable; the client reconnects by
+/// itself and the position is unchanged.
+fn connection_event(code: rdkafka::types::RDKafkaErrorCode) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(code, C::BrokerTransportFailure | C::AllBrokersDown | C::OperationTimedOut | C::Resolve)
+}
+
 fn kafka_err(what: &str, e: KafkaError) -> LogError {
     LogError::Io { path: what.to_owned(), source: std::io::Error::other(e.to_string()) }
 }
@@ -115,6 +140,9 @@ impl KafkaLog {
         let producer: FutureProducer = config
             .clone()
             .set("enable.idempotence", "true")
+            // acknowledged only once every in-sync replica has it (idempotence needs it too;
+            // said explicitly so that no client default can weaken it)
+            .set("acks", "all")
             .set("linger.ms", "1")
             .set("message.timeout.ms", "30000")
             .create()
@@ -129,6 +157,22 @@ impl KafkaLog {
             readers: Mutex::new(HashMap::new()),
             partition_counts: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A topic's configuration value as the broker reports it (`min.insync.replicas`, say).
+    pub fn topic_config(&self, topic: &str, key: &str) -> Result<Option<String>, LogError> {
+        use rdkafka::admin::ResourceSpecifier;
+        let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
+        let results =
+            futures_executor::block_on(self.admin.describe_configs([&ResourceSpecifier::Topic(topic)], &options))
+                .map_err(|e| kafka_err("describing a topic", e))?;
+        for r in results {
+            let resource = r.map_err(|code| LogError::Config(format!("describing topic {topic}: {code}")))?;
+            if let Some(entry) = resource.get(key) {
+                return Ok(entry.value.clone());
+            }
+        }
+        Ok(None)
     }
 
     fn consumer(&self, group: &str) -> Result<BaseConsumer, LogError> {
@@ -257,6 +301,12 @@ impl KafkaLog {
             let Some(message) = reader.consumer.poll(deadline - now) else { break };
             let m = match message {
                 Ok(m) => m,
+                // librdkafka reports a lost connection on every consumer's queue, and reconnects
+                // by itself: not this read's failure (it returns what it has when time is up)
+                Err(KafkaError::MessageConsumption(code)) if connection_event(code) => {
+                    tracing::debug!(topic, partition, %code, "consumer connection event; reading on");
+                    continue;
+                }
                 Err(e) => {
                     reader.next = None; // assign again on the next read
                     return Err(kafka_err(topic, e));
@@ -299,10 +349,12 @@ impl EventLog for KafkaLog {
         }
         // the log is the source of truth: Kafka must never delete it by age or size (tiering to
         // object storage, not retention, is how it will shrink), nor compact it
+        let min_insync = self.options.min_insync().to_string();
         let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(self.options.replication as i32))
             .set("retention.ms", "-1")
             .set("retention.bytes", "-1")
-            .set("cleanup.policy", "delete");
+            .set("cleanup.policy", "delete")
+            .set("min.insync.replicas", &min_insync);
         let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
         let results = futures_executor::block_on(self.admin.create_topics([&new], &options))
             .map_err(|e| kafka_err("creating a topic", e))?;
@@ -429,5 +481,22 @@ impl EventLog for KafkaLog {
     ) -> Result<Box<dyn GroupMember>, LogError> {
         self.check_partition(topic, 0)?;
         group::join(&self.bootstrap, group, topic, &self.options, handler)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KafkaOptions;
+
+    fn options(query: &[(&str, &str)]) -> Result<KafkaOptions, crate::LogError> {
+        KafkaOptions::from_query(query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
+    #[test]
+    fn min_insync_replicas_defaults_to_one_less_than_the_replicas() {
+        assert_eq!(options(&[]).unwrap().min_insync(), 1);
+        assert_eq!(options(&[("replication", "3")]).unwrap().min_insync(), 2);
+        assert_eq!(options(&[("replication", "3"), ("min_insync_replicas", "3")]).unwrap().min_insync(), 3);
+        assert!(options(&[("replication", "2"), ("min_insync_replicas", "3")]).is_err());
     }
 }
