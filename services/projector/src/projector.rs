@@ -89,7 +89,15 @@ pub struct Projector {
     /// writes a fresh generation, from the start, and has not dropped any cached state.
     fresh: bool,
     cache_limit: usize,
+    /// Keys of the task-owned rows a failed write may have stored, per task, until a write of
+    /// that task succeeds: its next write tombstones those it no longer produces. (A retry folds
+    /// from the stored state, which may be older than rows the failed write did store: without
+    /// this they would be left live, a task under two statuses.)
+    attempted: HashMap<String, BTreeSet<RowKey>>,
 }
+
+/// A row's place: table, partition, clustering.
+type RowKey = (&'static str, String, String);
 
 fn store_err(e: StoreError) -> ConsumeError {
     ConsumeError::Transient(e.to_string())
@@ -109,6 +117,7 @@ impl Projector {
             defer_until: None,
             fresh: false,
             cache_limit: CACHE_LIMIT,
+            attempted: HashMap::new(),
         }
     }
 
@@ -182,33 +191,54 @@ impl Projector {
         }
         let mut rows = Vec::new();
         let mut states = Vec::new();
+        let mut written = Vec::new();
         for p in changed {
             let version = p.now.version;
+            let id = &p.now.task_id;
             let new_rows = p.now.rows();
             let keys: BTreeSet<(&str, &str, &str)> =
                 new_rows.iter().map(|r| (r.table, r.partition.as_str(), r.clustering.as_str())).collect();
-            // rows the task no longer produces become tombstones at its new version
+            // rows the task no longer produces become tombstones at its new version: those of the
+            // stored state, and those a failed write of it may have stored
+            let mut gone: BTreeSet<RowKey> = self.attempted.get(id).cloned().unwrap_or_default();
             if let Some(before) = &p.before {
-                for old in before.rows() {
-                    if old.version.is_none()
-                        && !keys.contains(&(old.table, old.partition.as_str(), old.clustering.as_str()))
-                    {
-                        let row = Row::tombstone(old.partition, old.clustering, version);
-                        rows.push(Put { table: self.tables[old.table].clone(), row });
-                    }
+                gone.extend(
+                    before
+                        .rows()
+                        .into_iter()
+                        .filter(|r| r.version.is_none())
+                        .map(|r| (r.table, r.partition, r.clustering)),
+                );
+            }
+            for (table, partition, clustering) in gone {
+                if !keys.contains(&(table, partition.as_str(), clustering.as_str())) {
+                    let row = Row::tombstone(partition, clustering, version);
+                    rows.push(Put { table: self.tables[table].clone(), row });
                 }
             }
+            let owned: BTreeSet<RowKey> = new_rows
+                .iter()
+                .filter(|r| r.version.is_none())
+                .map(|r| (r.table, r.partition.clone(), r.clustering.clone()))
+                .collect();
             for r in new_rows {
                 rows.push(self.put_of(r, version));
             }
-            let state =
-                Row { partition: p.now.task_id.clone(), clustering: String::new(), version, value: encode(&p.now) };
+            let state = Row { partition: id.clone(), clustering: String::new(), version, value: encode(&p.now) };
             states.push(Put { table: self.tables[TASK_STATE].clone(), row: state });
+            written.push((id.clone(), owned));
+        }
+        // what this write may store, remembered until it is known to be stored
+        for (id, owned) in &written {
+            self.attempted.entry(id.clone()).or_default().extend(owned.iter().cloned());
         }
         // the state last: if a write fails half-way, the events are handed again and the rows
-        // are computed and written again from the state as it was
+        // are computed and written again from the state as it was (plus what was attempted)
         self.put(rows)?;
         self.put(states)?;
+        for (id, _) in &written {
+            self.attempted.remove(id);
+        }
         if self.cache.len() + pending.len() > self.cache_limit {
             self.cache.clear();
             self.fresh = false;
