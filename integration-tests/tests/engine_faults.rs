@@ -41,34 +41,32 @@ fn mid_flow(started: Instant, after: Duration) {
     std::thread::sleep(after.saturating_sub(started.elapsed()));
 }
 
+/// Runs a demo into `data` with `engine` SIGKILLed a few seconds in and restarted 3 s later;
+/// checks it completes; returns its topic prefix and store URL.
+fn demo_with(engine: &str, data: &Path) -> (String, String) {
+    let (prefix, store) = (unique_name(engine), cql_store_url(engine));
+    let started = Instant::now();
+    let run = demo(data, &prefix, &store, TASKS);
+    mid_flow(started, Duration::from_secs(6));
+    engines(&["kill", engine]);
+    std::thread::sleep(Duration::from_secs(3));
+    engines(&["up"]);
+    let report = finished(run, TASKS);
+    eprintln!("with {engine} killed: {report}");
+    (prefix, store)
+}
+
 #[test]
 fn engines_killed_and_restarted_under_load() {
     // Apache Kafka: SIGKILL while commands flow, back on its log dir and port after 3 s
     let dir = tempfile::tempdir().unwrap();
-    let store = cql_store_url("kafkafault");
-    let started = Instant::now();
-    let run = demo(&dir.path().join("data"), &unique_name("kafkafault"), &store, TASKS);
-    mid_flow(started, Duration::from_secs(6));
-    engines(&["kill", "kafka"]);
-    std::thread::sleep(Duration::from_secs(3));
-    engines(&["up"]);
-    let report = finished(run, TASKS);
-    eprintln!("with Kafka killed: {report}");
+    demo_with("kafka", &dir.path().join("data"));
 
     // the CQL node: SIGKILL while the projector writes, back after 3 s; then the views must
     // equal a rebuild from the log
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let store = cql_store_url("cqlfault");
-    let prefix = unique_name("cqlfault");
-    let started = Instant::now();
-    let run = demo(&data, &prefix, &store, TASKS);
-    mid_flow(started, Duration::from_secs(6));
-    engines(&["kill", "cassandra"]);
-    std::thread::sleep(Duration::from_secs(3));
-    engines(&["up"]);
-    let report = finished(run, TASKS);
-    eprintln!("with the CQL node killed: {report}");
+    let (prefix, store) = demo_with("cassandra", &data);
     let out = visionlog_integration_tests::visionlog(&data)
         .args(["--log", &format!("kafka://{}", kafka_bootstrap()), "--topic-prefix", &prefix, "--store", &store])
         .args(["report", "rebuild", "--json"])
