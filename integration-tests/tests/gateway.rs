@@ -57,10 +57,16 @@ fn code(a: &visionlog_integration_tests::Answer) -> &str {
 }
 
 fn in_queue(api: &Api, task: &str) -> Value {
+    in_queue_after(api, task, 0)
+}
+
+/// Waits until `task` waits in the queue at a version above `version` (after it left it).
+fn in_queue_after(api: &Api, task: &str, version: u64) -> Value {
+    let waiting = |r: &Value| r["task_id"] == task && r["operator"].is_null() && r["version"].as_u64() > Some(version);
     let a = api.wait_for("/v1/operator/queue", ANNA, Duration::from_secs(30), |a| {
-        a.body["tasks"].as_array().is_some_and(|t| t.iter().any(|r| r["task_id"] == task && r["operator"].is_null()))
+        a.body["tasks"].as_array().is_some_and(|t| t.iter().any(waiting))
     });
-    a.body["tasks"].as_array().unwrap().iter().find(|r| r["task_id"] == task).unwrap().clone()
+    a.body["tasks"].as_array().unwrap().iter().find(|r| waiting(r)).unwrap().clone()
 }
 
 #[test]
@@ -282,8 +288,9 @@ fn the_http_api_end_to_end() {
     let q2 = in_queue(&api, &task2);
     let taken = api.post(&format!("/v1/operator/tasks/{task2}/assign"), OTTO, &json!({"version": q2["version"]}));
     assert_eq!(taken.status, 200, "{taken:?}");
-    // otto goes quiet: within a lease (2 s) and a reaper round the task is back
-    let back = in_queue(&api, &task2);
+    // otto goes quiet: within a lease (2 s) and a reaper round the task is back (at a later
+    // version: the queue may still show it as it was before the assignment was projected)
+    let back = in_queue_after(&api, &task2, q2["version"].as_u64().unwrap());
     assert!(back["version"].as_u64() > q2["version"].as_u64());
     let evs = api.get(&format!("/v1/tasks/{task2}/events?limit=500"), ACME);
     let released = evs.body["events"].as_array().unwrap().iter().find(|e| e["type"] == "OperatorReleased").cloned();

@@ -72,6 +72,19 @@ struct Pending {
     before: Option<TaskView>,
     /// The state with this batch's events.
     now: TaskView,
+    /// For a task whose state was read from the store (not known from this projector's own
+    /// writes), the task-owned rows of every state it passed through in this batch: a write that
+    /// failed, or a process that stopped, after storing rows but before storing the state may
+    /// have left rows of any of them, and the ones it no longer produces are tombstoned.
+    passed: Option<BTreeSet<RowKey>>,
+}
+
+/// A row's place: table, partition, clustering.
+type RowKey = (&'static str, String, String);
+
+/// The places of the task-owned rows of a state.
+fn owned_keys(view: &TaskView) -> impl Iterator<Item = RowKey> {
+    view.rows().into_iter().filter(|r| r.version.is_none()).map(|r| (r.table, r.partition, r.clustering))
 }
 
 /// Projects `events` into one generation of the views.
@@ -89,15 +102,7 @@ pub struct Projector {
     /// writes a fresh generation, from the start, and has not dropped any cached state.
     fresh: bool,
     cache_limit: usize,
-    /// Keys of the task-owned rows a failed write may have stored, per task, until a write of
-    /// that task succeeds: its next write tombstones those it no longer produces. (A retry folds
-    /// from the stored state, which may be older than rows the failed write did store: without
-    /// this they would be left live, a task under two statuses.)
-    attempted: HashMap<String, BTreeSet<RowKey>>,
 }
-
-/// A row's place: table, partition, clustering.
-type RowKey = (&'static str, String, String);
 
 fn store_err(e: StoreError) -> ConsumeError {
     ConsumeError::Transient(e.to_string())
@@ -117,7 +122,6 @@ impl Projector {
             defer_until: None,
             fresh: false,
             cache_limit: CACHE_LIMIT,
-            attempted: HashMap::new(),
         }
     }
 
@@ -191,24 +195,17 @@ impl Projector {
         }
         let mut rows = Vec::new();
         let mut states = Vec::new();
-        let mut written = Vec::new();
         for p in changed {
             let version = p.now.version;
-            let id = &p.now.task_id;
             let new_rows = p.now.rows();
             let keys: BTreeSet<(&str, &str, &str)> =
                 new_rows.iter().map(|r| (r.table, r.partition.as_str(), r.clustering.as_str())).collect();
             // rows the task no longer produces become tombstones at its new version: those of the
-            // stored state, and those a failed write of it may have stored
-            let mut gone: BTreeSet<RowKey> = self.attempted.get(id).cloned().unwrap_or_default();
+            // stored state, and, for a state read back from the store, those of every state it
+            // passed through (a write cut short may have stored any of them)
+            let mut gone: BTreeSet<RowKey> = p.passed.clone().unwrap_or_default();
             if let Some(before) = &p.before {
-                gone.extend(
-                    before
-                        .rows()
-                        .into_iter()
-                        .filter(|r| r.version.is_none())
-                        .map(|r| (r.table, r.partition, r.clustering)),
-                );
+                gone.extend(owned_keys(before));
             }
             for (table, partition, clustering) in gone {
                 if !keys.contains(&(table, partition.as_str(), clustering.as_str())) {
@@ -216,29 +213,17 @@ impl Projector {
                     rows.push(Put { table: self.tables[table].clone(), row });
                 }
             }
-            let owned: BTreeSet<RowKey> = new_rows
-                .iter()
-                .filter(|r| r.version.is_none())
-                .map(|r| (r.table, r.partition.clone(), r.clustering.clone()))
-                .collect();
             for r in new_rows {
                 rows.push(self.put_of(r, version));
             }
-            let state = Row { partition: id.clone(), clustering: String::new(), version, value: encode(&p.now) };
+            let state =
+                Row { partition: p.now.task_id.clone(), clustering: String::new(), version, value: encode(&p.now) };
             states.push(Put { table: self.tables[TASK_STATE].clone(), row: state });
-            written.push((id.clone(), owned));
-        }
-        // what this write may store, remembered until it is known to be stored
-        for (id, owned) in &written {
-            self.attempted.entry(id.clone()).or_default().extend(owned.iter().cloned());
         }
         // the state last: if a write fails half-way, the events are handed again and the rows
-        // are computed and written again from the state as it was (plus what was attempted)
+        // are computed and written again from the state as it was
         self.put(rows)?;
         self.put(states)?;
-        for (id, _) in &written {
-            self.attempted.remove(id);
-        }
         if self.cache.len() + pending.len() > self.cache_limit {
             self.cache.clear();
             self.fresh = false;
@@ -256,12 +241,12 @@ impl EventHandler for Projector {
     fn handle(&mut self, e: HandledEvent<'_>) -> Result<(), ConsumeError> {
         let id = &e.envelope.task_id;
         if !self.pending.contains_key(id) {
-            let before = match self.cache.remove(id) {
-                Some(s) => Some(s),
-                None if self.fresh => None,
-                None => self.load(id)?,
+            let (before, passed) = match self.cache.remove(id) {
+                Some(s) => (Some(s), None),
+                None if self.fresh => (None, None),
+                None => (self.load(id)?, Some(BTreeSet::new())),
             };
-            self.pending.insert(id.clone(), Pending { now: before.clone().unwrap_or_default(), before });
+            self.pending.insert(id.clone(), Pending { now: before.clone().unwrap_or_default(), before, passed });
         }
         let p = self.pending.get_mut(id).expect("inserted above");
         let version = e.envelope.version;
@@ -278,10 +263,16 @@ impl EventHandler for Projector {
         }
         p.now.apply(id, version, e.envelope.recorded_at_ms, e.event);
         self.stats.events += 1;
+        if let Some(passed) = &mut p.passed {
+            passed.extend(owned_keys(&p.now));
+        }
         if let Some(waiting) = self.parked.get_mut(id) {
             while let Some((at, event)) = waiting.remove(&(p.now.version + 1)) {
                 p.now.apply(id, p.now.version + 1, at, &event);
                 self.stats.events += 1;
+                if let Some(passed) = &mut p.passed {
+                    passed.extend(owned_keys(&p.now));
+                }
             }
             // parked events already reflected are dropped
             let reflected = p.now.version;

@@ -472,4 +472,16 @@ fn rows_of_a_failed_write_are_not_left_behind_by_the_retry() {
     // ...then everything again from the start, as a retry from the last committed position
     deliver(&mut p, &all, 512);
     assert_eq!(dump(inner.as_ref()), dump(clean.as_ref()));
+
+    // the same when the process stops between the rows and the state, and a new one resumes
+    let (_d3, inner) = fresh();
+    let failing = Arc::new(StateWriteFails { inner: inner.clone(), armed: true.into() });
+    let mut p = Projector::new(failing.clone(), 1);
+    for (i, d) in first.iter().enumerate() {
+        p.handle(HandledEvent { partition: 0, offset: i as u64, envelope: &d.envelope, event: &d.event }).unwrap();
+    }
+    assert!(p.flush().is_err());
+    drop(p);
+    deliver(&mut Projector::new(failing, 1), &all, 3);
+    assert_eq!(dump(inner.as_ref()), dump(clean.as_ref()));
 }
