@@ -482,6 +482,6 @@ fn rows_of_a_failed_write_are_not_left_behind_by_the_retry() {
     }
     assert!(p.flush().is_err());
     drop(p);
-    deliver(&mut Projector::new(failing, 1), &all, 3);
+    deliver(&mut Projector::new(failing, 1), &all, 512);
     assert_eq!(dump(inner.as_ref()), dump(clean.as_ref()));
 }
