@@ -73,7 +73,13 @@ struct Owners {
 }
 
 impl Owners {
+    /// Starts the partition's worker, unless one runs: a retry that comes due after the group
+    /// gave the partition again (or the other way round) must not start a second, unstoppable one.
     fn start(&self, partition: u32) {
+        self.retry.lock().expect("retry lock").remove(&partition);
+        if self.running.lock().expect("running lock").contains_key(&partition) {
+            return;
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let (work, flag) = (self.work.clone(), stop.clone());
         let handle = std::thread::Builder::new()
@@ -291,5 +297,41 @@ mod tests {
         assert_eq!(running.load(Ordering::SeqCst), 0);
         assert_eq!((backoff(1), backoff(2), backoff(3)), (RETRY_AFTER, RETRY_AFTER * 2, RETRY_AFTER * 4));
         assert_eq!(backoff(40), MAX_BACKOFF);
+    }
+
+    /// A partition never gets a second worker: a retry coming due after the group gave the
+    /// partition again (it happened after a broker restart: two projectors on one partition,
+    /// one of them never stopped) starts nothing while one runs.
+    #[test]
+    fn a_partition_never_runs_two_workers() {
+        let running = Arc::new(AtomicUsize::new(0));
+        let work: Arc<Work> = {
+            let running = running.clone();
+            Arc::new(move |_, stop: &AtomicBool| {
+                running.fetch_add(1, Ordering::SeqCst);
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            })
+        };
+        let owners = Owners {
+            name: "w".into(),
+            work,
+            assignment: Default::default(),
+            running: Mutex::new(BTreeMap::new()),
+            retry: Mutex::new(BTreeMap::new()),
+            failures: Mutex::new(BTreeMap::new()),
+        };
+        owners.retry.lock().unwrap().insert(0, Instant::now());
+        owners.assigned(&[0]);
+        owners.reap().unwrap(); // the retry was due: it must not start another
+        owners.assigned(&[0]);
+        wait_until("the worker runs", || running.load(Ordering::SeqCst) >= 1);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(running.load(Ordering::SeqCst), 1);
+        owners.revoked(&[0]);
+        assert_eq!(running.load(Ordering::SeqCst), 0, "revoking stops the one worker");
     }
 }
