@@ -162,16 +162,30 @@ kafka_up() {
     echo $! >"$RUN/kafka.pid"
 }
 
-# A real request: a Metadata request (v1, all topics) answered with at least one broker.
+# A real request: a Metadata request (v1, all topics) answered with at least one broker, then a
+# FindCoordinator request answered without error. The second creates the offsets topic on a new
+# broker and waits until its coordinator has loaded: the first consumer group of a test must not
+# meet a broker that is still setting itself up (tests then waited minutes for their groups).
 kafka_answers() {
     python3 - "$(port kafka)" <<'PY'
 import socket, struct, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-body = struct.pack(">hhih", 3, 1, 7, 7) + b"engines" + struct.pack(">i", -1)
-s.sendall(struct.pack(">i", len(body)) + body)
-head = s.recv(12)
-size, correlation, brokers = struct.unpack(">iii", head)
-sys.exit(0 if correlation == 7 and brokers >= 1 else 1)
+
+def call(sock, api_key, version, correlation, body):
+    client = b"engines"
+    header = struct.pack(">hhih", api_key, version, correlation, len(client)) + client
+    sock.sendall(struct.pack(">i", len(header) + len(body)) + header + body)
+    size = struct.unpack(">i", sock.recv(4, socket.MSG_WAITALL))[0]
+    return sock.recv(size, socket.MSG_WAITALL)
+
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+metadata = call(s, 3, 1, 7, struct.pack(">i", -1))
+correlation, brokers = struct.unpack(">ii", metadata[:8])
+if correlation != 7 or brokers < 1:
+    sys.exit(1)
+group = b"visionlog-engines-ready"
+found = call(s, 10, 0, 8, struct.pack(">h", len(group)) + group)
+correlation, error = struct.unpack(">ih", found[:6])
+sys.exit(0 if correlation == 8 and error == 0 else 1)
 PY
 }
 
