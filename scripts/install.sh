@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what visionlog needs to build and test, where it is missing. Idempotent.
-# Today: a Rust toolchain with rustfmt and clippy, a C compiler and make for -sys crates
+# Today: a Rust toolchain with rustfmt and clippy, Java and Maven for the engines of the tests
+# (scripts/engines.sh fetches Kafka and Cassandra itself), a C compiler and make for -sys crates
 # (librdkafka is built from source by rdkafka), the tansu Kafka-protocol broker for the
 # tests against a real broker, a Python with confluent-kafka for a retailer's-eye test, and
 # libtorch for the models (tch), SeaweedFS for the tests against a real S3, and pyarrow and
@@ -32,6 +33,13 @@ fi
 if ! { need pkg-config && pkg-config --exists openssl; }; then
     echo "install: installing pkg-config and libssl-dev"
     apt-get update -q && apt-get install -y -q pkg-config libssl-dev
+fi
+
+# Java and Maven for the real engines of the tests (scripts/engines.sh: Apache Kafka and
+# Cassandra from Maven Central); these machines come with OpenJDK 17 and Maven
+if ! need java || ! need mvn; then
+    echo "install: installing OpenJDK 17 and Maven"
+    apt-get update -q && apt-get install -y -q openjdk-17-jdk-headless maven
 fi
 
 # the browser test of the annotation tool: Debian's Chromium, driven by playwright-core from npm
