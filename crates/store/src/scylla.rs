@@ -272,28 +272,20 @@ impl ScyllaStore {
     pub fn insert_unconditionally(&self, table: &str, rows: &[Row]) -> Result<(), StoreError> {
         self.statements(table)?; // creates the table
         let cql = format!("INSERT INTO {}.{table} ({COLUMNS}) VALUES (?, ?, ?, ?)", self.url.keyspace);
-        let (session, bound, consistency) = (self.session.clone(), self.url.max_in_flight, self.url.consistency);
+        let (session, consistency) = (self.session.clone(), self.url.consistency);
         self.runtime.block_on(async move {
             let mut insert = session.prepare(cql).await.map_err(backend)?;
             insert.set_consistency(consistency);
             let insert = Arc::new(insert);
-            let mut set = tokio::task::JoinSet::new();
-            for row in rows.iter().cloned() {
-                if set.len() >= bound
-                    && let Some(joined) = set.join_next().await
-                {
-                    joined.map_err(backend)??;
-                }
+            let results = bounded(self.url.max_in_flight, rows.iter().cloned(), |row| {
                 let (session, insert) = (session.clone(), insert.clone());
-                set.spawn(async move {
+                async move {
                     let values = (&row.partition, &row.clustering, row.version as i64, &row.value);
                     session.execute_unpaged(&insert, values).await.map(|_| ()).map_err(backend)
-                });
-            }
-            while let Some(joined) = set.join_next().await {
-                joined.map_err(backend)??;
-            }
-            Ok(())
+                }
+            })
+            .await?;
+            results.into_iter().collect()
         })
     }
 
@@ -309,6 +301,36 @@ impl ScyllaStore {
                 .collect()
         })
     }
+}
+
+/// Runs `work` on every job with at most `bound` in flight; the results in the jobs' order.
+async fn bounded<J, F, Fut, T>(bound: usize, jobs: impl IntoIterator<Item = J>, work: F) -> Result<Vec<T>, StoreError>
+where
+    F: Fn(J) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    let mut results: Vec<Option<T>> = Vec::new();
+    let keep = |joined: Result<(usize, T), tokio::task::JoinError>, results: &mut Vec<Option<T>>| {
+        let (i, t) = joined.map_err(backend)?;
+        results[i] = Some(t);
+        Ok::<_, StoreError>(())
+    };
+    for (i, job) in jobs.into_iter().enumerate() {
+        if set.len() >= bound
+            && let Some(joined) = set.join_next().await
+        {
+            keep(joined, &mut results)?;
+        }
+        results.push(None);
+        let fut = work(job);
+        set.spawn(async move { (i, fut.await) });
+    }
+    while let Some(joined) = set.join_next().await {
+        keep(joined, &mut results)?;
+    }
+    Ok(results.into_iter().map(|t| t.expect("every job joined")).collect())
 }
 
 /// Tells whether the cluster is ScyllaDB (it has `system.scylla_local`; Cassandra has not).
@@ -347,34 +369,21 @@ impl ReadStore for ScyllaStore {
         for p in puts {
             jobs.push((self.statements(&p.table)?, p.row.clone()));
         }
-        let bound = self.url.max_in_flight;
-        self.runtime.block_on(async {
-            // at most `bound` conditional writes in flight (a rebuild sends tens of thousands);
-            // each is atomic on its own
-            let mut set = tokio::task::JoinSet::new();
-            let mut outcomes = vec![PutOutcome::Applied; puts.len()];
-            let mut first_error = None;
-            let mut record = |joined: Result<(usize, Result<PutOutcome, StoreError>), tokio::task::JoinError>| {
-                match joined.map_err(backend)? {
-                    (i, Ok(o)) => outcomes[i] = o,
-                    (_, Err(e)) => first_error = first_error.take().or(Some(e)),
-                }
-                Ok::<_, StoreError>(())
-            };
-            for (i, (statements, row)) in jobs.into_iter().enumerate() {
-                if set.len() >= bound
-                    && let Some(joined) = set.join_next().await
-                {
-                    record(joined)?;
-                }
-                let session = self.session.clone();
-                set.spawn(async move { (i, Self::put_one(&session, &statements, &row).await) });
+        let session = &self.session;
+        let results = self.runtime.block_on(bounded(self.url.max_in_flight, jobs, |(statements, row)| {
+            let session = session.clone();
+            async move { Self::put_one(&session, &statements, &row).await }
+        }))?;
+        // each conditional write is atomic on its own: report the first failure after all ran
+        let mut outcomes = Vec::with_capacity(results.len());
+        let mut first_error = None;
+        for r in results {
+            match r {
+                Ok(o) => outcomes.push(o),
+                Err(e) => _ = first_error.get_or_insert(e),
             }
-            while let Some(joined) = set.join_next().await {
-                record(joined)?;
-            }
-            first_error.map_or(Ok(outcomes), Err)
-        })
+        }
+        first_error.map_or(Ok(outcomes), Err)
     }
 
     fn get(&self, table: &str, partition: &str, clustering: &str) -> Result<Option<Row>, StoreError> {
