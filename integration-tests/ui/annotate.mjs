@@ -62,7 +62,8 @@ try {
   await page.keyboard.press("Control+Enter");
   await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("Sent"));
   seen.sent_status = await page.textContent("#status");
-  await page.waitForFunction(() => document.getElementById("step").dataset.step !== "annotate");
+  // the tool looks again while the service generates the result ("waiting"), then shows where it went
+  await page.waitForFunction(() => !["annotate", "waiting"].includes(document.getElementById("step").dataset.step));
   seen.step_after = await page.evaluate(() => document.getElementById("step").dataset.step);
 } finally {
   await browser.close();

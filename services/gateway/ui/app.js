@@ -5,7 +5,7 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 const state = { token: sessionStorage.getItem("vl-token") || "", task: null, image: 0, images: [],
-  actions: [], redo: [], selected: null, drag: null, seq: 0, beat: null };
+  actions: [], redo: [], selected: null, drag: null, seq: 0, beat: null, poll: null };
 
 async function api(method, path, body) {
   const headers = { authorization: "Bearer " + state.token };
@@ -53,7 +53,7 @@ async function take(t) {
   try { await api("POST", `/v1/operator/tasks/${t.task_id}/assign`, { version: t.version }); await open(t.task_id); }
   catch (e) { say(e.code === "version_conflict" ? "Someone took it first." : e.message, "bad"); loadQueue(); }
 }
-async function open(id) {
+async function open(id, quiet) {
   const t = await api("GET", `/v1/operator/tasks/${id}`);
   state.task = t; state.image = 0; state.selected = null;
   const saved = t.session && JSON.parse(localStorage.getItem(key()) || "null");
@@ -70,9 +70,12 @@ async function open(id) {
   }));
   clearInterval(state.beat);
   if (t.session) state.beat = setInterval(() => api("POST", `/v1/operator/tasks/${id}/heartbeat`, { session_id: t.session.session_id }).catch(() => {}), 20000);
-  draw(); $("canvas").focus(); say(t.session ? "Session open." : "");
+  draw(); $("canvas").focus(); if (!quiet) say(t.session ? "Session open." : "");
   // the step last: when it shows, the tool is ready
   $("step").textContent = "step: " + t.step; $("step").dataset.step = t.step;
+  // a model or a service is at work (e.g. the result after a submit): look again shortly
+  clearTimeout(state.poll);
+  if (t.step === "waiting") state.poll = setTimeout(() => { if (state.task && state.task.task_id === id) open(id, true).catch(() => {}); }, 1000);
 }
 function relabel(classId) {
   if (!state.selected) return;
