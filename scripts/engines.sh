@@ -5,7 +5,9 @@
 #   scripts/engines.sh install        fetch the pinned jars with Maven (checksums checked) into the cache
 #   scripts/engines.sh up             install if missing, start what is not running (reusing the data
 #                                     and ports of an earlier `up`), wait until each answers a real
-#                                     request, print KAFKA_BOOTSTRAP=..., SCYLLA_URI=...
+#                                     request, print KAFKA_BOOTSTRAP=..., SCYLLA_URI=... and the
+#                                     SASL-over-TLS listener's KAFKA_SASL_BOOTSTRAP, KAFKA_SASL_CA,
+#                                     KAFKA_SASL_USER and KAFKA_SASL_PASSWORD
 #   scripts/engines.sh env            print those lines for engines already up (exit 1 if none)
 #   scripts/engines.sh kill NAME      SIGKILL kafka or cassandra (the fault tests); `up` restarts it
 #                                     on its data dir and port
@@ -29,6 +31,7 @@ RUN="${VISIONLOG_ENGINES_DIR:-$PWD/.visionlog/engines}"
 KAFKA_LIB="$CACHE/kafka-$KAFKA_VERSION"
 CASSANDRA_LIB="$CACHE/cassandra-$CASSANDRA_VERSION"
 KEYSPACE=visionlog
+SASL_USER=visionlog
 
 log() { echo "engines: $*" >&2; }
 
@@ -107,20 +110,55 @@ wait_for() { # name, seconds, command...
 
 # ---- Apache Kafka ------------------------------------------------------------------------------
 
+# A throwaway certificate authority and a broker certificate for 127.0.0.1 (PKCS#12 for the
+# broker, the CA's PEM for clients), and a random password for the SASL user: made once per data
+# dir, removed by `down`.
+kafka_tls() {
+    local tls="$RUN/kafka/tls"
+    [ -s "$tls/broker.p12" ] && return 0
+    mkdir -p "$tls"
+    (
+        cd "$tls"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=visionlog test CA" \
+            -keyout ca.key -out ca.pem 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout broker.key -out broker.csr 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >broker.ext
+        openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+            -extfile broker.ext -out broker.pem 2>/dev/null
+        openssl rand -hex 12 >store.password
+        openssl rand -hex 16 >sasl.password
+        openssl pkcs12 -export -in broker.pem -inkey broker.key -name broker \
+            -passout "pass:$(cat store.password)" -out broker.p12
+    )
+}
+
 kafka_config() {
-    local dir="$RUN/kafka" port controller
+    local dir="$RUN/kafka" port controller sasl tls store sasl_password
     port=$(port kafka)
     controller=$(port kafka-controller)
+    sasl=$(port kafka-sasl)
     mkdir -p "$dir"
+    kafka_tls
+    tls="$dir/tls"
+    store=$(cat "$tls/store.password")
+    sasl_password=$(cat "$tls/sasl.password")
     cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller,SASL_SSL://127.0.0.1:$sasl
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sasl
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$tls/broker.p12
+ssl.keystore.password=$store
+ssl.key.password=$store
+ssl.client.auth=none
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_USER="$sasl_password";
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 log.dirs=$dir/data
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -152,7 +190,9 @@ kafka_up() {
     if [ ! -f "$dir/data/meta.properties" ]; then
         local cluster
         cluster=$(java -cp "$KAFKA_LIB/*" kafka.tools.StorageTool random-uuid)
-        java -cp "$KAFKA_LIB/*" kafka.tools.StorageTool format -t "$cluster" -c "$dir/server.properties" >"$dir/format.out" 2>&1 ||
+        # the SCRAM user of the SASL listener is stored in the cluster's metadata from the start
+        java -cp "$KAFKA_LIB/*" kafka.tools.StorageTool format -t "$cluster" -c "$dir/server.properties" \
+            --add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$(cat "$dir/tls/sasl.password")]" >"$dir/format.out" 2>&1 ||
             { cat "$dir/format.out" >&2; exit 1; }
     fi
     log "starting Apache Kafka $KAFKA_VERSION on 127.0.0.1:$(port kafka)"
@@ -282,6 +322,10 @@ PY
 
 print_env() {
     echo "KAFKA_BOOTSTRAP=127.0.0.1:$(port kafka)"
+    echo "KAFKA_SASL_BOOTSTRAP=127.0.0.1:$(port kafka-sasl)"
+    echo "KAFKA_SASL_CA=$RUN/kafka/tls/ca.pem"
+    echo "KAFKA_SASL_USER=$SASL_USER"
+    echo "KAFKA_SASL_PASSWORD=$(cat "$RUN/kafka/tls/sasl.password")"
     echo "SCYLLA_URI=scylla://127.0.0.1:$(port cassandra)/$KEYSPACE?replication=1"
 }
 

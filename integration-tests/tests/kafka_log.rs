@@ -127,3 +127,76 @@ fn tier_drop_and_read_as_one_history(broker: Broker) {
     }
     assert_eq!(all, before);
 }
+
+/// The broker's SASL_SSL listener (scripts/engines.sh: a throwaway CA, a broker certificate for
+/// 127.0.0.1, a SCRAM-SHA-512 user and the same user for PLAIN), reached through the URL.
+fn sasl_listener() -> (String, String, String, String) {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: scripts/engines.sh up prints it"))
+    };
+    (var("KAFKA_SASL_BOOTSTRAP"), var("KAFKA_SASL_CA"), var("KAFKA_SASL_USER"), var("KAFKA_SASL_PASSWORD"))
+}
+
+#[test]
+fn the_log_works_over_tls_with_scram_and_plain() {
+    let (address, ca, user, password) = sasl_listener();
+    let broker = Broker::start();
+    for mechanism in ["SCRAM-SHA-512", "PLAIN"] {
+        let url = format!("kafka://{user}:{password}@{address}?sasl_mechanism={mechanism}&ssl_ca_location={ca}");
+        let log = visionlog_log::open(&url, Default::default()).unwrap();
+        let tag = mechanism.to_ascii_lowercase();
+        conformance::appends_read_back_in_order(log.as_ref(), &broker.name(&format!("sasl-order-{tag}")));
+        conformance::group_offsets_are_kept(log.as_ref(), &broker.name(&format!("sasl-groups-{tag}")));
+        if mechanism == "PLAIN" {
+            continue;
+        }
+        // group membership (its own consumer) over the same listener
+        let log: &'static std::sync::Arc<dyn EventLog> = Box::leak(Box::new(log));
+        conformance::group_members_share_partitions(log.as_ref(), broker.name("sasl-group").leak());
+    }
+}
+
+/// A wrong password, or a broker certificate the client does not trust, is a clear error in
+/// bounded time, never a hang or a silent plaintext fallback.
+#[test]
+fn a_wrong_password_or_an_untrusted_broker_is_refused() {
+    let (address, ca, user, password) = sasl_listener();
+    let broker = Broker::start();
+    let topic = broker.name("sasl-refused");
+    let try_url = |url: String| {
+        let started = std::time::Instant::now();
+        let result = visionlog_log::open(&url, Default::default()).and_then(|log| log.create_topic(&topic, 1));
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "bounded: {:?}", started.elapsed());
+        result.expect_err("refused").to_string()
+    };
+    let wrong = try_url(format!("kafka://{user}:not-{password}@{address}?ssl_ca_location={ca}"));
+    assert!(wrong.contains("invalid credentials") && !wrong.contains(&password), "{wrong}");
+    let untrusted = try_url(format!("kafka://{user}:{password}@{address}"));
+    assert!(untrusted.contains("certificate verify failed") && !untrusted.contains(&password), "{untrusted}");
+    // the right settings on the same listener work (the refusals were the settings' doing)
+    let log =
+        visionlog_log::open(&format!("kafka://{user}:{password}@{address}?ssl_ca_location={ca}"), Default::default())
+            .unwrap();
+    log.create_topic(&topic, 1).unwrap();
+}
+
+/// A topic created with `?max_message_bytes=`: a record larger than it takes is refused before
+/// anything is sent; an append of many records larger in all goes in pieces, contiguous.
+#[test]
+fn records_too_large_for_a_topic_are_refused_and_large_appends_go_in_pieces() {
+    let broker = Broker::start();
+    let url = format!("kafka://{}?max_message_bytes=8192", broker.address());
+    let log = visionlog_log::open(&url, Default::default()).unwrap();
+    let topic = broker.name("pieces");
+    log.create_topic(&topic, 1).unwrap();
+    assert_eq!(log.max_record_bytes(&topic).unwrap(), Some(8192));
+    let record = |size: usize, b: u8| Record { key: Some(b"k".to_vec()), headers: vec![], value: vec![b; size] };
+    let err = log.append(&topic, 0, &[record(100, 1), record(20_000, 2)]).unwrap_err();
+    assert!(matches!(err, visionlog_log::LogError::BatchTooLarge { max: Some(8192), .. }), "{err}");
+    assert_eq!(log.end_offset(&topic, 0).unwrap(), 0, "nothing of a refused append was sent");
+    let many: Vec<Record> = (0..12).map(|i| record(3000, i)).collect();
+    let landed = log.append(&topic, 0, &many).unwrap();
+    assert_eq!((landed.first, landed.count, landed.is_contiguous()), (0, 12, true));
+    let back = log.read(&topic, 0, 0, 100).unwrap();
+    assert_eq!(back.iter().map(|r| r.value[0]).collect::<Vec<_>>(), (0..12).collect::<Vec<u8>>());
+}

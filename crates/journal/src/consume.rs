@@ -239,7 +239,19 @@ fn feed_batch(
     Ok(Some(next))
 }
 
+/// The most of a record's value a dead letter copies; the letter names where the whole record
+/// stays (topic, partition, offset).
+pub const DEAD_LETTER_VALUE_PREFIX: usize = 64 * 1024;
+/// The most of the key, of each header value and of the error message a dead letter copies.
+const DEAD_LETTER_FIELD: usize = 1024;
+/// Headers a dead letter copies.
+const DEAD_LETTER_HEADERS: usize = 64;
+
 /// Records a record that could not be decoded or handled on the `dead-letters` topic.
+///
+/// The letter is bounded whatever the record's size: a prefix of the value (at most
+/// [`DEAD_LETTER_VALUE_PREFIX`], and half of what the topic takes), the first headers, a key and
+/// a message cut to a kilobyte or so. What was cut is said in the message, with the record's place.
 #[allow(clippy::too_many_arguments)]
 pub fn dead_letter(
     log: &dyn EventLog,
@@ -253,19 +265,46 @@ pub fn dead_letter(
     consumer: &str,
 ) -> Result<(), LogError> {
     tracing::warn!(source_topic, partition, offset = record.offset, code, message, consumer, "dead letter");
+    let topic_max = log.max_record_bytes(&topics.dead_letters)?.unwrap_or(usize::MAX);
+    let keep = DEAD_LETTER_VALUE_PREFIX.min(topic_max / 2);
+    let mut error_message = cut(message, DEAD_LETTER_FIELD * 4).to_owned();
+    if record.value.len() > keep {
+        error_message.push_str(&format!(
+            " (value cut to its first {keep} of {} bytes; the whole record stays at {source_topic}/{partition}@{})",
+            record.value.len(),
+            record.offset
+        ));
+    }
     let letter = DeadLetter {
         source_topic: source_topic.to_owned(),
         source_partition: partition as i32,
         source_offset: record.offset as i64,
-        key: record.key.clone(),
-        headers: record.headers.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned())).collect(),
-        value: record.value.clone(),
-        error_code: code.to_owned(),
-        error_message: message.to_owned(),
+        key: record.key.as_ref().map(|k| k[..k.len().min(DEAD_LETTER_FIELD)].to_vec()),
+        headers: record
+            .headers
+            .iter()
+            .take(DEAD_LETTER_HEADERS)
+            .map(|(k, v)| {
+                (cut(k, DEAD_LETTER_FIELD).to_owned(), cut(&String::from_utf8_lossy(v), DEAD_LETTER_FIELD).to_owned())
+            })
+            .collect(),
+        value: record.value[..record.value.len().min(keep)].to_vec(),
+        error_code: cut(code, DEAD_LETTER_FIELD).to_owned(),
+        error_message,
         consumer: consumer.to_owned(),
         recorded_at_ms: crate::now_ms(),
     };
     let value = codec.encode_dead_letter(&letter).expect("a dead letter always encodes");
-    log.append(&topics.dead_letters, 0, &[Record { key: record.key.clone(), headers: Vec::new(), value }])?;
+    let key = letter.key.clone();
+    log.append(&topics.dead_letters, 0, &[Record { key, headers: Vec::new(), value }])?;
     Ok(())
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }

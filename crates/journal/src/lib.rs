@@ -26,7 +26,8 @@ pub use audit::{Audit, audit};
 pub use bus::SendError;
 pub use bus::{CommandBus, caused_by, deterministic_id};
 pub use consume::{
-    ConsumeError, EventHandler, HandledEvent, LIVE_BATCH, Subscription, consume_partition, consume_until, dead_letter,
+    ConsumeError, DEAD_LETTER_VALUE_PREFIX, EventHandler, HandledEvent, LIVE_BATCH, Subscription, consume_partition,
+    consume_until, dead_letter,
 };
 pub use framing::{DecisionOrigin, claim_record, event_record, rejection_record};
 pub use owners::{Assignment, Work, WorkError, serve_partitions};

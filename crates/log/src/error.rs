@@ -46,13 +46,14 @@ pub enum LogError {
         /// The count asked for.
         requested: u32,
     },
-    /// An append is larger than a batch may be.
-    #[error("batch of {size} bytes exceeds the limit of {max}")]
+    /// An append, or one record of it, is larger than the log takes (the embedded log's frame,
+    /// a Kafka topic's `max.message.bytes`): sending it again fails again.
+    #[error("{size} bytes exceed what the log takes{}", .max.map(|m| format!(" ({m} bytes)")).unwrap_or_default())]
     BatchTooLarge {
         /// Its size.
         size: usize,
-        /// The limit.
-        max: usize,
+        /// The limit, where known.
+        max: Option<usize>,
     },
     /// Another process holds the log.
     #[error("the log at {0} is in use by another process")]

@@ -21,7 +21,7 @@ pub use error::LogError;
 pub use file::{FileLog, FileLogOptions, FsyncPolicy};
 pub use group::{GroupMember, Rebalance};
 pub use intern::intern;
-pub use kafka::{KafkaLog, KafkaOptions};
+pub use kafka::{KafkaLog, KafkaOptions, KafkaSecurity};
 pub use local_broker::{LocalBroker, tansu_binary};
 pub use partitioner::{murmur2, partition_for};
 
@@ -50,6 +50,20 @@ pub struct Record {
     /// Value.
     pub value: Vec<u8>,
 }
+
+impl Record {
+    /// The bytes this record takes in a broker's batch, a little over the exact figure: key,
+    /// value, headers, and the per-record framing (lengths, offsets, timestamps as varints).
+    pub fn wire_bytes(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.len() + 10).sum();
+        self.key.as_ref().map_or(0, Vec::len) + self.value.len() + headers + RECORD_OVERHEAD
+    }
+}
+
+/// Per-record framing over key, value and headers (Kafka's record format v2: at most ~30 bytes).
+pub const RECORD_OVERHEAD: usize = 32;
+/// What a batch adds around its records (Kafka: 61 bytes of batch header).
+pub const BATCH_OVERHEAD: usize = 64;
 
 /// A record read back, with its place in the partition.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +137,11 @@ pub trait EventLog: Send + Sync {
     fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), LogError>;
     /// Returns the partition count of a topic.
     fn partitions(&self, topic: &str) -> Result<u32, LogError>;
+    /// The largest record a topic takes ([`Record::wire_bytes`] plus [`BATCH_OVERHEAD`]), where
+    /// the backend knows (Kafka: the topic's `max.message.bytes` as the broker reports it).
+    /// Larger records fail their append with [`LogError::BatchTooLarge`]; writers that decide
+    /// what to append (the aggregator) refuse them before.
+    fn max_record_bytes(&self, topic: &str) -> Result<Option<usize>, LogError>;
     /// Appends records to a partition and returns where they landed.
     fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<Appended, LogError>;
     /// Appends batches to several partitions of a topic (each batch as [`EventLog::append`]);
@@ -164,13 +183,23 @@ pub fn open(url: &str, options: FileLogOptions) -> Result<Arc<dyn EventLog>, Log
     if let Some(rest) = url.strip_prefix("kafka://") {
         let (hosts, query) = rest.split_once('?').unwrap_or((rest, ""));
         let hosts = hosts.trim_end_matches('/');
+        // kafka://user[:password]@host:port,...: SASL credentials (percent-encoded)
+        let (userinfo, hosts) = match hosts.rsplit_once('@') {
+            Some((info, hosts)) => {
+                let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+                let (user, password) = info.split_once(':').map_or((info, None), |(u, p)| (u, Some(p)));
+                (Some((decode(user), password.map(decode))), hosts)
+            }
+            None => (None, hosts),
+        };
         if hosts.is_empty()
             || hosts.split(',').any(|h| h.rsplit_once(':').is_none_or(|(_, port)| port.parse::<u16>().is_err()))
         {
             return Err(LogError::Config(format!("kafka url {url:?}: needs host:port[,host:port]")));
         }
         let pairs = url::form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned()));
-        return Ok(Arc::new(KafkaLog::connect_with(hosts, KafkaOptions::from_query(pairs)?)?));
+        let options = KafkaOptions::from_url(userinfo, pairs, |name| std::env::var(name).ok())?;
+        return Ok(Arc::new(KafkaLog::connect_with(hosts, options)?));
     }
     let parsed = url::Url::parse(url).map_err(|e| LogError::Config(format!("log url {url:?}: {e}")))?;
     match parsed.scheme() {

@@ -113,6 +113,10 @@ impl EventLog for TieredLog {
         self.hot.partitions(topic)
     }
 
+    fn max_record_bytes(&self, topic: &str) -> Result<Option<usize>, LogError> {
+        self.hot.max_record_bytes(topic)
+    }
+
     fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<Appended, LogError> {
         self.hot.append(topic, partition, records)
     }

@@ -35,6 +35,8 @@ pub(crate) struct Handler<'a> {
     pub(crate) codec: &'a Codec,
     pub(crate) partition: u32,
     pub(crate) epoch: u64,
+    /// The largest record the journal takes (see [`AggregatorConfig::max_event_bytes`]).
+    pub(crate) max_record_bytes: usize,
 }
 
 /// Returns the outcome that a remembered decision answers a redelivery with.
@@ -109,7 +111,10 @@ impl Handler<'_> {
             Ok(decision) => decision,
             Err(refusal) => return self.reject(cmd, envelope, refusal, record, events_offset),
         };
-        Ok((self.accept(&envelope, command, events, record, events_offset, cmd)?, None))
+        match self.accept(&envelope, command, events, record, events_offset, cmd)? {
+            Ok(step) => Ok((step, None)),
+            Err(refusal) => self.reject(cmd, envelope, refusal, record, events_offset),
+        }
     }
 
     fn reject(
@@ -191,15 +196,12 @@ impl Handler<'_> {
         record: &mut TaskRecord,
         events_offset: u64,
         cmd: &LogRecord,
-    ) -> Result<Step, String> {
+    ) -> Result<Result<Step, Refusal>, String> {
         let (recorded_at_ms, command_offset) = (now_ms(), cmd.offset);
-        let latency = recorded_at_ms - envelope.issued_at_ms;
-        visionlog_telemetry::metrics::command_decided(command.type_name(), "accepted", latency);
         let trace_parent = visionlog_telemetry::propagate(get(&cmd.headers, visionlog_telemetry::TRACEPARENT));
         let n = events.len();
         let first_version = record.version + 1;
         let mut records = Vec::with_capacity(n);
-        let mut state = record.state.take();
         for (i, event) in events.iter().enumerate() {
             let env = EventEnvelope {
                 event_id: uuid::Uuid::now_v7().to_string(),
@@ -222,6 +224,25 @@ impl Handler<'_> {
                 trace_parent: trace_parent.as_deref(),
             };
             records.push(event_record(&env, payload, origin, i, n));
+        }
+        // a record the journal would refuse is this command's rejection, never a partition that
+        // fails on the same append forever
+        let sizes = records.iter().map(|r| r.wire_bytes() + visionlog_log::BATCH_OVERHEAD);
+        if let Some((i, size)) = sizes.enumerate().find(|(_, size)| *size > self.max_record_bytes) {
+            let message = format!(
+                "its {} event would take {size} bytes; the journal takes at most {} per record",
+                events[i].type_name(),
+                self.max_record_bytes
+            );
+            return Ok(Err(Refusal { code: "event_too_large".into(), message, dead_letter: false }));
+        }
+        visionlog_telemetry::metrics::command_decided(
+            command.type_name(),
+            "accepted",
+            recorded_at_ms - envelope.issued_at_ms,
+        );
+        let mut state = record.state.take();
+        for event in &events {
             state = evolve(state, event);
         }
         record.state = state;
@@ -238,6 +259,6 @@ impl Handler<'_> {
         };
         let outcome = outcome_of(&envelope.command_id, &envelope.task_id, self.partition, &decided, false);
         record.remember(envelope.command_id.clone(), decided, self.config.dedup_per_task);
-        Ok(Step::Decided { task_id: envelope.task_id.clone(), records, outcome })
+        Ok(Ok(Step::Decided { task_id: envelope.task_id.clone(), records, outcome }))
     }
 }

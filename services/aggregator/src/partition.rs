@@ -100,6 +100,9 @@ struct Owner<'a> {
     stats: PartitionStats,
     /// The command position last committed to the group, and when.
     committed: (u64, Instant),
+    /// The largest journal record to append: the config's, the log's, or lower once the log
+    /// refused one.
+    record_limit: usize,
 }
 
 /// How often a busy owner commits its command position (an idle one commits at once). The
@@ -108,6 +111,9 @@ const COMMIT_EVERY: Duration = Duration::from_millis(100);
 
 /// Claims remembered in checkpoints (enough to judge any snapshot written since).
 const CLAIMS_KEPT: usize = 64;
+
+/// Below this, a log that refuses records is misconfigured, not strict: the owner stops.
+const MIN_RECORD_LIMIT: usize = 4096;
 
 impl PartitionAggregator {
     /// Creates the owner of a partition (it takes the partition when run).
@@ -125,6 +131,9 @@ impl PartitionAggregator {
     /// Takes the partition and serves it until `stop` is set, or another owner claims it.
     pub fn run(&self, stop: &AtomicBool) -> Result<PartitionStats, AggregatorError> {
         let mut totals = PartitionStats::default();
+        // a record the log refused although it looked small enough: records that large are
+        // refused from now on (so the partition moves on instead of failing on it forever)
+        let mut refused_at: Option<usize> = None;
         loop {
             let mut owner = Owner {
                 agg: self,
@@ -137,6 +146,7 @@ impl PartitionAggregator {
                 since_checkpoint: 0,
                 stats: PartitionStats::default(),
                 committed: (0, Instant::now()),
+                record_limit: refused_at.map_or(self.config.max_event_bytes, |n| n.saturating_sub(1)),
             };
             // a superseded owner must not write a last checkpoint: check the fence first
             let result = owner.restore().and_then(|()| owner.serve(stop)).and_then(|()| owner.check_fence());
@@ -147,6 +157,17 @@ impl PartitionAggregator {
             match result {
                 Err(AggregatorError::Interleaved { .. }) => {
                     tracing::warn!(partition = self.partition, "a superseded owner wrote meanwhile; restoring again");
+                }
+                Err(AggregatorError::Log(LogError::BatchTooLarge { size, max }))
+                    if refused_at.is_none_or(|r| size < r) && size > MIN_RECORD_LIMIT =>
+                {
+                    tracing::warn!(
+                        partition = self.partition,
+                        size,
+                        max,
+                        "the log refused a record as too large; restoring, and refusing commands whose records are that large"
+                    );
+                    refused_at = Some(size);
                 }
                 Ok(()) => return Ok(totals),
                 Err(e) => return Err(e),
@@ -226,6 +247,9 @@ impl Owner<'_> {
             self.command_pos = self.command_pos.max(p.offset);
         }
         self.claims = cp.claims;
+        if let Some(max) = agg.log.max_record_bytes(&agg.topics.events)? {
+            self.record_limit = self.record_limit.min(max);
+        }
         self.collect_claims(cp.events_offset, cp.epoch)?;
         self.replay(None)?;
         // claim with a higher epoch and read until our claim: if another claimant got in first
@@ -423,11 +447,24 @@ impl Owner<'_> {
 
     fn decide_batch(&mut self, commands: &[LogRecord]) -> Result<(), AggregatorError> {
         let agg = self.agg;
-        let handler = Handler { config: &agg.config, codec: &agg.codec, partition: agg.partition, epoch: self.epoch };
+        let handler = Handler {
+            config: &agg.config,
+            codec: &agg.codec,
+            partition: agg.partition,
+            epoch: self.epoch,
+            max_record_bytes: self.record_limit,
+        };
         let mut to_append: Vec<Record> = Vec::new();
+        let mut batch_bytes = 0;
         let mut outcomes = Vec::with_capacity(commands.len());
         let mut dead = Vec::new();
+        // the batch closes once it holds max_batch_bytes; the rest is read again
+        let mut decided = 0;
         for cmd in commands {
+            if batch_bytes >= agg.config.max_batch_bytes {
+                break;
+            }
+            decided += 1;
             self.stats.commands += 1;
             let envelope = match handler.envelope(cmd) {
                 Ok(e) => e,
@@ -453,6 +490,7 @@ impl Owner<'_> {
                         self.stats.rejections += 1;
                     }
                     self.since_checkpoint += records.len() as u64;
+                    batch_bytes += records.iter().map(Record::wire_bytes).sum::<usize>();
                     to_append.extend(records);
                     outcomes.push(outcome);
                 }
@@ -485,7 +523,7 @@ impl Owner<'_> {
             )?;
         }
         self.publish(&outcomes)?;
-        self.command_pos = commands.last().map_or(self.command_pos, |c| c.offset + 1);
+        self.command_pos = commands[..decided].last().map_or(self.command_pos, |c| c.offset + 1);
         self.commit_position(false)?;
         if self.since_checkpoint >= agg.config.snapshot_every {
             self.checkpoint()?;

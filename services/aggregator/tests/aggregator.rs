@@ -192,6 +192,46 @@ fn commands_become_versioned_events_with_outcomes() {
     assert_eq!((a.events, a.version_gaps, a.duplicate_events, a.rejections), (2, 0, 0, 2));
 }
 
+/// An append holds at most `max_batch_bytes` of records (one decision may take it past): with a
+/// bound below one event, every decision is an append of its own, and nothing is lost or doubled.
+#[test]
+fn appends_are_bounded_in_bytes_and_the_rest_of_a_read_is_decided_next() {
+    let rig = rig(1);
+    let tasks = 40;
+    for t in 0..tasks {
+        rig.send(&format!("task-{t}"), &format!("c{t}"), CUSTOMER, Some(0), &create());
+    }
+    let run = rig.start("a", AggregatorConfig { max_batch_bytes: 1, ..AggregatorConfig::default() });
+    for t in 0..tasks {
+        assert!(rig.outcome(&format!("c{t}")).accepted);
+    }
+    for r in run.stop() {
+        r.unwrap();
+    }
+    let a = audit(rig.log.as_ref(), &rig.topics).unwrap();
+    assert_eq!((a.events, a.decisions, a.version_gaps, a.duplicate_events), (tasks, tasks, 0, 0));
+    // one append per decision: each record's batch has one event (the file log frames an append)
+    assert_eq!(rig.log.end_offset(&rig.topics.events, 0).unwrap(), tasks + 1, "the claim and one event each");
+}
+
+/// A command whose event is larger than the journal takes (`max_event_bytes`, or the log's own
+/// limit) is rejected with `event_too_large`; the next command of the task is decided as usual.
+#[test]
+fn a_command_whose_event_would_be_too_large_is_rejected() {
+    let rig = rig(1);
+    let run = rig.start("a", AggregatorConfig { max_event_bytes: 4096, ..AggregatorConfig::default() });
+    let TaskCommand::CreateTask(mut big) = create() else { unreachable!() };
+    big.class_group.classes = (1..=100).map(|id| ProductClass { id, name: format!("{id:0>64}") }).collect();
+    rig.send("task-1", "big", CUSTOMER, Some(0), &TaskCommand::CreateTask(big));
+    rig.send("task-1", "small", CUSTOMER, Some(0), &create());
+    let refused = rig.outcome("big");
+    assert_eq!(refused.rejection_code.as_deref(), Some("event_too_large"), "{refused:?}");
+    assert_eq!(rig.outcome("small").first_version, Some(1));
+    for r in run.stop() {
+        r.unwrap();
+    }
+}
+
 #[test]
 fn a_redelivered_command_returns_its_earlier_outcome_and_writes_nothing() {
     let rig = rig(1);

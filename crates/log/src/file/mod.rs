@@ -194,6 +194,12 @@ impl EventLog for FileLog {
         topics.get(topic).map(|p| p.len() as u32).ok_or_else(|| LogError::UnknownTopic(topic.to_owned()))
     }
 
+    /// A batch is one frame: half of it for one record leaves room for the rest of a batch.
+    fn max_record_bytes(&self, topic: &str) -> Result<Option<usize>, LogError> {
+        self.partitions(topic)?;
+        Ok(Some(frame::MAX_FRAME / 2))
+    }
+
     fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<Appended, LogError> {
         self.partition(topic, partition)?.append(records, crate::now_ms(), &self.options)
     }

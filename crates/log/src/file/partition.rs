@@ -129,7 +129,7 @@ impl Partition {
         frame::encode(first, timestamp_ms, records, &mut bytes);
         if bytes.len() > frame::MAX_FRAME {
             inner.scratch = bytes;
-            return Err(LogError::BatchTooLarge { size: inner.scratch.len(), max: frame::MAX_FRAME });
+            return Err(LogError::BatchTooLarge { size: inner.scratch.len(), max: Some(frame::MAX_FRAME) });
         }
         let next = first + records.len() as u64;
         let result = inner.active.append(&bytes, first, next);

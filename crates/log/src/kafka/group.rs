@@ -9,7 +9,6 @@
 use super::{KafkaOptions, kafka_err};
 use crate::{GroupMember, LogError, Rebalance};
 use rdkafka::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance as KafkaRebalance};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -88,10 +87,8 @@ pub(super) fn join(
     let context = MemberContext { topic: topic.to_owned(), handler, owned: Mutex::new(BTreeSet::new()) };
     let session_ms = options.session_timeout.as_millis().to_string();
     let heartbeat_ms = (options.session_timeout.as_millis() / 4).max(100).to_string();
-    let consumer: BaseConsumer<MemberContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let consumer: BaseConsumer<MemberContext> = super::options::client_config(bootstrap, options)
         .set("group.id", format!("{group}.members"))
-        .set("allow.auto.create.topics", "false")
         .set("enable.auto.commit", "false")
         .set("session.timeout.ms", session_ms)
         .set("heartbeat.interval.ms", heartbeat_ms)

@@ -10,8 +10,7 @@
 
 use crate::{Appended, EventLog, GroupMember, HeaderName, LogError, LogRecord, Position, Rebalance, Record};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
@@ -22,6 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod group;
+mod options;
+
+pub use options::{KafkaOptions, KafkaSecurity};
 
 /// Readers of one partition: as many as have read it at the same time.
 type ReaderPool = Vec<Arc<Mutex<Reader>>>;
@@ -43,67 +45,14 @@ const READ_LINGER: Duration = Duration::from_millis(2);
 /// How long the search for the true end waits for more (the watermark may lag).
 const END_LINGER: Duration = Duration::from_millis(50);
 
-/// Settings of the Kafka backend, from the query of a `kafka://` URL
-/// (`?replication=3&min_insync_replicas=2&session_timeout_ms=10000`).
-#[derive(Clone, Debug)]
-pub struct KafkaOptions {
-    /// Replication factor of the topics it creates.
-    pub replication: u32,
-    /// `min.insync.replicas` of the topics it creates: with the producer's `acks=all`, an append
-    /// is acknowledged only once this many replicas have it. Default: one less than the
-    /// replication factor (at least 1), so one broker may be down while appends go on.
-    pub min_insync_replicas: Option<u32>,
-    /// A group member silent for this long is dropped and its partitions move. Kafka accepts
-    /// 6 s to 30 min by default; tansu takes half of it for every join.
-    pub session_timeout: Duration,
-}
-
-impl Default for KafkaOptions {
-    fn default() -> Self {
-        Self { replication: 1, min_insync_replicas: None, session_timeout: Duration::from_secs(6) }
-    }
-}
-
-impl KafkaOptions {
-    /// Reads the options from a URL query, refusing unknown keys.
-    pub fn from_query(pairs: impl Iterator<Item = (String, String)>) -> Result<Self, LogError> {
-        let mut options = Self::default();
-        for (key, value) in pairs {
-            let number = || value.parse::<u64>().map_err(|_| LogError::Config(format!("kafka option {key}={value:?}")));
-            match key.as_str() {
-                "replication" => options.replication = number()?.clamp(1, 32) as u32,
-                "min_insync_replicas" => options.min_insync_replicas = Some(number()?.clamp(1, 32) as u32),
-                "session_timeout_ms" => options.session_timeout = Duration::from_millis(number()?),
-                _ => {
-                    return Err(LogError::Config(format!(
-                        "unknown kafka option {key:?} (replication, min_insync_replicas, session_timeout_ms)"
-                    )));
-                }
-            }
-        }
-        if let Some(n) = options.min_insync_replicas
-            && n > options.replication
-        {
-            return Err(LogError::Config(format!(
-                "min_insync_replicas={n} exceeds replication={}: no append could be acknowledged",
-                options.replication
-            )));
-        }
-        Ok(options)
-    }
-
-    /// The `min.insync.replicas` topics are created with.
-    pub fn min_insync(&self) -> u32 {
-        self.min_insync_replicas.unwrap_or(self.replication.saturating_sub(1).max(1))
-    }
-}
-
 /// The log on a Kafka cluster.
 pub struct KafkaLog {
     bootstrap: String,
     options: KafkaOptions,
-    producer: FutureProducer,
-    admin: AdminClient<DefaultClientContext>,
+    producer: FutureProducer<Context>,
+    admin: AdminClient<Context>,
+    /// What the producer and admin clients last reported.
+    context: Context,
     /// One consumer per group, for commits and committed offsets.
     consumers: Mutex<HashMap<String, BaseConsumer>>,
     /// Reading consumers per topic and partition: a read takes a free one, preferably one
@@ -113,6 +62,8 @@ pub struct KafkaLog {
     readers: Mutex<HashMap<(String, u32), ReaderPool>>,
     /// Partition counts seen (partitions are only ever added, never removed).
     partition_counts: Mutex<HashMap<String, u32>>,
+    /// The largest record each topic takes, as the broker reported it.
+    record_limits: Mutex<HashMap<String, usize>>,
 }
 
 /// Errors a consumer's queue carries while brokers are unreachable; the client reconnects by
@@ -122,8 +73,56 @@ fn connection_event(code: rdkafka::types::RDKafkaErrorCode) -> bool {
     matches!(code, C::BrokerTransportFailure | C::AllBrokersDown | C::OperationTimedOut | C::Resolve)
 }
 
+/// Remembers what a client last reported: librdkafka reports failed authentication and TLS
+/// handshakes here, while the call they broke only times out; a failed call then says why.
+#[derive(Clone, Default)]
+struct Context {
+    last_error: Arc<Mutex<Option<(Instant, String)>>>,
+}
+
+impl ClientContext for Context {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "kafka client");
+        let mut last = self.last_error.lock().expect("last error");
+        // "all brokers are down" follows the failure that says why: keep that one
+        let summary = error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown);
+        if !summary || last.as_ref().is_none_or(|(at, _)| at.elapsed().as_secs() >= 60) {
+            *last = Some((Instant::now(), reason.to_owned()));
+        }
+    }
+}
+
+impl Context {
+    /// A failed call's error, with what the client reported in the last minute (if anything).
+    fn explain(&self, what: &str, e: KafkaError) -> LogError {
+        let recent = self.last_error.lock().expect("last error").clone().filter(|(at, _)| at.elapsed().as_secs() < 60);
+        match recent {
+            Some((_, reason)) => LogError::Io {
+                path: what.to_owned(),
+                source: std::io::Error::other(format!("{e} (the client reports: {reason})")),
+            },
+            None => kafka_err(what, e),
+        }
+    }
+}
+
 fn kafka_err(what: &str, e: KafkaError) -> LogError {
     LogError::Io { path: what.to_owned(), source: std::io::Error::other(e.to_string()) }
+}
+
+/// The largest produce request the producer builds; topics bound single records lower.
+const PRODUCER_MAX_REQUEST: usize = 64 * 1024 * 1024;
+
+/// A failed produce: a record too large for the topic is [`LogError::BatchTooLarge`] (the
+/// writer must not send it again), anything else a transient I/O error.
+fn produce_err(topic: &str, record: &Record, e: KafkaError) -> LogError {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    match e.rdkafka_error_code() {
+        Some(C::MessageSizeTooLarge | C::InvalidMessageSize) => {
+            LogError::BatchTooLarge { size: record.wire_bytes(), max: None }
+        }
+        _ => kafka_err(topic, e),
+    }
 }
 
 impl KafkaLog {
@@ -134,10 +133,9 @@ impl KafkaLog {
 
     /// Connects to `host:port[,host:port]`.
     pub fn connect_with(bootstrap: &str, options: KafkaOptions) -> Result<Self, LogError> {
-        let mut config = ClientConfig::new();
-        // topics are created by `create_topic` with their partition counts, never by a lookup
-        config.set("bootstrap.servers", bootstrap).set("allow.auto.create.topics", "false");
-        let producer: FutureProducer = config
+        let config = options::client_config(bootstrap, &options);
+        let context = Context::default();
+        let producer: FutureProducer<Context> = config
             .clone()
             .set("enable.idempotence", "true")
             // acknowledged only once every in-sync replica has it (idempotence needs it too;
@@ -145,17 +143,23 @@ impl KafkaLog {
             .set("acks", "all")
             .set("linger.ms", "1")
             .set("message.timeout.ms", "30000")
-            .create()
+            // the topics' `max.message.bytes` bound records (the broker says; see `send`), not a
+            // client default of 1 MB
+            .set("message.max.bytes", PRODUCER_MAX_REQUEST.to_string())
+            .create_with_context(context.clone())
             .map_err(|e| kafka_err("creating the producer", e))?;
-        let admin = config.create().map_err(|e| kafka_err("creating the admin client", e))?;
+        let admin =
+            config.create_with_context(context.clone()).map_err(|e| kafka_err("creating the admin client", e))?;
         Ok(Self {
             bootstrap: bootstrap.to_owned(),
             options,
             producer,
             admin,
+            context,
             consumers: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
             partition_counts: Mutex::new(HashMap::new()),
+            record_limits: Mutex::new(HashMap::new()),
         })
     }
 
@@ -165,7 +169,7 @@ impl KafkaLog {
         let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
         let results =
             futures_executor::block_on(self.admin.describe_configs([&ResourceSpecifier::Topic(topic)], &options))
-                .map_err(|e| kafka_err("describing a topic", e))?;
+                .map_err(|e| self.context.explain("describing a topic", e))?;
         for r in results {
             let resource = r.map_err(|code| LogError::Config(format!("describing topic {topic}: {code}")))?;
             if let Some(entry) = resource.get(key) {
@@ -176,10 +180,8 @@ impl KafkaLog {
     }
 
     fn consumer(&self, group: &str) -> Result<BaseConsumer, LogError> {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
+        options::client_config(&self.bootstrap, &self.options)
             .set("group.id", if group.is_empty() { "visionlog-reader" } else { group })
-            .set("allow.auto.create.topics", "false")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
@@ -238,6 +240,21 @@ impl KafkaLog {
         Ok(reader)
     }
 
+    /// Checks that each record fits the topic, before anything of an append is sent; returns
+    /// what one request to the topic may hold, and whether all of `records` fit in one.
+    fn fit(&self, topic: &str, records: &[Record]) -> Result<(usize, bool), LogError> {
+        let Some(max) = self.max_record_bytes(topic)? else { return Ok((usize::MAX, true)) };
+        let mut total = crate::BATCH_OVERHEAD;
+        for r in records {
+            let size = r.wire_bytes();
+            if size + crate::BATCH_OVERHEAD > max {
+                return Err(LogError::BatchTooLarge { size: size + crate::BATCH_OVERHEAD, max: Some(max) });
+            }
+            total += size;
+        }
+        Ok((max, total <= max))
+    }
+
     /// Hands records to the producer; their delivery reports come later.
     fn send(&self, topic: &str, partition: u32, records: &[Record]) -> Result<Vec<DeliveryFuture>, LogError> {
         self.check_partition(topic, partition)?;
@@ -252,7 +269,7 @@ impl KafkaLog {
             if let Some(key) = &r.key {
                 record = record.key(key);
             }
-            deliveries.push(self.producer.send_result(record).map_err(|(e, _)| kafka_err(topic, e))?);
+            deliveries.push(self.producer.send_result(record).map_err(|(e, _)| produce_err(topic, r, e))?);
         }
         Ok(deliveries)
     }
@@ -263,7 +280,10 @@ impl KafkaLog {
         for d in deliveries {
             let delivered =
                 futures_executor::block_on(d).map_err(|_| LogError::Config("producer dropped a delivery".into()))?;
-            let delivery = delivered.map_err(|(e, _)| kafka_err(topic, e))?;
+            let delivery = delivered.map_err(|(e, m)| {
+                let size = m.key().map_or(0, <[u8]>::len) + m.payload().map_or(0, <[u8]>::len);
+                produce_err(topic, &Record { key: None, headers: Vec::new(), value: vec![0; size] }, e)
+            })?;
             offsets.push(delivery.offset as u64);
         }
         match (offsets.first(), offsets.last()) {
@@ -341,11 +361,18 @@ impl KafkaLog {
 
 impl EventLog for KafkaLog {
     fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), LogError> {
-        if let Ok(existing) = self.partitions(topic) {
-            return match existing {
-                n if n == partitions => Ok(()),
-                n => Err(LogError::PartitionMismatch { topic: topic.to_owned(), existing: n, requested: partitions }),
-            };
+        match self.partitions(topic) {
+            Ok(n) if n == partitions => return Ok(()),
+            Ok(n) => {
+                return Err(LogError::PartitionMismatch {
+                    topic: topic.to_owned(),
+                    existing: n,
+                    requested: partitions,
+                });
+            }
+            Err(LogError::UnknownTopic(_)) => {}
+            // the brokers cannot be reached (or refuse us): say so, rather than create blindly
+            Err(e) => return Err(e),
         }
         // the log is the source of truth: Kafka must never delete it by age or size (tiering to
         // object storage, not retention, is how it will shrink), nor compact it
@@ -355,9 +382,14 @@ impl EventLog for KafkaLog {
             .set("retention.bytes", "-1")
             .set("cleanup.policy", "delete")
             .set("min.insync.replicas", &min_insync);
+        let max_message_bytes = self.options.max_message_bytes.map(|n| n.to_string());
+        let new = match &max_message_bytes {
+            Some(n) => new.set("max.message.bytes", n),
+            None => new,
+        };
         let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
         let results = futures_executor::block_on(self.admin.create_topics([&new], &options))
-            .map_err(|e| kafka_err("creating a topic", e))?;
+            .map_err(|e| self.context.explain("creating a topic", e))?;
         for r in results {
             if let Err((name, code)) = r
                 && code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists
@@ -374,20 +406,72 @@ impl EventLog for KafkaLog {
     }
 
     fn partitions(&self, topic: &str) -> Result<u32, LogError> {
-        let metadata =
-            self.producer.client().fetch_metadata(Some(topic), REQUEST_TIMEOUT).map_err(|e| kafka_err(topic, e))?;
+        let metadata = self
+            .producer
+            .client()
+            .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+            .map_err(|e| self.context.explain(topic, e))?;
         match metadata.topics().iter().find(|t| t.name() == topic) {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len() as u32),
             _ => Err(LogError::UnknownTopic(topic.to_owned())),
         }
     }
 
+    fn max_record_bytes(&self, topic: &str) -> Result<Option<usize>, LogError> {
+        if let Some(&max) = self.record_limits.lock().expect("record limits").get(topic) {
+            return Ok(Some(max));
+        }
+        // a broker without DescribeConfigs (tansu) leaves it unknown: it still refuses what is
+        // too large, and the append fails
+        let max = match self.topic_config(topic, "max.message.bytes") {
+            Ok(Some(v)) => v.parse::<usize>().ok(),
+            Ok(None) => None,
+            Err(LogError::Config(reason)) => {
+                tracing::debug!(topic, reason, "the broker does not say how large a record may be");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(max) = max {
+            self.record_limits.lock().expect("record limits").insert(topic.to_owned(), max);
+        }
+        Ok(max)
+    }
+
+    /// An append larger than the topic takes in one request goes in pieces that fit, each
+    /// delivered before the next is sent (the producer would batch them into one too large);
+    /// the usual append is one piece.
     fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<Appended, LogError> {
-        let deliveries = self.send(topic, partition, records)?;
-        self.settle(topic, partition, deliveries)
+        let (max, _) = self.fit(topic, records)?;
+        let mut landed: Option<Appended> = None;
+        let mut rest = records;
+        while !rest.is_empty() || landed.is_none() {
+            let mut bytes = crate::BATCH_OVERHEAD;
+            let fits = rest.iter().take_while(|r| {
+                bytes += r.wire_bytes();
+                bytes <= max
+            });
+            let n = fits.count().max(1).min(rest.len());
+            let (piece, after) = rest.split_at(n);
+            let deliveries = self.send(topic, partition, piece)?;
+            let piece = self.settle(topic, partition, deliveries)?;
+            landed = Some(match landed {
+                None => piece,
+                Some(a) => Appended { first: a.first, last: piece.last, count: a.count + piece.count },
+            });
+            rest = after;
+        }
+        Ok(landed.expect("at least one piece"))
     }
 
     fn append_all(&self, topic: &str, batches: &[(u32, Vec<Record>)]) -> Result<Vec<Appended>, LogError> {
+        let mut one_piece_each = true;
+        for (_, records) in batches {
+            one_piece_each &= self.fit(topic, records)?.1;
+        }
+        if !one_piece_each {
+            return batches.iter().map(|(p, records)| self.append(topic, *p, records)).collect();
+        }
         // every batch in flight at once: one wait for all partitions, not one each
         let sent = batches.iter().map(|(p, records)| self.send(topic, *p, records)).collect::<Result<Vec<_>, _>>()?;
         batches.iter().zip(sent).map(|((p, _), deliveries)| self.settle(topic, *p, deliveries)).collect()
@@ -481,22 +565,5 @@ impl EventLog for KafkaLog {
     ) -> Result<Box<dyn GroupMember>, LogError> {
         self.check_partition(topic, 0)?;
         group::join(&self.bootstrap, group, topic, &self.options, handler)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::KafkaOptions;
-
-    fn options(query: &[(&str, &str)]) -> Result<KafkaOptions, crate::LogError> {
-        KafkaOptions::from_query(query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
-    }
-
-    #[test]
-    fn min_insync_replicas_defaults_to_one_less_than_the_replicas() {
-        assert_eq!(options(&[]).unwrap().min_insync(), 1);
-        assert_eq!(options(&[("replication", "3")]).unwrap().min_insync(), 2);
-        assert_eq!(options(&[("replication", "3"), ("min_insync_replicas", "3")]).unwrap().min_insync(), 3);
-        assert!(options(&[("replication", "2"), ("min_insync_replicas", "3")]).is_err());
     }
 }
