@@ -34,9 +34,18 @@ grep -q '^  name: visionlog-gateway$' <<<"$(grep -A3 '^kind: Service$' <<<"$rend
     --set services.inference.gpu.enabled=false --set services.trainer.gpu.enabled=false \
     --set services.executor.autoscaling.enabled=true --set secrets.existingSecret=creds --set tenants.existingSecret=tenants \
     --set telemetry.otlpEndpoint=http://otel-collector:4318 | validate
+# Kafka over SASL_SSL: the mechanism, user and CA file reach every pod, the password comes from the Secret
+sasl=$("$helm" template visionlog helm/visionlog --set backends.kafkaSecurity.protocol=sasl_ssl \
+    --set backends.kafkaSecurity.username=visionlog --set backends.kafkaSecurity.caSecret=kafka-ca \
+    --set secrets.kafkaPassword=pw)
+validate <<<"$sasl"
+for expected in VISIONLOG_KAFKA_SASL_MECHANISM VISIONLOG_KAFKA_USERNAME /etc/visionlog-kafka/ca.pem 'VISIONLOG_KAFKA_PASSWORD: "pw"'; do
+    grep -q -- "$expected" <<<"$sasl" || fail "the SASL rendering lacks $expected"
+done
 # values.schema.json refuses what would render a broken release
 for bad in backends.partitions=0 backends.scylla=cassandra://x backends.kafkaBootstrap=kafka \
-    services.inference.replicas=-1 image.pullPolicy=Sometimes; do
+    services.inference.replicas=-1 image.pullPolicy=Sometimes backends.kafkaSecurity.protocol=tls \
+    backends.kafkaSecurity.protocol=sasl_ssl; do
     if "$helm" template visionlog helm/visionlog --set "$bad" >/dev/null 2>&1; then
         fail "the chart accepted --set $bad"
     fi

@@ -82,7 +82,13 @@ impl Iterator for Accepted<'_> {
                     }
                 }
             }
-            let records = match self.log.read(self.topic, self.partition, self.next, READ_BATCH) {
+            // an empty read below the log's end is a log that cannot answer yet, not the end
+            let records = match self.log.read(self.topic, self.partition, self.next, READ_BATCH).and_then(|r| {
+                if !r.is_empty() || self.next >= self.log.end_offset(self.topic, self.partition)? {
+                    return Ok(r);
+                }
+                crate::reader::read_held(self.log, self.topic, self.partition, self.next, READ_BATCH)
+            }) {
                 Ok(records) => records,
                 Err(e) => {
                     self.failed = true;

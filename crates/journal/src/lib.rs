@@ -31,7 +31,7 @@ pub use consume::{
 };
 pub use framing::{DecisionOrigin, claim_record, event_record, rejection_record};
 pub use owners::{Assignment, Work, WorkError, serve_partitions};
-pub use reader::{Decision, DecisionBody, Entry, JournalError, JournalEvent, JournalReader};
+pub use reader::{Decision, DecisionBody, Entry, JournalError, JournalEvent, JournalReader, read_held};
 pub use schemas::LogRegistry;
 pub use topics::Topics;
 

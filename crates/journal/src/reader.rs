@@ -107,19 +107,28 @@ impl JournalReader {
 
     /// Starts reading at a position taken from [`Self::settled_offset`]: the record just before
     /// it was in force, so its epoch is the epoch in force there (one read, no stored metadata).
+    ///
+    /// That record must be read: an epoch guessed as 0 would pass over every decision up to the
+    /// next claim as a zombie's, and a consumer would commit its position past them (views lost
+    /// after a Kafka broker restart, when the first read of a reconnecting client came back
+    /// empty). A log that cannot hand it over is an error, after [`read_held`]'s patience.
     pub fn resume_after(
         log: &dyn visionlog_log::EventLog,
         topic: &str,
         partition: u32,
         offset: u64,
     ) -> Result<Self, visionlog_log::LogError> {
-        let epoch = match offset.checked_sub(1) {
-            Some(before) => {
-                log.read(topic, partition, before, 1)?.first().and_then(|r| number(r, headers::EPOCH).ok()).unwrap_or(0)
-            }
-            None => 0,
+        let Some(before) = offset.checked_sub(1) else { return Ok(Self::resume(0, 0)) };
+        let record = read_held(log, topic, partition, before, 1)?.into_iter().next().filter(|r| r.offset == before);
+        let Some(record) = record else {
+            return Err(visionlog_log::LogError::Io {
+                path: format!("{topic}/{partition}@{before}"),
+                source: std::io::Error::other(
+                    "the record before the position is not held (its epoch says which records are in force)",
+                ),
+            });
         };
-        Ok(Self::resume(offset, epoch))
+        Ok(Self::resume(offset, number(&record, headers::EPOCH).unwrap_or(0)))
     }
 
     /// The position to store for [`Self::resume_after`]: after the last record in force that
@@ -261,6 +270,40 @@ fn parse(r: &LogRecord) -> Result<Parsed, String> {
         .filter(|(i, n)| i < n)
         .ok_or("bad vl.batch header")?;
     Ok(Parsed::Decision { epoch, command_id, index, count })
+}
+
+/// How long [`read_held`] waits for records the log holds but cannot hand over yet.
+const HELD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Reads up to `max` records from `from`, where the log is known to hold records (below an end
+/// read before, or a position committed earlier). An empty answer there is a log that cannot
+/// answer yet (a Kafka client reconnecting to a restarted broker), never the end of the
+/// partition: it waits and asks again, and fails after [`HELD_PATIENCE`]. Readers that took an
+/// empty answer for the end lost records silently.
+pub fn read_held(
+    log: &dyn visionlog_log::EventLog,
+    topic: &str,
+    partition: u32,
+    from: u64,
+    max: usize,
+) -> Result<Vec<LogRecord>, visionlog_log::LogError> {
+    let deadline = std::time::Instant::now() + HELD_PATIENCE;
+    loop {
+        let records = log.read(topic, partition, from, max)?;
+        if !records.is_empty() {
+            return Ok(records);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(visionlog_log::LogError::Io {
+                path: format!("{topic}/{partition}@{from}"),
+                source: std::io::Error::other(format!(
+                    "records the log holds could not be read within {HELD_PATIENCE:?}"
+                )),
+            });
+        }
+        tracing::debug!(topic, partition, from, "the log holds records here but handed none over; asking again");
+        log.wait_for(topic, partition, from, std::time::Duration::from_millis(500))?;
+    }
 }
 
 #[cfg(test)]

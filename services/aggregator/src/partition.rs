@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use visionlog_codec::{Codec, Outcome};
 use visionlog_domain::evolve;
-use visionlog_journal::{Decision, DecisionBody, Entry, JournalReader, Topics, claim_record, dead_letter};
+use visionlog_journal::{Decision, DecisionBody, Entry, JournalReader, Topics, claim_record, dead_letter, read_held};
 use visionlog_log::{EventLog, LogError, LogRecord, Position, Record, partition_for};
 use visionlog_store::{ReadStore, StoreError};
 
@@ -376,7 +376,7 @@ impl Owner<'_> {
         let mut reader = JournalReader::default();
         let mut from = 0;
         while from < self.events_end {
-            let records = agg.log.read(&agg.topics.events, agg.partition, from, 4096)?;
+            let records = read_held(agg.log.as_ref(), &agg.topics.events, agg.partition, from, 4096)?;
             let Some(last) = records.last() else { break };
             from = last.offset + 1;
             for r in records.into_iter().filter(|r| r.offset < self.events_end) {
@@ -397,8 +397,10 @@ impl Owner<'_> {
         let agg = self.agg;
         let mut reader = JournalReader::resume(from, epoch);
         let mut next = from;
-        loop {
-            let records = agg.log.read(&agg.topics.events, agg.partition, next, 4096)?;
+        // to the end as it is now (the claim we write next is read by `replay`)
+        let end = agg.log.end_offset(&agg.topics.events, agg.partition)?;
+        while next < end {
+            let records = read_held(agg.log.as_ref(), &agg.topics.events, agg.partition, next, 4096)?;
             let Some(last) = records.last() else { return Ok(()) };
             next = last.offset + 1;
             for r in records {
@@ -411,6 +413,7 @@ impl Owner<'_> {
                 }
             }
         }
+        Ok(())
     }
 
     /// Remembers a claim; for one epoch the earliest claim is the one in force.
