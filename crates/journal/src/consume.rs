@@ -50,6 +50,25 @@ pub trait EventHandler {
     fn finish(&mut self) -> Result<(), ConsumeError> {
         self.flush()
     }
+    /// Tells whether a flush that failed half-way (or a process that stopped during one) may
+    /// have stored what the end of its batch implies, so that a flush after it must cover at
+    /// least as far. The projector's does: it writes a task's rows for the state at the batch's
+    /// end, and tombstones them later only if it folds that state again. Then the loop records
+    /// each batch's end in the committed position's metadata before flushing, and after a restart
+    /// reads on to that end before the next flush.
+    fn flushes_whole_batches(&self) -> bool {
+        false
+    }
+}
+
+/// The metadata of a position that records how far an attempted flush reached.
+fn reach_metadata(offset: u64) -> String {
+    format!("reach={offset}")
+}
+
+/// The reach recorded in a committed position's metadata (see [`reach_metadata`]).
+fn reach_of(position: &Position) -> Option<u64> {
+    position.metadata.strip_prefix("reach=")?.parse().ok()
 }
 
 /// Events per batch of a live consumer: small, for latency.
@@ -140,7 +159,10 @@ fn run(
     batch: usize,
 ) -> Result<(), ConsumeError> {
     let Subscription { log, topics, group, partition, .. } = sub;
-    let start = log.committed(group, &topics.events, partition)?.map_or(0, |p| p.offset);
+    let position = log.committed(group, &topics.events, partition)?;
+    let start = position.as_ref().map_or(0, |p| p.offset);
+    // the end of a batch whose flush may have stored part of what it implies: flush past it
+    let reach = position.as_ref().and_then(reach_of).unwrap_or(0);
     let mut reader = JournalReader::resume_after(log, &topics.events, partition, start)?;
     let mut next = start;
     let mut committed = start;
@@ -151,6 +173,13 @@ fn run(
         } else {
             let Some(after) = feed_batch(sub, &mut reader, handler, next, batch)? else { continue };
             next = after;
+            if next < reach {
+                continue; // the handler holds what it folded until the batch reaches as far
+            }
+            if handler.flushes_whole_batches() {
+                let attempt = Position { offset: committed, metadata: reach_metadata(next) };
+                log.commit(group, &topics.events, partition, &attempt)?;
+            }
             handler.flush()?;
         }
         let settled = reader.settled_offset();

@@ -155,16 +155,11 @@ pub fn cql_server_uri() -> String {
 pub fn with_fresh_keyspace(uri: &str, name: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let (base, query) = uri.split_once('?').map_or((uri, None), |(b, q)| (b, Some(q)));
-    let authority = base.strip_prefix("scylla://").unwrap_or(base).split('/').next().unwrap_or_default();
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let clean: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).take(20).collect::<String>().to_lowercase();
     let keyspace =
         format!("t_{clean}_{}_{}_{}", std::process::id(), nanos % 1_000_000, N.fetch_add(1, Ordering::Relaxed));
-    match query {
-        Some(q) => format!("scylla://{authority}/{keyspace}?{q}"),
-        None => format!("scylla://{authority}/{keyspace}"),
-    }
+    crate::scylla::with_keyspace(uri, &keyspace).unwrap_or_else(|e| panic!("SCYLLA_URI {uri:?}: {e}"))
 }
 
 /// A store on the test suite's CQL server in a keyspace of its own (see [`cql_server_uri`]).

@@ -15,7 +15,7 @@ mod embedded;
 mod scylla;
 
 pub use embedded::EmbeddedStore;
-pub use scylla::ScyllaStore;
+pub use scylla::{ScyllaStore, with_keyspace};
 
 use std::sync::Arc;
 use thiserror::Error;

@@ -70,6 +70,20 @@ fn consistency(name: &str) -> Result<Consistency, StoreError> {
     })
 }
 
+/// `url` (a `scylla://` URL) naming keyspace `keyspace` instead of its own; credentials and
+/// options are kept. For a store of its own on the same cluster (benches, tests).
+pub fn with_keyspace(url: &str, keyspace: &str) -> Result<String, StoreError> {
+    parse_url(url)?;
+    check_table_name(keyspace).map_err(|_| config(format!("bad keyspace {keyspace:?}")))?;
+    let rest = url.strip_prefix("scylla://").unwrap_or(url);
+    let (base, query) = rest.split_once('?').map_or((rest, None), |(b, q)| (b, Some(q)));
+    let authority = base.split('/').next().unwrap_or_default();
+    Ok(match query {
+        Some(q) => format!("scylla://{authority}/{keyspace}?{q}"),
+        None => format!("scylla://{authority}/{keyspace}"),
+    })
+}
+
 /// Parses `scylla://[user:secret@]host:port[,host:port]/keyspace[?consistency=..&replication=..&dc=..&max_in_flight=..]`.
 fn parse_url(url: &str) -> Result<ScyllaUrl, StoreError> {
     let rest = url.strip_prefix("scylla://").ok_or_else(|| config(format!("not a scylla:// URL: {url:?}")))?;
@@ -264,6 +278,17 @@ impl ScyllaStore {
             }
             stored = now; // another writer moved it: compare again
         }
+    }
+
+    /// Drops this store's keyspace, every table in it (a bench's keyspace, after the bench).
+    pub fn drop_keyspace(&self) -> Result<(), StoreError> {
+        self.tables.lock().expect("tables lock").clear();
+        let cql = format!("DROP KEYSPACE IF EXISTS {}", self.url.keyspace);
+        self.runtime.block_on(async {
+            self.session.query_unpaged(cql, ()).await.map_err(backend)?;
+            self.session.await_schema_agreement().await.map_err(backend)?;
+            Ok(())
+        })
     }
 
     /// Writes rows with plain prepared INSERTs (no condition, no version guard), as many in

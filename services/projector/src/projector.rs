@@ -307,6 +307,12 @@ impl EventHandler for Projector {
         result
     }
 
+    /// A write cut short may have stored the rows of the batch's last states; the states after
+    /// them tombstone those rows only if this projector folds them again (see `Pending::passed`).
+    fn flushes_whole_batches(&self) -> bool {
+        self.defer_until.is_none()
+    }
+
     fn holding(&self) -> bool {
         !self.parked.is_empty() || (self.defer_until.is_some() && !self.pending.is_empty())
     }

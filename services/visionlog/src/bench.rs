@@ -78,6 +78,16 @@ pub(crate) struct Workbench {
     _broker: Option<visionlog_log::LocalBroker>,
 }
 
+impl Drop for Workbench {
+    fn drop(&mut self) {
+        if let Some(cql) = &self.cql
+            && let Err(e) = cql.drop_keyspace()
+        {
+            tracing::warn!(error = %e, store = self.store_name, "dropping the bench's keyspace");
+        }
+    }
+}
+
 impl Workbench {
     pub(crate) fn open(backends: &Backends, fsync: FsyncPolicy, partitions: u32) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
@@ -86,7 +96,8 @@ impl Workbench {
         let run = visionlog_journal::now_ms();
         let (store, cql, store_name): (Arc<dyn ReadStore>, _, _) = match backends.store.as_deref() {
             Some(url) if url.starts_with("scylla://") => {
-                let url = visionlog_store::conformance::with_fresh_keyspace(url, "bench");
+                // a keyspace of the run's own, dropped after it (see `Drop for Workbench`)
+                let url = visionlog_store::with_keyspace(url, &format!("bench_{run}"))?;
                 let cql = Arc::new(visionlog_store::ScyllaStore::connect(&url)?);
                 (cql.clone(), Some(cql), crate::runtime::redacted(url.split('?').next().unwrap_or_default()))
             }
