@@ -8,6 +8,8 @@ source scripts/env.sh
 ./scripts/install.sh
 # the Helm chart and the Kubernetes manifests (helm lint, kubernetes-validate, yamllint)
 ./scripts/check_deploy.sh
+# crates never depend on services, services never on each other (only the binary wires them)
+./scripts/check_layers.sh
 # the end-to-end tests run the visionlog binary: build it (and every test) first
 cargo build --locked --workspace --all-targets
 trap './scripts/engines.sh down' EXIT

@@ -262,8 +262,8 @@ pub fn view_rows_in(
     store: &dyn visionlog_store::ReadStore,
     generation: u32,
 ) -> Vec<(&'static str, Vec<visionlog_store::Row>)> {
-    use visionlog_projector::generations::table;
-    visionlog_projector::views::VIEW_TABLES
+    use visionlog_views::generations::table;
+    visionlog_views::views::VIEW_TABLES
         .iter()
         .map(|t| {
             let mut rows = Vec::new();

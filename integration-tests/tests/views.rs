@@ -120,6 +120,6 @@ fn hot_ends(data: &Path) -> Vec<u64> {
 
 /// The month of the first task's creation.
 fn billing_month(summaries: &[Row]) -> String {
-    let s: visionlog_projector::TaskSummary = visionlog_projector::views::decode(&summaries[0].value).unwrap();
-    visionlog_projector::month(s.created_at_ms)
+    let s: visionlog_views::TaskSummary = visionlog_views::views::decode(&summaries[0].value).unwrap();
+    visionlog_views::month(s.created_at_ms)
 }

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use visionlog_domain::{ObjectSource, ResultSource, SessionPurpose, TaskEvent, TaskState, evolve};
 use visionlog_journal::JournalEvent;
 use visionlog_objects::Objects;
-use visionlog_projector::day;
-use visionlog_projector::views::crop_location;
+use visionlog_views::day;
+use visionlog_views::views::crop_location;
 
 macro_rules! col {
     ($name:literal, $kind:ident, $nullable:literal, $doc:literal) => {

@@ -8,6 +8,9 @@ pub mod scene;
 /// The largest image accepted, per side.
 pub const MAX_SIDE: u32 = 8192;
 
+/// The largest source image read from an object store or a URL, in bytes.
+pub const MAX_IMAGE_BYTES: u64 = 64 << 20;
+
 /// Why an image could not be read or cut.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {

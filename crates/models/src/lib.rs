@@ -12,8 +12,10 @@
 //! whether it won ([`Registry::execute`]); a command id already in the stream is answered as
 //! a duplicate. Records are JSON (`format` 1): the stream is small and internal.
 
+mod import;
 mod registry;
 mod stream;
 
+pub use import::{ArtifactImport, ImportError, import_detector};
 pub use registry::{Outcome, Registry, RegistryError};
 pub use stream::{ModelCommand, ModelEvent, ModelKey, ModelStream, ModelVersion, Status, decide};

@@ -274,6 +274,13 @@ impl Objects {
     }
 }
 
+/// The hex SHA-256 of bytes: how objects are named by content (uploaded images) and checked
+/// (cold segments).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The object key an image URI names: `store://<key>` is a key of this store; other schemes
 /// are not fetched by visionlog (the customer's own storage is not reached from here).
 pub fn key_of_uri(uri: &str) -> Result<&str, ObjectsError> {

@@ -42,11 +42,6 @@ fn schema() -> &'static Schema {
     SCHEMA.get_or_init(|| Schema::parse_str(SEGMENT_SCHEMA).expect("the segment schema parses"))
 }
 
-/// The hex SHA-256 of bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Encodes records (contiguous offsets of one partition) as a segment.
 pub fn encode(topic: &str, partition: u32, records: &[LogRecord]) -> Vec<u8> {
     let first = records.first().map_or(0, |r| r.offset);

@@ -7,7 +7,7 @@
 //! adopts it; so killing a tierer at any point leaves no duplicate and no gap.
 
 use crate::manifest::{Manifest, SegmentEntry, entry_key, segment_key};
-use crate::segment::{self, sha256_hex};
+use crate::segment;
 use crate::{MAX_SEGMENT_OBJECT, TierError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use visionlog_log::{EventLog, LogRecord, now_ms};
 use visionlog_objects::Objects;
+use visionlog_objects::sha256_hex;
 
 /// What the tierer tiers and when a range is closed.
 #[derive(Clone, Debug)]

@@ -16,8 +16,8 @@ use std::time::Duration;
 use visionlog_codec::envelope::CommandEnvelope;
 use visionlog_domain::{ReleaseOperator, SessionId, TaskCommand};
 use visionlog_journal::{deterministic_id, now_ms};
-use visionlog_projector::views::QueueRow;
 use visionlog_store::{Put, ReadStore, Row, StoreError};
+use visionlog_views::views::QueueRow;
 
 /// The table of lease expiries.
 pub const LEASES: &str = "operator_leases";
@@ -78,7 +78,7 @@ impl Reaper {
 
 /// Sends `ReleaseOperator` for every assigned task whose lease ran out; returns how many.
 pub fn reap(gw: &Gateway) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
-    let rows = visionlog_projector::queries::queue(gw.store.as_ref(), &gw.tenants.tenant_ids())?;
+    let rows = visionlog_views::queries::queue(gw.store.as_ref(), &gw.tenants.tenant_ids())?;
     let now = now_ms();
     let mut commands = Vec::new();
     for row in rows {

@@ -94,6 +94,8 @@ pub struct Gateway {
     pub objects: visionlog_objects::Objects,
     /// The model streams.
     pub registry: Arc<visionlog_models::Registry>,
+    /// Checks and stores imported model artifacts (libtorch lives behind it, not here).
+    pub artifacts: Arc<dyn visionlog_models::ArtifactImport>,
     /// Who may call.
     pub tenants: Arc<Tenants>,
     /// The SSRF guard for callback and image URLs.

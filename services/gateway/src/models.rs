@@ -160,27 +160,33 @@ pub(crate) async fn register(
             .collect::<Result<_, _>>()
             .map_err(|_| Problem::bad_request("invalid_query", "classes: comma-separated class ids"))?,
     };
-    let k = key.clone();
-    let folder = gw
+    let (k, by) = (key.clone(), actor_of(&who));
+    let register = gw
         .blocking(move |gw| {
-            let group = visionlog_projector::queries::class_group(gw.store.as_ref(), &k.class_group)
-                .map_err(Problem::internal)?
-                .ok_or_else(|| {
-                    Problem::new(StatusCode::NOT_FOUND, "unknown_class_group", "no task has used this class group")
-                })?;
-            let group_classes: Vec<u32> = group.classes.keys().copied().collect();
-            visionlog_inference::artifacts::import_detector(
-                &gw.objects,
-                &k.model_id(),
+            visionlog_models::import_detector(
+                gw.store.as_ref(),
+                gw.artifacts.as_ref(),
+                &k,
                 bytes.to_vec(),
                 classes,
-                group_classes,
+                &by,
             )
-            .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_artifact", e.to_string()))
+            .map_err(|e| match e {
+                visionlog_models::ImportError::UnknownClassGroup(_) => {
+                    Problem::new(StatusCode::NOT_FOUND, "unknown_class_group", "no task has used this class group")
+                }
+                visionlog_models::ImportError::Invalid(why) => {
+                    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_artifact", why)
+                }
+                visionlog_models::ImportError::Store(e) => Problem::internal(e),
+            })
         })
         .await?;
-    let by = actor_of(&who);
-    execute(&gw, key, ModelCommand::Register { artifact: folder.clone(), by }, Some(folder)).await
+    let folder = match &register {
+        ModelCommand::Register { artifact, .. } => Some(artifact.clone()),
+        _ => None,
+    };
+    execute(&gw, key, register, folder).await
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -66,7 +66,7 @@ pub(crate) async fn queue(
                 q.team.as_ref().is_none_or(|team| gw.tenants.tenant(c).and_then(|t| t.team.as_ref()) == Some(team))
             })
             .collect();
-        let rows = visionlog_projector::queries::queue(gw.store.as_ref(), &customers).map_err(Problem::internal)?;
+        let rows = visionlog_views::queries::queue(gw.store.as_ref(), &customers).map_err(Problem::internal)?;
         let limit = q.limit.unwrap_or(100).clamp(1, gw.config.max_page);
         let mut out = Vec::new();
         for row in rows {
@@ -179,7 +179,7 @@ pub(crate) async fn image(
         })?;
         let bytes = gw
             .objects
-            .get(key, visionlog_projector::extractor::MAX_IMAGE_BYTES)
+            .get(key, visionlog_imaging::MAX_IMAGE_BYTES)
             .map_err(|e| Problem::new(StatusCode::NOT_FOUND, "image_unreadable", e.to_string()))?;
         Ok(([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "private, max-age=3600")], bytes)
             .into_response())

@@ -233,7 +233,7 @@ pub(crate) async fn summary(gw: Gw, headers: HeaderMap, Path(task_id): Path<Stri
     let who = principal(&gw, &headers)?;
     gw.blocking(move |gw| {
         let history = gw.history_for(&who, &task_id)?;
-        let mut view = visionlog_projector::TaskView::default();
+        let mut view = visionlog_views::TaskView::default();
         for r in &history {
             view.apply(&task_id, r.envelope.version, r.envelope.recorded_at_ms, &r.event);
         }
@@ -467,8 +467,8 @@ pub(crate) async fn upload_image(
     let bytes = upload(bytes)?;
     let image = visionlog_imaging::Rgb::from_png(&bytes)
         .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_image", format!("not a PNG: {e}")))?;
-    let digest = visionlog_vision::sha256_hex(&bytes);
-    let key = format!("images/{}/{digest}.png", visionlog_projector::views::path_segment(&tenant));
+    let digest = visionlog_objects::sha256_hex(&bytes);
+    let key = format!("images/{}/{digest}.png", visionlog_views::views::path_segment(&tenant));
     let (k, data) = (key.clone(), bytes.to_vec());
     gw.blocking(move |gw| gw.objects.put_new(&k, data).map(|_| ()).map_err(Problem::internal)).await?;
     let body = json!({ "uri": format!("store://{key}"), "width": image.width, "height": image.height });

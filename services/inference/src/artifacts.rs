@@ -19,7 +19,7 @@ pub enum ArtifactError {
 }
 
 fn segment(id: &str) -> String {
-    visionlog_projector::views::path_segment(id)
+    visionlog_views::views::path_segment(id)
 }
 
 /// The folder of an artifact of a model.
@@ -63,4 +63,23 @@ pub fn import_detector(
     let folder = folder(model_id, &format!("import-{}", &artifact.manifest.weights_sha256[..16]));
     put(objects, &folder, &artifact)?;
     Ok(folder)
+}
+
+/// The libtorch check of imported artifacts, for the gateway and the CLI (they hold it as a
+/// [`visionlog_models::ArtifactImport`]).
+pub struct TorchImport {
+    /// Where artifacts are stored.
+    pub objects: Objects,
+}
+
+impl visionlog_models::ArtifactImport for TorchImport {
+    fn import_detector(
+        &self,
+        model_id: &str,
+        module: Vec<u8>,
+        classes: Vec<u32>,
+        group_classes: Vec<u32>,
+    ) -> Result<String, String> {
+        import_detector(&self.objects, model_id, module, classes, group_classes).map_err(|e| e.to_string())
+    }
 }

@@ -11,10 +11,10 @@ use visionlog_domain::scoring::{self, Counts};
 use visionlog_journal::{deterministic_id, now_ms};
 use visionlog_models::{ModelCommand, ModelEvent, ModelKey, Outcome, Registry};
 use visionlog_objects::Objects;
-use visionlog_projector::TaskView;
-use visionlog_projector::queries::{self, Backtest};
-use visionlog_projector::views::score;
 use visionlog_store::ReadStore;
+use visionlog_views::TaskView;
+use visionlog_views::queries::{self, Backtest};
+use visionlog_views::views::score;
 use visionlog_vision::train::{Flow, TrainConfig, evaluate, train, training_image};
 use visionlog_vision::{DETECTOR_INPUT, DecodeConfig, Detector, Expect, ModelKind, TrainingInfo, sha256_hex};
 

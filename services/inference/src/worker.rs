@@ -31,7 +31,7 @@ impl Default for WorkerConfig {
 /// Reads a task's photo from the object store (bounded, PNG).
 pub fn load_image(objects: &Objects, uri: &str) -> Result<Rgb, String> {
     let key = key_of_uri(uri).map_err(|e| e.to_string())?;
-    let bytes = objects.get(key, visionlog_projector::extractor::MAX_IMAGE_BYTES).map_err(|e| format!("{uri}: {e}"))?;
+    let bytes = objects.get(key, visionlog_imaging::MAX_IMAGE_BYTES).map_err(|e| format!("{uri}: {e}"))?;
     Rgb::from_png(&bytes).map_err(|e| format!("{uri}: {e}"))
 }
 
@@ -187,7 +187,7 @@ impl EventHandler for InferenceWorker {
         // the task's photos and class group are fixed at creation: any projected version has them
         // an event not taken up must not stay seen: the loop hands it again after a pause (the
         // store unreachable once left it seen, and the retry skipped it: a request never answered)
-        let view = match visionlog_projector::queries::task_view(self.store.as_ref(), &env.task_id) {
+        let view = match visionlog_views::queries::task_view(self.store.as_ref(), &env.task_id) {
             Ok(Some(view)) => view,
             Ok(None) => {
                 self.seen.remove(&env.event_id);

@@ -11,38 +11,14 @@
 //! record older than an index row's `truth_version` knows that task's crops are being replaced.
 
 use crate::projector::BeforeRows;
-use crate::task_view::{GroundTruth, TaskView};
-use crate::views::crop_location;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use visionlog_imaging::Rgb;
+use visionlog_imaging::{MAX_IMAGE_BYTES, Rgb};
 use visionlog_journal::ConsumeError;
 use visionlog_objects::{Objects, ObjectsError, key_of_uri};
 use visionlog_store::{Put, ReadStore, Row};
-
-/// The table of extraction records (one per task; not per generation: crops are files).
-pub const EXTRACTIONS: &str = "training_extractions";
-
-/// The largest source image read, in bytes.
-pub const MAX_IMAGE_BYTES: u64 = 64 << 20;
-
-/// What the extractor did for one task's ground truth.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Extraction {
-    /// The ground-truth version the crops reflect.
-    pub truth_version: u64,
-    /// Crops written.
-    pub crops: u32,
-    /// Why no crops could be cut (a missing or unreadable image, a box outside it); recorded,
-    /// not retried: the input will not change.
-    pub error: Option<String>,
-}
-
-/// Reads a task's extraction record.
-pub fn extraction(store: &dyn ReadStore, task_id: &str) -> Result<Option<Extraction>, visionlog_store::StoreError> {
-    Ok(store.get(EXTRACTIONS, task_id, "")?.and_then(|r| serde_json::from_slice(&r.value).ok()))
-}
+use visionlog_views::views::crop_location;
+use visionlog_views::{EXTRACTIONS, Extraction, GroundTruth, TaskView};
 
 /// Writes crops before the training index is written.
 pub struct Extractor {

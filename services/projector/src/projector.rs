@@ -1,14 +1,14 @@
 //! The projector: folds each task's events into its [`TaskView`] and writes the rows of every
 //! view, version-guarded, into one generation of the view tables.
 
-use crate::generations::table;
-use crate::task_view::TaskView;
-use crate::views::{TASK_STATE, VIEW_TABLES, ViewRow, decode, encode};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use visionlog_domain::TaskEvent;
 use visionlog_journal::{ConsumeError, EventHandler, HandledEvent};
 use visionlog_store::{Put, PutOutcome, ReadStore, Row, StoreError};
+use visionlog_views::TaskView;
+use visionlog_views::generations::table;
+use visionlog_views::views::{TASK_STATE, VIEW_TABLES, ViewRow, decode, encode};
 
 /// States kept between batches, so that a busy task is not read back at every batch.
 const CACHE_LIMIT: usize = 50_000;

@@ -1,9 +1,7 @@
 //! Running the projector: live on a partition (following the serving generation), and the
 //! rebuild of a new generation from the whole history.
 
-use crate::generations::{self, Generations};
 use crate::projector::{BeforeRows, Projector, ProjectorStats};
-use crate::views::VIEW_TABLES;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -11,6 +9,8 @@ use visionlog_codec::Codec;
 use visionlog_journal::{ConsumeError, Subscription, Topics, consume_partition, consume_until};
 use visionlog_log::{EventLog, Position};
 use visionlog_store::{ReadStore, StoreError};
+use visionlog_views::generations::{self, Generations};
+use visionlog_views::views::VIEW_TABLES;
 
 /// Records read per batch in a rebuild: large, so that a task's events fold in memory and its
 /// rows are written once per batch.

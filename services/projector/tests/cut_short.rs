@@ -14,9 +14,9 @@ use visionlog_log::{
     Appended, EventLog, FileLog, FileLogOptions, GroupMember, LogError, LogRecord, Position, Rebalance, Record,
 };
 use visionlog_projector::Projector;
-use visionlog_projector::generations::table;
-use visionlog_projector::views::{TASK_STATE, TASKS_BY_STATUS};
 use visionlog_store::{EmbeddedStore, Put, PutOutcome, ReadStore, Row, StoreError, for_each_row};
+use visionlog_views::generations::table;
+use visionlog_views::views::{TASK_STATE, TASKS_BY_STATUS};
 
 /// The file log, handing at most the next of `caps` records per read (then any number).
 struct Trickle {

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use visionlog_codec::envelope::EventEnvelope;
 use visionlog_domain::*;
 use visionlog_journal::{EventHandler, HandledEvent};
-use visionlog_projector::generations::table;
-use visionlog_projector::queries::{self, Backtest};
-use visionlog_projector::views::{Counts, VIEW_TABLES};
-use visionlog_projector::{Projector, day};
+use visionlog_projector::Projector;
 use visionlog_store::{EmbeddedStore, ReadStore, Row, for_each_row};
+use visionlog_views::day;
+use visionlog_views::generations::table;
+use visionlog_views::queries::{self, Backtest};
+use visionlog_views::views::{Counts, VIEW_TABLES};
 
 const DAY_MS: i64 = 86_400_000;
 /// 2026-11-10T00:00:00Z
@@ -307,7 +308,7 @@ fn the_other_views_answer_their_queries() {
     deliver(&mut p, &events.iter().collect::<Vec<_>>(), 5);
     let s = store.as_ref();
     // billing: acme has tasks 0, 2, 4, 6 (kinds 0, 2, 0, 2): all billable
-    let month = visionlog_projector::month(T0);
+    let month = visionlog_views::month(T0);
     let bill = queries::billing(s, "acme", &month).unwrap();
     assert_eq!((bill.len(), bill[0].tasks, bill[0].billable_tasks, bill[0].billable_images), (1, 4, 4, 4));
     // globex: tasks 1, 3, 5, 7 (kinds 1, 3, 1, 3): the cancelled ones are not billed
@@ -348,7 +349,8 @@ fn the_other_views_answer_their_queries() {
 /// is recorded and does not block the partition.
 #[test]
 fn crops_are_written_before_the_index_even_across_a_failure() {
-    use visionlog_projector::{Extractor, extraction};
+    use visionlog_projector::Extractor;
+    use visionlog_views::extraction;
     let (_d, store) = fresh();
     let dir = tempfile::tempdir().unwrap();
     let objects = visionlog_objects::Objects::open(&format!("file://{}", dir.path().display())).unwrap();

@@ -499,7 +499,7 @@ fn projections(backends: &Backends, b: &ProjectionsBench) -> anyhow::Result<()> 
                 let (ctx, stop, end) = (&ctx, &stop, ends[p as usize]);
                 s.spawn(move || {
                     let mut projector = visionlog_projector::Projector::new(ctx.store.clone(), 1);
-                    let group = visionlog_projector::generations::group(1);
+                    let group = visionlog_views::generations::group(1);
                     let sub = visionlog_journal::Subscription {
                         log: ctx.log.as_ref(),
                         codec: &ctx.codec,
@@ -546,15 +546,11 @@ fn projections(backends: &Backends, b: &ProjectionsBench) -> anyhow::Result<()> 
         // take; the ratio is the rebuild's rows/s against it
         let generation = rebuilt.generation;
         let mut rows = Vec::new();
-        for t in visionlog_projector::views::VIEW_TABLES {
-            visionlog_store::for_each_row(
-                store.as_ref(),
-                &visionlog_projector::generations::table(t, generation),
-                |r| {
-                    rows.push(r);
-                    Ok(())
-                },
-            )?;
+        for t in visionlog_views::views::VIEW_TABLES {
+            visionlog_store::for_each_row(store.as_ref(), &visionlog_views::generations::table(t, generation), |r| {
+                rows.push(r);
+                Ok(())
+            })?;
         }
         let started = Instant::now();
         cql.insert_unconditionally("bench_raw_rows", &rows)?;

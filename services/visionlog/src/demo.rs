@@ -245,7 +245,7 @@ fn wait_for(rt: &Runtime, tasks: usize, deadline: Instant, progress: bool, start
         // the store or the broker may be away for a while (a restarted node): the services
         // reconnect by themselves, and so does this wait; only the deadline ends it
         let check =
-            visionlog_projector::list_summaries(rt.store.as_ref()).map_err(anyhow::Error::from).and_then(|summaries| {
+            visionlog_views::list_summaries(rt.store.as_ref()).map_err(anyhow::Error::from).and_then(|summaries| {
                 completed = summaries.iter().filter(|s| s.completed_at_ms.is_some()).count();
                 Ok(completed >= tasks && commands_drained(rt)?)
             });

@@ -31,6 +31,7 @@ pub(crate) fn gateway(rt: &Runtime, stop: &Arc<AtomicBool>) -> anyhow::Result<Ar
         store: rt.store.clone(),
         objects: rt.objects.clone(),
         registry: rt.registry.clone(),
+        artifacts: Arc::new(visionlog_inference::TorchImport { objects: rt.objects.clone() }),
         tenants: rt.tenants.clone(),
         guard: rt.guard.clone(),
         config: config(),

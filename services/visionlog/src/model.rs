@@ -143,20 +143,12 @@ pub(crate) fn run(b: &Backends, cmd: &ModelCmd) -> anyhow::Result<()> {
             print_outcome("retire", &exec(&which.key(), &c)?)?;
         }
         ModelCmd::Import { which, file, classes } => {
-            let group = visionlog_projector::queries::class_group(rt.store.as_ref(), &which.class_group)?
-                .with_context(|| format!("no class group {:?} is known (no task has used it)", which.class_group))?;
-            let group_classes: Vec<u32> = group.classes.keys().copied().collect();
             let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
             let key = which.key();
-            let folder = visionlog_inference::artifacts::import_detector(
-                &rt.objects,
-                &key.model_id(),
-                bytes,
-                classes.clone(),
-                group_classes,
-            )
-            .context("the module is not registered")?;
-            let c = ModelCommand::Register { artifact: folder, by: "cli".into() };
+            let artifacts = visionlog_inference::TorchImport { objects: rt.objects.clone() };
+            let c =
+                visionlog_models::import_detector(rt.store.as_ref(), &artifacts, &key, bytes, classes.clone(), "cli")
+                    .context("the module is not registered")?;
             print_outcome("import", &exec(&key, &c)?)?;
         }
     }

@@ -4,8 +4,8 @@ use crate::output::line;
 use crate::runtime::{Backends, Runtime};
 use serde::Serialize;
 use serde_json::json;
-use visionlog_projector::generations;
-use visionlog_projector::queries::{self, TaskFilter};
+use visionlog_views::generations;
+use visionlog_views::queries::{self, TaskFilter};
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum ReportCmd {
@@ -143,7 +143,7 @@ pub(crate) fn run(backends: &Backends, cmd: &ReportCmd) -> anyhow::Result<()> {
                     s.objects,
                     s.operator_sessions,
                     s.results,
-                    visionlog_projector::day(s.created_at_ms)
+                    visionlog_views::day(s.created_at_ms)
                 ));
             }
             line(format!("{} task(s)", tasks.len()));
@@ -212,7 +212,7 @@ pub(crate) fn run(backends: &Backends, cmd: &ReportCmd) -> anyhow::Result<()> {
             }
         }
         ReportCmd::Billing { customer, month, json } => {
-            let month = month.clone().unwrap_or_else(|| visionlog_projector::month(visionlog_journal::now_ms()));
+            let month = month.clone().unwrap_or_else(|| visionlog_views::month(visionlog_journal::now_ms()));
             let lines = queries::billing(store, customer, &month)?;
             if *json {
                 return json_lines(&lines);
@@ -231,7 +231,7 @@ pub(crate) fn run(backends: &Backends, cmd: &ReportCmd) -> anyhow::Result<()> {
                 }
                 for r in &rows {
                     // the crops are there once the task's extraction record reached this version
-                    let status = match visionlog_projector::extraction(store, &r.task_id)? {
+                    let status = match visionlog_views::extraction(store, &r.task_id)? {
                         Some(e) if e.truth_version >= r.truth_version => e.error.unwrap_or_else(|| "extracted".into()),
                         _ => "extraction pending".into(),
                     };

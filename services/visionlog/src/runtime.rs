@@ -262,7 +262,7 @@ impl Service {
         match self {
             Service::Aggregator => visionlog_aggregator::GROUP,
             Service::Executor => visionlog_executor::GROUP,
-            Service::Projector => visionlog_projector::GROUP,
+            Service::Projector => visionlog_views::generations::PROJECTOR_GROUP,
             Service::Operators => visionlog_operators::GROUP,
             Service::Inference => visionlog_inference::GROUP,
             Service::Webhooks => visionlog_webhooks::GROUP,
@@ -332,8 +332,8 @@ impl Service {
                     let store = store.clone();
                     Box::new(visionlog_operators::SimulatedOperators::new(bus.clone(), operators).with_task_objects(
                         Box::new(move |task| {
-                            let view = visionlog_projector::queries::task_view(store.as_ref(), task)
-                                .map_err(|e| e.to_string())?;
+                            let view =
+                                visionlog_views::queries::task_view(store.as_ref(), task).map_err(|e| e.to_string())?;
                             Ok(view.filter(|v| !v.runs.is_empty()).map(|v| {
                                 v.objects
                                     .into_values()
@@ -431,7 +431,7 @@ fn spawn_trainer(
     let stop = stop.clone();
     Box::new(move || {
         let groups = || {
-            visionlog_projector::queries::class_groups(store.as_ref()).unwrap_or_else(|e| {
+            visionlog_views::queries::class_groups(store.as_ref()).unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "trainer: class groups unreadable");
                 Vec::new()
             })

@@ -78,7 +78,7 @@ fn send_reprocess(rt: &Runtime, a: &ReprocessArgs, mode: ReprocessMode) -> anyho
     let command = TaskCommand::Reprocess(Reprocess { mode });
     let mut commands = Vec::with_capacity(a.ids.len());
     for id in &a.ids {
-        let Some(summary) = visionlog_projector::summary(rt.store.as_ref(), id)? else {
+        let Some(summary) = visionlog_views::summary(rt.store.as_ref(), id)? else {
             bail!("no task {id} in the task manager view");
         };
         let envelope = CommandEnvelope {
@@ -175,7 +175,7 @@ pub(crate) fn run(backends: &Backends, cmd: &TaskCmd) -> anyhow::Result<()> {
         TaskCmd::Resend(a) => send_reprocess(&rt, a, ReprocessMode::ResendToOperator)?,
         TaskCmd::UndoBatch(a) => crate::undo::run(&rt, a)?,
         TaskCmd::List { json } => {
-            for s in visionlog_projector::list_summaries(rt.store.as_ref())? {
+            for s in visionlog_views::list_summaries(rt.store.as_ref())? {
                 if *json {
                     crate::output::line(serde_json::to_string(&s)?);
                 } else {

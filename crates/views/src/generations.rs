@@ -30,9 +30,13 @@ pub fn table(base: &str, generation: u32) -> String {
     format!("{base}_g{generation}")
 }
 
+/// The consumer group of the projector: `<PROJECTOR_GROUP>.g<generation>` keeps each
+/// generation's position in `events`.
+pub const PROJECTOR_GROUP: &str = "projector";
+
 /// The consumer group that keeps a generation's position in `events`.
 pub fn group(generation: u32) -> String {
-    format!("{}.g{generation}", crate::GROUP)
+    format!("{PROJECTOR_GROUP}.g{generation}")
 }
 
 /// Reads the generations and the version of their record (0 before the first change).
