@@ -13,6 +13,10 @@ fn the_demo_completes_200_tasks_with_no_gaps_or_duplicates() {
     let data = dir.path().join("data");
     let out = visionlog(&data).args(["demo", "--tasks", "200", "--json"]).output().unwrap();
     assert!(out.status.success(), "demo failed: {}", String::from_utf8_lossy(&out.stderr));
+    // a healthy run says nothing alarming: services wait for the views quietly
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+    assert!(warnings.is_empty(), "a healthy demo logged:\n{}", warnings.join("\n"));
     let report = last_json(&out.stdout);
     assert_eq!(report["tasks_created"], 200);
     assert_eq!(report["tasks_completed"], 200);

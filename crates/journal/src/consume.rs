@@ -28,6 +28,11 @@ pub enum ConsumeError {
     /// Transient: the loop pauses and retries from the last committed position.
     #[error("transient: {0}")]
     Transient(String),
+    /// What the handler needs is not there yet (a read model behind the event it handles): the
+    /// loop waits a little and hands the event again, quietly, as a healthy pipeline does all the
+    /// time; only a wait longer than [`NOT_YET_PATIENCE`] is logged as a warning.
+    #[error("not yet: {0}")]
+    NotYet(String),
     /// The log failed.
     #[error(transparent)]
     Log(#[from] LogError),
@@ -70,6 +75,10 @@ fn reach_metadata(offset: u64) -> String {
 fn reach_of(position: &Position) -> Option<u64> {
     position.metadata.strip_prefix("reach=")?.parse().ok()
 }
+
+/// How long a handler may wait for what it needs ([`ConsumeError::NotYet`]) before the wait is
+/// logged as a warning.
+pub(crate) const NOT_YET_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Events per batch of a live consumer: small, for latency.
 pub const LIVE_BATCH: usize = 512;
@@ -138,9 +147,37 @@ fn consume(
     until: Option<u64>,
     batch: usize,
 ) -> Result<(), ConsumeError> {
+    // what the handler waits for, since when, and whether that was said
+    let mut waiting: Option<(String, std::time::Instant, bool)> = None;
     while !stop.load(Ordering::Relaxed) {
         match run(sub, handler, stop, until, batch) {
             Ok(()) => return Ok(()),
+            Err(ConsumeError::NotYet(why)) => {
+                if waiting.as_ref().is_none_or(|(w, _, _)| *w != why) {
+                    waiting = Some((why.clone(), std::time::Instant::now(), false));
+                }
+                let (_, since, warned) = waiting.as_mut().expect("set above");
+                if since.elapsed() >= NOT_YET_PATIENCE && !*warned {
+                    *warned = true;
+                    let waited_s = since.elapsed().as_secs();
+                    tracing::warn!(
+                        group = sub.group,
+                        partition = sub.partition,
+                        waited_s,
+                        why,
+                        "still waiting for what an event needs"
+                    );
+                } else {
+                    tracing::debug!(
+                        group = sub.group,
+                        partition = sub.partition,
+                        why,
+                        "waiting for what an event needs"
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
             Err(ConsumeError::Transient(e)) => {
                 tracing::warn!(group = sub.group, partition = sub.partition, error = %e, "handler failed; retrying from the last committed position");
                 std::thread::sleep(Duration::from_millis(200));

@@ -191,7 +191,7 @@ impl EventHandler for InferenceWorker {
             Ok(Some(view)) => view,
             Ok(None) => {
                 self.seen.remove(&env.event_id);
-                return Err(ConsumeError::Transient(format!("task {} is not projected yet", env.task_id)));
+                return Err(ConsumeError::NotYet(format!("task {} is not projected yet", env.task_id)));
             }
             Err(err) => {
                 self.seen.remove(&env.event_id);

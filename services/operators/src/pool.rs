@@ -156,10 +156,7 @@ impl EventHandler for SimulatedOperators {
                 } else if let Some(objects) = &self.objects {
                     // a quality check: the model's result, corrected to what is on the shelf
                     let now = objects(&env.task_id).map_err(ConsumeError::Transient)?.ok_or_else(|| {
-                        ConsumeError::Transient(format!(
-                            "task {} is not projected up to its detection yet",
-                            env.task_id
-                        ))
+                        ConsumeError::NotYet(format!("task {} is not projected up to its detection yet", env.task_id))
                     })?;
                     commands = Self::corrections(a.session_id.as_str(), &now, &truth);
                 }
