@@ -11,7 +11,7 @@
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
-/// The environment variable with the allow-list: comma-separated networks (`127.0.0.0/8`,
+/// The setting with the allow-list (`--url-allow`): comma-separated networks (`127.0.0.0/8`,
 /// `::1/128`, `10.1.2.3`).
 pub const ALLOW_ENV: &str = "VISIONLOG_URL_ALLOW";
 
@@ -141,14 +141,6 @@ impl UrlGuard {
             allow.push(net);
         }
         Ok(Self { allow })
-    }
-
-    /// The guard configured by [`ALLOW_ENV`] (strict when unset).
-    pub fn from_env() -> Result<Self, String> {
-        match std::env::var(ALLOW_ENV) {
-            Ok(v) => Self::allowing(&v.split(',').collect::<Vec<_>>()).map_err(|e| format!("{ALLOW_ENV}: {e}")),
-            Err(_) => Ok(Self::strict()),
-        }
     }
 
     /// Whether `ip` may be reached.

@@ -68,12 +68,15 @@ impl Drop for Telemetry {
     }
 }
 
-/// Installs logging and, if `OTEL_EXPORTER_OTLP_ENDPOINT` is set, trace export over OTLP/HTTP
-/// for `default_service` (unless `OTEL_SERVICE_NAME` names the process otherwise).
-pub fn init(default_service: &str) -> Result<Telemetry, TelemetryError> {
+/// Installs logging (`log_filter`: a tracing filter, `warn` or `visionlog_journal=debug,info`) and,
+/// if `OTEL_EXPORTER_OTLP_ENDPOINT` is set, trace export over OTLP/HTTP for `default_service`
+/// (unless `OTEL_SERVICE_NAME` names the process otherwise).
+pub fn init(default_service: &str, log_filter: &str) -> Result<Telemetry, TelemetryError> {
+    let filter = tracing_subscriber::EnvFilter::try_new(log_filter)
+        .map_err(|e| TelemetryError(format!("the log filter {log_filter:?}: {e}")))?;
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.trim().is_empty());
     let Some(endpoint) = endpoint else {
-        install(None);
+        install(None, filter);
         return Ok(Telemetry { provider: None, meters: None });
     };
     let failed =
@@ -84,17 +87,21 @@ pub fn init(default_service: &str) -> Result<Telemetry, TelemetryError> {
     let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| default_service.to_owned());
     let provider = SdkTracerProvider::builder().with_batch_exporter(spans).with_resource(resource(&service)).build();
     let meters = SdkMeterProvider::builder().with_periodic_exporter(metrics).with_resource(resource(&service)).build();
-    let telemetry = exporting(provider, meters);
+    let telemetry = exporting(provider, meters, filter);
     tracing::info!(endpoint, "exporting traces and metrics");
     Ok(telemetry)
 }
 
 /// Installs `provider` and `meters` as the process's: logs and spans go through the subscriber,
 /// the metrics of [`metrics`] to `meters`.
-fn exporting(provider: SdkTracerProvider, meters: SdkMeterProvider) -> Telemetry {
+fn exporting(
+    provider: SdkTracerProvider,
+    meters: SdkMeterProvider,
+    filter: tracing_subscriber::EnvFilter,
+) -> Telemetry {
     opentelemetry::global::set_meter_provider(meters.clone());
     metrics::ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
-    install(Some(&provider));
+    install(Some(&provider), filter);
     Telemetry { provider: Some(provider), meters: Some(meters) }
 }
 
@@ -115,11 +122,10 @@ pub fn init_with_exporters(
         .with_interval(std::time::Duration::from_secs(3600))
         .build();
     let meters = SdkMeterProvider::builder().with_reader(reader).with_resource(resource(service)).build();
-    exporting(provider, meters)
+    exporting(provider, meters, "warn".into())
 }
 
-fn install(provider: Option<&SdkTracerProvider>) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VISIONLOG_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
+fn install(provider: Option<&SdkTracerProvider>, filter: tracing_subscriber::EnvFilter) {
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
     let traces = provider.map(|p| {
         tracing_opentelemetry::layer()

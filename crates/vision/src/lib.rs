@@ -18,4 +18,4 @@ pub use detector::{ARCHITECTURE, DecodeConfig};
 pub use error::VisionError;
 pub use model::{DETECTOR_INPUT, Detector, import_torchscript};
 pub use recognizer::{RECOGNIZER_INPUT, Recognizer};
-pub use runtime::{Runtime, runtime};
+pub use runtime::{Runtime, force_cpu, runtime};

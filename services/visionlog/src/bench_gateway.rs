@@ -91,10 +91,9 @@ pub(crate) fn run(backends: &Backends, b: &GatewayBench) -> anyhow::Result<()> {
     }
     let rt = Runtime::open(&bk)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let health = crate::health::Health::start(None, rt.log.clone(), stop.clone())?;
+    let health = crate::health::Health::start(None, rt.settings.ready_max_lag, rt.log.clone(), stop.clone())?;
     // the aggregator decides the creates; nothing else runs, so the gateway's path is measured
-    let threads =
-        crate::runtime::spawn(&rt, &[Service::Aggregator], &stop, 0, &crate::runtime::trainer_config(), &health);
+    let threads = crate::runtime::spawn(&rt, &[Service::Aggregator], &stop, 0, &rt.settings.trainer(), &health);
     let server = crate::gateway::start(&rt, "127.0.0.1:0".parse()?, &stop)?;
     let addr = server.addr;
     let body = json!({

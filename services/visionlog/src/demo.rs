@@ -100,10 +100,11 @@ pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
     if training {
         services.push(Service::Trainer);
     }
-    let mut trainer = crate::runtime::trainer_config();
+    let mut trainer = rt.settings.trainer();
     // the first wave's training tasks trigger the first model (one task in five is held out)
     trainer.min_new_tasks = trainer.min_new_tasks.min((args.train_after as u64 * 3 / 4).max(1));
-    let health = crate::health::Health::start(backends.health_addr, rt.log.clone(), stop.clone())?;
+    let health =
+        crate::health::Health::start(backends.health_addr, rt.settings.ready_max_lag, rt.log.clone(), stop.clone())?;
     let threads = spawn(&rt, &services, &stop, args.operators, &trainer, &health);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout_s);

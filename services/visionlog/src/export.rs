@@ -99,7 +99,12 @@ pub(crate) fn run(backends: &Backends, cmd: &ExportCmd) -> anyhow::Result<()> {
         }
         ExportCmd::Run { args, every_s } => {
             let stop = crate::stop_on_signals()?;
-            let health = crate::health::Health::start(backends.health_addr, rt.log.clone(), stop.clone())?;
+            let health = crate::health::Health::start(
+                backends.health_addr,
+                rt.settings.ready_max_lag,
+                rt.log.clone(),
+                stop.clone(),
+            )?;
             let running = health.watch_loop("exporter");
             while !stop.load(Ordering::Relaxed) {
                 match snapshot(&rt, args, visionlog_journal::now_ms(), false) {

@@ -3,22 +3,7 @@
 use crate::runtime::Runtime;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
-use visionlog_gateway::{Gateway, GatewayConfig, Outcomes, Server};
-
-/// The gateway's settings: the defaults, with `VISIONLOG_LEASE_S` (operator lease, default
-/// 120) and `VISIONLOG_MAX_BODY_BYTES` (default 1 MiB) from the environment.
-pub(crate) fn config() -> GatewayConfig {
-    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
-    let mut c = GatewayConfig::default();
-    if let Some(s) = env("VISIONLOG_LEASE_S") {
-        c.lease = Duration::from_secs(s.max(1));
-    }
-    if let Some(n) = env("VISIONLOG_MAX_BODY_BYTES") {
-        c.max_body_bytes = n as usize;
-    }
-    c
-}
+use visionlog_gateway::{Gateway, Outcomes, Server};
 
 /// The gateway over `rt`'s backends.
 pub(crate) fn gateway(rt: &Runtime, stop: &Arc<AtomicBool>) -> anyhow::Result<Arc<Gateway>> {
@@ -34,7 +19,7 @@ pub(crate) fn gateway(rt: &Runtime, stop: &Arc<AtomicBool>) -> anyhow::Result<Ar
         artifacts: Arc::new(visionlog_inference::TorchImport { objects: rt.objects.clone() }),
         tenants: rt.tenants.clone(),
         guard: rt.guard.clone(),
-        config: config(),
+        config: rt.settings.gateway(),
         outcomes,
         stop: stop.clone(),
     }))

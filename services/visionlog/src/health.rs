@@ -14,9 +14,6 @@ use std::sync::{Arc, Mutex};
 use visionlog_journal::Assignment;
 use visionlog_log::EventLog;
 
-/// Records behind the end past which a partition's consumer is not ready.
-const DEFAULT_MAX_LAG: u64 = 1_000;
-
 enum Watched {
     /// A consumer group: ready when joined and caught up on what it was given. `_lags` feeds
     /// the `visionlog.consumer.lag` gauge for as long as it is held.
@@ -48,13 +45,10 @@ impl Health {
     /// Health of a process that stops when `stop` is set; serves the probes on `addr` if given.
     pub(crate) fn start(
         addr: Option<SocketAddr>,
+        max_lag: u64,
         log: Arc<dyn EventLog>,
         stop: Arc<AtomicBool>,
     ) -> anyhow::Result<Arc<Self>> {
-        let max_lag = match std::env::var("VISIONLOG_READY_MAX_LAG") {
-            Ok(v) => v.parse().map_err(|_| anyhow::anyhow!("VISIONLOG_READY_MAX_LAG={v:?} is not a number"))?,
-            Err(_) => DEFAULT_MAX_LAG,
-        };
         let health = Arc::new(Self { log, services: Mutex::default(), failed: Mutex::default(), stop, max_lag });
         if let Some(addr) = addr {
             serve(addr, health.clone())?;

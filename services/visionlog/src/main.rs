@@ -13,12 +13,13 @@ mod output;
 mod report;
 mod runtime;
 mod schema;
+mod settings;
 mod subject;
 mod task;
 mod tier;
 mod undo;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use runtime::{Backends, Runtime, Service};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -115,13 +116,13 @@ fn serve(
 ) -> anyhow::Result<()> {
     let rt = Runtime::open(backends)?;
     let stop = stop_on_signals()?;
-    let health = health::Health::start(backends.health_addr, rt.log.clone(), stop.clone())?;
+    let health = health::Health::start(backends.health_addr, rt.settings.ready_max_lag, rt.log.clone(), stop.clone())?;
     tracing::info!(?services, "serving until SIGTERM");
     let gateway = match gateway_addr {
         Some(addr) => Some(gateway::start(&rt, addr, &stop)?),
         None => None,
     };
-    let threads = runtime::spawn(&rt, services, &stop, operators, &runtime::trainer_config(), &health);
+    let threads = runtime::spawn(&rt, services, &stop, operators, &rt.settings.trainer(), &health);
     let mut result = runtime::join(threads);
     if let Some(g) = gateway {
         use std::sync::atomic::Ordering;
@@ -147,10 +148,22 @@ pub(crate) fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
 }
 
 fn main() -> anyhow::Result<()> {
-    // logs to stderr; traces to OTEL_EXPORTER_OTLP_ENDPOINT when set (flushed when this drops)
-    let _telemetry = visionlog_telemetry::init("visionlog")?;
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match settings::explain(&Cli::command(), &e) {
+            Some(told) => {
+                eprintln!("error: {told}");
+                std::process::exit(2);
+            }
+            None => e.exit(),
+        },
+    };
     let b = &cli.backends;
+    // logs to stderr; traces to OTEL_EXPORTER_OTLP_ENDPOINT when set (flushed when this drops)
+    let _telemetry = visionlog_telemetry::init("visionlog", &b.settings.log_level)?;
+    if b.settings.device.as_deref() == Some("cpu") {
+        visionlog_vision::force_cpu();
+    }
     match &cli.command {
         Command::Demo(args) => demo::run(b, args),
         Command::Run { operators, gateway_addr } => {

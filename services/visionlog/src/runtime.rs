@@ -23,7 +23,11 @@ pub(crate) struct Backends {
     #[arg(long, env = "VISIONLOG_DATA_DIR", default_value = ".visionlog/data", global = true)]
     pub(crate) data_dir: PathBuf,
     /// The log: `file:///path` (embedded, default: DATA_DIR/log), `kafka://host:port[,host:port]`,
-    /// or `kafka` alone for a local broker started for this run (tansu, in memory).
+    /// or `kafka` alone for a local broker started for this run (tansu, in memory). Kafka options
+    /// go in the query (`?replication=3&min_insync_replicas=2&max_message_bytes=N&security_protocol=
+    /// sasl_ssl&sasl_mechanism=SCRAM-SHA-512&ssl_ca_location=ca.pem`) or in VISIONLOG_KAFKA_<OPTION>
+    /// (VISIONLOG_KAFKA_SECURITY_PROTOCOL, VISIONLOG_KAFKA_SASL_MECHANISM, ...); SASL credentials
+    /// in `kafka://USER:PASSWORD@...` or VISIONLOG_KAFKA_USERNAME and VISIONLOG_KAFKA_PASSWORD.
     #[arg(long, env = "VISIONLOG_LOG", global = true)]
     pub(crate) log: Option<String>,
     /// The read store: `embedded:///path.redb` (default: DATA_DIR/store.redb) or
@@ -58,6 +62,9 @@ pub(crate) struct Backends {
     /// `visionlog_tenants`); none: no tokens, default policies.
     #[arg(long, env = "VISIONLOG_TENANTS", global = true)]
     pub(crate) tenants: Option<PathBuf>,
+    /// The services' own settings.
+    #[command(flatten)]
+    pub(crate) settings: crate::settings::Settings,
 }
 
 impl Backends {
@@ -85,8 +92,10 @@ pub(crate) struct Runtime {
     pub(crate) registry: Arc<visionlog_models::Registry>,
     /// Who may use visionlog, and their policies.
     pub(crate) tenants: Arc<visionlog_tenants::Tenants>,
-    /// The SSRF guard (`VISIONLOG_URL_ALLOW`).
+    /// The SSRF guard (`--url-allow`).
     pub(crate) guard: visionlog_netguard::UrlGuard,
+    /// The services' settings.
+    pub(crate) settings: crate::settings::Settings,
     /// The broker started for `--log kafka`, if any. Declared last: fields drop in order, so it
     /// stops after everything that talks to it.
     _broker: Option<LocalBroker>,
@@ -118,9 +127,24 @@ impl Runtime {
             Some(path) => visionlog_tenants::Tenants::load(&path.to_string_lossy())?,
             None => visionlog_tenants::Tenants::default(),
         });
-        let guard = visionlog_netguard::UrlGuard::from_env().map_err(anyhow::Error::msg)?;
+        let guard = b.settings.url_guard()?;
         tracing::info!(log = log_url, store = store_url_shown, partitions = topics.partitions, "backends open");
-        Ok(Self { log, hot, log_url, codec, store, objects, topics, bus, registry, tenants, guard, _broker: broker })
+        let settings = b.settings.clone();
+        Ok(Self {
+            log,
+            hot,
+            log_url,
+            codec,
+            store,
+            objects,
+            topics,
+            bus,
+            registry,
+            tenants,
+            guard,
+            settings,
+            _broker: broker,
+        })
     }
 }
 
@@ -242,19 +266,6 @@ pub(crate) enum Service {
     Webhooks,
 }
 
-/// The trainer's settings, from the environment: `VISIONLOG_TRAIN_STEPS` (optimizer steps per
-/// run, default 300) and `VISIONLOG_TRAIN_MIN_TASKS` (new labelled tasks that trigger a run,
-/// default 40).
-pub(crate) fn trainer_config() -> visionlog_inference::TrainerConfig {
-    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
-    let mut c = visionlog_inference::TrainerConfig::default();
-    c.train.steps = env("VISIONLOG_TRAIN_STEPS").unwrap_or(300);
-    if let Some(n) = env("VISIONLOG_TRAIN_MIN_TASKS") {
-        c.min_new_tasks = n;
-    }
-    c
-}
-
 impl Service {
     /// The consumer group of the service: the membership that shares out partitions and the
     /// positions it commits.
@@ -281,7 +292,7 @@ impl Service {
             let tenants = tenants.clone();
             let secrets: visionlog_webhooks::Secrets =
                 Arc::new(move |customer| tenants.webhook_secrets(customer).to_vec());
-            let config = visionlog_webhooks::WebhookConfig::from_env();
+            let config = rt.settings.webhooks();
             let engine = visionlog_webhooks::Deliveries::new(bus.clone(), rt.guard.clone(), config, secrets);
             Some(engine.expect("starting the webhook delivery runtime"))
         } else {

@@ -100,7 +100,7 @@ pub(crate) fn run(backends: &Backends, cmd: &TierCmd) -> anyhow::Result<()> {
     match cmd {
         TierCmd::Run { settings, interval_ms } => {
             let stop = crate::stop_on_signals()?;
-            let health = Health::start(backends.health_addr, rt.log.clone(), stop.clone())?;
+            let health = Health::start(backends.health_addr, rt.settings.ready_max_lag, rt.log.clone(), stop.clone())?;
             let running = health.watch_loop("tiering");
             tierer(settings).run(&stop, Duration::from_millis(*interval_ms), settings.drop_hot);
             running.store(false, std::sync::atomic::Ordering::Relaxed);

@@ -84,29 +84,6 @@ impl Default for WebhookConfig {
 }
 
 impl WebhookConfig {
-    /// The defaults, overridden by `VISIONLOG_WEBHOOK_ATTEMPTS`, `..._BACKOFF_MS`,
-    /// `..._MAX_BACKOFF_MS`, `..._TIMEOUT_MS` and `..._CONCURRENCY`.
-    pub fn from_env() -> Self {
-        let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
-        let mut c = Self::default();
-        if let Some(n) = env("VISIONLOG_WEBHOOK_ATTEMPTS") {
-            c.max_attempts = n.clamp(1, 100) as u32;
-        }
-        if let Some(ms) = env("VISIONLOG_WEBHOOK_BACKOFF_MS") {
-            c.base_backoff = Duration::from_millis(ms);
-        }
-        if let Some(ms) = env("VISIONLOG_WEBHOOK_MAX_BACKOFF_MS") {
-            c.max_backoff = Duration::from_millis(ms);
-        }
-        if let Some(ms) = env("VISIONLOG_WEBHOOK_TIMEOUT_MS") {
-            c.timeout = Duration::from_millis(ms.max(1));
-        }
-        if let Some(n) = env("VISIONLOG_WEBHOOK_CONCURRENCY") {
-            c.per_endpoint = n.clamp(1, 1024) as usize;
-        }
-        c
-    }
-
     /// The wait before try `attempt + 1`: `base * 2^(attempt-1)`, capped, with jitter (a random
     /// point in its upper half), so that receivers coming back are not hit all at once.
     pub fn backoff(&self, attempt: u32) -> Duration {

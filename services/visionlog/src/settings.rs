@@ -1,0 +1,187 @@
+//! The services' settings: one place, each a flag with its `VISIONLOG_*` variable, shown by
+//! `--help` under its service's heading, parsed and checked by clap. A malformed value stops the
+//! start, naming the variable and the value ([`explain`]); nothing else reads the environment for
+//! settings (libraries take them as values).
+
+use clap::builder::RangedU64ValueParser;
+use std::time::Duration;
+
+/// Settings of the gateway, the webhook sink, the trainer, the health probes and the URL guard.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct Settings {
+    /// Seconds an operator's lease lasts without a heartbeat.
+    #[arg(long, env = "VISIONLOG_LEASE_S", default_value_t = 120, global = true, help_heading = "Gateway",
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..=86_400))]
+    pub(crate) lease_s: u64,
+    /// Largest JSON body the gateway accepts, in bytes.
+    #[arg(long, env = "VISIONLOG_MAX_BODY_BYTES", default_value_t = 1 << 20, global = true, help_heading = "Gateway",
+          value_parser = RangedU64ValueParser::<u64>::new().range(1024..=(1 << 30)))]
+    pub(crate) max_body_bytes: u64,
+    /// Tries per result delivered to a callback URL.
+    #[arg(long, env = "VISIONLOG_WEBHOOK_ATTEMPTS", default_value_t = 6, global = true, help_heading = "Webhooks",
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..=100))]
+    pub(crate) webhook_attempts: u64,
+    /// The first wait between tries, in ms; doubled each try.
+    #[arg(
+        long,
+        env = "VISIONLOG_WEBHOOK_BACKOFF_MS",
+        default_value_t = 1_000,
+        global = true,
+        help_heading = "Webhooks"
+    )]
+    pub(crate) webhook_backoff_ms: u64,
+    /// The longest wait between tries, in ms.
+    #[arg(
+        long,
+        env = "VISIONLOG_WEBHOOK_MAX_BACKOFF_MS",
+        default_value_t = 300_000,
+        global = true,
+        help_heading = "Webhooks"
+    )]
+    pub(crate) webhook_max_backoff_ms: u64,
+    /// How long one delivery may take, in ms.
+    #[arg(long, env = "VISIONLOG_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000, global = true, help_heading = "Webhooks",
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    pub(crate) webhook_timeout_ms: u64,
+    /// Deliveries in flight per callback endpoint.
+    #[arg(long, env = "VISIONLOG_WEBHOOK_CONCURRENCY", default_value_t = 4, global = true, help_heading = "Webhooks",
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..=1024))]
+    pub(crate) webhook_concurrency: u64,
+    /// Optimizer steps of one training run.
+    #[arg(long, env = "VISIONLOG_TRAIN_STEPS", default_value_t = 300, global = true, help_heading = "Trainer",
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..=1_000_000))]
+    pub(crate) train_steps: u64,
+    /// New labelled tasks of a class group that start a training run.
+    #[arg(long, env = "VISIONLOG_TRAIN_MIN_TASKS", default_value_t = 40, global = true, help_heading = "Trainer",
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    pub(crate) train_min_tasks: u64,
+    /// `GET /readyz` answers 503 while a service lags more than this many records behind.
+    #[arg(long, env = "VISIONLOG_READY_MAX_LAG", default_value_t = 1_000, global = true, help_heading = "Health")]
+    pub(crate) ready_max_lag: u64,
+    /// Networks or addresses that callback and image URLs may reach although private
+    /// (comma-separated CIDRs or IPs, e.g. `10.0.0.0/8,127.0.0.1`); none by default.
+    #[arg(long, env = "VISIONLOG_URL_ALLOW", global = true, help_heading = "Security")]
+    pub(crate) url_allow: Option<String>,
+    /// Which logs to show: a tracing filter (`warn`, `info`, `visionlog_journal=debug,info`).
+    #[arg(long, env = "VISIONLOG_LOG_LEVEL", default_value = "warn", global = true, help_heading = "Logging")]
+    pub(crate) log_level: String,
+    /// `cpu` runs the models on the CPU although a GPU is there.
+    #[arg(long, env = "VISIONLOG_DEVICE", global = true, help_heading = "Models",
+          value_parser = ["cpu", "auto"])]
+    pub(crate) device: Option<String>,
+}
+
+impl Settings {
+    /// The gateway's settings.
+    pub(crate) fn gateway(&self) -> visionlog_gateway::GatewayConfig {
+        visionlog_gateway::GatewayConfig {
+            lease: Duration::from_secs(self.lease_s),
+            max_body_bytes: self.max_body_bytes as usize,
+            ..visionlog_gateway::GatewayConfig::default()
+        }
+    }
+
+    /// The webhook sink's settings.
+    pub(crate) fn webhooks(&self) -> visionlog_webhooks::WebhookConfig {
+        visionlog_webhooks::WebhookConfig {
+            max_attempts: self.webhook_attempts as u32,
+            base_backoff: Duration::from_millis(self.webhook_backoff_ms),
+            max_backoff: Duration::from_millis(self.webhook_max_backoff_ms.max(self.webhook_backoff_ms)),
+            timeout: Duration::from_millis(self.webhook_timeout_ms),
+            per_endpoint: self.webhook_concurrency as usize,
+        }
+    }
+
+    /// The trainer's settings.
+    pub(crate) fn trainer(&self) -> visionlog_inference::TrainerConfig {
+        let mut c = visionlog_inference::TrainerConfig::default();
+        c.train.steps = self.train_steps;
+        c.min_new_tasks = self.train_min_tasks;
+        c
+    }
+
+    /// The SSRF guard for callback and image URLs.
+    pub(crate) fn url_guard(&self) -> anyhow::Result<visionlog_netguard::UrlGuard> {
+        let Some(allow) = &self.url_allow else { return Ok(visionlog_netguard::UrlGuard::strict()) };
+        let nets: Vec<&str> = allow.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+        visionlog_netguard::UrlGuard::allowing(&nets)
+            .map_err(|e| anyhow::anyhow!("VISIONLOG_URL_ALLOW / --url-allow {allow:?}: {e}"))
+    }
+}
+
+/// A clap error about a value that came from a `VISIONLOG_*` variable (not from the command
+/// line), told with the variable's name and value: clap names only the flag, and an operator who
+/// never typed the flag would look for it in vain.
+pub(crate) fn explain(command: &clap::Command, error: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(error.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) {
+        return None;
+    }
+    let Some(ContextValue::String(flag)) = error.get(ContextKind::InvalidArg) else { return None };
+    let long = flag.trim_start_matches("--").split([' ', '=']).next().unwrap_or_default();
+    let given_on_line = std::env::args().any(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")));
+    let env = all_args(command).into_iter().find(|a| a.get_long() == Some(long))?.get_env()?.to_str()?.to_owned();
+    let value = std::env::var(&env).ok().filter(|_| !given_on_line)?;
+    let why = error.to_string();
+    let why = why.lines().next().unwrap_or_default().trim_start_matches("error: ");
+    Some(format!("{env}={value:?} is not a valid setting ({why}); fix or unset the variable"))
+}
+
+/// Every argument of a command and its subcommands.
+pub(crate) fn all_args(command: &clap::Command) -> Vec<&clap::Arg> {
+    let mut out: Vec<&clap::Arg> = command.get_arguments().collect();
+    for sub in command.get_subcommands() {
+        out.extend(all_args(sub));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every `VISIONLOG_*` name the code reads shows in some `--help` (as a flag's variable or in
+    /// a flag's text); the exceptions are read by builds and scripts, or are test hooks.
+    #[test]
+    fn every_visionlog_variable_shows_in_some_help() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut names = std::collections::BTreeSet::new();
+        for dir in ["crates", "services"] {
+            collect(&root.join(dir), &mut names);
+        }
+        let mut help = String::new();
+        render(&mut crate::Cli::command(), &mut help);
+        // read by build scripts (CUDA, libtorch's path), install.sh, or a fault-injection hook of the tiering tests
+        let elsewhere =
+            ["VISIONLOG_CUDA", "VISIONLOG_VISION_LIBTORCH_LIB", "VISIONLOG_BENCH_DEPS", "VISIONLOG_TIER_FAIL_AT"];
+        let missing: Vec<&String> =
+            names.iter().filter(|n| !elsewhere.contains(&n.as_str()) && !help.contains(n.as_str())).collect();
+        assert!(names.len() > 20, "the scan found {names:?}");
+        assert!(missing.is_empty(), "read by the code but in no --help: {missing:?}");
+    }
+
+    fn render(command: &mut clap::Command, out: &mut String) {
+        out.push_str(&command.render_long_help().to_string());
+        for sub in command.get_subcommands_mut() {
+            render(sub, out);
+        }
+    }
+
+    fn collect(dir: &std::path::Path, names: &mut std::collections::BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.ends_with("target") && !path.ends_with("tests") {
+                collect(&path, names);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (i, _) in text.match_indices("VISIONLOG_") {
+                    let name: String = text[i..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                        .collect();
+                    names.insert(name.trim_end_matches('_').to_owned());
+                }
+            }
+        }
+    }
+}
