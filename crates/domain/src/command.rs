@@ -154,7 +154,7 @@ pub struct RevertBatch {
     /// Why the batch is undone.
     pub reason: String,
     /// The versions of the task's events the batch caused.
-    #[serde(with = "crate::revert::versions_as_long")]
+    #[serde(with = "crate::model::versions_as_long")]
     pub reverted_versions: Vec<u64>,
     /// The objects the task had without the batch.
     pub objects: Vec<ResultObject>,

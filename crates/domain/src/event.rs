@@ -193,7 +193,7 @@ pub struct BatchReverted {
     /// Why.
     pub reason: String,
     /// The versions of the task's events the batch caused.
-    #[serde(with = "crate::revert::versions_as_long")]
+    #[serde(with = "crate::model::versions_as_long")]
     pub reverted_versions: Vec<u64>,
     /// The objects restored.
     pub objects: Vec<ResultObject>,

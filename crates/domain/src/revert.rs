@@ -75,20 +75,3 @@ pub fn revert<'a>(
         source: if task.operator_touched { ResultSource::Operator } else { ResultSource::Automatic },
     })
 }
-
-/// Stream versions as Avro `long`s (the Avro serializer takes no `u64`).
-pub(crate) mod versions_as_long {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(versions: &[u64], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(versions.iter().map(|&v| i64::try_from(v).unwrap_or(i64::MAX)))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
-        let longs = Vec::<i64>::deserialize(d)?;
-        longs
-            .into_iter()
-            .map(|v| u64::try_from(v).map_err(|_| serde::de::Error::custom(format!("negative version {v}"))))
-            .collect()
-    }
-}

@@ -1,9 +1,6 @@
 //! `visionlog`: one binary, a subcommand per service, plus the demo, task queries and benchmarks.
 
 mod bench;
-mod bench_gateway;
-mod bench_inference;
-mod bench_tiering;
 mod demo;
 mod export;
 mod gateway;

@@ -394,7 +394,15 @@ pub(crate) fn spawn(
         let name = format!("{service:?}").to_lowercase();
         let run: Box<dyn FnOnce() -> anyhow::Result<()> + Send> = match service {
             Service::Trainer => spawn_trainer(rt, stop, trainer.clone()),
-            Service::Tiering => crate::tier::service(rt, stop),
+            Service::Tiering => {
+                let (hot, objects, stop) = (rt.hot.clone(), rt.objects.clone(), stop.clone());
+                let (config, drop_hot) = (rt.settings.tier_config(&rt.topics.events), rt.settings.tier_drop_hot);
+                let interval = std::time::Duration::from_millis(crate::settings::TIER_INTERVAL_MS);
+                Box::new(move || {
+                    visionlog_tiering::Tierer::new(hot, objects, config).run(&stop, interval, drop_hot);
+                    Ok(())
+                })
+            }
             _ => {
                 let topic = match service {
                     Service::Aggregator => rt.topics.commands.clone(),

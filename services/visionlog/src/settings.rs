@@ -5,6 +5,10 @@
 
 use clap::builder::RangedU64ValueParser;
 use std::time::Duration;
+use visionlog_tiering::TierConfig;
+
+/// Milliseconds between rounds of the tiering service.
+pub(crate) const TIER_INTERVAL_MS: u64 = 5_000;
 
 /// Settings of the gateway, the webhook sink, the trainer, the health probes and the URL guard.
 #[derive(clap::Args, Clone, Debug)]
@@ -65,6 +69,18 @@ pub(crate) struct Settings {
     /// Which logs to show: a tracing filter (`warn`, `info`, `visionlog_journal=debug,info`).
     #[arg(long, env = "VISIONLOG_LOG_LEVEL", default_value = "warn", global = true, help_heading = "Logging")]
     pub(crate) log_level: String,
+    /// Records per cold segment of the log.
+    #[arg(long, env = "VISIONLOG_TIER_SEGMENT_RECORDS", default_value_t = TierConfig::SEGMENT_RECORDS, global = true,
+          help_heading = "Tiering", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub(crate) segment_records: usize,
+    /// A shorter range is tiered once its newest record is this many seconds old.
+    #[arg(long, env = "VISIONLOG_TIER_CLOSE_AFTER_S", default_value_t = TierConfig::CLOSE_AFTER.as_secs(),
+          global = true, help_heading = "Tiering")]
+    pub(crate) close_after_s: u64,
+    /// Drop the hot copy below the verified segments (the variable takes 1/0, true/false, yes/no).
+    #[arg(long = "drop-hot", env = "VISIONLOG_TIER_DROP_HOT", global = true, help_heading = "Tiering",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub(crate) tier_drop_hot: bool,
     /// `cpu` runs the models on the CPU although a GPU is there.
     #[arg(long, env = "VISIONLOG_DEVICE", global = true, help_heading = "Models",
           value_parser = ["cpu", "auto"])]
@@ -98,6 +114,15 @@ impl Settings {
         c.train.steps = self.train_steps;
         c.min_new_tasks = self.train_min_tasks;
         c
+    }
+
+    /// The tierer's settings for `topic`.
+    pub(crate) fn tier_config(&self, topic: &str) -> TierConfig {
+        TierConfig {
+            segment_records: self.segment_records,
+            close_after: Duration::from_secs(self.close_after_s),
+            ..TierConfig::new(topic)
+        }
     }
 
     /// The SSRF guard for callback and image URLs.

@@ -1,7 +1,7 @@
 //! `visionlog bench tiering`: the tierer's MB/s against raw object-store puts of the same bytes,
 //! and a replay of the history from cold segments against one from the hot log.
 
-use crate::bench::{Workbench, history};
+use super::workbench::{Workbench, history};
 use crate::runtime::Backends;
 use serde_json::json;
 use std::time::Instant;

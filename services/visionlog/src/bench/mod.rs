@@ -1,0 +1,35 @@
+//! `visionlog bench ...`: throughput against a baseline measured in the same run, one bench per
+//! file; `workbench` is what they run on.
+
+mod aggregator;
+mod gateway;
+mod inference;
+mod projections;
+mod tiering;
+mod workbench;
+
+use crate::runtime::Backends;
+
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum BenchCmd {
+    /// The aggregator's events/s against raw appends of the same bytes to the same log.
+    Aggregator(aggregator::AggregatorBench),
+    /// Live projection and rebuild of every view, against a raw decode of the same events.
+    Projections(projections::ProjectionsBench),
+    /// Inference photos/s of a TorchScript detector, against Python PyTorch on the same photos.
+    Inference(inference::InferenceBench),
+    /// Tiering MB/s against raw object-store puts of the same bytes; replay from cold vs hot.
+    Tiering(tiering::TieringBench),
+    /// Task creates/s and p99 through the HTTP gateway, against a static endpoint of the same server.
+    Gateway(gateway::GatewayBench),
+}
+
+pub(crate) fn run(backends: &Backends, cmd: &BenchCmd) -> anyhow::Result<()> {
+    match cmd {
+        BenchCmd::Aggregator(b) => aggregator::run(backends, b),
+        BenchCmd::Projections(b) => projections::run(backends, b),
+        BenchCmd::Inference(b) => inference::run(b),
+        BenchCmd::Tiering(b) => tiering::run(backends, b),
+        BenchCmd::Gateway(b) => gateway::run(backends, b),
+    }
+}
