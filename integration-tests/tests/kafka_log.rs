@@ -19,14 +19,7 @@ fn kafka_log_conformance_on_tansu() {
 
 fn log_conformance(broker: Broker, offset_metadata: bool) {
     let log = KafkaLog::connect(broker.address()).unwrap();
-    conformance::appends_read_back_in_order(&log, &broker.name("conf-order"));
-    conformance::group_offsets_are_kept(&log, &broker.name("conf-groups"));
-    if offset_metadata {
-        conformance::group_offset_metadata_is_kept(&log, &broker.name("conf-meta"));
-    }
-    let leaked: &'static KafkaLog = Box::leak(Box::new(log));
-    conformance::waiters_wake_on_append(leaked, broker.name("conf-wait").leak());
-    conformance::group_members_share_partitions(leaked, broker.name("conf-group").leak());
+    conformance::run(std::sync::Arc::new(log), &broker.name("conf"), offset_metadata);
 }
 
 /// Multi-record appends: offsets come from the delivery reports, and the end offset is right
@@ -144,15 +137,8 @@ fn the_log_works_over_tls_with_scram_and_plain() {
     for mechanism in ["SCRAM-SHA-512", "PLAIN"] {
         let url = format!("kafka://{user}:{password}@{address}?sasl_mechanism={mechanism}&ssl_ca_location={ca}");
         let log = visionlog_log::open(&url, Default::default()).unwrap();
-        let tag = mechanism.to_ascii_lowercase();
-        conformance::appends_read_back_in_order(log.as_ref(), &broker.name(&format!("sasl-order-{tag}")));
-        conformance::group_offsets_are_kept(log.as_ref(), &broker.name(&format!("sasl-groups-{tag}")));
-        if mechanism == "PLAIN" {
-            continue;
-        }
-        // group membership (its own consumer) over the same listener
-        let log: &'static std::sync::Arc<dyn EventLog> = Box::leak(Box::new(log));
-        conformance::group_members_share_partitions(log.as_ref(), broker.name("sasl-group").leak());
+        // every client of the backend (producer, admin, readers, group members) over the listener
+        conformance::run(log, &broker.name(&format!("sasl-{}", mechanism.to_ascii_lowercase())), true);
     }
 }
 

@@ -1,7 +1,9 @@
-//! The behaviour every [`EventLog`] backend must show, as functions a backend's tests call.
+//! The behaviour every [`EventLog`] backend must show. A backend's tests call [`run`] (every
+//! check, on topics named with a prefix), as the store's and the object store's suites are run;
+//! the checks are public for a backend that must leave one out (and says why).
 //!
-//! The embedded log runs them in its unit tests; the Kafka backend runs the same ones against a
-//! real broker.
+//! The embedded log, `TieredLog` over it, Apache Kafka (plaintext and SASL over TLS) and tansu
+//! run it.
 
 use crate::{Appended, EventLog, Position, Record};
 use std::time::Duration;
@@ -12,6 +14,20 @@ fn record(key: &str, value: &str) -> Record {
         headers: vec![("h".into(), value.as_bytes().to_vec()), ("empty".into(), Vec::new())],
         value: value.as_bytes().to_vec(),
     }
+}
+
+/// Every check of the suite, on topics named `<prefix>-...` (`offset_metadata`: whether the
+/// backend keeps the metadata of committed positions; tansu 0.6 does not).
+pub fn run(log: std::sync::Arc<dyn EventLog>, prefix: &str, offset_metadata: bool) {
+    appends_read_back_in_order(log.as_ref(), &format!("{prefix}-order"));
+    group_offsets_are_kept(log.as_ref(), &format!("{prefix}-groups"));
+    if offset_metadata {
+        group_offset_metadata_is_kept(log.as_ref(), &format!("{prefix}-meta"));
+    }
+    // the last two run threads that outlive this call's borrows: the log and names live on
+    let log: &'static std::sync::Arc<dyn EventLog> = Box::leak(Box::new(log));
+    waiters_wake_on_append(log.as_ref(), format!("{prefix}-wait").leak());
+    group_members_share_partitions(log.as_ref(), format!("{prefix}-group").leak());
 }
 
 /// Appends get contiguous offsets from 0 and read back byte for byte, keys and headers included.

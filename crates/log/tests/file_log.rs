@@ -29,13 +29,7 @@ fn segment_files(dir: &Path, topic: &str, p: u32) -> Vec<std::path::PathBuf> {
 #[test]
 fn conformance() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path());
-    conformance::appends_read_back_in_order(&log, "t1");
-    conformance::group_offsets_are_kept(&log, "t2");
-    conformance::group_offset_metadata_is_kept(&log, "t4");
-    let leaked: &'static FileLog = Box::leak(Box::new(log));
-    conformance::waiters_wake_on_append(leaked, "t3");
-    conformance::group_members_share_partitions(leaked, "t5");
+    conformance::run(std::sync::Arc::new(open(dir.path())), "t", true);
 }
 
 #[test]

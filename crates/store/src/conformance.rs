@@ -128,7 +128,7 @@ pub fn large_calls_write_every_row(store: &dyn ReadStore, prefix: &str) {
 }
 
 /// Every check of the suite, on tables named with `prefix`.
-pub fn run_all(store: &dyn ReadStore, prefix: &str) {
+pub fn run(store: &dyn ReadStore, prefix: &str) {
     writes_are_version_guarded(store, prefix);
     partitions_scan_in_order(store, prefix);
     tombstones_keep_their_version(store, prefix);

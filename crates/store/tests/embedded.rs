@@ -6,7 +6,7 @@ use visionlog_store::*;
 fn conformance() {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(&dir.path().join("views.redb")).unwrap();
-    conformance::run_all(&store, "");
+    conformance::run(&store, "");
 }
 
 /// The same suite against the CQL server of the test suite (`SCYLLA_URI`: Cassandra from
@@ -14,7 +14,7 @@ fn conformance() {
 #[test]
 fn conformance_on_the_cql_server() {
     let store = conformance::cql_test_store("conformance");
-    conformance::run_all(&store, "");
+    conformance::run(&store, "");
 }
 
 #[test]

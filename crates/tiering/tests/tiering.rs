@@ -188,3 +188,15 @@ fn two_tierers_racing_record_each_range_once() {
     assert_eq!(m.entries().map(|e| e.count).sum::<u64>(), 5_000, "each record in exactly one segment");
     assert_eq!(objects.list(&format!("tier/{TOPIC}/00000/segments")).unwrap().len(), m.len());
 }
+
+/// `TieredLog` is an `EventLog` like the others: the log's conformance suite passes through it,
+/// every topic of the suite declared tiered (nothing is cold yet: the hot path and the checks of
+/// the hot start run on every read).
+#[test]
+fn the_tiered_log_passes_the_log_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = Objects::open(&format!("file://{}", dir.path().join("objects").display())).unwrap();
+    let tiered = ["tl-order", "tl-groups", "tl-meta", "tl-wait", "tl-group"];
+    let log = TieredLog::new(log(&dir.path().join("hot")), objects, &tiered);
+    visionlog_log::conformance::run(Arc::new(log), "tl", true);
+}
