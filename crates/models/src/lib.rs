@@ -18,4 +18,6 @@ mod stream;
 
 pub use import::{ArtifactImport, ImportError, import_detector};
 pub use registry::{Outcome, Registry, RegistryError};
-pub use stream::{ModelCommand, ModelEvent, ModelKey, ModelStream, ModelVersion, Status, decide};
+pub use stream::{
+    ModelCommand, ModelEvent, ModelKey, ModelRejection, ModelStream, ModelVersion, Status, decide, evolve,
+};

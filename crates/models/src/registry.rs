@@ -1,7 +1,7 @@
 //! The model streams on the log: one partition of the `models` topic, read by everyone,
 //! appended to with log-order concurrency control.
 
-use crate::stream::{ModelCommand, ModelEvent, ModelKey, ModelStream, decide};
+use crate::stream::{ModelCommand, ModelEvent, ModelKey, ModelRejection, ModelStream, decide, evolve};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -31,7 +31,7 @@ pub enum Outcome {
     /// The command id was decided before, at this stream version.
     Duplicate(u64),
     /// Refused, and why.
-    Rejected(String),
+    Rejected(ModelRejection),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -98,7 +98,7 @@ impl Registry {
                 if env.version != stream.version + 1 || stream.commands.contains_key(&env.command_id) {
                     continue;
                 }
-                stream.apply(&env.event, env.at_ms);
+                *stream = evolve(std::mem::take(stream), &env.event, env.at_ms);
                 stream.commands.insert(env.command_id, stream.version);
             }
         }
@@ -204,7 +204,7 @@ mod tests {
         ok(reg.execute(&key, "c5", &ModelCommand::Promote { version: 2, reason: "better".into() }, 50).unwrap());
         assert!(matches!(
             reg.execute(&key, "c6", &ModelCommand::Promote { version: 9, reason: "".into() }, 60).unwrap(),
-            Outcome::Rejected(r) if r.contains("no version 9")
+            Outcome::Rejected(ModelRejection::UnknownVersion(9))
         ));
         ok(reg.execute(&key, "c7", &ModelCommand::Retire { version: 2, reason: "drift".into() }, 70).unwrap());
         // a fresh reader folds the same history

@@ -191,8 +191,8 @@ pub struct ModelStream {
 }
 
 impl ModelStream {
-    /// Folds one event in (`at_ms`: when it was recorded).
-    pub fn apply(&mut self, event: &ModelEvent, at_ms: i64) {
+    /// Folds one event in (`at_ms`: when it was recorded); see [`evolve`].
+    fn apply(&mut self, event: &ModelEvent, at_ms: i64) {
         self.version += 1;
         let mut add = |version: u32, artifact: &str, trained: bool, tasks: u64| {
             self.versions.insert(
@@ -261,20 +261,19 @@ impl ModelStream {
 }
 
 /// Decides what a command means for a stream: the event to append, or why not.
-pub fn decide(stream: &ModelStream, command: &ModelCommand) -> Result<ModelEvent, String> {
-    let known = |v: &u32| {
-        if stream.versions.contains_key(v) { Ok(()) } else { Err(format!("no version {v} of this model")) }
-    };
+pub fn decide(stream: &ModelStream, command: &ModelCommand) -> Result<ModelEvent, ModelRejection> {
+    let known =
+        |v: &u32| if stream.versions.contains_key(v) { Ok(()) } else { Err(ModelRejection::UnknownVersion(*v)) };
     Ok(match command {
         ModelCommand::Register { artifact, by } => {
             if artifact.is_empty() {
-                return Err("an artifact is required".into());
+                return Err(ModelRejection::NoArtifact);
             }
             ModelEvent::ModelRegistered { version: stream.next_version(), artifact: artifact.clone(), by: by.clone() }
         }
         ModelCommand::RequestTraining { by, reason } => {
             if stream.pending_training.is_some() {
-                return Err("training is already requested".into());
+                return Err(ModelRejection::TrainingPending);
             }
             ModelEvent::TrainingRequested { by: by.clone(), reason: reason.clone() }
         }
@@ -293,24 +292,72 @@ pub fn decide(stream: &ModelStream, command: &ModelCommand) -> Result<ModelEvent
             e.clone()
         }
         ModelCommand::RecordTraining(_) | ModelCommand::RecordBacktest(_) => {
-            return Err("the event does not match the command".into());
+            return Err(ModelRejection::Mismatch);
         }
         ModelCommand::Promote { version, reason } => {
             known(version)?;
             if stream.deployed == Some(*version) {
-                return Err(format!("version {version} is deployed already"));
+                return Err(ModelRejection::AlreadyDeployed(*version));
             }
             if stream.versions[version].status == Status::Retired {
-                return Err(format!("version {version} was retired"));
+                return Err(ModelRejection::Retired(*version));
             }
             ModelEvent::ModelPromoted { version: *version, reason: reason.clone() }
         }
         ModelCommand::Retire { version, reason } => {
             known(version)?;
             if stream.versions[version].status == Status::Retired {
-                return Err(format!("version {version} is retired already"));
+                return Err(ModelRejection::AlreadyRetired(*version));
             }
             ModelEvent::ModelRetired { version: *version, reason: reason.clone() }
         }
     })
+}
+
+/// Folds one event into a stream (`at_ms`: when it was recorded) and returns the stream after it:
+/// the model stream's `evolve`, as the task's.
+pub fn evolve(mut stream: ModelStream, event: &ModelEvent, at_ms: i64) -> ModelStream {
+    stream.apply(event, at_ms);
+    stream
+}
+
+/// Why a model command was refused: a stable [`ModelRejection::code`] and a message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ModelRejection {
+    /// The command names a version the stream does not have.
+    #[error("no version {0} of this model")]
+    UnknownVersion(u32),
+    /// A registration without an artifact.
+    #[error("an artifact is required")]
+    NoArtifact,
+    /// Training was requested and not yet answered.
+    #[error("training is already requested")]
+    TrainingPending,
+    /// A record command whose event is of another kind.
+    #[error("the event does not match the command")]
+    Mismatch,
+    /// The version serves already.
+    #[error("version {0} is deployed already")]
+    AlreadyDeployed(u32),
+    /// A retired version cannot be promoted.
+    #[error("version {0} was retired")]
+    Retired(u32),
+    /// The version is retired already.
+    #[error("version {0} is retired already")]
+    AlreadyRetired(u32),
+}
+
+impl ModelRejection {
+    /// The stable code (`unknown_version`, `training_pending`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownVersion(_) => "unknown_version",
+            Self::NoArtifact => "no_artifact",
+            Self::TrainingPending => "training_pending",
+            Self::Mismatch => "event_mismatch",
+            Self::AlreadyDeployed(_) => "already_deployed",
+            Self::Retired(_) => "retired",
+            Self::AlreadyRetired(_) => "already_retired",
+        }
+    }
 }

@@ -59,7 +59,10 @@ fn answer(o: Outcome) -> ApiResult<Response> {
                 .into_response())
         }
         Outcome::Duplicate(v) => Ok(Json(json!({ "status": "duplicate", "stream_version": v })).into_response()),
-        Outcome::Rejected(r) => Err(Problem::new(StatusCode::CONFLICT, "model_command_refused", r)),
+        // the HTTP code stays one (clients match on it); the typed reason is in the detail
+        Outcome::Rejected(r) => {
+            Err(Problem::new(StatusCode::CONFLICT, "model_command_refused", format!("{r} ({})", r.code())))
+        }
     }
 }
 
