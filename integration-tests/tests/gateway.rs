@@ -333,6 +333,36 @@ fn the_http_api_end_to_end() {
     let a = api.get("/v1/models", ANNA);
     assert_eq!(a.status, 403);
 
+    // --- the task manager (admins only): a task processed again as a batch, the batch undone
+    let reprocess = "/v1/admin/tasks/reprocess";
+    let a = api.post(reprocess, ACME, &json!({"task_ids": [task]}));
+    assert_eq!((a.status, code(&a)), (403, "forbidden"), "{a:?}");
+    let a = api.post(reprocess, OPS, &json!({"task_ids": ["no-such-task"]}));
+    assert_eq!((a.status, code(&a)), (404, "task_not_found"), "{a:?}");
+    let a = api.post(reprocess, OPS, &json!({"task_ids": [task], "mode": "sideways"}));
+    assert_eq!((a.status, code(&a)), (422, "invalid_request"), "{a:?}");
+    let batch = json!({"task_ids": [task], "mode": "resend_to_operator", "correlation_id": "batch-http-1"});
+    let a = api.post(reprocess, OPS, &batch);
+    assert_eq!((a.status, a.body["correlation_id"].as_str()), (202, Some("batch-http-1")), "{a:?}");
+    assert_eq!(a.body["sent"][0]["task_id"], task.as_str());
+    api.wait_for(&format!("/v1/tasks/{task}/events?limit=500"), ACME, Duration::from_secs(30), |a| {
+        a.body["events"].as_array().is_some_and(|e| e.iter().any(|e| e["correlation_id"] == "batch-http-1"))
+    });
+    let a = api.post("/v1/admin/batches/no-such-batch/undo", OPS, &json!({"reason": "typo"}));
+    assert_eq!((a.status, code(&a)), (404, "batch_not_found"), "{a:?}");
+    let a = api.post("/v1/admin/batches/batch-http-1/undo", ANNA, &json!({"reason": "x"}));
+    assert_eq!(a.status, 403, "{a:?}");
+    let a = api.post(
+        "/v1/admin/batches/batch-http-1/undo",
+        OPS,
+        &json!({"reason": "sent back by mistake", "dry_run": true}),
+    );
+    assert_eq!((a.status, a.body["batch"].as_str()), (200, Some("batch-http-1")), "{a:?}");
+    assert_eq!(a.body["undo_correlation_id"], Value::Null, "a dry run sends nothing: {a:?}");
+    assert_eq!(a.body["tasks"][0]["task_id"], task.as_str(), "{a:?}");
+    let state = a.body["tasks"][0]["state"].as_str().unwrap_or_default();
+    assert!(matches!(state, "would_revert" | "skipped"), "{a:?}");
+
     // --- the documents
     let a = api.call("GET", "/openapi.json", None, None, &[]);
     assert_eq!((a.status, a.body["openapi"].as_str().map(|v| &v[..2])), (200, Some("3.")));

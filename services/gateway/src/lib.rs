@@ -18,6 +18,7 @@
 //! The gateway writes nothing but commands: every change goes through the aggregator, whose
 //! outcome it waits for ([`outcomes`]).
 
+mod admin;
 pub mod leases;
 mod models;
 mod operators;
@@ -113,6 +114,8 @@ type Gw = State<Arc<Gateway>>;
 /// The routes: (method, path) as in the OpenAPI document (checked by a test).
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/ping"),
+    ("post", "/v1/admin/tasks/reprocess"),
+    ("post", "/v1/admin/batches/{correlation_id}/undo"),
     ("post", "/v1/tasks"),
     ("get", "/v1/tasks/{task_id}"),
     ("get", "/v1/tasks/{task_id}/events"),
@@ -162,6 +165,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/operator/tasks/{task_id}/heartbeat", post(operators::heartbeat).layer(limit(json_max)))
         .route("/v1/operator/tasks/{task_id}/release", post(operators::release).layer(limit(json_max)))
         .route("/v1/operator/tasks/{task_id}/session", post(operators::session).layer(limit(json_max)))
+        .route("/v1/admin/tasks/reprocess", post(admin::reprocess).layer(limit(json_max)))
+        .route("/v1/admin/batches/{correlation_id}/undo", post(admin::undo).layer(limit(json_max)))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{class_group}", get(models::show))
         .route("/v1/models/{class_group}/artifacts", post(models::register).layer(limit(upload_max)))

@@ -149,6 +149,17 @@ impl Runtime {
 }
 
 impl Runtime {
+    /// The task manager over these backends (reprocess, resend, undo a batch).
+    pub(crate) fn task_manager(&self) -> visionlog_task_manager::TaskManager<'_> {
+        visionlog_task_manager::TaskManager {
+            log: self.log.as_ref(),
+            codec: &self.codec,
+            topics: &self.topics,
+            bus: &self.bus,
+            store: self.store.as_ref(),
+        }
+    }
+
     /// What the projector (and its rebuild) reads and writes.
     pub(crate) fn projector_context(&self) -> visionlog_projector::ProjectorContext {
         visionlog_projector::ProjectorContext {

@@ -3,9 +3,7 @@
 use crate::runtime::{Backends, Runtime};
 use anyhow::bail;
 use serde_json::json;
-use visionlog_codec::envelope::CommandEnvelope;
-use visionlog_domain::{Reprocess, ReprocessMode, TaskCommand, TaskEvent};
-use visionlog_journal::now_ms;
+use visionlog_domain::{ReprocessMode, TaskEvent};
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum TaskCmd {
@@ -70,34 +68,16 @@ fn events(rt: &Runtime, task_id: &str) -> anyhow::Result<Vec<visionlog_journal::
 /// Sends the task manager's `Reprocess` commands, one batch under one correlation id; the
 /// aggregator decides them (see `task show`).
 fn send_reprocess(rt: &Runtime, a: &ReprocessArgs, mode: ReprocessMode) -> anyhow::Result<()> {
-    a.actor.parse::<visionlog_domain::Actor>().map_err(|e| anyhow::anyhow!("--actor: {e}"))?;
-    if a.expected_version.is_some() && a.ids.len() > 1 {
-        bail!("--expected-version applies to one task, not {}", a.ids.len());
-    }
-    let correlation_id = a.correlation_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let command = TaskCommand::Reprocess(Reprocess { mode });
-    let mut commands = Vec::with_capacity(a.ids.len());
-    for id in &a.ids {
-        let Some(summary) = visionlog_views::summary(rt.store.as_ref(), id)? else {
-            bail!("no task {id} in the task manager view");
-        };
-        let envelope = CommandEnvelope {
-            command_id: uuid::Uuid::now_v7().to_string(),
-            task_id: id.to_owned(),
-            command_type: command.type_name().to_owned(),
-            expected_version: a.expected_version,
-            actor: a.actor.clone(),
-            tenant: summary.customer.clone(),
-            correlation_id: correlation_id.clone(),
-            causation_id: None,
-            issued_at_ms: now_ms(),
-        };
-        commands.push((envelope, command.clone()));
-    }
-    rt.bus.send_batch(&commands)?;
-    for (envelope, _) in &commands {
+    let sent = rt.task_manager().reprocess(&visionlog_task_manager::Reprocessing {
+        task_ids: a.ids.clone(),
+        mode,
+        expected_version: a.expected_version,
+        actor: a.actor.clone(),
+        correlation_id: a.correlation_id.clone(),
+    })?;
+    for s in sent {
         crate::output::line(json!({
-            "command_id": envelope.command_id, "task_id": envelope.task_id, "correlation_id": correlation_id,
+            "command_id": s.command_id, "task_id": s.task_id, "correlation_id": s.correlation_id,
             "mode": mode, "sent": true,
         }));
     }
