@@ -108,7 +108,7 @@ impl Iterator for Accepted<'_> {
 
 /// One event of a task's stream, decoded.
 #[derive(Clone, Debug)]
-pub struct TaskRecord {
+pub struct RecordedEvent {
     /// Offset in its `events` partition.
     pub offset: u64,
     /// Its envelope.
@@ -137,7 +137,7 @@ pub fn task_events(
     topics: &crate::Topics,
     task_id: &str,
     from: u64,
-) -> Result<Vec<TaskRecord>, HistoryError> {
+) -> Result<Vec<RecordedEvent>, HistoryError> {
     let p = visionlog_log::partition_for(task_id.as_bytes(), topics.partitions);
     let mut out = Vec::new();
     for e in accepted(log, &topics.events, p, from..u64::MAX) {
@@ -146,7 +146,7 @@ pub fn task_events(
             continue;
         }
         let event = codec.decode_event(&e.payload)?;
-        out.push(TaskRecord { offset: e.offset, envelope: e.envelope, event });
+        out.push(RecordedEvent { offset: e.offset, envelope: e.envelope, event });
     }
     Ok(out)
 }
@@ -163,7 +163,7 @@ pub struct StateAsOf {
 }
 
 /// Folds `history` up to `version` and to what was recorded by `at_ms` (each: no limit if none).
-pub fn state_as_of(history: &[TaskRecord], version: Option<u64>, at_ms: Option<i64>) -> StateAsOf {
+pub fn state_as_of(history: &[RecordedEvent], version: Option<u64>, at_ms: Option<i64>) -> StateAsOf {
     let (upto, until) = (version.unwrap_or(u64::MAX), at_ms.unwrap_or(i64::MAX));
     let mut out = StateAsOf { state: None, version: 0, recorded_at_ms: None };
     for e in history.iter().filter(|e| e.envelope.version <= upto && e.envelope.recorded_at_ms <= until) {

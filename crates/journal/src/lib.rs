@@ -21,7 +21,7 @@ mod reader;
 mod schemas;
 mod topics;
 
-pub use accepted::{Accepted, HistoryError, StateAsOf, TaskRecord, accepted, state_as_of, task_events};
+pub use accepted::{Accepted, HistoryError, RecordedEvent, StateAsOf, accepted, state_as_of, task_events};
 pub use audit::{Audit, audit};
 pub use bus::SendError;
 pub use bus::{CommandBus, caused_by, deterministic_id};

@@ -9,7 +9,7 @@ use visionlog_journal::{DecisionOrigin, event_record, now_ms, rejection_record};
 use visionlog_log::{LogRecord, Record};
 
 /// What a command came to.
-pub(crate) enum Step {
+pub(crate) enum Handled {
     /// Records to append (events or a rejection), with the outcome to publish after.
     Decided { task_id: String, records: Vec<Record>, outcome: Outcome },
     /// A command id decided before: its earlier outcome, nothing appended.
@@ -81,7 +81,7 @@ impl Handler<'_> {
         envelope: CommandEnvelope,
         record: &mut TaskRecord,
         events_offset: u64,
-    ) -> Result<(Step, Option<(String, String)>), String> {
+    ) -> Result<(Handled, Option<(String, String)>), String> {
         // the decision follows the trace of whoever sent the command
         let span = tracing::info_span!(
             "decide",
@@ -95,7 +95,7 @@ impl Handler<'_> {
         let _entered = span.enter();
         if let Some(d) = record.decided(&envelope.command_id) {
             return Ok((
-                Step::Duplicate(outcome_of(&envelope.command_id, &envelope.task_id, self.partition, d, true)),
+                Handled::Duplicate(outcome_of(&envelope.command_id, &envelope.task_id, self.partition, d, true)),
                 None,
             ));
         }
@@ -124,7 +124,7 @@ impl Handler<'_> {
         refusal: Refusal,
         record: &mut TaskRecord,
         events_offset: u64,
-    ) -> Result<(Step, Option<(String, String)>), String> {
+    ) -> Result<(Handled, Option<(String, String)>), String> {
         let dead = refusal.dead_letter.then(|| (refusal.code.clone(), refusal.message.clone()));
         let decided = Decided {
             command_type: envelope.command_type.clone(),
@@ -151,7 +151,7 @@ impl Handler<'_> {
         let records = vec![rejection_record(&envelope.task_id, bytes, origin)];
         record.applied_offset = events_offset + 1;
         record.remember(envelope.command_id.clone(), decided, self.config.dedup_per_task);
-        Ok((Step::Decided { task_id: envelope.task_id, records, outcome }, dead))
+        Ok((Handled::Decided { task_id: envelope.task_id, records, outcome }, dead))
     }
 
     fn check(
@@ -196,7 +196,7 @@ impl Handler<'_> {
         record: &mut TaskRecord,
         events_offset: u64,
         cmd: &LogRecord,
-    ) -> Result<Result<Step, Refusal>, String> {
+    ) -> Result<Result<Handled, Refusal>, String> {
         let (recorded_at_ms, command_offset) = (now_ms(), cmd.offset);
         let trace_parent = visionlog_telemetry::propagate(get(&cmd.headers, visionlog_telemetry::TRACEPARENT));
         let n = events.len();
@@ -259,6 +259,6 @@ impl Handler<'_> {
         };
         let outcome = outcome_of(&envelope.command_id, &envelope.task_id, self.partition, &decided, false);
         record.remember(envelope.command_id.clone(), decided, self.config.dedup_per_task);
-        Ok(Ok(Step::Decided { task_id: envelope.task_id.clone(), records, outcome }))
+        Ok(Ok(Handled::Decided { task_id: envelope.task_id.clone(), records, outcome }))
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::cache::{Checkpoint, TaskCache};
 use crate::config::AggregatorConfig;
-use crate::handle::{Handler, Step, outcome_of};
+use crate::handle::{Handled, Handler, outcome_of};
 use crate::record::{Decided, TaskRecord};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -485,7 +485,7 @@ impl Owner<'_> {
                 dead.push((cmd, code, message));
             }
             match step {
-                Step::Decided { task_id, records, outcome } => {
+                Handled::Decided { task_id, records, outcome } => {
                     self.cache.mark_dirty(&task_id);
                     if outcome.accepted {
                         self.stats.events += records.len() as u64;
@@ -497,7 +497,7 @@ impl Owner<'_> {
                     to_append.extend(records);
                     outcomes.push(outcome);
                 }
-                Step::Duplicate(outcome) => {
+                Handled::Duplicate(outcome) => {
                     self.stats.duplicates += 1;
                     outcomes.push(outcome);
                 }

@@ -40,7 +40,7 @@ use std::time::Duration;
 use visionlog_codec::Codec;
 use visionlog_codec::envelope::CommandEnvelope;
 use visionlog_domain::TaskCommand;
-use visionlog_journal::{CommandBus, TaskRecord, Topics};
+use visionlog_journal::{CommandBus, RecordedEvent, Topics};
 use visionlog_log::EventLog;
 use visionlog_store::ReadStore;
 use visionlog_tenants::{Principal, Tenants};
@@ -260,7 +260,7 @@ impl Gateway {
     }
 
     /// A task's history, if the caller may see it (else the same 404 as a missing task).
-    pub(crate) fn history_for(&self, who: &Principal, task_id: &str) -> ApiResult<Vec<TaskRecord>> {
+    pub(crate) fn history_for(&self, who: &Principal, task_id: &str) -> ApiResult<Vec<RecordedEvent>> {
         if !visionlog_domain::is_valid_task_id(task_id, 128) {
             return Err(Problem::task_not_found(task_id));
         }

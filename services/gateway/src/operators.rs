@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use visionlog_domain::summarizer::{SessionObject, UiAction, summarize};
 use visionlog_domain::*;
-use visionlog_journal::{TaskRecord, deterministic_id, now_ms};
+use visionlog_journal::{RecordedEvent, deterministic_id, now_ms};
 use visionlog_tenants::Principal;
 
 /// An operator's id, or 403 for other tokens.
@@ -110,7 +110,7 @@ fn step(task: &Task, me: &str) -> &'static str {
 }
 
 /// The task as the tool shows it: images, class group, objects now, the step and the session.
-fn tool_view(task_id: &str, history: &[TaskRecord], me: &str) -> ApiResult<Value> {
+fn tool_view(task_id: &str, history: &[RecordedEvent], me: &str) -> ApiResult<Value> {
     let s = visionlog_journal::state_as_of(history, None, None);
     let Some(task) = s.state else { return Err(Problem::task_not_found(task_id)) };
     let session = match &task.stage {
@@ -249,7 +249,7 @@ pub(crate) struct SessionRef {
 }
 
 /// The task and its version if it is in `me`'s session `session_id`, else 409.
-fn my_session(history: &[TaskRecord], me: &str, session_id: &str) -> ApiResult<(u64, Task)> {
+fn my_session(history: &[RecordedEvent], me: &str, session_id: &str) -> ApiResult<(u64, Task)> {
     let s = visionlog_journal::state_as_of(history, None, None);
     match s.state {
         Some(task)

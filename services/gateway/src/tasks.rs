@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use visionlog_codec::envelope::CommandEnvelope;
 use visionlog_domain::*;
-use visionlog_journal::{TaskRecord, deterministic_id, now_ms};
+use visionlog_journal::{RecordedEvent, deterministic_id, now_ms};
 use visionlog_tenants::Principal;
 
 /// The header that makes a create idempotent.
@@ -245,7 +245,7 @@ pub(crate) async fn summary(gw: Gw, headers: HeaderMap, Path(task_id): Path<Stri
 }
 
 /// One event as the API shows it.
-pub(crate) fn event_json(r: &TaskRecord) -> Value {
+pub(crate) fn event_json(r: &RecordedEvent) -> Value {
     let body = serde_json::to_value(&r.event).unwrap_or(Value::Null);
     let mut body = body.as_object().and_then(|o| o.values().next().cloned()).unwrap_or(body);
     // sealed personal data is shown as what it is, without its ciphertext
@@ -281,7 +281,7 @@ pub(crate) async fn events(
     let limit = page.limit.unwrap_or(100).clamp(1, gw.config.max_page);
     gw.blocking(move |gw| {
         let history = gw.history_for(&who, &task_id)?;
-        let after: Vec<&TaskRecord> = history.iter().filter(|r| r.envelope.version > page.after_version).collect();
+        let after: Vec<&RecordedEvent> = history.iter().filter(|r| r.envelope.version > page.after_version).collect();
         let shown: Vec<Value> = after.iter().take(limit).map(|r| event_json(r)).collect();
         let next = (after.len() > limit).then(|| after[limit - 1].envelope.version);
         Ok(Json(json!({ "task_id": task_id, "events": shown, "next_after_version": next })))
@@ -315,11 +315,11 @@ pub(crate) async fn stream(
 
 /// Feeds a stream: the history after `after`, then every new event of the task, until the
 /// client goes away or the gateway stops.
-fn tail(gw: &Gateway, task_id: &str, history: Vec<TaskRecord>, after: u64, tx: tokio::sync::mpsc::Sender<Event>) {
+fn tail(gw: &Gateway, task_id: &str, history: Vec<RecordedEvent>, after: u64, tx: tokio::sync::mpsc::Sender<Event>) {
     let p = visionlog_log::partition_for(task_id.as_bytes(), gw.topics.partitions);
     let mut next = history.last().map_or(0, |r| r.offset + 1);
     let mut last_version = after;
-    let mut send = |r: &TaskRecord| -> bool {
+    let mut send = |r: &RecordedEvent| -> bool {
         if r.envelope.version <= last_version {
             return true;
         }

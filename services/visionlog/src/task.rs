@@ -61,7 +61,7 @@ pub(crate) struct ReprocessArgs {
 }
 
 /// Reads a task's stream from its partition of the journal.
-fn events(rt: &Runtime, task_id: &str) -> anyhow::Result<Vec<visionlog_journal::TaskRecord>> {
+fn events(rt: &Runtime, task_id: &str) -> anyhow::Result<Vec<visionlog_journal::RecordedEvent>> {
     Ok(visionlog_journal::task_events(rt.log.as_ref(), &rt.codec, &rt.topics, task_id, 0)?)
 }
 

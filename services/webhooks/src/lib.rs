@@ -51,7 +51,7 @@ pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 pub type Secrets = Arc<dyn Fn(&str) -> Vec<String> + Send + Sync>;
 
 /// Reads a task's events from the journal (for a task whose creation the sink has not seen).
-pub type History = Box<dyn Fn(&str) -> Result<Vec<visionlog_journal::TaskRecord>, String> + Send>;
+pub type History = Box<dyn Fn(&str) -> Result<Vec<visionlog_journal::RecordedEvent>, String> + Send>;
 
 /// A result the sink may have to deliver again: revision, body, and its (partition, offset).
 type LatestResult = (u32, Arc<Vec<u8>>, (u32, u64));
