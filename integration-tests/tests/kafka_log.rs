@@ -186,3 +186,12 @@ fn records_too_large_for_a_topic_are_refused_and_large_appends_go_in_pieces() {
     let back = log.read(&topic, 0, 0, 100).unwrap();
     assert_eq!(back.iter().map(|r| r.value[0]).collect::<Vec<_>>(), (0..12).collect::<Vec<u8>>());
 }
+
+/// The `schemas` topic as the registry, on Apache Kafka: the registry suite passes.
+#[test]
+fn the_topic_registry_passes_the_registry_suite_on_apache_kafka() {
+    let broker = Broker::start();
+    let log: std::sync::Arc<dyn EventLog> = std::sync::Arc::new(KafkaLog::connect(broker.address()).unwrap());
+    let registry = visionlog_journal::LogRegistry::open(log, &broker.name("schemas")).unwrap();
+    visionlog_codec::conformance::run(&registry, "kafka");
+}

@@ -31,3 +31,24 @@ fn a_malformed_setting_in_the_environment_is_refused_at_start_by_name() {
         assert!(stderr.contains(value), "{name}={value}: {stderr}");
     }
 }
+
+/// The schema registry is chosen by URL like the other backends; a file of its own works, and an
+/// unknown scheme is refused with the ones it takes.
+#[test]
+fn the_schema_registry_is_chosen_by_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("own-registry.json");
+    let url = format!("embedded://{}", file.display());
+    let out = visionlog(&dir.path().join("data"))
+        .args(["--schema-registry", &url, "schema", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(file.exists(), "the schemas went to the registry named");
+    let out = visionlog(&dir.path().join("data"))
+        .args(["--schema-registry", "gopher://x", "schema", "list"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("embedded:///"), "{stderr}");
+}

@@ -13,6 +13,7 @@
 
 mod catalog;
 mod codec;
+pub mod conformance;
 pub mod envelope;
 mod error;
 mod http_registry;

@@ -113,6 +113,14 @@ mod tests {
     use visionlog_log::{FileLog, FileLogOptions, FsyncPolicy};
 
     #[test]
+    fn the_topic_registry_passes_the_registry_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = FileLogOptions { fsync: FsyncPolicy::Never, ..Default::default() };
+        let log: Arc<dyn EventLog> = Arc::new(FileLog::open(dir.path(), options).unwrap());
+        visionlog_codec::conformance::run(&LogRegistry::open(log, "schemas").unwrap(), "topic");
+    }
+
+    #[test]
     fn every_reader_of_the_topic_agrees_on_the_ids() {
         let dir = tempfile::tempdir().unwrap();
         let options = FileLogOptions { fsync: FsyncPolicy::Never, ..Default::default() };

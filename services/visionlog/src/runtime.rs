@@ -46,9 +46,10 @@ pub(crate) struct Backends {
     /// Partitions of `commands` and `events` (when creating them).
     #[arg(long, env = "VISIONLOG_PARTITIONS", default_value_t = 4, global = true)]
     pub(crate) partitions: u32,
-    /// A Confluent-compatible schema registry, `http(s)://host:port` (default: the `schemas`
-    /// topic on Kafka, DATA_DIR/registry.json on the embedded log). Basic auth from
-    /// SCHEMA_REGISTRY_BASIC_AUTH=user:secret.
+    /// The schema registry, by URL like the other backends: `http(s)://host:port` (a
+    /// Confluent-compatible registry; basic auth from SCHEMA_REGISTRY_BASIC_AUTH=user:secret),
+    /// `topic` (the `schemas` topic of the log), or `embedded:///path/registry.json`. Default: the
+    /// `schemas` topic on Kafka, DATA_DIR/registry.json on the embedded log.
     #[arg(long, env = "VISIONLOG_SCHEMA_REGISTRY", global = true)]
     pub(crate) schema_registry: Option<String>,
     /// Prefix of the topic names.
@@ -257,9 +258,24 @@ pub(crate) fn open_registry(
     data: &std::path::Path,
     kafka: Option<(&Arc<dyn EventLog>, &Topics)>,
 ) -> anyhow::Result<Arc<dyn SchemaRegistry>> {
-    Ok(match (&b.schema_registry, kafka) {
-        (Some(url), _) => Arc::new(HttpRegistry::new(url)?),
-        (None, Some((log, topics))) => Arc::new(LogRegistry::open(log.clone(), &topics.schemas)?),
+    let topic = |log: &Arc<dyn EventLog>, topics: &Topics| -> anyhow::Result<Arc<dyn SchemaRegistry>> {
+        Ok(Arc::new(LogRegistry::open(log.clone(), &topics.schemas)?))
+    };
+    Ok(match (b.schema_registry.as_deref(), kafka) {
+        (Some(url), _) if url.starts_with("http://") || url.starts_with("https://") => {
+            Arc::new(HttpRegistry::new(url)?)
+        }
+        (Some("topic"), Some((log, topics))) => topic(log, topics)?,
+        (Some("topic"), None) => anyhow::bail!("--schema-registry topic: the `schemas` topic needs --log kafka://..."),
+        (Some(url), _) if url.starts_with("embedded://") => {
+            let path = std::path::Path::new(url.trim_start_matches("embedded://"));
+            anyhow::ensure!(path.is_absolute(), "--schema-registry {url}: embedded:///absolute/path/registry.json");
+            Arc::new(EmbeddedRegistry::open(path)?)
+        }
+        (Some(other), _) => {
+            anyhow::bail!("--schema-registry {other:?}: http(s)://host:port, topic, or embedded:///path/registry.json")
+        }
+        (None, Some((log, topics))) => topic(log, topics)?,
         (None, None) => Arc::new(EmbeddedRegistry::open(&data.join("registry.json"))?),
     })
 }

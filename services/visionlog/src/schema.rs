@@ -22,7 +22,7 @@ pub(crate) fn run(b: &Backends, cmd: &SchemaCmd) -> anyhow::Result<()> {
     std::fs::create_dir_all(&b.data_dir).with_context(|| format!("creating {}", b.data_dir.display()))?;
     let data = b.data_dir.canonicalize()?;
     // on Kafka the registry is a topic; the embedded log (locked by a running process) is not opened
-    let on_kafka = b.on_kafka() && b.schema_registry.is_none();
+    let on_kafka = b.on_kafka() && b.schema_registry.as_deref().is_none_or(|r| r == "topic");
     let (log, _broker) = match on_kafka {
         true => {
             let (log, _, broker) = crate::runtime::open_log(b.log.as_deref(), &data, b.fsync)?;
