@@ -63,7 +63,8 @@ pub struct KafkaLog {
     /// Partition counts seen (partitions are only ever added, never removed).
     partition_counts: Mutex<HashMap<String, u32>>,
     /// The largest record each topic takes, as the broker reported it.
-    record_limits: Mutex<HashMap<String, usize>>,
+    /// (`None`: the broker answered without one; asked once, not on every append.)
+    record_limits: Mutex<HashMap<String, Option<usize>>>,
 }
 
 /// Errors a consumer's queue carries while brokers are unreachable; the client reconnects by
@@ -419,7 +420,7 @@ impl EventLog for KafkaLog {
 
     fn max_record_bytes(&self, topic: &str) -> Result<Option<usize>, LogError> {
         if let Some(&max) = self.record_limits.lock().expect("record limits").get(topic) {
-            return Ok(Some(max));
+            return Ok(max);
         }
         // a broker without DescribeConfigs (tansu) leaves it unknown: it still refuses what is
         // too large, and the append fails
@@ -432,9 +433,8 @@ impl EventLog for KafkaLog {
             }
             Err(e) => return Err(e),
         };
-        if let Some(max) = max {
-            self.record_limits.lock().expect("record limits").insert(topic.to_owned(), max);
-        }
+        // what the broker answered is kept; a failure to ask (broker away) is asked again
+        self.record_limits.lock().expect("record limits").insert(topic.to_owned(), max);
         Ok(max)
     }
 
