@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
 use visionlog_codec::envelope::EventEnvelope;
 use visionlog_codec::{Codec, EmbeddedRegistry};
 use visionlog_domain::{DetectionRequested, TaskEvent};
@@ -12,58 +11,24 @@ use visionlog_journal::{
     ConsumeError, DecisionOrigin, EventHandler, HandledEvent, Subscription, Topics, accepted, claim_record,
     consume_until, event_record,
 };
-use visionlog_log::{
-    Appended, EventLog, FileLog, FileLogOptions, GroupMember, LogError, LogRecord, Position, Rebalance, Record,
-};
+use visionlog_log::conformance::CappedReads;
+use visionlog_log::{EventLog, FileLog, FileLogOptions, Position, Record};
 
 /// The file log, except that its next `silent` reads come back empty.
 struct Reconnecting {
-    inner: FileLog,
-    silent: AtomicUsize,
+    log: CappedReads<FileLog>,
+    silent: Arc<AtomicUsize>,
 }
 
-impl EventLog for Reconnecting {
-    fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), LogError> {
-        self.inner.create_topic(topic, partitions)
-    }
-    fn partitions(&self, topic: &str) -> Result<u32, LogError> {
-        self.inner.partitions(topic)
-    }
-    fn max_record_bytes(&self, topic: &str) -> Result<Option<usize>, LogError> {
-        self.inner.max_record_bytes(topic)
-    }
-    fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<Appended, LogError> {
-        self.inner.append(topic, partition, records)
-    }
-    fn read(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<LogRecord>, LogError> {
-        if self.silent.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-            return Ok(Vec::new());
-        }
-        self.inner.read(topic, partition, from, max)
-    }
-    fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
-        self.inner.end_offset(topic, partition)
-    }
-    fn start_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
-        self.inner.start_offset(topic, partition)
-    }
-    fn drop_before(&self, topic: &str, partition: u32, offset: u64) -> Result<u64, LogError> {
-        self.inner.drop_before(topic, partition, offset)
-    }
-    fn wait_for(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) -> Result<bool, LogError> {
-        self.inner.wait_for(topic, partition, offset, timeout)
-    }
-    fn commit(&self, group: &str, topic: &str, partition: u32, position: &Position) -> Result<(), LogError> {
-        self.inner.commit(group, topic, partition, position)
-    }
-    fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<Position>, LogError> {
-        self.inner.committed(group, topic, partition)
-    }
-    fn flush(&self) -> Result<(), LogError> {
-        self.inner.flush()
-    }
-    fn join_group(&self, group: &str, topic: &str, h: Arc<dyn Rebalance>) -> Result<Box<dyn GroupMember>, LogError> {
-        self.inner.join_group(group, topic, h)
+impl Reconnecting {
+    fn new(inner: FileLog) -> Self {
+        let silent = Arc::new(AtomicUsize::new(0));
+        let counter = silent.clone();
+        let cap = move |max| {
+            let silenced = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+            if silenced { 0 } else { max }
+        };
+        Self { log: CappedReads { inner, cap: Box::new(cap) }, silent }
     }
 }
 
@@ -119,15 +84,16 @@ fn journal() -> (tempfile::TempDir, Reconnecting, Codec, Topics) {
     ];
     inner.append(&topics.events, 0, &records).unwrap();
     inner.commit("g", &topics.events, 0, &Position::at(2)).unwrap();
-    (dir, Reconnecting { inner, silent: AtomicUsize::new(0) }, codec, topics)
+    (dir, Reconnecting::new(inner), codec, topics)
 }
 
 #[test]
 fn a_consumer_resuming_on_a_silent_log_hands_every_event_after_its_position() {
-    let (_dir, log, codec, topics) = journal();
+    let (_dir, reconnecting, codec, topics) = journal();
+    let log = &reconnecting.log;
     // the read of the record before the position (its epoch) and the first reads after it
-    log.silent.store(3, Ordering::SeqCst);
-    let sub = Subscription { log: &log, codec: &codec, topics: &topics, group: "g", partition: 0 };
+    reconnecting.silent.store(3, Ordering::SeqCst);
+    let sub = Subscription { log, codec: &codec, topics: &topics, group: "g", partition: 0 };
     let mut seen = Seen(Vec::new());
     consume_until(sub, &mut seen, 6, 100, &AtomicBool::new(false)).unwrap();
     assert_eq!(seen.0, ["b", "c", "d"], "decisions of the owner in force before the next claim are events too");
@@ -136,13 +102,14 @@ fn a_consumer_resuming_on_a_silent_log_hands_every_event_after_its_position() {
 
 #[test]
 fn a_history_read_on_a_silent_log_is_whole() {
-    let (_dir, log, _codec, topics) = journal();
-    log.silent.store(2, Ordering::SeqCst);
+    let (_dir, reconnecting, _codec, topics) = journal();
+    let log = &reconnecting.log;
+    reconnecting.silent.store(2, Ordering::SeqCst);
     let tasks: Vec<String> =
-        accepted(&log, &topics.events, 0, 2..u64::MAX).map(|e| e.unwrap().envelope.task_id).collect();
+        accepted(log, &topics.events, 0, 2..u64::MAX).map(|e| e.unwrap().envelope.task_id).collect();
     assert_eq!(tasks, ["b", "c", "d"]);
-    log.silent.store(1, Ordering::SeqCst);
+    reconnecting.silent.store(1, Ordering::SeqCst);
     let tasks: Vec<String> =
-        accepted(&log, &topics.events, 0, 0..u64::MAX).map(|e| e.unwrap().envelope.task_id).collect();
+        accepted(log, &topics.events, 0, 0..u64::MAX).map(|e| e.unwrap().envelope.task_id).collect();
     assert_eq!(tasks, ["a", "b", "c", "d"], "an empty read below the end is not the end");
 }

@@ -187,3 +187,69 @@ pub fn kafka_bootstrap() -> String {
         ),
     }
 }
+
+/// A log whose reads answer at most `cap(max)` records (`0`: none, as a Kafka client still
+/// reconnecting answers), everything else being `inner`'s: for tests of readers that must not
+/// take a short or empty answer for the end.
+pub struct CappedReads<L> {
+    /// The log underneath.
+    pub inner: L,
+    /// How many records a read asking for `max` may answer.
+    pub cap: Box<dyn Fn(usize) -> usize + Send + Sync>,
+}
+
+impl<L: EventLog> EventLog for CappedReads<L> {
+    fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), crate::LogError> {
+        self.inner.create_topic(topic, partitions)
+    }
+    fn partitions(&self, topic: &str) -> Result<u32, crate::LogError> {
+        self.inner.partitions(topic)
+    }
+    fn max_record_bytes(&self, topic: &str) -> Result<Option<usize>, crate::LogError> {
+        self.inner.max_record_bytes(topic)
+    }
+    fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<Appended, crate::LogError> {
+        self.inner.append(topic, partition, records)
+    }
+    fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<crate::LogRecord>, crate::LogError> {
+        match (self.cap)(max).min(max) {
+            0 => Ok(Vec::new()),
+            n => self.inner.read(topic, partition, from, n),
+        }
+    }
+    fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, crate::LogError> {
+        self.inner.end_offset(topic, partition)
+    }
+    fn start_offset(&self, topic: &str, partition: u32) -> Result<u64, crate::LogError> {
+        self.inner.start_offset(topic, partition)
+    }
+    fn drop_before(&self, topic: &str, partition: u32, offset: u64) -> Result<u64, crate::LogError> {
+        self.inner.drop_before(topic, partition, offset)
+    }
+    fn wait_for(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) -> Result<bool, crate::LogError> {
+        self.inner.wait_for(topic, partition, offset, timeout)
+    }
+    fn commit(&self, group: &str, topic: &str, partition: u32, position: &Position) -> Result<(), crate::LogError> {
+        self.inner.commit(group, topic, partition, position)
+    }
+    fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<Position>, crate::LogError> {
+        self.inner.committed(group, topic, partition)
+    }
+    fn flush(&self) -> Result<(), crate::LogError> {
+        self.inner.flush()
+    }
+    fn join_group(
+        &self,
+        group: &str,
+        topic: &str,
+        handler: std::sync::Arc<dyn crate::Rebalance>,
+    ) -> Result<Box<dyn crate::GroupMember>, crate::LogError> {
+        self.inner.join_group(group, topic, handler)
+    }
+}

@@ -167,3 +167,42 @@ pub fn cql_test_store(name: &str) -> crate::ScyllaStore {
     let uri = with_fresh_keyspace(&cql_server_uri(), name);
     crate::ScyllaStore::connect(&uri).unwrap_or_else(|e| panic!("connecting to the CQL server at SCYLLA_URI: {e}"))
 }
+
+/// What a faulty call does instead: the rows it applies, then the error it fails with.
+pub type Fault = (Vec<Put>, String);
+
+/// Which calls of a [`FaultyPuts`] fail, and how.
+pub type FaultPicker = Box<dyn Fn(&[Put]) -> Option<Fault> + Send + Sync>;
+
+/// A store whose `put` asks `fault` first: on `Some((rows, why))` it applies `rows` and fails
+/// the call with `why`, as a Scylla call does when one of its concurrent writes fails; everything
+/// else is `inner`'s. For tests of writers that must survive a call cut short.
+pub struct FaultyPuts {
+    /// The store underneath.
+    pub inner: std::sync::Arc<dyn ReadStore>,
+    /// Which calls fail, and what they apply first.
+    pub fault: FaultPicker,
+}
+
+impl ReadStore for FaultyPuts {
+    fn put(&self, puts: &[Put]) -> Result<Vec<PutOutcome>, StoreError> {
+        let Some((applied, why)) = (self.fault)(puts) else { return self.inner.put(puts) };
+        self.inner.put(&applied)?;
+        Err(StoreError::Backend(why))
+    }
+    fn get(&self, table: &str, partition: &str, clustering: &str) -> Result<Option<Row>, StoreError> {
+        self.inner.get(table, partition, clustering)
+    }
+    fn scan_partition(&self, t: &str, p: &str, after: Option<&str>, n: usize) -> Result<Vec<Row>, StoreError> {
+        self.inner.scan_partition(t, p, after, n)
+    }
+    fn scan_table(&self, t: &str, after: Option<(&str, &str)>, n: usize) -> Result<Vec<Row>, StoreError> {
+        self.inner.scan_table(t, after, n)
+    }
+    fn erase(&self, table: &str, partition: &str, clustering: &str) -> Result<(), StoreError> {
+        self.inner.erase(table, partition, clustering)
+    }
+    fn drop_table(&self, table: &str) -> Result<(), StoreError> {
+        self.inner.drop_table(table)
+    }
+}

@@ -2,8 +2,8 @@
 //! bad input, and two owners racing for one partition. The last two also run on a real
 //! Apache Kafka (`KAFKA_BOOTSTRAP`, from `scripts/engines.sh`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use visionlog_aggregator::*;
@@ -12,7 +12,8 @@ use visionlog_codec::{Codec, EmbeddedRegistry, Outcome};
 use visionlog_domain::*;
 use visionlog_journal::{CommandBus, Topics, audit};
 use visionlog_log::{EventLog, FileLog, FileLogOptions, FsyncPolicy, KafkaLog, partition_for};
-use visionlog_store::{EmbeddedStore, Put, PutOutcome, ReadStore, Row, StoreError};
+use visionlog_store::conformance::FaultyPuts;
+use visionlog_store::{EmbeddedStore, Put, ReadStore};
 
 struct Rig {
     _dir: tempfile::TempDir,
@@ -292,47 +293,29 @@ fn a_restart_restores_state_from_snapshots_and_the_journal() {
     assert_eq!((a.events, a.version_gaps, a.duplicate_events), (18, 0, 0));
 }
 
-/// A store that, once armed, applies every row of a call but one task's snapshot and then fails
-/// the call: what a Scylla store call does when one of its concurrent writes fails.
-struct FailingStore {
-    inner: Arc<dyn ReadStore>,
-    fail_snapshot_of: std::sync::Mutex<Option<String>>,
-}
-
-impl ReadStore for FailingStore {
-    fn put(&self, puts: &[Put]) -> Result<Vec<PutOutcome>, StoreError> {
-        let mut armed = self.fail_snapshot_of.lock().unwrap();
+/// A store that, once armed with a task, applies every row of a call but that task's snapshot
+/// and then fails the call: what a Scylla store call does when one of its concurrent writes
+/// fails. Returns it and the arming (`None` once the snapshot write was tried).
+fn failing_snapshot_of(store: Arc<dyn ReadStore>, task: &str) -> (Arc<FaultyPuts>, Arc<Mutex<Option<String>>>) {
+    let armed = Arc::new(Mutex::new(Some(task.to_owned())));
+    let arming = armed.clone();
+    let fault = move |puts: &[Put]| {
+        let mut armed = arming.lock().unwrap();
         // the aggregator's snapshot table
-        let hit = armed
+        let i = armed
             .as_ref()
-            .and_then(|task| puts.iter().position(|p| p.table == "aggregate_snapshots" && p.row.partition == *task));
-        let Some(i) = hit else { return self.inner.put(puts) };
+            .and_then(|task| puts.iter().position(|p| p.table == "aggregate_snapshots" && p.row.partition == *task))?;
         let task = armed.take().unwrap();
         let rest: Vec<Put> = puts.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| p.clone()).collect();
-        self.inner.put(&rest)?;
-        Err(StoreError::Backend(format!("injected: the snapshot write of {task} failed")))
-    }
-    fn get(&self, table: &str, partition: &str, clustering: &str) -> Result<Option<Row>, StoreError> {
-        self.inner.get(table, partition, clustering)
-    }
-    fn scan_partition(&self, t: &str, p: &str, after: Option<&str>, n: usize) -> Result<Vec<Row>, StoreError> {
-        self.inner.scan_partition(t, p, after, n)
-    }
-    fn scan_table(&self, t: &str, after: Option<(&str, &str)>, n: usize) -> Result<Vec<Row>, StoreError> {
-        self.inner.scan_table(t, after, n)
-    }
-    fn erase(&self, table: &str, partition: &str, clustering: &str) -> Result<(), StoreError> {
-        self.inner.erase(table, partition, clustering)
-    }
-    fn drop_table(&self, table: &str) -> Result<(), StoreError> {
-        self.inner.drop_table(table)
-    }
+        Some((rest, format!("injected: the snapshot write of {task} failed")))
+    };
+    (Arc::new(FaultyPuts { inner: store, fault: Box::new(fault) }), armed)
 }
 
 /// A checkpoint never lands while a snapshot it covers failed: the next owner restores the task
 /// from the journal, so versions are not used twice and a redelivered command stays a duplicate.
 fn snapshots_are_durable_before_their_checkpoint(store: Arc<dyn ReadStore>) {
-    let failing = Arc::new(FailingStore { inner: store, fail_snapshot_of: Some("task-1".to_owned()).into() });
+    let (failing, armed) = failing_snapshot_of(store, "task-1");
     let rig = rig_with(On::FileLog, 1, Some(failing.clone()));
     let config = AggregatorConfig { snapshot_every: 2, ..AggregatorConfig::default() };
     let run = rig.start("a", config.clone());
@@ -340,7 +323,7 @@ fn snapshots_are_durable_before_their_checkpoint(store: Arc<dyn ReadStore>) {
     rig.send("task-1", "create-1", CUSTOMER, None, &create());
     rig.outcome("create-1");
     let results = run.stop();
-    assert!(failing.fail_snapshot_of.lock().unwrap().is_none(), "the snapshot write was never tried");
+    assert!(armed.lock().unwrap().is_none(), "the snapshot write was never tried");
     assert!(matches!(results[0], Err(AggregatorError::Store(_))), "{:?}", results[0]);
     // a new owner, the store healthy again
     let run = rig.start("b", config);

@@ -3,102 +3,25 @@
 //! no row of a state the task has left stays in the views.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use visionlog_codec::envelope::EventEnvelope;
 use visionlog_codec::{Codec, EmbeddedRegistry};
 use visionlog_domain::*;
 use visionlog_journal::{DecisionOrigin, Subscription, Topics, claim_record, consume_until, event_record};
-use visionlog_log::{
-    Appended, EventLog, FileLog, FileLogOptions, GroupMember, LogError, LogRecord, Position, Rebalance, Record,
-};
+use visionlog_log::conformance::CappedReads;
+use visionlog_log::{EventLog, FileLog, FileLogOptions, Record};
 use visionlog_projector::Projector;
-use visionlog_store::{EmbeddedStore, Put, PutOutcome, ReadStore, Row, StoreError, for_each_row};
+use visionlog_store::conformance::FaultyPuts;
+use visionlog_store::{EmbeddedStore, Put, for_each_row};
 use visionlog_views::generations::table;
 use visionlog_views::views::{TASK_STATE, TASKS_BY_STATUS};
 
 /// The file log, handing at most the next of `caps` records per read (then any number).
-struct Trickle {
-    inner: FileLog,
-    caps: Mutex<VecDeque<usize>>,
-}
-
-impl EventLog for Trickle {
-    fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), LogError> {
-        self.inner.create_topic(topic, partitions)
-    }
-    fn partitions(&self, topic: &str) -> Result<u32, LogError> {
-        self.inner.partitions(topic)
-    }
-    fn max_record_bytes(&self, topic: &str) -> Result<Option<usize>, LogError> {
-        self.inner.max_record_bytes(topic)
-    }
-    fn append(&self, topic: &str, partition: u32, records: &[Record]) -> Result<Appended, LogError> {
-        self.inner.append(topic, partition, records)
-    }
-    fn read(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<LogRecord>, LogError> {
-        let cap = if max > 1 { self.caps.lock().unwrap().pop_front().unwrap_or(max) } else { max };
-        self.inner.read(topic, partition, from, max.min(cap))
-    }
-    fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
-        self.inner.end_offset(topic, partition)
-    }
-    fn start_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
-        self.inner.start_offset(topic, partition)
-    }
-    fn drop_before(&self, topic: &str, partition: u32, offset: u64) -> Result<u64, LogError> {
-        self.inner.drop_before(topic, partition, offset)
-    }
-    fn wait_for(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) -> Result<bool, LogError> {
-        self.inner.wait_for(topic, partition, offset, timeout)
-    }
-    fn commit(&self, group: &str, topic: &str, partition: u32, position: &Position) -> Result<(), LogError> {
-        self.inner.commit(group, topic, partition, position)
-    }
-    fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<Position>, LogError> {
-        self.inner.committed(group, topic, partition)
-    }
-    fn flush(&self) -> Result<(), LogError> {
-        self.inner.flush()
-    }
-    fn join_group(&self, group: &str, topic: &str, h: Arc<dyn Rebalance>) -> Result<Box<dyn GroupMember>, LogError> {
-        self.inner.join_group(group, topic, h)
-    }
-}
-
-/// The embedded store, failing the first call that writes task states (after the call with the
-/// batch's rows went through).
-struct FailsStatesOnce {
-    inner: EmbeddedStore,
-    failed: Mutex<bool>,
-}
-
-impl ReadStore for FailsStatesOnce {
-    fn put(&self, puts: &[Put]) -> Result<Vec<PutOutcome>, StoreError> {
-        let states = puts.iter().any(|p| p.table == table(TASK_STATE, 1));
-        let mut failed = self.failed.lock().unwrap();
-        if states && !*failed {
-            *failed = true;
-            return Err(StoreError::Backend("the CQL node went away".into()));
-        }
-        self.inner.put(puts)
-    }
-    fn get(&self, table: &str, partition: &str, clustering: &str) -> Result<Option<Row>, StoreError> {
-        self.inner.get(table, partition, clustering)
-    }
-    fn scan_partition(&self, t: &str, p: &str, after: Option<&str>, n: usize) -> Result<Vec<Row>, StoreError> {
-        self.inner.scan_partition(t, p, after, n)
-    }
-    fn scan_table(&self, t: &str, after: Option<(&str, &str)>, n: usize) -> Result<Vec<Row>, StoreError> {
-        self.inner.scan_table(t, after, n)
-    }
-    fn erase(&self, table: &str, partition: &str, clustering: &str) -> Result<(), StoreError> {
-        self.inner.erase(table, partition, clustering)
-    }
-    fn drop_table(&self, table: &str) -> Result<(), StoreError> {
-        self.inner.drop_table(table)
-    }
+fn trickle(inner: FileLog, caps: &[usize]) -> CappedReads<FileLog> {
+    let caps = Mutex::new(VecDeque::from(caps.to_vec()));
+    let cap = move |max: usize| if max > 1 { caps.lock().unwrap().pop_front().unwrap_or(max) } else { max };
+    CappedReads { inner, cap: Box::new(cap) }
 }
 
 fn event(codec: &Codec, version: u64, event: &TaskEvent) -> Record {
@@ -152,15 +75,21 @@ fn a_write_cut_short_and_retried_in_smaller_batches_leaves_no_stale_row() {
     inner.append(&topics.events, 0, &records).unwrap();
     // the first read reaches the third event (its rows are written, its state is not); the
     // retry reads three records, then the rest
-    let log = Trickle { inner, caps: Mutex::new(VecDeque::from([4, 3])) };
-    let store = Arc::new(FailsStatesOnce {
-        inner: EmbeddedStore::open(&dir.path().join("store.redb")).unwrap(),
-        failed: Mutex::new(false),
+    let log = trickle(inner, &[4, 3]);
+    // the first call that writes task states fails (after the call with the batch's rows went through)
+    let failed = Arc::new(AtomicBool::new(false));
+    let fail_once = failed.clone();
+    let store = Arc::new(FaultyPuts {
+        inner: Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap()),
+        fault: Box::new(move |puts: &[Put]| {
+            let states = puts.iter().any(|p| p.table == table(TASK_STATE, 1));
+            (states && !fail_once.swap(true, Ordering::SeqCst)).then(|| (Vec::new(), "the CQL node went away".into()))
+        }),
     });
     let mut projector = Projector::new(store.clone(), 1);
     let sub = Subscription { log: &log, codec: &codec, topics: &topics, group: "projector.g1", partition: 0 };
     consume_until(sub, &mut projector, 5, 512, &AtomicBool::new(false)).unwrap();
-    assert!(*store.failed.lock().unwrap(), "the states' write failed once");
+    assert!(failed.load(Ordering::SeqCst), "the states' write failed once");
 
     let mut by_status = Vec::new();
     for_each_row(store.as_ref(), &table(TASKS_BY_STATUS, 1), |r| {

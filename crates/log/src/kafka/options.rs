@@ -130,12 +130,6 @@ const OPTIONS: [&str; 9] = [
 ];
 
 impl KafkaOptions {
-    /// Reads the options from a URL query, refusing unknown keys; the process environment fills
-    /// in what the URL does not say.
-    pub fn from_query(pairs: impl Iterator<Item = (String, String)>) -> Result<Self, LogError> {
-        Self::from_url(None, pairs, |name| std::env::var(name).ok())
-    }
-
     /// Reads the options from a URL's user info and query, and `env` for what they do not say.
     pub fn from_url(
         userinfo: Option<(String, Option<String>)>,
