@@ -2,7 +2,7 @@
 //! that torch-sys built against (`LIBTORCH`, installed by `scripts/install.sh`).
 //!
 //! `VISIONLOG_CUDA=1` makes a GPU build: `libtorch_cuda.so` stays linked (`--no-as-needed`) so
-//! that its CUDA backend registers when the process starts (see `src/runtime.rs`).
+//! that its CUDA backend registers when the process starts (see `src/device.rs`).
 fn main() {
     println!("cargo:rerun-if-env-changed=VISIONLOG_CUDA");
     println!("cargo::rustc-check-cfg=cfg(visionlog_cuda)");

@@ -167,7 +167,7 @@ pub fn engines(args: &[&str]) {
 
 /// The smallest valid CreateTask: one image, one class (for tests that count commands).
 pub fn small_create_task() -> visionlog_domain::TaskCommand {
-    use visionlog_domain::*;
+    use visionlog_domain::{ClassGroup, CreateTask, ImageRef, ProductClass, Recipe, TaskCommand, TaskType};
     TaskCommand::CreateTask(CreateTask {
         customer: "acme".into(),
         task_type: TaskType::ProductDetection,

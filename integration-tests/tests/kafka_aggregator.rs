@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use visionlog_aggregator::{AggregatorConfig, spawn_owners};
 use visionlog_codec::{Codec, EmbeddedRegistry, Outcome};
-use visionlog_domain::*;
+use visionlog_domain::{ProductClass, RequestDetection, TaskCommand};
 use visionlog_integration_tests::{Broker, envelope, small_create_task};
 use visionlog_journal::{CommandBus, Topics, audit};
 use visionlog_log::{EventLog, KafkaLog, partition_for};

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use visionlog_aggregator::GROUP;
 use visionlog_codec::Codec;
 use visionlog_codec::envelope::CommandEnvelope;
-use visionlog_domain::*;
+use visionlog_domain::{RequestDetection, TaskCommand};
 use visionlog_integration_tests::{
     Broker, envelope, free_loopback_addr, http_get, small_create_task, terminate, visionlog,
 };

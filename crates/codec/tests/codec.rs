@@ -3,7 +3,16 @@
 use apache_avro::types::Value;
 use std::sync::Arc;
 use visionlog_codec::*;
-use visionlog_domain::*;
+use visionlog_domain::{
+    AddObjects, AnnotatedObject, AssignOperator, AssistanceReason, AssistanceRequested, BatchReverted, BoundingBox,
+    CancelTask, ClassGroup, CreateTask, DetectedObject, Detection, DetectionRequested, FinishOperatorSession,
+    GenerateResult, ImageRef, LabelObjects, ModelNotFound, ModelRef, ObjectLabel, ObjectSource, ObjectsAdded,
+    ObjectsDetected, ObjectsLabeled, ObjectsRemoved, OperatorAssigned, OperatorFinished, OperatorReleased,
+    ProductClass, QualityCheckRequested, Recipe, RecordDetections, RecordModelNotFound, RecordReport, ReleaseOperator,
+    RemoveObjects, ReportFailed, Reprocess, ReprocessMode, ReprocessRequested, RequestAssistance, RequestDetection,
+    RequestQualityCheck, ResultObject, ResultSource, RevertBatch, Sealed, SessionPurpose, TaskCancelled, TaskCommand,
+    TaskCreated, TaskEvent, TaskReported, TaskResultGenerated, TaskType,
+};
 
 fn codec() -> Codec {
     Codec::new(Arc::new(EmbeddedRegistry::in_memory())).unwrap()

@@ -394,7 +394,11 @@ impl Session {
 mod tests {
     use super::*;
     use visionlog_codec::envelope::EventEnvelope;
-    use visionlog_domain::*;
+    use visionlog_domain::{
+        BoundingBox, ClassGroup, DetectedObject, ImageRef, ModelRef, ObjectId, ObjectLabel, ObjectsDetected,
+        ObjectsLabeled, ObjectsRemoved, OperatorAssigned, OperatorFinished, OperatorId, ProductClass, Recipe,
+        SessionId, TaskCreated, TaskType,
+    };
 
     fn event(task: &str, version: u64, at: i64) -> JournalEvent {
         JournalEvent {

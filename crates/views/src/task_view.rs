@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use visionlog_domain::*;
+use visionlog_domain::{BoundingBox, ImageRef, ModelRef, ObjectSource, Recipe, SessionId, SessionPurpose, TaskEvent};
 
 /// An object as the read side keeps it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

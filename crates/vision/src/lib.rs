@@ -4,18 +4,18 @@
 
 mod artifact;
 pub mod detector;
+mod device;
 mod error;
 pub mod input;
 mod model;
 pub mod recognizer;
-mod runtime;
 pub mod train;
 
 pub use artifact::{
     Artifact, Expect, MANIFEST_FORMAT, MAX_MANIFEST_BYTES, Manifest, ModelKind, TORCHSCRIPT, TrainingInfo, sha256_hex,
 };
 pub use detector::{ARCHITECTURE, DecodeConfig};
+pub use device::{DeviceChoice, device_choice, force_cpu};
 pub use error::VisionError;
 pub use model::{DETECTOR_INPUT, Detector, import_torchscript};
 pub use recognizer::{RECOGNIZER_INPUT, Recognizer};
-pub use runtime::{Runtime, force_cpu, runtime};

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use visionlog_aggregator::*;
 use visionlog_codec::envelope::{CommandEnvelope, names};
 use visionlog_codec::{Codec, EmbeddedRegistry, Outcome};
-use visionlog_domain::*;
+use visionlog_domain::{
+    BoundingBox, CancelTask, ClassGroup, CreateTask, Detection, GenerateResult, ImageRef, ModelRef, ProductClass,
+    Recipe, RecordDetections, RecordModelNotFound, RequestDetection, TaskCommand, TaskType,
+};
 use visionlog_journal::{CommandBus, Topics, audit};
 use visionlog_log::{EventLog, FileLog, FileLogOptions, FsyncPolicy, KafkaLog, partition_for};
 use visionlog_store::conformance::FaultyPuts;

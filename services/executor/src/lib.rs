@@ -10,7 +10,10 @@
 //! deployed model's boxes, or `ModelNotFound` for a new project, after which the executor
 //! hands the task to an operator.
 
-use visionlog_domain::*;
+use visionlog_domain::{
+    AssistanceReason, GenerateResult, ReprocessMode, RequestAssistance, RequestDetection, RequestQualityCheck,
+    ResultSource, SessionPurpose, TaskCommand, TaskEvent,
+};
 use visionlog_journal::{CommandBus, ConsumeError, EventHandler, HandledEvent, caused_by, deterministic_id};
 
 /// The consumer group of executors.
@@ -82,6 +85,10 @@ impl EventHandler for Executor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use visionlog_domain::{
+        BatchReverted, ClassGroup, DetectionRequested, ModelNotFound, OperatorFinished, Recipe, TaskCreated,
+        TaskResultGenerated, TaskType,
+    };
 
     #[test]
     fn the_new_project_recipe() {

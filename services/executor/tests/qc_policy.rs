@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use visionlog_codec::envelope::EventEnvelope;
 use visionlog_codec::{Codec, EmbeddedRegistry};
-use visionlog_domain::*;
+use visionlog_domain::{ResultSource, TaskEvent, TaskResultGenerated};
 use visionlog_journal::{CommandBus, EventHandler, HandledEvent, Topics};
 use visionlog_log::{EventLog, FileLog, FileLogOptions, FsyncPolicy};
 

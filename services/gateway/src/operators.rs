@@ -13,7 +13,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use visionlog_domain::summarizer::{SessionObject, UiAction, summarize};
-use visionlog_domain::*;
+use visionlog_domain::{
+    Actor, AssignOperator, DecideContext, FinishOperatorSession, Limits, ObjectId, OperatorId, ReleaseOperator,
+    SessionId, SessionPurpose, Stage, Task, TaskCommand, TaskEvent, TaskState, decide, evolve,
+};
 use visionlog_journal::{RecordedEvent, deterministic_id, now_ms};
 use visionlog_tenants::Principal;
 

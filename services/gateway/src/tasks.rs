@@ -15,7 +15,9 @@ use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use visionlog_codec::envelope::CommandEnvelope;
-use visionlog_domain::*;
+use visionlog_domain::{
+    CancelTask, ClassGroup, CreateTask, CustomerId, ImageRef, Recipe, TaskCommand, TaskCreated, TaskEvent, TaskType,
+};
 use visionlog_journal::{RecordedEvent, deterministic_id, now_ms};
 use visionlog_tenants::Principal;
 

@@ -86,7 +86,7 @@ impl Trainer {
         if !rerun.is_empty() {
             let photos = self.photos(&rerun);
             let loaded = artifacts::get(&self.objects, artifact).map_err(|e| e.to_string()).and_then(|a| {
-                Detector::load(&a, expect, visionlog_vision::runtime().device).map_err(|e| e.to_string())
+                Detector::load(&a, expect, visionlog_vision::device_choice().device).map_err(|e| e.to_string())
             });
             match loaded {
                 Ok(current) => {
@@ -261,7 +261,7 @@ impl Trainer {
             .iter()
             .map(|(px, truth)| training_image(px, truth, &classes, DETECTOR_INPUT))
             .collect::<Result<Vec<_>, _>>()?;
-        let device = visionlog_vision::runtime().device;
+        let device = visionlog_vision::device_choice().device;
         let seed = i64::from_str_radix(&snapshot[..8], 16).unwrap_or(0);
         let det = Detector::new(&classes, DETECTOR_INPUT, device, seed)?;
         let model_id = key.model_id();

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use visionlog_codec::envelope::EventEnvelope;
-use visionlog_domain::*;
+use visionlog_domain::{Detection, ImageRef, ModelRef, RecordDetections, RecordModelNotFound, TaskCommand, TaskEvent};
 use visionlog_imaging::Rgb;
 use visionlog_journal::{CommandBus, ConsumeError, EventHandler, HandledEvent, caused_by, deterministic_id};
 use visionlog_models::{ModelKey, Registry};
@@ -100,9 +100,9 @@ impl InferenceWorker {
             return Some(d.clone());
         }
         let expect = Expect { kind: ModelKind::Detector, classes: classes.to_vec(), input: DETECTOR_INPUT };
-        let loaded = artifacts::get(&self.objects, artifact)
-            .map_err(|e| e.to_string())
-            .and_then(|a| Detector::load(&a, &expect, visionlog_vision::runtime().device).map_err(|e| e.to_string()));
+        let loaded = artifacts::get(&self.objects, artifact).map_err(|e| e.to_string()).and_then(|a| {
+            Detector::load(&a, &expect, visionlog_vision::device_choice().device).map_err(|e| e.to_string())
+        });
         match loaded {
             Ok(mut d) => {
                 d.freeze();

@@ -3,7 +3,10 @@
 use crate::scenario::{Rng, scenario};
 use std::collections::BTreeMap;
 use visionlog_domain::summarizer::{UiAction, summarize};
-use visionlog_domain::*;
+use visionlog_domain::{
+    AddObjects, AnnotatedObject, AssignOperator, BoundingBox, DetectedObject, FinishOperatorSession, LabelObjects,
+    ObjectId, ObjectLabel, OperatorId, RemoveObjects, SessionId, SessionPurpose, TaskCommand, TaskEvent,
+};
 use visionlog_journal::{CommandBus, ConsumeError, EventHandler, HandledEvent, caused_by, deterministic_id};
 
 /// The consumer group of the operator pool.

@@ -1,6 +1,9 @@
 //! Deterministic task contents: images, a class group and the ground-truth boxes, from a task id.
 
-use visionlog_domain::*;
+use visionlog_domain::{
+    AnnotatedObject, BoundingBox, ClassGroup, CreateTask, CustomerId, ImageRef, ObjectId, ProductClass, Recipe,
+    TaskType,
+};
 
 use visionlog_imaging::Rgb;
 pub use visionlog_imaging::scene::Rng;
@@ -104,6 +107,7 @@ pub fn images(s: &Scenario) -> Vec<(String, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use visionlog_domain::{Actor, DecideContext, Limits, TaskCommand, TaskCreated, TaskEvent, decide, evolve};
 
     #[test]
     fn scenarios_are_deterministic_and_valid() {

@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use visionlog_codec::envelope::EventEnvelope;
 use visionlog_codec::{Codec, EmbeddedRegistry};
-use visionlog_domain::*;
+use visionlog_domain::{
+    ClassGroup, CustomerId, DetectionRequested, ImageRef, ModelNotFound, ProductClass, Recipe, TaskCancelled,
+    TaskCreated, TaskEvent, TaskType,
+};
 use visionlog_journal::{DecisionOrigin, Subscription, Topics, claim_record, consume_until, event_record};
 use visionlog_log::conformance::CappedReads;
 use visionlog_log::{EventLog, FileLog, FileLogOptions, Record};

@@ -4,7 +4,13 @@
 use proptest::prelude::*;
 use std::sync::Arc;
 use visionlog_codec::envelope::EventEnvelope;
-use visionlog_domain::*;
+use visionlog_domain::{
+    AnnotatedObject, AssistanceReason, AssistanceRequested, BoundingBox, ClassGroup, CustomerId, DetectedObject,
+    DetectionRequested, ImageRef, ModelNotFound, ModelRef, ObjectId, ObjectLabel, ObjectsAdded, ObjectsDetected,
+    ObjectsLabeled, ObjectsRemoved, OperatorAssigned, OperatorFinished, OperatorId, ProductClass,
+    QualityCheckRequested, Recipe, ReprocessMode, ReprocessRequested, ResultSource, SessionId, SessionPurpose,
+    TaskCancelled, TaskCreated, TaskEvent, TaskResultGenerated, TaskType,
+};
 use visionlog_journal::{EventHandler, HandledEvent};
 use visionlog_projector::Projector;
 use visionlog_store::{EmbeddedStore, ReadStore, Row, for_each_row};

@@ -271,7 +271,7 @@ fn held_out_score(rt: &Runtime, artifact: &str) -> anyhow::Result<(f64, f64, usi
     let a = visionlog_inference::artifacts::get(&rt.objects, artifact)?;
     let classes = visionlog_operators::scenario::class_ids();
     let expect = Expect { kind: ModelKind::Detector, classes: classes.clone(), input: DETECTOR_INPUT };
-    let det = Detector::load(&a, &expect, visionlog_vision::runtime().device)?;
+    let det = Detector::load(&a, &expect, visionlog_vision::device_choice().device)?;
     let scenes: Vec<_> =
         (0..SCENES).map(|i| visionlog_operators::scenario::labelled_photo(&format!("demo-held-out/{i}"))).collect();
     let e = visionlog_vision::train::evaluate(&det, &scenes, 8, &DecodeConfig::default())?;

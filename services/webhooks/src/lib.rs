@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use visionlog_codec::envelope::{CommandEnvelope, EventEnvelope};
-use visionlog_domain::*;
+use visionlog_domain::{RecordReport, TaskCommand, TaskEvent, TaskResultGenerated};
 use visionlog_journal::{CommandBus, ConsumeError, EventHandler, HandledEvent, deterministic_id, now_ms};
 use visionlog_netguard::UrlGuard;
 use visionlog_store::{Put, ReadStore, Row};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use visionlog_aggregator::AggregatorConfig;
 use visionlog_codec::Codec;
 use visionlog_codec::envelope::names;
-use visionlog_domain::*;
+use visionlog_domain::{BoundingBox, DetectedObject, ModelRef, ObjectId, ObjectsDetected, TaskCommand, TaskEvent};
 use visionlog_journal::{CommandBus, Topics, audit};
 use visionlog_log::{EventLog, FsyncPolicy, LogRecord, Record};
 use visionlog_operators::scenario::scenario;

@@ -47,7 +47,7 @@ fn measure(seconds: f64, photos: usize, batch: usize, mut run: impl FnMut(std::o
 }
 
 pub(crate) fn run(b: &InferenceBench) -> anyhow::Result<()> {
-    let rt = visionlog_vision::runtime();
+    let rt = visionlog_vision::device_choice();
     let (w, h) = visionlog_operators::scenario::IMAGE_SIZE;
     let classes = visionlog_operators::scenario::class_ids();
     let scenes: Vec<_> =

@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 use visionlog_aggregator::AggregatorConfig;
 use visionlog_codec::envelope::CommandEnvelope;
 use visionlog_codec::{Codec, EmbeddedRegistry};
-use visionlog_domain::*;
+use visionlog_domain::{
+    AddObjects, AssignOperator, AssistanceReason, Detection, FinishOperatorSession, GenerateResult, ModelRef, ObjectId,
+    RecordDetections, RecordModelNotFound, RemoveObjects, RequestAssistance, RequestDetection, RequestQualityCheck,
+    SessionId, TaskCommand,
+};
 use visionlog_journal::{CommandBus, Topics, audit};
 use visionlog_log::{EventLog, FsyncPolicy};
 use visionlog_operators::scenario::scenario;

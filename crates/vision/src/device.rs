@@ -12,7 +12,7 @@ use tch::Device;
 
 /// The device choice of this process.
 #[derive(Clone, Copy, Debug)]
-pub struct Runtime {
+pub struct DeviceChoice {
     /// Where models are put.
     pub device: Device,
     /// CUDA devices seen.
@@ -30,14 +30,14 @@ pub fn force_cpu() {
 }
 
 /// Returns (and on first call chooses and logs) the device of this process.
-pub fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
+pub fn device_choice() -> &'static DeviceChoice {
+    static CHOICE: OnceLock<DeviceChoice> = OnceLock::new();
+    CHOICE.get_or_init(|| {
         let forced_cpu = FORCED_CPU.load(std::sync::atomic::Ordering::Relaxed);
         let cuda_devices = if forced_cpu { 0 } else { tch::Cuda::device_count().max(0) as usize };
         let device = if cuda_devices > 0 { Device::Cuda(0) } else { Device::Cpu };
         let threads = tch::get_num_threads();
-        let r = Runtime { device, cuda_devices, threads };
+        let r = DeviceChoice { device, cuda_devices, threads };
         tracing::info!(
             device = ?r.device,
             cuda_devices,
