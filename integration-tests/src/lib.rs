@@ -467,8 +467,8 @@ impl Api {
 /// A task for tenant `acme` in the scenarios' class group, with three 640x480 photos at
 /// `uri` (the simulated operators draw the ground truth of a task of this shape).
 pub fn task_request(uri: &str, callback: Option<&str>) -> serde_json::Value {
-    let s = visionlog_operators::scenario::scenario("any", "acme");
-    let (w, h) = visionlog_operators::scenario::IMAGE_SIZE;
+    let s = visionlog_simulated_operators::scenario::scenario("any", "acme");
+    let (w, h) = visionlog_simulated_operators::scenario::IMAGE_SIZE;
     let image = serde_json::json!({"uri": uri, "width": w, "height": h});
     serde_json::json!({
         "task_type": "PRODUCT_DETECTION", "recipe": "DETECTION", "class_group": s.create.class_group,

@@ -14,7 +14,7 @@ const OTTO: &str = "otto-token";
 const OPS: &str = "ops-token";
 
 fn upload_photo(api: &Api) -> String {
-    let (photo, _) = visionlog_operators::scenario::labelled_photo("gateway-test");
+    let (photo, _) = visionlog_simulated_operators::scenario::labelled_photo("gateway-test");
     let a = api.send_bytes("/v1/images", ACME, "image/png", photo.to_png());
     assert_eq!(a.status, 201, "{a:?}");
     assert_eq!((a.body["width"].as_u64(), a.body["height"].as_u64()), (Some(640), Some(480)));

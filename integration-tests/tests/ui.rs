@@ -17,7 +17,7 @@ fn an_operator_annotates_a_task_in_the_browser() {
     );
     let dir = tempfile::tempdir().unwrap();
     let (_run, api) = run_with_gateway(dir.path(), 0, &[]);
-    let (photo, _) = visionlog_operators::scenario::labelled_photo("ui-test");
+    let (photo, _) = visionlog_simulated_operators::scenario::labelled_photo("ui-test");
     let uploaded = api.send_bytes("/v1/images", "acme-token", "image/png", photo.to_png());
     let uri = uploaded.body["uri"].as_str().unwrap().to_owned();
     let created = api.call(

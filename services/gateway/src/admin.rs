@@ -2,9 +2,6 @@
 //! operators, undo a faulty batch. The same use cases as `visionlog task ...`
 //! (`visionlog_task_manager`); admins only.
 
-use crate::problem::{ApiResult, Problem};
-use crate::tasks::body;
-use crate::{Gw, principal};
 use axum::Json;
 use axum::extract::Path;
 use axum::extract::rejection::JsonRejection;
@@ -14,18 +11,21 @@ use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
 use visionlog_domain::ReprocessMode;
+use visionlog_http::problem::{ApiResult, Problem};
+use visionlog_http::request::body;
+use visionlog_http::{ApiState as Gw, principal};
 use visionlog_task_manager::{Reprocessing, TaskManager, TaskManagerError, Undo};
 use visionlog_tenants::Principal;
 
 /// Admins only; the actor recorded on the events is the task manager acting for them.
-fn admin(gw: &crate::Gateway, headers: &HeaderMap) -> ApiResult<String> {
+fn admin(gw: &visionlog_http::Api, headers: &HeaderMap) -> ApiResult<String> {
     match principal(gw, headers)? {
         Principal::Admin(name) => Ok(name),
         _ => Err(Problem::forbidden("only ops may use the task manager")),
     }
 }
 
-fn manager(gw: &crate::Gateway) -> TaskManager<'_> {
+fn manager(gw: &visionlog_http::Api) -> TaskManager<'_> {
     TaskManager { log: gw.log.as_ref(), codec: &gw.codec, topics: &gw.topics, bus: &gw.bus, store: gw.store.as_ref() }
 }
 

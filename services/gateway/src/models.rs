@@ -1,8 +1,5 @@
 //! `/v1/models...`: a tenant's model streams (admins name the customer with `?customer=`).
 
-use crate::problem::{ApiResult, Problem};
-use crate::tasks::{actor_of, body, query, upload};
-use crate::{Gw, principal};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
@@ -11,6 +8,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use visionlog_http::problem::{ApiResult, Problem};
+use visionlog_http::request::{actor_of, body, query, upload};
+use visionlog_http::{ApiState as Gw, principal};
 use visionlog_journal::{deterministic_id, now_ms};
 use visionlog_models::{ModelCommand, ModelKey, Outcome};
 use visionlog_tenants::Principal;
@@ -41,7 +41,7 @@ fn customer(who: &Principal, q: &ModelQuery) -> ApiResult<String> {
 
 /// Who calls, their query, and the model stream of `class_group` they may act on.
 fn caller_and_stream(
-    gw: &crate::Gateway,
+    gw: &visionlog_http::Api,
     headers: &HeaderMap,
     class_group: &str,
     q: Result<Query<ModelQuery>, QueryRejection>,
@@ -122,7 +122,7 @@ pub(crate) async fn show(
 }
 
 async fn execute(
-    gw: &std::sync::Arc<crate::Gateway>,
+    gw: &std::sync::Arc<visionlog_http::Api>,
     key: ModelKey,
     command: ModelCommand,
     idem: Option<String>,

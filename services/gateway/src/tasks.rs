@@ -1,7 +1,5 @@
 //! `/v1/tasks`: what a retailer's integration does over HTTP.
 
-use crate::problem::{ApiResult, Problem};
-use crate::{Gateway, Gw, Sent, accepted_pending, principal};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
@@ -14,82 +12,23 @@ use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use visionlog_codec::envelope::CommandEnvelope;
 use visionlog_domain::{
     CancelTask, ClassGroup, CreateTask, CustomerId, ImageRef, Recipe, TaskCommand, TaskCreated, TaskEvent, TaskType,
 };
-use visionlog_journal::{RecordedEvent, deterministic_id, now_ms};
+use visionlog_http::problem::{ApiResult, Problem};
+use visionlog_http::request::{accepted_pending, body, decided, envelope, query, upload};
+use visionlog_http::{Api, ApiState as Gw, Sent, principal};
+use visionlog_journal::{RecordedEvent, deterministic_id};
 use visionlog_tenants::Principal;
 
 /// The header that makes a create idempotent.
 pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
-
-/// A JSON body, or the problem of why it is not one.
-pub(crate) fn body<T>(r: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
-    r.map(|Json(t)| t).map_err(|e| {
-        let (status, code) = match e.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            StatusCode::UNPROCESSABLE_ENTITY => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-            _ => (StatusCode::BAD_REQUEST, "malformed_json"),
-        };
-        Problem::new(status, code, e.body_text())
-    })
-}
-
-/// Query parameters, or the problem of why they are not valid.
-pub(crate) fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> ApiResult<T> {
-    q.map(|Query(t)| t).map_err(|e| Problem::bad_request("invalid_query", e.body_text()))
-}
-
-/// An uploaded body (an image, a module), or the problem of why it could not be read.
-pub(crate) fn upload(bytes: Result<Bytes, axum::extract::rejection::BytesRejection>) -> ApiResult<Bytes> {
-    bytes.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.body_text())
-        } else {
-            Problem::bad_request("unreadable_body", e.body_text())
-        }
-    })
-}
-
-/// How a caller is named on what it sends: the `actor` of its commands, the `by` of model commands.
-pub(crate) fn actor_of(who: &Principal) -> String {
-    match who {
-        Principal::Tenant(t) => format!("customer:{t}"),
-        Principal::Operator(o) => format!("operator:{o}"),
-        Principal::Admin(a) => format!("service:admin-{a}"),
-    }
-}
 
 /// The tenant a retailer's request is from (operators and admins do not create tasks).
 fn tenant_of(who: &Principal) -> ApiResult<&str> {
     match who {
         Principal::Tenant(t) => Ok(t),
         _ => Err(Problem::forbidden("only a tenant's token may do this")),
-    }
-}
-
-/// The envelope of a command the gateway sends for `who`.
-pub(crate) fn envelope(
-    who: &Principal,
-    tenant: &str,
-    task_id: &str,
-    command_id: String,
-    command: &TaskCommand,
-    expected_version: Option<u64>,
-) -> CommandEnvelope {
-    let actor = actor_of(who);
-    CommandEnvelope {
-        command_id,
-        task_id: task_id.to_owned(),
-        command_type: command.type_name().to_owned(),
-        expected_version,
-        actor,
-        tenant: tenant.to_owned(),
-        correlation_id: uuid::Uuid::now_v7().to_string(),
-        causation_id: None,
-        issued_at_ms: now_ms(),
     }
 }
 
@@ -317,7 +256,7 @@ pub(crate) async fn stream(
 
 /// Feeds a stream: the history after `after`, then every new event of the task, until the
 /// client goes away or the gateway stops.
-fn tail(gw: &Gateway, task_id: &str, history: Vec<RecordedEvent>, after: u64, tx: tokio::sync::mpsc::Sender<Event>) {
+fn tail(gw: &Api, task_id: &str, history: Vec<RecordedEvent>, after: u64, tx: tokio::sync::mpsc::Sender<Event>) {
     let p = visionlog_log::partition_for(task_id.as_bytes(), gw.topics.partitions);
     let mut next = history.last().map_or(0, |r| r.offset + 1);
     let mut last_version = after;
@@ -438,22 +377,6 @@ pub(crate) async fn cancel(
     let command = TaskCommand::CancelTask(CancelTask { reason: req.reason });
     let env = envelope(&who, &tenant, &task_id, uuid::Uuid::now_v7().to_string(), &command, None);
     decided(gw.send(vec![(env, command)]).await?, &format!("/v1/tasks/{task_id}"))
-}
-
-/// The answer for a command's outcome: 200 with its versions, 202 while undecided, or the
-/// rejection's problem.
-pub(crate) fn decided(sent: Sent, location: &str) -> ApiResult<Response> {
-    match sent {
-        Sent::Pending => Ok(accepted_pending(location)),
-        Sent::Decided(o) if o.accepted => {
-            Ok(Json(json!({ "status": "accepted", "version": o.last_version, "duplicate": o.duplicate }))
-                .into_response())
-        }
-        Sent::Decided(o) => Err(Problem::rejected(
-            o.rejection_code.as_deref().unwrap_or("rejected"),
-            o.rejection_message.as_deref().unwrap_or(""),
-        )),
-    }
 }
 
 /// `POST /v1/images` (a PNG body): stores a photo for the tenant's tasks; answers the

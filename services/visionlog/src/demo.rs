@@ -95,8 +95,13 @@ pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     // a model is trained when there is a second wave for it to serve
     let training = !args.no_training && !args.no_images && args.tasks > args.train_after;
-    let mut services =
-        vec![Service::Aggregator, Service::Executor, Service::Projector, Service::Operators, Service::Inference];
+    let mut services = vec![
+        Service::Aggregator,
+        Service::Executor,
+        Service::Projector,
+        Service::SimulatedOperators,
+        Service::Inference,
+    ];
     if training {
         services.push(Service::Trainer);
     }
@@ -112,7 +117,8 @@ pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
     let first_wave = if training { args.train_after.min(args.tasks) } else { args.tasks };
     submit(&rt, args, 0..first_wave)?;
     let mut completed = wait_for(&rt, first_wave, deadline, progress, started)?;
-    let key = ModelKey::detector(&args.customer, &visionlog_operators::scenario::class_group_key(&args.customer));
+    let key =
+        ModelKey::detector(&args.customer, &visionlog_simulated_operators::scenario::class_group_key(&args.customer));
     if first_wave < args.tasks {
         // the trainer's policy sees the first wave's ground truth, trains, backtests, promotes
         while rt.registry.stream(&key)?.deployed.is_none() && Instant::now() < deadline {
@@ -206,10 +212,10 @@ pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
 fn submit(rt: &Runtime, args: &DemoArgs, range: std::ops::Range<usize>) -> anyhow::Result<()> {
     for i in range {
         let task_id = format!("task-{i:06}");
-        let scenario = visionlog_operators::scenario::scenario(&task_id, &args.customer);
+        let scenario = visionlog_simulated_operators::scenario::scenario(&task_id, &args.customer);
         if !args.no_images {
             // the customer's upload: synthetic shelf photos of the scenario's products
-            for (key, png) in visionlog_operators::scenario::images(&scenario) {
+            for (key, png) in visionlog_simulated_operators::scenario::images(&scenario) {
                 rt.objects.put(&key, png)?;
             }
         }
@@ -269,11 +275,12 @@ fn held_out_score(rt: &Runtime, artifact: &str) -> anyhow::Result<(f64, f64, usi
     use visionlog_vision::{DETECTOR_INPUT, DecodeConfig, Detector, Expect, ModelKind};
     const SCENES: usize = 40;
     let a = visionlog_inference::artifacts::get(&rt.objects, artifact)?;
-    let classes = visionlog_operators::scenario::class_ids();
+    let classes = visionlog_simulated_operators::scenario::class_ids();
     let expect = Expect { kind: ModelKind::Detector, classes: classes.clone(), input: DETECTOR_INPUT };
     let det = Detector::load(&a, &expect, visionlog_vision::device_choice().device)?;
-    let scenes: Vec<_> =
-        (0..SCENES).map(|i| visionlog_operators::scenario::labelled_photo(&format!("demo-held-out/{i}"))).collect();
+    let scenes: Vec<_> = (0..SCENES)
+        .map(|i| visionlog_simulated_operators::scenario::labelled_photo(&format!("demo-held-out/{i}")))
+        .collect();
     let e = visionlog_vision::train::evaluate(&det, &scenes, 8, &DecodeConfig::default())?;
     let round = |x: Option<f64>| (x.unwrap_or(0.0) * 1000.0).round() / 1000.0;
     Ok((round(e.total.precision()), round(e.total.recall()), SCENES))

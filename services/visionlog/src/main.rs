@@ -63,8 +63,9 @@ enum Command {
     Executor,
     /// Runs the read-model projector alone.
     Projector,
-    /// Runs the simulated operator pool alone.
-    Operators {
+    /// Runs the simulated operator pool alone (stand-ins for people, for demos and load).
+    #[command(alias = "operators")]
+    SimulatedOperators {
         /// Simulated operators.
         #[arg(long, default_value_t = 4)]
         operators: usize,
@@ -174,7 +175,7 @@ fn main() -> anyhow::Result<()> {
                 Service::Webhooks,
             ];
             if *operators > 0 {
-                services.push(Service::Operators);
+                services.push(Service::SimulatedOperators);
             }
             serve(b, &services, *operators, *gateway_addr)
         }
@@ -183,7 +184,7 @@ fn main() -> anyhow::Result<()> {
         Command::Aggregator => serve(b, &[Service::Aggregator], 0, None),
         Command::Executor => serve(b, &[Service::Executor], 0, None),
         Command::Projector => serve(b, &[Service::Projector], 0, None),
-        Command::Operators { operators } => serve(b, &[Service::Operators], *operators, None),
+        Command::SimulatedOperators { operators } => serve(b, &[Service::SimulatedOperators], *operators, None),
         Command::Inference => serve(b, &[Service::Inference], 0, None),
         Command::Trainer => serve(b, &[Service::Trainer], 0, None),
         Command::Model(cmd) => model::run(b, cmd),

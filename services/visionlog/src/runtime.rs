@@ -286,7 +286,7 @@ pub(crate) enum Service {
     Aggregator,
     Executor,
     Projector,
-    Operators,
+    SimulatedOperators,
     Inference,
     Trainer,
     Tiering,
@@ -301,7 +301,7 @@ impl Service {
             Service::Aggregator => visionlog_aggregator::GROUP,
             Service::Executor => visionlog_executor::GROUP,
             Service::Projector => visionlog_views::generations::PROJECTOR_GROUP,
-            Service::Operators => visionlog_operators::GROUP,
+            Service::SimulatedOperators => visionlog_simulated_operators::GROUP,
             Service::Inference => visionlog_inference::GROUP,
             Service::Webhooks => visionlog_webhooks::GROUP,
             Service::Trainer => "trainer",
@@ -366,26 +366,27 @@ impl Service {
                     let deliveries = deliveries.clone().expect("made for the webhooks service");
                     Box::new(visionlog_webhooks::WebhookSink::new(deliveries, store.clone(), history))
                 }
-                Service::Operators => {
+                Service::SimulatedOperators => {
                     let store = store.clone();
-                    Box::new(visionlog_operators::SimulatedOperators::new(bus.clone(), operators).with_task_objects(
-                        Box::new(move |task| {
-                            let view =
-                                visionlog_views::queries::task_view(store.as_ref(), task).map_err(|e| e.to_string())?;
-                            Ok(view.filter(|v| !v.runs.is_empty()).map(|v| {
-                                v.objects
-                                    .into_values()
-                                    .map(|o| visionlog_domain::DetectedObject {
-                                        object_id: visionlog_domain::ObjectId(o.object_id),
-                                        image: o.image,
-                                        bbox: o.bbox,
-                                        class_id: o.class_id,
-                                        score: o.score.unwrap_or(1.0),
-                                    })
-                                    .collect()
-                            }))
-                        }),
-                    ))
+                    Box::new(
+                        visionlog_simulated_operators::SimulatedOperators::new(bus.clone(), operators)
+                            .with_task_objects(Box::new(move |task| {
+                                let view = visionlog_views::queries::task_view(store.as_ref(), task)
+                                    .map_err(|e| e.to_string())?;
+                                Ok(view.filter(|v| !v.runs.is_empty()).map(|v| {
+                                    v.objects
+                                        .into_values()
+                                        .map(|o| visionlog_domain::DetectedObject {
+                                            object_id: visionlog_domain::ObjectId(o.object_id),
+                                            image: o.image,
+                                            bbox: o.bbox,
+                                            class_id: o.class_id,
+                                            score: o.score.unwrap_or(1.0),
+                                        })
+                                        .collect()
+                                }))
+                            })),
+                    )
                 }
                 Service::Inference => Box::new(visionlog_inference::InferenceWorker::new(
                     bus.clone(),

@@ -88,12 +88,12 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    /// The gateway's settings.
-    pub(crate) fn gateway(&self) -> visionlog_gateway::GatewayConfig {
-        visionlog_gateway::GatewayConfig {
+    /// The HTTP surfaces' settings (gateway and Operator Manager).
+    pub(crate) fn http(&self) -> visionlog_http::ApiConfig {
+        visionlog_http::ApiConfig {
             lease: Duration::from_secs(self.lease_s),
             max_body_bytes: self.max_body_bytes as usize,
-            ..visionlog_gateway::GatewayConfig::default()
+            ..visionlog_http::ApiConfig::default()
         }
     }
 

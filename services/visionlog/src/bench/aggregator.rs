@@ -13,7 +13,7 @@ use visionlog_codec::envelope::names;
 use visionlog_domain::{BoundingBox, DetectedObject, ModelRef, ObjectId, ObjectsDetected, TaskCommand, TaskEvent};
 use visionlog_journal::{CommandBus, Topics, audit};
 use visionlog_log::{EventLog, FsyncPolicy, LogRecord, Record};
-use visionlog_operators::scenario::scenario;
+use visionlog_simulated_operators::scenario::scenario;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct AggregatorBench {

@@ -48,10 +48,10 @@ fn measure(seconds: f64, photos: usize, batch: usize, mut run: impl FnMut(std::o
 
 pub(crate) fn run(b: &InferenceBench) -> anyhow::Result<()> {
     let rt = visionlog_vision::device_choice();
-    let (w, h) = visionlog_operators::scenario::IMAGE_SIZE;
-    let classes = visionlog_operators::scenario::class_ids();
+    let (w, h) = visionlog_simulated_operators::scenario::IMAGE_SIZE;
+    let classes = visionlog_simulated_operators::scenario::class_ids();
     let scenes: Vec<_> =
-        (0..b.photos).map(|i| visionlog_operators::scenario::labelled_photo(&format!("bench/{i}"))).collect();
+        (0..b.photos).map(|i| visionlog_simulated_operators::scenario::labelled_photo(&format!("bench/{i}"))).collect();
 
     // train briefly: training photos/s, and a model whose output has real peaks to read
     let mut det = Detector::new(&classes, DETECTOR_INPUT, rt.device, 11)?;

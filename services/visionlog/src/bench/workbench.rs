@@ -14,7 +14,7 @@ use visionlog_domain::{
 };
 use visionlog_journal::{CommandBus, Topics, audit};
 use visionlog_log::{EventLog, FsyncPolicy};
-use visionlog_operators::scenario::scenario;
+use visionlog_simulated_operators::scenario::scenario;
 use visionlog_store::{EmbeddedStore, ReadStore};
 
 /// What a bench runs on: the log named by `--log` (embedded in a throw-away directory by

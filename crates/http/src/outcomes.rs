@@ -1,6 +1,6 @@
-//! Waiting for the aggregators' outcomes of the commands the gateway sends.
+//! Waiting for the aggregators' outcomes of the commands an HTTP surface sends.
 //!
-//! One thread tails every partition of `outcomes` from where it ended when the gateway started
+//! One thread tails every partition of `outcomes` from where it ended when the process started
 //! and hands each outcome to whoever registered its command id. A request registers *before*
 //! it sends, so an outcome can never pass unseen; many requests share one reader instead of
 //! each scanning the topic.

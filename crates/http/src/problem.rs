@@ -47,7 +47,7 @@ impl Problem {
 
     /// 500/503 for a backend that failed; the detail is logged, not shown.
     pub fn internal(error: impl std::fmt::Display) -> Self {
-        tracing::error!(%error, "gateway: backend failed");
+        tracing::error!(%error, "http: backend failed");
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "backend_unavailable", "a backend failed; try again")
     }
 

@@ -5,16 +5,17 @@
 //! A lease is liveness, not history: it lives in the read store (`operator_leases`, one row per
 //! session whose version is its expiry, so a later heartbeat always wins), while the release it
 //! leads to is an event like any other. The release expects the version the queue row shows and
-//! its command id derives from the task, session and version, so any number of gateway
-//! replicas may reap at once: one release is decided, the others are duplicates, and a session
+//! its command id derives from the task, session and version, so any number of replicas may
+//! reap at once: one release is decided, the others are duplicates, and a session
 //! the operator sealed in the meantime refuses it.
 
-use crate::Gateway;
+use crate::rules;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use visionlog_codec::envelope::CommandEnvelope;
 use visionlog_domain::{ReleaseOperator, SessionId, TaskCommand};
+use visionlog_http::Api;
 use visionlog_journal::{deterministic_id, now_ms};
 use visionlog_store::{Put, ReadStore, Row, StoreError};
 use visionlog_views::views::QueueRow;
@@ -26,9 +27,8 @@ pub const LEASES: &str = "operator_leases";
 /// one lease and the last heartbeat's expiry; `None` for a row nobody holds.
 pub fn expires_at(store: &dyn ReadStore, row: &QueueRow, lease: Duration) -> Result<Option<i64>, StoreError> {
     let (Some(session), Some(started)) = (&row.session_id, row.session_started_ms) else { return Ok(None) };
-    let from_start = started + lease.as_millis() as i64;
-    let beat = store.get(LEASES, &row.task_id, session)?.map_or(0, |r| r.version as i64);
-    Ok(Some(from_start.max(beat)))
+    let beat = store.get(LEASES, &row.task_id, session)?.map(|r| r.version as i64);
+    Ok(Some(rules::lease_expiry(started, lease.as_millis() as i64, beat)))
 }
 
 /// Extends a session's lease to `until_ms`.
@@ -51,16 +51,16 @@ pub fn extend(
 
 /// The loop that releases expired leases.
 pub struct Reaper {
-    gw: Arc<Gateway>,
+    gw: Arc<Api>,
 }
 
 impl Reaper {
-    /// A reaper for the gateway's tenants.
-    pub fn new(gw: Arc<Gateway>) -> Self {
+    /// A reaper for the tenants of `api`.
+    pub fn new(gw: Arc<Api>) -> Self {
         Self { gw }
     }
 
-    /// Checks the queue every quarter lease (at most every 5 s) until the gateway stops.
+    /// Checks the queue every quarter lease (at most every 5 s) until the process stops.
     pub async fn run(self) {
         let every = (self.gw.config.lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
         while !self.gw.stop.load(Ordering::Relaxed) {
@@ -77,7 +77,7 @@ impl Reaper {
 }
 
 /// Sends `ReleaseOperator` for every assigned task whose lease ran out; returns how many.
-pub fn reap(gw: &Gateway) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+pub fn reap(gw: &Api) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
     let rows = visionlog_views::queries::queue(gw.store.as_ref(), &gw.tenants.tenant_ids())?;
     let now = now_ms();
     let mut commands = Vec::new();

@@ -1,9 +1,7 @@
-//! `/v1/operator/...`: the operator manager (seed 000) as the annotation tool uses it.
+//! `/v1/operator/...`: the Operator Manager as the annotation tool uses it.
 
 use crate::leases;
-use crate::problem::{ApiResult, Problem};
-use crate::tasks::{body, decided, envelope, query};
-use crate::{Gw, principal};
+use crate::rules::{self, QueueFilter};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query};
@@ -15,8 +13,11 @@ use std::collections::BTreeMap;
 use visionlog_domain::summarizer::{SessionObject, UiAction, summarize};
 use visionlog_domain::{
     Actor, AssignOperator, DecideContext, FinishOperatorSession, Limits, ObjectId, OperatorId, ReleaseOperator,
-    SessionId, SessionPurpose, Stage, Task, TaskCommand, TaskEvent, TaskState, decide, evolve,
+    SessionId, Stage, Task, TaskCommand, TaskEvent, TaskState, decide, evolve,
 };
+use visionlog_http::problem::{ApiResult, Problem};
+use visionlog_http::request::{body, decided, envelope, query};
+use visionlog_http::{ApiState as Gw, principal};
 use visionlog_journal::{RecordedEvent, deterministic_id, now_ms};
 use visionlog_tenants::Principal;
 
@@ -71,15 +72,9 @@ pub(crate) async fn queue(
             .collect();
         let rows = visionlog_views::queries::queue(gw.store.as_ref(), &customers).map_err(Problem::internal)?;
         let limit = q.limit.unwrap_or(100).clamp(1, gw.config.max_page);
+        let filter = QueueFilter { project: q.project, skill: q.skill, waiting: q.waiting };
         let mut out = Vec::new();
-        for row in rows {
-            let skilled = op.skills.is_empty() || op.skills.contains(&row.skill);
-            let wanted = q.project.as_ref().is_none_or(|p| &row.class_group == p)
-                && q.skill.as_ref().is_none_or(|s| &row.skill == s)
-                && (!q.waiting || row.operator.is_none());
-            if !skilled || !wanted {
-                continue;
-            }
+        for row in rows.into_iter().filter(|row| rules::shown(op, row, &filter)) {
             let expires = leases::expires_at(gw.store.as_ref(), &row, gw.config.lease).map_err(Problem::internal)?;
             let mut v = serde_json::to_value(&row).map_err(Problem::internal)?;
             v["lease_expires_at_ms"] = json!(expires);
@@ -92,24 +87,6 @@ pub(crate) async fn queue(
         Ok(Json(json!({ "operator": me, "tasks": out })))
     })
     .await
-}
-
-/// Which step the tool is at, derived from the task's events: `take` (waiting for an
-/// operator), `annotate` / `check` (this operator's open session), `taken` (someone else's),
-/// `waiting` (a model or a service is at work), `done`, `cancelled`.
-fn step(task: &Task, me: &str) -> &'static str {
-    match &task.stage {
-        Stage::AwaitingOperator(_) => "take",
-        Stage::InSession { operator, purpose, .. } if operator.as_str() == me => match purpose {
-            SessionPurpose::Annotation => "annotate",
-            SessionPurpose::QualityCheck => "check",
-        },
-        Stage::InSession { .. } => "taken",
-        Stage::ResultGenerated if !task.quality_check_requested => "done",
-        Stage::ResultGenerated => "done",
-        Stage::Cancelled => "cancelled",
-        _ => "waiting",
-    }
 }
 
 /// The task as the tool shows it: images, class group, objects now, the step and the session.
@@ -141,7 +118,7 @@ fn tool_view(task_id: &str, history: &[RecordedEvent], me: &str) -> ApiResult<Va
         .collect();
     Ok(json!({
         "task_id": task_id, "version": s.version, "customer": task.customer, "class_group": task.class_group,
-        "stage": task.stage.name(), "step": step(&task, me), "session": session, "images": images,
+        "stage": task.stage.name(), "step": rules::step(&task, me), "session": session, "images": images,
         "objects": objects, "events": history.iter().map(|r| json!({"version": r.envelope.version, "type": r.envelope.event_type, "actor": r.envelope.actor})).collect::<Vec<_>>(),
     }))
 }
@@ -212,20 +189,13 @@ pub(crate) async fn assign(
     let (who2, id) = (who.clone(), task_id.clone());
     let history = gw.blocking(move |gw| gw.history_for(&who2, &id)).await?;
     // the operator must have the skill the task waits for
-    let waits_for = match visionlog_journal::state_as_of(&history, None, None).state.map(|t| t.stage) {
-        Some(Stage::AwaitingOperator(SessionPurpose::Annotation)) => Some("annotation"),
-        Some(Stage::AwaitingOperator(SessionPurpose::QualityCheck)) => Some("quality_check"),
-        _ => None,
-    };
-    let skills = gw.tenants.operator(&me).map(|o| o.skills.clone()).unwrap_or_default();
-    if let Some(skill) = waits_for
-        && !skills.is_empty()
-        && !skills.iter().any(|s| s == skill)
+    if let (Some(op), Some(task)) =
+        (gw.tenants.operator(&me), visionlog_journal::state_as_of(&history, None, None).state)
     {
-        return Err(Problem::forbidden(format!("operator {me} lacks the skill {skill}")));
+        rules::may_take(op, &task.stage).map_err(Problem::forbidden)?;
     }
     let tenant = history[0].envelope.tenant.clone();
-    let session_id = format!("{me}-v{}", req.version);
+    let session_id = rules::session_id(&me, req.version);
     let command = TaskCommand::AssignOperator(AssignOperator {
         operator: OperatorId(me.clone()),
         session_id: SessionId(session_id.clone()),
@@ -255,12 +225,7 @@ pub(crate) struct SessionRef {
 fn my_session(history: &[RecordedEvent], me: &str, session_id: &str) -> ApiResult<(u64, Task)> {
     let s = visionlog_journal::state_as_of(history, None, None);
     match s.state {
-        Some(task)
-            if matches!(&task.stage, Stage::InSession { operator, session_id: open, .. }
-                if operator.as_str() == me && open.as_str() == session_id) =>
-        {
-            Ok((s.version, task))
-        }
+        Some(task) if rules::in_session_of(&task, me, session_id) => Ok((s.version, task)),
         _ => Err(Problem::new(
             StatusCode::CONFLICT,
             "not_your_session",
