@@ -127,6 +127,17 @@ impl Codec {
         self.decode_named(STORED_EVENT, bytes)
     }
 
+    /// Encodes a record another crate defines (`visionlog.records.ModelRecord`) with the
+    /// current schema of `full_name` from the catalog.
+    pub fn encode_record<T: Serialize>(&self, full_name: &str, value: &T) -> Result<Vec<u8>, CodecError> {
+        self.encode(full_name, value)
+    }
+
+    /// Decodes a record another crate defines; the writer's schema must be a version of `full_name`.
+    pub fn decode_record<T: DeserializeOwned>(&self, full_name: &str, bytes: &[u8]) -> Result<T, CodecError> {
+        self.decode_named(full_name, bytes)
+    }
+
     /// Encodes a value with an explicit schema version (to write history in tests and tools).
     pub fn encode_with(
         &self,

@@ -10,9 +10,15 @@
 //! names the stream version it expects to create, and when two writers race, the first in
 //! the log wins and readers ignore the other. A writer reads back after appending to learn
 //! whether it won ([`Registry::execute`]); a command id already in the stream is answered as
-//! a duplicate. Records are JSON (`format` 1): the stream is small and internal.
+//! a duplicate. Records are Avro (`schemas/records/model_record.v1.avsc`) in the wire format
+//! every other message uses, their schema registered with the others; the JSON records of
+//! earlier builds are still read.
+//!
+//! The stream has the Task aggregate's shape: a pure [`decide`] (typed [`ModelRejection`]s) and
+//! a pure [`evolve`].
 
 mod import;
+mod record;
 mod registry;
 mod stream;
 

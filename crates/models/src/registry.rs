@@ -1,14 +1,12 @@
 //! The model streams on the log: one partition of the `models` topic, read by everyone,
 //! appended to with log-order concurrency control.
 
+use crate::record::{self, Stored};
 use crate::stream::{ModelCommand, ModelEvent, ModelKey, ModelRejection, ModelStream, decide, evolve};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use visionlog_codec::{Codec, CodecError};
 use visionlog_log::{EventLog, LogError, Record};
-
-/// The record format this build writes and reads.
-const FORMAT: u32 = 1;
 /// A writer that loses this many races in a row gives up.
 const MAX_RACES: usize = 5;
 
@@ -18,6 +16,9 @@ pub enum RegistryError {
     /// The log failed.
     #[error("log: {0}")]
     Log(#[from] LogError),
+    /// An event could not be encoded.
+    #[error("encoding a model event: {0}")]
+    Codec(#[from] CodecError),
     /// Other writers kept winning.
     #[error("lost {MAX_RACES} races to other writers of {0}")]
     Contended(String),
@@ -34,17 +35,6 @@ pub enum Outcome {
     Rejected(ModelRejection),
 }
 
-#[derive(Serialize, Deserialize)]
-struct Envelope {
-    format: u32,
-    key: ModelKey,
-    /// The stream version this event creates (the one before plus one).
-    version: u64,
-    command_id: String,
-    at_ms: i64,
-    event: ModelEvent,
-}
-
 #[derive(Default)]
 struct Folded {
     next_offset: u64,
@@ -54,6 +44,7 @@ struct Folded {
 /// Every model stream, folded from the `models` topic.
 pub struct Registry {
     log: Arc<dyn EventLog>,
+    codec: Arc<Codec>,
     topic: String,
     folded: Mutex<Folded>,
 }
@@ -65,10 +56,10 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// Opens (creating the topic where missing) the registry.
-    pub fn open(log: Arc<dyn EventLog>, topic: &str) -> Result<Self, RegistryError> {
+    /// Opens (creating the topic where missing) the registry; records are encoded with `codec`.
+    pub fn open(log: Arc<dyn EventLog>, codec: Arc<Codec>, topic: &str) -> Result<Self, RegistryError> {
         log.create_topic(topic, 1)?;
-        Ok(Self { log, topic: topic.to_owned(), folded: Mutex::new(Folded::default()) })
+        Ok(Self { log, codec, topic: topic.to_owned(), folded: Mutex::new(Folded::default()) })
     }
 
     /// Folds what was appended since the last look; returns the end offset.
@@ -78,21 +69,13 @@ impl Registry {
             let Some(last) = records.last() else { return Ok(()) };
             folded.next_offset = last.offset + 1;
             for r in &records {
-                let env: Envelope = match serde_json::from_slice(&r.value) {
+                let env = match record::decode(&self.codec, &r.value) {
                     Ok(env) => env,
                     Err(e) => {
                         tracing::warn!(offset = r.offset, error = %e, "models: an unreadable record is skipped");
                         continue;
                     }
                 };
-                if env.format != FORMAT {
-                    tracing::warn!(
-                        offset = r.offset,
-                        format = env.format,
-                        "models: a record of another format is skipped"
-                    );
-                    continue;
-                }
                 let stream = folded.streams.entry(env.key).or_default();
                 // the first record to claim a version wins; a racing writer's is ignored
                 if env.version != stream.version + 1 || stream.commands.contains_key(&env.command_id) {
@@ -137,15 +120,14 @@ impl Registry {
                 Ok(e) => e,
                 Err(reason) => return Ok(Outcome::Rejected(reason)),
             };
-            let env = Envelope {
-                format: FORMAT,
+            let env = Stored {
                 key: key.clone(),
                 version: stream.version + 1,
                 command_id: command_id.to_owned(),
                 at_ms,
                 event: event.clone(),
             };
-            let value = serde_json::to_vec(&env).expect("a model event serializes");
+            let value = record::encode(&self.codec, &env)?;
             let record = Record { key: Some(key.model_id().into_bytes()), headers: Vec::new(), value };
             self.log.append(&self.topic, 0, &[record])?;
             self.log.flush()?;
@@ -164,9 +146,14 @@ mod tests {
     use super::*;
     use visionlog_log::FileLogOptions;
 
+    fn codec(dir: &std::path::Path) -> Arc<Codec> {
+        let registry = visionlog_codec::EmbeddedRegistry::open(&dir.join("registry.json")).unwrap();
+        Arc::new(Codec::new(Arc::new(registry)).unwrap())
+    }
+
     fn registry(dir: &std::path::Path) -> Registry {
         let log = visionlog_log::open(&format!("file://{}", dir.display()), FileLogOptions::default()).unwrap();
-        Registry::open(log, "models").unwrap()
+        Registry::open(log, codec(dir), "models").unwrap()
     }
 
     #[test]
@@ -224,21 +211,22 @@ mod tests {
         let log = visionlog_log::open(&format!("file://{}", dir.path().display()), FileLogOptions::default()).unwrap();
         let key = ModelKey::detector("acme", "acme/ice-cream");
         // two registries over one log, each with its own view: both register at version 1
-        let (a, b) = (Registry::open(log.clone(), "models").unwrap(), Registry::open(log.clone(), "models").unwrap());
+        let codec = codec(dir.path());
+        let open = || Registry::open(log.clone(), codec.clone(), "models").unwrap();
+        let (a, b) = (open(), open());
         a.stream(&key).unwrap();
         b.stream(&key).unwrap();
         // b appends a record that claims the version a is about to claim: written behind a's
         // back, as a racing process would
-        let env = Envelope {
-            format: FORMAT,
+        let env = Stored {
             key: key.clone(),
             version: 1,
             command_id: "b1".into(),
             at_ms: 1,
             event: ModelEvent::ModelRegistered { version: 1, artifact: "x".into(), by: "b".into() },
         };
-        log.append("models", 0, &[Record { key: None, headers: vec![], value: serde_json::to_vec(&env).unwrap() }])
-            .unwrap();
+        let value = record::encode(&codec, &env).unwrap();
+        log.append("models", 0, &[Record { key: None, headers: vec![], value }]).unwrap();
         // a's command is decided again on the new state and lands as version 2
         let out = a.execute(&key, "a1", &ModelCommand::Register { artifact: "y".into(), by: "a".into() }, 2).unwrap();
         assert!(matches!(out, Outcome::Appended(ModelEvent::ModelRegistered { version: 2, .. }, 2)), "{out:?}");

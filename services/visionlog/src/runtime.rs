@@ -123,7 +123,7 @@ impl Runtime {
         let kafka = b.on_kafka().then_some((&log, &topics));
         let codec = Arc::new(Codec::new(open_registry(b, &data, kafka)?)?);
         let bus = CommandBus::new(log.clone(), codec.clone(), topics.clone());
-        let registry = Arc::new(visionlog_models::Registry::open(log.clone(), &topics.models)?);
+        let registry = Arc::new(visionlog_models::Registry::open(log.clone(), codec.clone(), &topics.models)?);
         let tenants = Arc::new(match &b.tenants {
             Some(path) => visionlog_tenants::Tenants::load(&path.to_string_lossy())?,
             None => visionlog_tenants::Tenants::default(),
