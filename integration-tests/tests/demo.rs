@@ -17,6 +17,8 @@ fn the_demo_completes_200_tasks_with_no_gaps_or_duplicates() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
     assert!(warnings.is_empty(), "a healthy demo logged:\n{}", warnings.join("\n"));
+    // no progress bar off a terminal (nor with --json)
+    assert!(!stderr.contains('\r') && !stderr.contains("tasks completed"), "progress drawn: {stderr}");
     let report = last_json(&out.stdout);
     assert_eq!(report["tasks_created"], 200);
     assert_eq!(report["tasks_completed"], 200);
@@ -161,4 +163,26 @@ fn killing_the_demo_mid_run_loses_and_duplicates_nothing() {
     // every command in the journal has an outcome
     let answered: std::collections::HashSet<_> = outcomes.iter().map(|o| o.command_id.clone()).collect();
     assert!(a.accepted_commands.iter().all(|c| answered.contains(c)));
+}
+
+/// On a terminal the demo shows a progress bar on standard error (here a pseudo-terminal made
+/// by `script`); its report is the same.
+#[test]
+fn the_demo_shows_progress_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let command = format!(
+        "'{}' --data-dir '{}' demo --tasks 6 --no-training --no-images",
+        visionlog_integration_tests::binary().display(),
+        data.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script(1) from util-linux runs a command on a pseudo-terminal");
+    let terminal = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "demo on a terminal failed: {terminal}");
+    assert!(terminal.contains("tasks completed"), "no progress bar on a terminal: {terminal}");
+    assert!(terminal.contains("tasks_completed"), "no report: {terminal}");
 }

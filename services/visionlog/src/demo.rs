@@ -3,7 +3,6 @@
 use crate::runtime::{Backends, Runtime, Service, join, spawn};
 use anyhow::{Context, bail};
 use serde_json::json;
-use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -113,26 +112,24 @@ pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
     let threads = spawn(&rt, &services, &stop, args.operators, &trainer, &health);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout_s);
-    let progress = std::io::stderr().is_terminal() && !args.json;
+    let progress = crate::progress::Progress::bar("demo", "tasks completed", args.tasks as u64, args.json);
     let first_wave = if training { args.train_after.min(args.tasks) } else { args.tasks };
     submit(&rt, args, 0..first_wave)?;
-    let mut completed = wait_for(&rt, first_wave, deadline, progress, started)?;
+    progress.say("by operators");
+    let mut completed = wait_for(&rt, first_wave, deadline, &progress)?;
     let key =
         ModelKey::detector(&args.customer, &visionlog_simulated_operators::scenario::class_group_key(&args.customer));
     if first_wave < args.tasks {
         // the trainer's policy sees the first wave's ground truth, trains, backtests, promotes
+        progress.say("training the first model");
         while rt.registry.stream(&key)?.deployed.is_none() && Instant::now() < deadline {
-            if progress {
-                eprint!("\rwaiting for the first model to be trained, {:.1}s", started.elapsed().as_secs_f64());
-            }
             std::thread::sleep(Duration::from_millis(250));
         }
         submit(&rt, args, first_wave..args.tasks)?;
-        completed = wait_for(&rt, args.tasks, deadline, progress, started)?;
+        progress.say("by the model");
+        completed = wait_for(&rt, args.tasks, deadline, &progress)?;
     }
-    if progress {
-        eprintln!();
-    }
+    drop(progress);
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     join(threads)?;
@@ -245,7 +242,12 @@ fn submit(rt: &Runtime, args: &DemoArgs, range: std::ops::Range<usize>) -> anyho
 }
 
 /// Waits until `tasks` tasks have a result and every command is decided (or the deadline).
-fn wait_for(rt: &Runtime, tasks: usize, deadline: Instant, progress: bool, started: Instant) -> anyhow::Result<usize> {
+fn wait_for(
+    rt: &Runtime,
+    tasks: usize,
+    deadline: Instant,
+    progress: &crate::progress::Progress,
+) -> anyhow::Result<usize> {
     let mut completed = 0;
     loop {
         // the store or the broker may be away for a while (a restarted node): the services
@@ -259,9 +261,7 @@ fn wait_for(rt: &Runtime, tasks: usize, deadline: Instant, progress: bool, start
             tracing::warn!(error = %e, "demo: progress unknown for now; asking again");
             false
         });
-        if progress {
-            eprint!("\r{completed}/{tasks} tasks completed, {:.1}s", started.elapsed().as_secs_f64());
-        }
+        progress.set(completed as u64);
         if done || Instant::now() > deadline {
             return Ok(completed);
         }

@@ -1,7 +1,7 @@
 //! `visionlog export ...`: Parquet datasets for data scientists, once or on a schedule.
 
+use crate::progress::Progress;
 use crate::runtime::{Backends, Runtime};
-use std::io::{IsTerminal, Write};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use visionlog_export::{Dataset, ExportRequest, Source};
@@ -44,46 +44,24 @@ pub(crate) enum ExportCmd {
     },
 }
 
-/// A progress bar on standard error when it is a terminal (nothing otherwise).
-fn progress_bar(enabled: bool) -> impl FnMut(u64, u64) {
-    let mut last = Instant::now() - Duration::from_secs(1);
-    let started = Instant::now();
-    move |done, total| {
-        if !enabled || (last.elapsed() < Duration::from_millis(100) && done < total) {
-            return;
-        }
-        last = Instant::now();
-        let frac = if total == 0 { 1.0 } else { done as f64 / total as f64 };
-        let filled = (frac * 30.0).round() as usize;
-        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\rexport [{}{}] {:>3.0}% {done}/{total} records, {rate:.0}/s",
-            "#".repeat(filled),
-            " ".repeat(30 - filled.min(30)),
-            frac * 100.0
-        );
-        if done >= total {
-            let _ = writeln!(err);
-        }
-    }
-}
-
-fn snapshot(rt: &Runtime, args: &ExportArgs, as_of_ms: i64, bar: bool) -> anyhow::Result<visionlog_export::Card> {
+fn snapshot(rt: &Runtime, args: &ExportArgs, as_of_ms: i64, json: bool) -> anyhow::Result<visionlog_export::Card> {
     let datasets = if args.datasets.is_empty() { Dataset::ALL.to_vec() } else { args.datasets.clone() };
     let request = ExportRequest { as_of_ms, datasets, root: args.root.clone() };
     let log_url = rt.log_url.clone();
     let source = Source { log: rt.log.as_ref(), codec: &rt.codec, topic: &rt.topics.events, log_url: &log_url };
-    Ok(visionlog_export::export(&source, &rt.objects, &request, &mut progress_bar(bar))?)
+    let progress = Progress::bar("export", "records", 0, json);
+    let mut report = |done: u64, total: u64| {
+        progress.set_total(total);
+        progress.set(done);
+    };
+    Ok(visionlog_export::export(&source, &rt.objects, &request, &mut report)?)
 }
 
 pub(crate) fn run(backends: &Backends, cmd: &ExportCmd) -> anyhow::Result<()> {
     let rt = Runtime::open(backends)?;
     match cmd {
         ExportCmd::Once { args, as_of_ms, presign_s, json } => {
-            let bar = !json && std::io::stderr().is_terminal();
-            let card = snapshot(&rt, args, as_of_ms.unwrap_or_else(visionlog_journal::now_ms), bar)?;
+            let card = snapshot(&rt, args, as_of_ms.unwrap_or_else(visionlog_journal::now_ms), *json)?;
             let mut out = serde_json::to_value(&card)?;
             if let Some(ttl) = presign_s {
                 let ttl = Duration::from_secs(*ttl);
@@ -107,7 +85,7 @@ pub(crate) fn run(backends: &Backends, cmd: &ExportCmd) -> anyhow::Result<()> {
             )?;
             let running = health.watch_loop("exporter");
             while !stop.load(Ordering::Relaxed) {
-                match snapshot(&rt, args, visionlog_journal::now_ms(), false) {
+                match snapshot(&rt, args, visionlog_journal::now_ms(), true) {
                     Ok(card) => {
                         let rows: u64 = card.datasets.values().map(|d| d.rows).sum();
                         tracing::info!(snapshot = card.snapshot, rows, "exported");

@@ -7,6 +7,7 @@ mod gateway;
 mod health;
 mod model;
 mod output;
+mod progress;
 mod report;
 mod runtime;
 mod schema;

@@ -266,7 +266,10 @@ pub(crate) fn run(backends: &Backends, cmd: &ReportCmd) -> anyhow::Result<()> {
         }
         ReportCmd::Rebuild { force, json } => {
             let stop = crate::stop_on_signals()?;
+            let progress = crate::progress::Progress::spinner("rebuild", *json);
+            progress.say("folding the whole history into a new generation");
             let r = visionlog_projector::rebuild(&rt.projector_context(), *force, &stop)?;
+            drop(progress);
             let out = json!({
                 "generation": r.generation,
                 "replaced": r.replaced,

@@ -46,11 +46,14 @@ pub(crate) fn run(backends: &Backends, cmd: &TierCmd) -> anyhow::Result<()> {
             running.store(false, std::sync::atomic::Ordering::Relaxed);
         }
         TierCmd::Once { force, json } => {
+            let progress = crate::progress::Progress::spinner("tier", *json);
+            progress.say("writing closed ranges to the object store");
             let tierer = tierer();
             let steps = tierer.tier_all(*force).context("tiering")?;
             let mut hot_starts = Vec::new();
             if settings.tier_drop_hot {
                 for p in 0..rt.topics.partitions {
+                    progress.say(format!("dropping the hot copy of partition {p}"));
                     hot_starts.push(tierer.drop_hot(p).with_context(|| format!("dropping the hot copy of {p}"))?);
                 }
             }
@@ -65,6 +68,7 @@ pub(crate) fn run(backends: &Backends, cmd: &TierCmd) -> anyhow::Result<()> {
                 records += e.count;
                 bytes += e.bytes;
             }
+            drop(progress);
             let out = json!({
                 "segments_written": written, "segments_adopted": adopted, "records": records,
                 "bytes": bytes, "hot_starts": hot_starts,

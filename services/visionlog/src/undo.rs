@@ -29,6 +29,8 @@ pub(crate) struct UndoArgs {
 }
 
 pub(crate) fn run(rt: &Runtime, a: &UndoArgs) -> anyhow::Result<()> {
+    let progress = crate::progress::Progress::spinner("undo-batch", a.json);
+    progress.say(format!("finding and compensating batch {}", a.correlation_id));
     let report = rt.task_manager().undo_batch(&visionlog_task_manager::Undo {
         correlation_id: a.correlation_id.clone(),
         reason: a.reason.clone(),
@@ -36,6 +38,7 @@ pub(crate) fn run(rt: &Runtime, a: &UndoArgs) -> anyhow::Result<()> {
         dry_run: a.dry_run,
         wait: Duration::from_secs(a.wait_s),
     })?;
+    drop(progress);
     for t in &report.tasks {
         let mut line = serde_json::to_value(t)?;
         if let Some(o) = line.as_object_mut() {

@@ -31,7 +31,7 @@ pub(crate) struct AggregatorBench {
     latency_commands: usize,
     /// Print one JSON object as the last line.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 fn fat_detection(boxes: usize) -> TaskEvent {

@@ -21,7 +21,7 @@ pub(crate) struct GatewayBench {
     partitions: u32,
     /// Print one JSON object as the last line.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// One request of a client (its number given): whether it succeeded.

@@ -27,7 +27,7 @@ pub(crate) struct InferenceBench {
     python: Option<PathBuf>,
     /// Print one JSON object as the last line.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 const BATCHES: [usize; 3] = [1, 8, 32];

@@ -25,6 +25,14 @@ pub(crate) enum BenchCmd {
 }
 
 pub(crate) fn run(backends: &Backends, cmd: &BenchCmd) -> anyhow::Result<()> {
+    let (name, json) = match cmd {
+        BenchCmd::Aggregator(b) => ("aggregator", b.json),
+        BenchCmd::Projections(b) => ("projections", b.json),
+        BenchCmd::Inference(b) => ("inference", b.json),
+        BenchCmd::Tiering(b) => ("tiering", b.json),
+        BenchCmd::Gateway(b) => ("gateway", b.json),
+    };
+    let _progress = crate::progress::Progress::spinner(&format!("bench {name}"), json);
     match cmd {
         BenchCmd::Aggregator(b) => aggregator::run(backends, b),
         BenchCmd::Projections(b) => projections::run(backends, b),

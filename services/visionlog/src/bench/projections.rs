@@ -21,7 +21,7 @@ pub(crate) struct ProjectionsBench {
     partitions: u32,
     /// Print one JSON object as the last line.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// Decodes every event of `events` as a projector reads them (journal rules, Avro), one thread

@@ -23,7 +23,7 @@ pub(crate) struct TieringBench {
     segment_records: usize,
     /// Print one JSON object as the last line.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// Reads every record of the events topic; returns how many, and their bytes as the log holds
