@@ -1,7 +1,7 @@
 //! Commands sent to the Task aggregate.
 
 use crate::ids::{CustomerId, ObjectId, OperatorId, SessionId};
-use crate::model::*;
+use crate::values::*;
 use serde::{Deserialize, Serialize};
 
 /// Creates a task (seed 000 "Create Task").
@@ -154,7 +154,7 @@ pub struct RevertBatch {
     /// Why the batch is undone.
     pub reason: String,
     /// The versions of the task's events the batch caused.
-    #[serde(with = "crate::model::versions_as_long")]
+    #[serde(with = "crate::values::versions_as_long")]
     pub reverted_versions: Vec<u64>,
     /// The objects the task had without the batch.
     pub objects: Vec<ResultObject>,

@@ -4,10 +4,10 @@ use crate::command::*;
 use crate::event::*;
 use crate::ids::{ObjectId, OperatorId, SessionId};
 use crate::limits::{ALLOWED_CALLBACK_SCHEMES, Limits};
-use crate::model::*;
 use crate::rejection::Rejection;
 use crate::state::{Stage, Task, TaskState};
 use crate::validate;
+use crate::values::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 

@@ -1,7 +1,7 @@
 //! Events of the Task stream: the source of truth.
 
 use crate::ids::{CustomerId, ObjectId, OperatorId, SessionId};
-use crate::model::*;
+use crate::values::*;
 use serde::{Deserialize, Serialize};
 
 /// A task was accepted, with everything needed to process it.
@@ -193,7 +193,7 @@ pub struct BatchReverted {
     /// Why.
     pub reason: String,
     /// The versions of the task's events the batch caused.
-    #[serde(with = "crate::model::versions_as_long")]
+    #[serde(with = "crate::values::versions_as_long")]
     pub reverted_versions: Vec<u64>,
     /// The objects restored.
     pub objects: Vec<ResultObject>,

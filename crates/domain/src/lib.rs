@@ -14,13 +14,13 @@ mod decide;
 mod event;
 mod ids;
 mod limits;
-mod model;
 mod rejection;
 pub mod revert;
 pub mod scoring;
 mod state;
 pub mod summarizer;
 mod validate;
+mod values;
 
 #[cfg(test)]
 mod testing;
@@ -32,7 +32,7 @@ pub use decide::{Actor, DecideContext, decide};
 pub use event::*;
 pub use ids::*;
 pub use limits::{ALLOWED_CALLBACK_SCHEMES, ALLOWED_IMAGE_SCHEMES, Limits};
-pub use model::*;
 pub use rejection::Rejection;
 pub use revert::{NotRevertible, Stamped, revert};
 pub use state::{Stage, Task, TaskObject, TaskState, evolve};
+pub use values::*;

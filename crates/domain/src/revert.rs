@@ -7,8 +7,8 @@
 
 use crate::command::RevertBatch;
 use crate::event::TaskEvent;
-use crate::model::ResultSource;
 use crate::state::{TaskState, evolve};
+use crate::values::ResultSource;
 
 /// One event of a task's history, with what `revert` needs of its envelope.
 #[derive(Clone, Copy, Debug)]

@@ -1,7 +1,7 @@
 //! Scoring predictions against ground truth: the one definition of a hit, used by the engine
 //! monitor, the backtester and the model tests alike.
 
-use crate::model::BoundingBox;
+use crate::values::BoundingBox;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -2,7 +2,7 @@
 
 use crate::event::*;
 use crate::ids::{CustomerId, ObjectId, OperatorId, SessionId};
-use crate::model::*;
+use crate::values::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;

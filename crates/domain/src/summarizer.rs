@@ -13,7 +13,7 @@
 
 use crate::command::{AddObjects, LabelObjects, RemoveObjects, TaskCommand};
 use crate::ids::{ObjectId, SessionId};
-use crate::model::{AnnotatedObject, BoundingBox, ObjectLabel};
+use crate::values::{AnnotatedObject, BoundingBox, ObjectLabel};
 use std::collections::BTreeMap;
 use thiserror::Error;
 

@@ -2,8 +2,8 @@
 
 use crate::ids::is_valid_id;
 use crate::limits::Limits;
-use crate::model::{BoundingBox, ClassGroup, ImageRef};
 use crate::rejection::Rejection;
+use crate::values::{BoundingBox, ClassGroup, ImageRef};
 
 /// Tolerance for boxes touching the image border after float rounding.
 const EDGE_EPSILON: f32 = 0.5;

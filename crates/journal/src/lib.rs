@@ -11,17 +11,16 @@
 //! [`JournalReader`] applies those rules; every service reads `events` through it, by way of
 //! [`consume_partition`]. [`CommandBus`] sends commands to the `commands` topic.
 
-mod accepted;
 mod audit;
 mod bus;
 mod consume;
 mod framing;
-mod owners;
+mod history;
+mod membership;
 mod reader;
 mod schemas;
 mod topics;
 
-pub use accepted::{Accepted, HistoryError, RecordedEvent, StateAsOf, accepted, state_as_of, task_events};
 pub use audit::{Audit, audit};
 pub use bus::SendError;
 pub use bus::{CommandBus, caused_by, deterministic_id};
@@ -30,7 +29,8 @@ pub use consume::{
     consume_until, dead_letter,
 };
 pub use framing::{DecisionOrigin, claim_record, event_record, rejection_record};
-pub use owners::{Assignment, Work, WorkError, serve_partitions};
+pub use history::{Accepted, HistoryError, RecordedEvent, StateAsOf, accepted, state_as_of, task_events};
+pub use membership::{Assignment, Work, WorkError, serve_partitions};
 pub use reader::{Decision, DecisionBody, Entry, JournalError, JournalEvent, JournalReader, read_held};
 pub use schemas::LogRegistry;
 pub use topics::Topics;

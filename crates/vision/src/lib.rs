@@ -7,8 +7,8 @@ pub mod detector;
 mod device;
 mod error;
 pub mod input;
-mod model;
 pub mod recognizer;
+mod servable;
 pub mod train;
 
 pub use artifact::{
@@ -17,5 +17,5 @@ pub use artifact::{
 pub use detector::{ARCHITECTURE, DecodeConfig};
 pub use device::{DeviceChoice, device_choice, force_cpu};
 pub use error::VisionError;
-pub use model::{DETECTOR_INPUT, Detector, import_torchscript};
 pub use recognizer::{RECOGNIZER_INPUT, Recognizer};
+pub use servable::{DETECTOR_INPUT, Detector, import_torchscript};

@@ -4,7 +4,7 @@
 
 use crate::VisionError;
 use crate::artifact::{Artifact, Expect, MANIFEST_FORMAT, Manifest, ModelKind, TrainingInfo, sha256_hex};
-use crate::model::{load_weights, save_weights};
+use crate::servable::{load_weights, save_weights};
 use crate::train::TrainConfig;
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -4,7 +4,7 @@ use crate::VisionError;
 use crate::artifact::TrainingInfo;
 use crate::detector::{self, DecodeConfig, STRIDE, Target};
 use crate::input::{batch, prepare};
-use crate::model::Detector;
+use crate::servable::Detector;
 use std::collections::BTreeMap;
 use std::time::Instant;
 use tch::Tensor;

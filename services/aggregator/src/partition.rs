@@ -128,6 +128,33 @@ impl PartitionAggregator {
         Self { log, codec, store, topics, config, partition }
     }
 
+    /// The owner of `partition` in this process, named for people reading the journal's claims
+    /// (the pod from `HOSTNAME`, the process and the partition), serving until `stop` is set;
+    /// a partition given up to a newer owner is not a failure.
+    pub fn serve_partition(
+        log: Arc<dyn EventLog>,
+        codec: Arc<Codec>,
+        store: Arc<dyn ReadStore>,
+        topics: Topics,
+        partition: u32,
+        stop: &AtomicBool,
+    ) -> Result<(), AggregatorError> {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+        let owner = format!("aggregator-{host}-{}-{partition}", std::process::id());
+        let config = AggregatorConfig { owner, ..Default::default() };
+        match Self::new(log, codec, store, topics, config, partition).run(stop) {
+            Ok(stats) => {
+                tracing::info!(partition, ?stats, "aggregator stopped");
+                Ok(())
+            }
+            Err(e @ AggregatorError::Fenced { .. }) => {
+                tracing::warn!(partition, error = %e, "aggregator gave the partition up");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Takes the partition and serves it until `stop` is set, or another owner claims it.
     pub fn run(&self, stop: &AtomicBool) -> Result<PartitionStats, AggregatorError> {
         let mut totals = PartitionStats::default();

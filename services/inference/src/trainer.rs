@@ -181,6 +181,18 @@ impl Trainer {
         }
     }
 
+    /// [`Trainer::run`] over the class groups the read models know.
+    pub fn run_over_views(&self, stop: &AtomicBool) {
+        let store = self.store.clone();
+        let groups = move || {
+            queries::class_groups(store.as_ref()).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "trainer: class groups unreadable");
+                Vec::new()
+            })
+        };
+        self.run(&groups, stop);
+    }
+
     /// Trains a class group's detector if asked to or if the policy says so.
     pub fn consider(&self, customer: &str, class_group: &str) -> Result<Option<TrainingRun>, TrainerError> {
         let key = ModelKey::detector(customer, class_group);

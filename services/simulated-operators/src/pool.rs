@@ -37,6 +37,26 @@ impl SimulatedOperators {
         self
     }
 
+    /// Quality checks see the task's objects in the read models (`task_view`), once a model
+    /// has run on it.
+    pub fn seeing_views(self, store: std::sync::Arc<dyn visionlog_store::ReadStore>) -> Self {
+        self.with_task_objects(Box::new(move |task| {
+            let view = visionlog_views::queries::task_view(store.as_ref(), task).map_err(|e| e.to_string())?;
+            Ok(view.filter(|v| !v.runs.is_empty()).map(|v| {
+                v.objects
+                    .into_values()
+                    .map(|o| DetectedObject {
+                        object_id: ObjectId(o.object_id),
+                        image: o.image,
+                        bbox: o.bbox,
+                        class_id: o.class_id,
+                        score: o.score.unwrap_or(1.0),
+                    })
+                    .collect()
+            }))
+        }))
+    }
+
     /// The commands that turn a model's objects into the ground truth: false positives
     /// removed, wrong classes relabelled, misses added (matching by IoU >= 0.5, best first).
     pub fn corrections(session: &str, objects: &[DetectedObject], truth: &[AnnotatedObject]) -> Vec<TaskCommand> {

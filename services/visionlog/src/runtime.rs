@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
-use visionlog_aggregator::{AggregatorConfig, AggregatorError, PartitionAggregator};
+use visionlog_aggregator::PartitionAggregator;
 use visionlog_codec::{Codec, EmbeddedRegistry, HttpRegistry, SchemaRegistry};
 use visionlog_journal::{
     CommandBus, EventHandler, LogRegistry, Subscription, Topics, Work, consume_partition, serve_partitions,
@@ -331,23 +331,8 @@ impl Service {
         }
         if self == Service::Aggregator {
             return Arc::new(move |p, stop: &AtomicBool| {
-                // who claimed, for people reading the journal: the pod (HOSTNAME), process and partition
-                let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-                let owner = format!("aggregator-{host}-{}-{p}", std::process::id());
-                let config = AggregatorConfig { owner, ..Default::default() };
-                let agg =
-                    PartitionAggregator::new(log.clone(), codec.clone(), store.clone(), topics.clone(), config, p);
-                match agg.run(stop) {
-                    Ok(stats) => {
-                        tracing::info!(partition = p, ?stats, "aggregator stopped");
-                        Ok(())
-                    }
-                    Err(e @ AggregatorError::Fenced { .. }) => {
-                        tracing::warn!(partition = p, error = %e, "aggregator gave the partition up");
-                        Ok(())
-                    }
-                    Err(e) => Err(e.into()),
-                }
+                let (log, codec, store, topics) = (log.clone(), codec.clone(), store.clone(), topics.clone());
+                Ok(PartitionAggregator::serve_partition(log, codec, store, topics, p, stop)?)
             });
         }
         Arc::new(move |p, stop: &AtomicBool| {
@@ -358,36 +343,20 @@ impl Service {
                     Box::new(visionlog_executor::Executor::new(bus.clone(), qc))
                 }
                 Service::Webhooks => {
-                    let (log, codec, topics) = (log.clone(), codec.clone(), topics.clone());
-                    let history = Box::new(move |task: &str| {
-                        visionlog_journal::task_events(log.as_ref(), &codec, &topics, task, 0)
-                            .map_err(|e| e.to_string())
-                    });
                     let deliveries = deliveries.clone().expect("made for the webhooks service");
-                    Box::new(visionlog_webhooks::WebhookSink::new(deliveries, store.clone(), history))
+                    let (log, codec, topics) = (log.clone(), codec.clone(), topics.clone());
+                    Box::new(visionlog_webhooks::WebhookSink::over_journal(
+                        deliveries,
+                        store.clone(),
+                        log,
+                        codec,
+                        topics,
+                    ))
                 }
-                Service::SimulatedOperators => {
-                    let store = store.clone();
-                    Box::new(
-                        visionlog_simulated_operators::SimulatedOperators::new(bus.clone(), operators)
-                            .with_task_objects(Box::new(move |task| {
-                                let view = visionlog_views::queries::task_view(store.as_ref(), task)
-                                    .map_err(|e| e.to_string())?;
-                                Ok(view.filter(|v| !v.runs.is_empty()).map(|v| {
-                                    v.objects
-                                        .into_values()
-                                        .map(|o| visionlog_domain::DetectedObject {
-                                            object_id: visionlog_domain::ObjectId(o.object_id),
-                                            image: o.image,
-                                            bbox: o.bbox,
-                                            class_id: o.class_id,
-                                            score: o.score.unwrap_or(1.0),
-                                        })
-                                        .collect()
-                                }))
-                            })),
-                    )
-                }
+                Service::SimulatedOperators => Box::new(
+                    visionlog_simulated_operators::SimulatedOperators::new(bus.clone(), operators)
+                        .seeing_views(store.clone()),
+                ),
                 Service::Inference => Box::new(visionlog_inference::InferenceWorker::new(
                     bus.clone(),
                     store.clone(),
@@ -472,18 +441,11 @@ fn spawn_trainer(
     stop: &Arc<AtomicBool>,
     config: visionlog_inference::TrainerConfig,
 ) -> Box<dyn FnOnce() -> anyhow::Result<()> + Send> {
-    let store = rt.store.clone();
     let trainer = visionlog_inference::Trainer::new(rt.store.clone(), rt.objects.clone(), rt.registry.clone(), config)
         .stop_with(stop.clone());
     let stop = stop.clone();
     Box::new(move || {
-        let groups = || {
-            visionlog_views::queries::class_groups(store.as_ref()).unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "trainer: class groups unreadable");
-                Vec::new()
-            })
-        };
-        trainer.run(&groups, &stop);
+        trainer.run_over_views(&stop);
         Ok(())
     })
 }

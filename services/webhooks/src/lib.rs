@@ -228,6 +228,20 @@ impl WebhookSink {
         Self { deliveries, in_flight: Arc::default(), known: HashMap::new(), store, history }
     }
 
+    /// A sink that reads a task's history from the journal on `log`.
+    pub fn over_journal(
+        deliveries: Arc<Deliveries>,
+        store: Arc<dyn ReadStore>,
+        log: Arc<dyn visionlog_log::EventLog>,
+        codec: Arc<visionlog_codec::Codec>,
+        topics: visionlog_journal::Topics,
+    ) -> Self {
+        let history = Box::new(move |task: &str| {
+            visionlog_journal::task_events(log.as_ref(), &codec, &topics, task, 0).map_err(|e| e.to_string())
+        });
+        Self::new(deliveries, store, history)
+    }
+
     /// What the sink knows of the task of `e`, from memory, the store or (rarely) the journal;
     /// and whether `e` itself is already folded in (it is when the journal was read).
     fn known(&mut self, e: &HandledEvent<'_>) -> Result<(&mut Known, bool), ConsumeError> {
