@@ -161,14 +161,34 @@ if [ "${VISIONLOG_BENCH_DEPS:-0}" = 1 ] && ! "$VISIONLOG_BENCH_PYTHON" -c 'impor
     "$VISIONLOG_BENCH_PYTHON" -m pip install --quiet torch==2.13.0
 fi
 mkdir -p "$CARGO_TARGET_DIR"
-# The target dir outside the clone is shared by every clone's builds (CI builds a fresh clone
-# into it), so it grows; with under 30 GB free, drop the incremental caches and the test
-# executables not rebuilt for 10 hours (cargo rebuilds what it still needs). A full disk once
-# broke every command here.
+# The target dir outside the clone is shared by every clone's builds, and each clone at another
+# path builds its workspace crates and test executables under new hashes: left alone it grew by
+# tens of GB and a full disk once broke a CI run. Keep the two newest builds of each artifact
+# (this clone's and one other's; cargo rebuilds what it still needs), and with under 30 GB free
+# also drop the incremental caches. Idempotent and quick.
+python3 - "$CARGO_TARGET_DIR" <<'PRUNE'
+import collections, os, re, sys
+freed = 0
+for profile in ("debug", "release"):
+    deps = os.path.join(sys.argv[1], profile, "deps")
+    if not os.path.isdir(deps):
+        continue
+    builds = collections.defaultdict(list)
+    for name in os.listdir(deps):
+        m = re.match(r"(.+)-([0-9a-f]{16})(\..*)?$", name)
+        path = os.path.join(deps, name)
+        if m and os.path.isfile(path):
+            builds[(m.group(1), m.group(3) or "")].append((os.path.getmtime(path), path))
+    for versions in builds.values():
+        for _, path in sorted(versions, reverse=True)[2:]:
+            freed += os.path.getsize(path)
+            os.remove(path)
+if freed > 1 << 30:
+    print(f"install: pruned {freed / (1 << 30):.1f} GB of older build artifacts")
+PRUNE
 free_kb=$(df -Pk "$CARGO_TARGET_DIR" | awk 'NR == 2 { print $4 }')
 if [ "${free_kb:-0}" -lt $((30 * 1024 * 1024)) ]; then
-    echo "install: under 30 GB free; pruning old build artifacts in $CARGO_TARGET_DIR"
+    echo "install: under 30 GB free; dropping the incremental caches in $CARGO_TARGET_DIR"
     rm -rf "$CARGO_TARGET_DIR"/*/incremental
-    find "$CARGO_TARGET_DIR"/*/deps -maxdepth 1 -type f -perm -u+x -size +20M -mmin +600 -delete 2>/dev/null || true
 fi
 echo "install: $(cargo --version), target dir $CARGO_TARGET_DIR, $("$TANSU_BIN" --version), libtorch $LIBTORCH"
