@@ -163,9 +163,10 @@ fi
 mkdir -p "$CARGO_TARGET_DIR"
 # The target dir outside the clone is shared by every clone's builds, and each clone at another
 # path builds its workspace crates and test executables under new hashes: left alone it grew by
-# tens of GB and a full disk once broke a CI run. Keep the two newest builds of each artifact
-# (this clone's and one other's; cargo rebuilds what it still needs), and with under 30 GB free
-# also drop the incremental caches. Idempotent and quick.
+# tens of GB and a full disk once broke a CI run. Keep the two newest builds of each test
+# executable and workspace crate (this clone's and one other's; cargo rebuilds what it still
+# needs; registry crates, whose feature variants share a name, are left alone), and with under
+# 30 GB free also drop the incremental caches. Idempotent and quick.
 python3 - "$CARGO_TARGET_DIR" <<'PRUNE'
 import collections, os, re, sys
 freed = 0
@@ -177,7 +178,8 @@ for profile in ("debug", "release"):
     for name in os.listdir(deps):
         m = re.match(r"(.+)-([0-9a-f]{16})(\..*)?$", name)
         path = os.path.join(deps, name)
-        if m and os.path.isfile(path):
+        ours = m and (m.group(3) is None or m.group(1).lstrip("lib").startswith("visionlog"))
+        if ours and os.path.isfile(path):
             builds[(m.group(1), m.group(3) or "")].append((os.path.getmtime(path), path))
     for versions in builds.values():
         for _, path in sorted(versions, reverse=True)[2:]:
