@@ -163,30 +163,33 @@ fi
 mkdir -p "$CARGO_TARGET_DIR"
 # The target dir outside the clone is shared by every clone's builds, and each clone at another
 # path builds its workspace crates and test executables under new hashes: left alone it grew by
-# tens of GB and a full disk once broke a CI run. Keep the two newest builds of each test
-# executable and workspace crate (this clone's and one other's; cargo rebuilds what it still
-# needs; registry crates, whose feature variants share a name, are left alone), and with under
-# 30 GB free also drop the incremental caches. Idempotent and quick.
+# tens of GB and a full disk once broke a CI run. Builds of ours (a crate and hash: its files
+# and its fingerprint together, so cargo never finds half of one and takes it for fresh) not
+# touched for 12 hours are dropped; registry crates stay. With under 30 GB free the incremental
+# caches go too. Idempotent and quick.
 python3 - "$CARGO_TARGET_DIR" <<'PRUNE'
-import collections, os, re, sys
-freed = 0
+import collections, os, re, shutil, sys, time
+freed, cutoff = 0, time.time() - 12 * 3600
 for profile in ("debug", "release"):
     deps = os.path.join(sys.argv[1], profile, "deps")
     if not os.path.isdir(deps):
         continue
     builds = collections.defaultdict(list)
     for name in os.listdir(deps):
-        m = re.match(r"(.+)-([0-9a-f]{16})(\..*)?$", name)
+        m = re.match(r"(?:lib)?(.+)-([0-9a-f]{16})(\..*)?$", name)
         path = os.path.join(deps, name)
-        ours = m and (m.group(3) is None or m.group(1).lstrip("lib").startswith("visionlog"))
-        if ours and os.path.isfile(path):
-            builds[(m.group(1), m.group(3) or "")].append((os.path.getmtime(path), path))
-    for versions in builds.values():
-        for _, path in sorted(versions, reverse=True)[2:]:
+        if m and (m.group(3) is None or m.group(1).startswith("visionlog")) and os.path.isfile(path):
+            builds[(m.group(1), m.group(2))].append(path)
+    for (crate, hash_), paths in builds.items():
+        if max(os.path.getmtime(p) for p in paths) >= cutoff:
+            continue
+        for path in paths:
             freed += os.path.getsize(path)
             os.remove(path)
+        for fingerprint in {crate, crate.replace("_", "-")}:
+            shutil.rmtree(os.path.join(sys.argv[1], profile, ".fingerprint", f"{fingerprint}-{hash_}"), True)
 if freed > 1 << 30:
-    print(f"install: pruned {freed / (1 << 30):.1f} GB of older build artifacts")
+    print(f"install: pruned {freed / (1 << 30):.1f} GB of build artifacts older than 12 hours")
 PRUNE
 free_kb=$(df -Pk "$CARGO_TARGET_DIR" | awk 'NR == 2 { print $4 }')
 if [ "${free_kb:-0}" -lt $((30 * 1024 * 1024)) ]; then

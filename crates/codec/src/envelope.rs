@@ -60,7 +60,7 @@ fn put(headers: &mut Headers, name: &'static str, value: impl ToString) {
 }
 
 /// The metadata of one event.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EventEnvelope {
     /// Event id (UUIDv7).
     pub event_id: String,

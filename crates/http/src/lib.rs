@@ -161,13 +161,22 @@ impl Api {
         if !visionlog_domain::is_valid_task_id(task_id, 128) {
             return Err(Problem::task_not_found(task_id));
         }
-        let history = visionlog_journal::task_events(self.log.as_ref(), &self.codec, &self.topics, task_id, 0)
-            .map_err(Problem::internal)?;
+        let history = visionlog_views::task_history(self.history_source(), task_id).map_err(Problem::internal)?;
         let Some(first) = history.first() else { return Err(Problem::task_not_found(task_id)) };
         if !self.may_see(who, &first.envelope.tenant) {
             return Err(Problem::task_not_found(task_id));
         }
         Ok(history)
+    }
+
+    /// Where task histories are read: the read side's per-task index and the journal's tail.
+    pub fn history_source(&self) -> visionlog_views::HistorySource<'_> {
+        visionlog_views::HistorySource {
+            log: self.log.as_ref(),
+            codec: &self.codec,
+            topics: &self.topics,
+            store: self.store.as_ref(),
+        }
     }
 
     /// Whether `who` may see a task of `customer`.

@@ -20,6 +20,8 @@ pub struct HandledEvent<'a> {
     pub envelope: &'a EventEnvelope,
     /// The event.
     pub event: &'a TaskEvent,
+    /// The event as the journal holds it (the wire format).
+    pub payload: &'a [u8],
 }
 
 /// Why handling failed.
@@ -63,6 +65,12 @@ pub trait EventHandler {
     /// reads on to that end before the next flush.
     fn flushes_whole_batches(&self) -> bool {
         false
+    }
+    /// Told where the loop (re)starts reading `partition`: the committed position, before the
+    /// first event it hands from there. A handler that indexes what it is handed learns from
+    /// which offset its index is whole.
+    fn resumed_at(&mut self, partition: u32, offset: u64) {
+        let _ = (partition, offset);
     }
 }
 
@@ -201,6 +209,7 @@ fn run(
     // the end of a batch whose flush may have stored part of what it implies: flush past it
     let reach = position.as_ref().and_then(reach_of).unwrap_or(0);
     let mut reader = JournalReader::resume_after(log, &topics.events, partition, start)?;
+    handler.resumed_at(partition, start);
     let mut next = start;
     let mut committed = start;
     while !stop.load(Ordering::Relaxed) {
@@ -287,6 +296,7 @@ fn feed_batch(
                         offset: e.offset,
                         envelope: &e.envelope,
                         event: &event,
+                        payload: &e.payload,
                     })?
                 }
                 Err(err) => {

@@ -39,7 +39,9 @@ fn each_customer_is_sampled_at_its_own_rate() {
             actor: "service:executor".into(),
             tenant: (*tenant).into(),
         };
-        executor.handle(HandledEvent { partition: 0, offset: i as u64, envelope: &envelope, event: &result }).unwrap();
+        executor
+            .handle(HandledEvent { partition: 0, offset: i as u64, envelope: &envelope, event: &result, payload: &[] })
+            .unwrap();
     }
     let sent: Vec<String> = log
         .read(&topics.commands, 0, 0, 100)

@@ -245,20 +245,36 @@ pub(crate) async fn stream(
     let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let after = last_id.unwrap_or(page.after_version);
     let (who2, id) = (who.clone(), task_id.clone());
-    let history = gw.blocking(move |gw| gw.history_for(&who2, &id)).await?;
+    // where the live part starts is read before the history, so nothing falls between them
+    let (history, from) = gw
+        .blocking(move |gw| {
+            let p = visionlog_log::partition_for(id.as_bytes(), gw.topics.partitions);
+            let from = gw.log.end_offset(&gw.topics.events, p).map_err(Problem::internal)?;
+            Ok((gw.history_for(&who2, &id)?, from))
+        })
+        .await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
     let gw2 = gw.clone();
-    tokio::task::spawn_blocking(move || tail(&gw2, &task_id, history, after, tx));
+    tokio::task::spawn_blocking(move || tail(&gw2, &task_id, history, from, after, tx));
     let events =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx)) });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))).into_response())
 }
 
-/// Feeds a stream: the history after `after`, then every new event of the task, until the
-/// client goes away or the gateway stops.
-fn tail(gw: &Api, task_id: &str, history: Vec<RecordedEvent>, after: u64, tx: tokio::sync::mpsc::Sender<Event>) {
+/// Feeds a stream: the history after `after`, then every new event of the task from offset
+/// `from` of its partition (the end when the history was read: the live part reads what the
+/// partition receives from then on, not what it held before), until the client goes away or
+/// the gateway stops.
+fn tail(
+    gw: &Api,
+    task_id: &str,
+    history: Vec<RecordedEvent>,
+    from: u64,
+    after: u64,
+    tx: tokio::sync::mpsc::Sender<Event>,
+) {
     let p = visionlog_log::partition_for(task_id.as_bytes(), gw.topics.partitions);
-    let mut next = history.last().map_or(0, |r| r.offset + 1);
+    let mut next = from;
     let mut last_version = after;
     let mut send = |r: &RecordedEvent| -> bool {
         if r.envelope.version <= last_version {

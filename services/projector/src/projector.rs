@@ -8,6 +8,7 @@ use visionlog_journal::{ConsumeError, EventHandler, HandledEvent};
 use visionlog_store::{Put, PutOutcome, ReadStore, Row, StoreError};
 use visionlog_views::TaskView;
 use visionlog_views::generations::table;
+use visionlog_views::history::{HISTORY_FROM, HISTORY_TABLES, TASK_EVENTS, event_row, history_from_row};
 use visionlog_views::views::{TASK_STATE, VIEW_TABLES, ViewRow, decode, encode};
 
 /// States kept between batches, so that a busy task is not read back at every batch.
@@ -102,6 +103,12 @@ pub struct Projector {
     /// writes a fresh generation, from the start, and has not dropped any cached state.
     fresh: bool,
     cache_limit: usize,
+    /// The rows of the history index for the events folded in since the last write.
+    event_rows: Vec<Put>,
+    /// The partition and the offset this projector first resumed from: `history_from` says the
+    /// index holds the partition from there on.
+    history_from: Option<(u32, u64)>,
+    history_from_written: bool,
 }
 
 fn store_err(e: StoreError) -> ConsumeError {
@@ -113,7 +120,7 @@ impl Projector {
     pub fn new(store: Arc<dyn ReadStore>, generation: u32) -> Self {
         Self {
             store,
-            tables: VIEW_TABLES.iter().map(|t| (*t, table(t, generation))).collect(),
+            tables: VIEW_TABLES.iter().chain(&HISTORY_TABLES).map(|t| (*t, table(t, generation))).collect(),
             pending: HashMap::new(),
             cache: HashMap::new(),
             parked: HashMap::new(),
@@ -122,6 +129,9 @@ impl Projector {
             defer_until: None,
             fresh: false,
             cache_limit: CACHE_LIMIT,
+            event_rows: Vec::new(),
+            history_from: None,
+            history_from_written: false,
         }
     }
 
@@ -220,6 +230,13 @@ impl Projector {
                 Row { partition: p.now.task_id.clone(), clustering: String::new(), version, value: encode(&p.now) };
             states.push(Put { table: self.tables[TASK_STATE].clone(), row: state });
         }
+        // the index says where it starts before it holds anything from there
+        if let (Some((partition, offset)), false) = (self.history_from, self.history_from_written) {
+            let row = history_from_row(partition, offset);
+            self.put(vec![Put { table: self.tables[HISTORY_FROM].clone(), row }])?;
+            self.history_from_written = true;
+        }
+        rows.append(&mut self.event_rows);
         // the state last: if a write fails half-way, the events are handed again and the rows
         // are computed and written again from the state as it was
         self.put(rows)?;
@@ -254,6 +271,8 @@ impl EventHandler for Projector {
             self.stats.duplicates += 1;
             return Ok(());
         }
+        let row = event_row(e.offset, e.envelope, e.payload);
+        self.event_rows.push(Put { table: self.tables[TASK_EVENTS].clone(), row });
         if version > p.now.version + 1 {
             // its predecessor has not come yet: wait for it (a log hands a task's events in
             // order; this is for redelivery that does not)
@@ -294,15 +313,17 @@ impl EventHandler for Projector {
     fn finish(&mut self) -> Result<(), ConsumeError> {
         let pending: Vec<(String, Pending)> = self.pending.drain().collect();
         if pending.is_empty() {
+            self.event_rows.clear();
             return Ok(());
         }
         let started = std::time::Instant::now();
         let result = self.write(pending);
         self.stats.write_us += started.elapsed().as_micros() as u64;
         if result.is_err() {
-            // what is stored is not known: read it back
+            // what is stored is not known: read it back (the events come again, and their rows)
             self.cache.clear();
             self.fresh = false;
+            self.event_rows.clear();
         }
         result
     }
@@ -311,6 +332,12 @@ impl EventHandler for Projector {
     /// them tombstone those rows only if this projector folds them again (see `Pending::passed`).
     fn flushes_whole_batches(&self) -> bool {
         self.defer_until.is_none()
+    }
+
+    fn resumed_at(&mut self, partition: u32, offset: u64) {
+        // the first start counts: a restart resumes at or after it, and the index holds what
+        // this projector wrote since
+        self.history_from.get_or_insert((partition, offset));
     }
 
     fn holding(&self) -> bool {

@@ -132,7 +132,7 @@ pub enum RebuildError {
 
 /// Drops every view table of a generation.
 fn drop_generation(store: &dyn ReadStore, generation: u32) -> Result<(), StoreError> {
-    for t in VIEW_TABLES {
+    for t in VIEW_TABLES.iter().chain(&visionlog_views::history::HISTORY_TABLES) {
         store.drop_table(&generations::table(t, generation))?;
     }
     Ok(())

@@ -185,7 +185,13 @@ fn envelopes(tasks: usize, kinds: &[u8]) -> Vec<Delivered> {
 fn deliver(projector: &mut Projector, events: &[&Delivered], batch: usize) {
     for (i, d) in events.iter().enumerate() {
         projector
-            .handle(HandledEvent { partition: 0, offset: i as u64, envelope: &d.envelope, event: &d.event })
+            .handle(HandledEvent {
+                partition: 0,
+                offset: i as u64,
+                envelope: &d.envelope,
+                event: &d.event,
+                payload: &[],
+            })
             .unwrap();
         if (i + 1).is_multiple_of(batch) {
             projector.flush().unwrap();
@@ -377,7 +383,8 @@ fn crops_are_written_before_the_index_even_across_a_failure() {
     let hook = Arc::new(Extractor::new(objects.clone(), store.clone()));
     let mut p = Projector::new(store.clone(), 1).with_before_rows(hook.clone());
     for (i, d) in all.iter().enumerate() {
-        p.handle(HandledEvent { partition: 0, offset: i as u64, envelope: &d.envelope, event: &d.event }).unwrap();
+        p.handle(HandledEvent { partition: 0, offset: i as u64, envelope: &d.envelope, event: &d.event, payload: &[] })
+            .unwrap();
     }
     assert!(p.flush().is_err(), "the crop of class 2 could not be written");
     assert!(extraction(store.as_ref(), "task-000").unwrap().is_none());
@@ -471,7 +478,8 @@ fn rows_of_a_failed_write_are_not_left_behind_by_the_retry() {
     let first: Vec<&Delivered> = all.iter().copied().filter(|d| d.envelope.version <= 2).collect();
     let mut failed = false;
     for (i, d) in first.iter().enumerate() {
-        p.handle(HandledEvent { partition: 0, offset: i as u64, envelope: &d.envelope, event: &d.event }).unwrap();
+        p.handle(HandledEvent { partition: 0, offset: i as u64, envelope: &d.envelope, event: &d.event, payload: &[] })
+            .unwrap();
     }
     if p.flush().is_err() {
         failed = true;
@@ -486,7 +494,8 @@ fn rows_of_a_failed_write_are_not_left_behind_by_the_retry() {
     let failing = Arc::new(StateWriteFails { inner: inner.clone(), armed: true.into() });
     let mut p = Projector::new(failing.clone(), 1);
     for (i, d) in first.iter().enumerate() {
-        p.handle(HandledEvent { partition: 0, offset: i as u64, envelope: &d.envelope, event: &d.event }).unwrap();
+        p.handle(HandledEvent { partition: 0, offset: i as u64, envelope: &d.envelope, event: &d.event, payload: &[] })
+            .unwrap();
     }
     assert!(p.flush().is_err());
     drop(p);

@@ -60,9 +60,15 @@ pub(crate) struct ReprocessArgs {
     correlation_id: Option<String>,
 }
 
-/// Reads a task's stream from its partition of the journal.
+/// Reads a task's stream: the read side's per-task index and the journal's tail.
 fn events(rt: &Runtime, task_id: &str) -> anyhow::Result<Vec<visionlog_journal::RecordedEvent>> {
-    Ok(visionlog_journal::task_events(rt.log.as_ref(), &rt.codec, &rt.topics, task_id, 0)?)
+    let source = visionlog_views::HistorySource {
+        log: rt.log.as_ref(),
+        codec: &rt.codec,
+        topics: &rt.topics,
+        store: rt.store.as_ref(),
+    };
+    Ok(visionlog_views::task_history(source, task_id)?)
 }
 
 /// Sends the task manager's `Reprocess` commands, one batch under one correlation id; the

@@ -228,7 +228,8 @@ impl WebhookSink {
         Self { deliveries, in_flight: Arc::default(), known: HashMap::new(), store, history }
     }
 
-    /// A sink that reads a task's history from the journal on `log`.
+    /// A sink that reads a task's history from the read side's per-task index and the journal's
+    /// tail on `log` (in time proportional to the task).
     pub fn over_journal(
         deliveries: Arc<Deliveries>,
         store: Arc<dyn ReadStore>,
@@ -236,8 +237,15 @@ impl WebhookSink {
         codec: Arc<visionlog_codec::Codec>,
         topics: visionlog_journal::Topics,
     ) -> Self {
+        let index = store.clone();
         let history = Box::new(move |task: &str| {
-            visionlog_journal::task_events(log.as_ref(), &codec, &topics, task, 0).map_err(|e| e.to_string())
+            let source = visionlog_views::HistorySource {
+                log: log.as_ref(),
+                codec: &codec,
+                topics: &topics,
+                store: index.as_ref(),
+            };
+            visionlog_views::task_history(source, task).map_err(|e| e.to_string())
         });
         Self::new(deliveries, store, history)
     }

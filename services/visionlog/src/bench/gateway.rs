@@ -2,7 +2,7 @@
 //! gateway (auth, validation, SSRF checks, the command sent and its outcome awaited), against
 //! a static endpoint of the same server (`GET /v1/ping`) in the same run.
 
-use crate::runtime::{Backends, Runtime, Service};
+use crate::runtime::{Backends, Service};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,20 +76,8 @@ fn load(b: &GatewayBench, request: Request) -> Load {
 }
 
 pub(crate) fn run(backends: &Backends, b: &GatewayBench) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let tenants = dir.path().join("tenants.json");
-    std::fs::write(
-        &tenants,
-        json!({ "tenants": [{ "id": "bench", "tokens": ["bench-token"], "qc_per_mille": 0 }] }).to_string(),
-    )?;
-    let mut bk = backends.clone();
-    bk.data_dir = dir.path().join("data");
-    bk.tenants = Some(tenants);
-    bk.partitions = b.partitions;
-    if !bk.on_kafka() {
-        bk.fsync = visionlog_log::FsyncPolicy::Never;
-    }
-    let rt = Runtime::open(&bk)?;
+    let tenants = json!({ "tenants": [{ "id": "bench", "tokens": ["bench-token"], "qc_per_mille": 0 }] });
+    let (_dir, rt) = super::workbench::bench_runtime(backends, b.partitions, tenants)?;
     let stop = Arc::new(AtomicBool::new(false));
     let health = crate::health::Health::start(None, rt.settings.ready_max_lag, rt.log.clone(), stop.clone())?;
     // the aggregator decides the creates; nothing else runs, so the gateway's path is measured

@@ -5,6 +5,7 @@ mod aggregator;
 mod gateway;
 mod inference;
 mod projections;
+mod reads;
 mod tiering;
 mod workbench;
 
@@ -22,6 +23,8 @@ pub(crate) enum BenchCmd {
     Tiering(tiering::TieringBench),
     /// Task creates/s and p99 through the HTTP gateway, against a static endpoint of the same server.
     Gateway(gateway::GatewayBench),
+    /// Per-task reads and the operator queue over HTTP on N and 10N events: p50 at 10N over p50 at N.
+    Reads(reads::ReadsBench),
 }
 
 pub(crate) fn run(backends: &Backends, cmd: &BenchCmd) -> anyhow::Result<()> {
@@ -31,6 +34,7 @@ pub(crate) fn run(backends: &Backends, cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Inference(b) => ("inference", b.json),
         BenchCmd::Tiering(b) => ("tiering", b.json),
         BenchCmd::Gateway(b) => ("gateway", b.json),
+        BenchCmd::Reads(b) => ("reads", b.json),
     };
     let _progress = crate::progress::Progress::spinner(&format!("bench {name}"), json);
     match cmd {
@@ -39,5 +43,6 @@ pub(crate) fn run(backends: &Backends, cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Inference(b) => inference::run(b),
         BenchCmd::Tiering(b) => tiering::run(backends, b),
         BenchCmd::Gateway(b) => gateway::run(backends, b),
+        BenchCmd::Reads(b) => reads::run(backends, b),
     }
 }

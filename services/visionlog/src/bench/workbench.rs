@@ -1,6 +1,6 @@
 //! What a bench runs on, and the history the aggregator and tiering benches decide.
 
-use crate::runtime::{Backends, open_log};
+use crate::runtime::{Backends, Runtime, open_log};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -196,4 +196,26 @@ pub(super) fn history(
     }
     decide_all(log, codec, store, topics, &commands)?;
     Ok(audit(log.as_ref(), topics)?)
+}
+
+/// A runtime over a fresh data directory (with `tenants` as its tenants file) on the backends
+/// of the command line, with `partitions` partitions; the embedded log does not fsync. The
+/// directory lives as long as the returned guard.
+pub(super) fn bench_runtime(
+    backends: &Backends,
+    partitions: u32,
+    tenants: serde_json::Value,
+) -> anyhow::Result<(tempfile::TempDir, Runtime)> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("tenants.json");
+    std::fs::write(&file, tenants.to_string())?;
+    let mut bk = backends.clone();
+    bk.data_dir = dir.path().join("data");
+    bk.tenants = Some(file);
+    bk.partitions = partitions;
+    if !bk.on_kafka() {
+        bk.fsync = FsyncPolicy::Never;
+    }
+    let rt = Runtime::open(&bk)?;
+    Ok((dir, rt))
 }
