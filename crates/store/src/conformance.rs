@@ -105,6 +105,13 @@ pub fn erased_rows_are_gone(store: &dyn ReadStore, prefix: &str) {
         store.scan_partition(e, "subject", None, 10).unwrap().into_iter().map(|r| r.clustering).collect();
     assert_eq!(left, ["k2"]);
     store.erase(e, "subject", "never-there").unwrap();
+    // many at once, absent ones among them
+    let place = |c: &str| crate::RowPlace { table: e.clone(), partition: "subject".into(), clustering: c.into() };
+    store.put(&[put(e, "subject", "k3", 1, "a"), put(e, "subject", "k4", 2, "")]).unwrap();
+    store.erase_many(&[place("k2"), place("k4"), place("never-there")]).unwrap();
+    let left: Vec<String> =
+        store.scan_partition(e, "subject", None, 10).unwrap().into_iter().map(|r| r.clustering).collect();
+    assert_eq!(left, ["k3"], "erased rows and tombstones are gone, the rest stays");
 }
 
 /// One call with many more rows than a backend sends at once: every row is written once, and

@@ -1,6 +1,6 @@
 //! The embedded read store: one `redb` file, rows keyed by (table, partition, clustering).
 
-use crate::{Put, PutOutcome, ReadStore, Row, StoreError, check_table_name};
+use crate::{Put, PutOutcome, ReadStore, Row, RowPlace, StoreError, check_table_name};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 
@@ -170,6 +170,20 @@ impl ReadStore for EmbeddedStore {
         {
             let mut t = tx.open_table(ROWS).map_err(err)?;
             t.remove(key(table, partition, clustering).as_slice()).map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn erase_many(&self, keys: &[RowPlace]) -> Result<(), StoreError> {
+        for k in keys {
+            check_table_name(&k.table)?;
+        }
+        let tx = self.db.begin_write().map_err(err)?;
+        {
+            let mut t = tx.open_table(ROWS).map_err(err)?;
+            for k in keys {
+                t.remove(key(&k.table, &k.partition, &k.clustering).as_slice()).map_err(err)?;
+            }
         }
         tx.commit().map_err(err)
     }

@@ -45,6 +45,17 @@ impl Row {
     }
 }
 
+/// Where a row lives: table, partition, clustering.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RowPlace {
+    /// The table.
+    pub table: String,
+    /// The partition key.
+    pub partition: String,
+    /// The clustering key.
+    pub clustering: String,
+}
+
 /// A conditional write: applied only if `version` is newer than the stored row's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Put {
@@ -113,6 +124,11 @@ pub trait ReadStore: Send + Sync {
     /// key, whose id is never reused): a view deletes with a tombstone, which keeps its version
     /// so that a late, older write cannot bring the row back. Absent rows are fine.
     fn erase(&self, table: &str, partition: &str, clustering: &str) -> Result<(), StoreError>;
+    /// Erases many rows for good, like [`ReadStore::erase`] each (one transaction where the
+    /// backend has them; a crash may leave some erased and some not, and a retry erases the rest).
+    fn erase_many(&self, keys: &[RowPlace]) -> Result<(), StoreError> {
+        keys.iter().try_for_each(|k| self.erase(&k.table, &k.partition, &k.clustering))
+    }
     /// Drops a table and its rows (a retired generation of a view); absent tables are fine.
     fn drop_table(&self, table: &str) -> Result<(), StoreError>;
 }

@@ -18,6 +18,11 @@ use std::collections::BTreeMap;
 use visionlog_domain::BoundingBox;
 use visionlog_domain::scoring::Placed;
 
+/// The projector's list of the tombstones it wrote, by partition of `events`, so that it can
+/// erase them once no older write can arrive (see the projector's `tombstones` module). Not a
+/// view: only the projector reads it; it lives and dies with its generation.
+pub const TOMBSTONES: &str = "tombstones";
+
 /// The tables of the views (without their generation suffix).
 pub const VIEW_TABLES: [&str; 9] = [
     TASK_STATE,

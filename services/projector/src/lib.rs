@@ -9,6 +9,7 @@
 pub mod extractor;
 mod projector;
 mod service;
+mod tombstones;
 
 pub use extractor::Extractor;
 pub use projector::{BeforeRows, Projector, ProjectorStats};

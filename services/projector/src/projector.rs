@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use visionlog_domain::TaskEvent;
 use visionlog_journal::{ConsumeError, EventHandler, HandledEvent};
-use visionlog_store::{Put, PutOutcome, ReadStore, Row, StoreError};
+use visionlog_store::{Put, PutOutcome, ReadStore, Row, RowPlace, StoreError};
 use visionlog_views::TaskView;
 use visionlog_views::generations::table;
 use visionlog_views::history::{HISTORY_FROM, HISTORY_TABLES, TASK_EVENTS, event_row, history_from_row};
-use visionlog_views::views::{TASK_STATE, VIEW_TABLES, ViewRow, decode, encode};
+use visionlog_views::views::{TASK_STATE, TOMBSTONES, VIEW_TABLES, ViewRow, decode, encode};
 
 /// States kept between batches, so that a busy task is not read back at every batch.
 const CACHE_LIMIT: usize = 50_000;
@@ -109,6 +109,13 @@ pub struct Projector {
     /// index holds the partition from there on.
     history_from: Option<(u32, u64)>,
     history_from_written: bool,
+    /// The partition of `events` this projector handles (known from its first event).
+    partition: Option<u32>,
+    /// Rows a task stops producing are erased at once rather than tombstoned (a rebuild: its
+    /// generation has one writer per partition and no reader, so no older write can come).
+    erase_gone: bool,
+    /// The tombstones this projector writes, and when they may be erased.
+    tombstones: Option<crate::tombstones::Tombstones>,
 }
 
 fn store_err(e: StoreError) -> ConsumeError {
@@ -120,7 +127,12 @@ impl Projector {
     pub fn new(store: Arc<dyn ReadStore>, generation: u32) -> Self {
         Self {
             store,
-            tables: VIEW_TABLES.iter().chain(&HISTORY_TABLES).map(|t| (*t, table(t, generation))).collect(),
+            tables: VIEW_TABLES
+                .iter()
+                .chain(&HISTORY_TABLES)
+                .chain(&[TOMBSTONES])
+                .map(|t| (*t, table(t, generation)))
+                .collect(),
             pending: HashMap::new(),
             cache: HashMap::new(),
             parked: HashMap::new(),
@@ -132,7 +144,17 @@ impl Projector {
             event_rows: Vec::new(),
             history_from: None,
             history_from_written: false,
+            partition: None,
+            erase_gone: false,
+            tombstones: None,
         }
+    }
+
+    /// Lists the tombstones it writes and erases each once `grace` has passed since it was
+    /// written (the rule is in [`crate::tombstones`]); without this, tombstones stay for ever.
+    pub fn with_tombstone_grace(mut self, grace: std::time::Duration) -> Self {
+        self.tombstones = Some(crate::tombstones::Tombstones::new(self.tables[TOMBSTONES].clone(), grace));
+        self
     }
 
     /// A projector that writes a new generation from the start of the log: it knows no stored
@@ -143,6 +165,7 @@ impl Projector {
         Self {
             defer_until: Some(pending_tasks.max(1)),
             fresh: true,
+            erase_gone: true,
             cache_limit: CACHE_LIMIT.max(pending_tasks * 2),
             ..Self::new(store, generation)
         }
@@ -205,6 +228,8 @@ impl Projector {
         }
         let mut rows = Vec::new();
         let mut states = Vec::new();
+        let mut erased = Vec::new();
+        let mut tombstoned = Vec::new();
         for p in changed {
             let version = p.now.version;
             let new_rows = p.now.rows();
@@ -219,8 +244,14 @@ impl Projector {
             }
             for (table, partition, clustering) in gone {
                 if !keys.contains(&(table, partition.as_str(), clustering.as_str())) {
-                    let row = Row::tombstone(partition, clustering, version);
-                    rows.push(Put { table: self.tables[table].clone(), row });
+                    let place = RowPlace { table: self.tables[table].clone(), partition, clustering };
+                    if self.erase_gone {
+                        erased.push(place);
+                    } else {
+                        let row = Row::tombstone(place.partition.clone(), place.clustering.clone(), version);
+                        rows.push(Put { table: place.table.clone(), row });
+                        tombstoned.push((place, version));
+                    }
                 }
             }
             for r in new_rows {
@@ -237,10 +268,19 @@ impl Projector {
             self.history_from_written = true;
         }
         rows.append(&mut self.event_rows);
+        if let (Some(list), Some(partition)) = (&mut self.tombstones, self.partition) {
+            rows.extend(list.listed(partition, tombstoned));
+        }
         // the state last: if a write fails half-way, the events are handed again and the rows
         // are computed and written again from the state as it was
         self.put(rows)?;
+        if !erased.is_empty() {
+            self.store.erase_many(&erased).map_err(store_err)?;
+        }
         self.put(states)?;
+        if let (Some(list), Some(partition)) = (&mut self.tombstones, self.partition) {
+            list.collect(self.store.as_ref(), partition).map_err(store_err)?;
+        }
         if self.cache.len() + pending.len() > self.cache_limit {
             self.cache.clear();
             self.fresh = false;
@@ -256,6 +296,7 @@ impl Projector {
 
 impl EventHandler for Projector {
     fn handle(&mut self, e: HandledEvent<'_>) -> Result<(), ConsumeError> {
+        self.partition.get_or_insert(e.partition);
         let id = &e.envelope.task_id;
         if !self.pending.contains_key(id) {
             let (before, passed) = match self.cache.remove(id) {

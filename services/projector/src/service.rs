@@ -29,6 +29,9 @@ pub struct ProjectorContext {
     pub store: Arc<dyn ReadStore>,
     /// Run before rows are written (the extractor), if any.
     pub before_rows: Option<Arc<dyn BeforeRows>>,
+    /// How long a live projector keeps a tombstone before erasing it (`None`: for ever); see
+    /// [`crate::projector::Projector::with_tombstone_grace`].
+    pub tombstone_grace: Option<std::time::Duration>,
 }
 
 /// Tasks a rebuild folds in memory before writing their rows.
@@ -36,7 +39,11 @@ pub(crate) const REBUILD_PENDING_TASKS: usize = 20_000;
 
 impl ProjectorContext {
     fn projector(&self, generation: u32) -> Projector {
-        self.hooked(Projector::new(self.store.clone(), generation))
+        let p = self.hooked(Projector::new(self.store.clone(), generation));
+        match self.tombstone_grace {
+            Some(grace) => p.with_tombstone_grace(grace),
+            None => p,
+        }
     }
 
     fn hooked(&self, p: Projector) -> Projector {
@@ -132,7 +139,8 @@ pub enum RebuildError {
 
 /// Drops every view table of a generation.
 fn drop_generation(store: &dyn ReadStore, generation: u32) -> Result<(), StoreError> {
-    for t in VIEW_TABLES.iter().chain(&visionlog_views::history::HISTORY_TABLES) {
+    let bookkeeping = [visionlog_views::views::TOMBSTONES];
+    for t in VIEW_TABLES.iter().chain(&visionlog_views::history::HISTORY_TABLES).chain(&bookkeeping) {
         store.drop_table(&generations::table(t, generation))?;
     }
     Ok(())

@@ -502,3 +502,67 @@ fn rows_of_a_failed_write_are_not_left_behind_by_the_retry() {
     deliver(&mut Projector::new(failing, 1), &all, 512);
     assert_eq!(dump(inner.as_ref()), dump(clean.as_ref()));
 }
+
+/// Tombstones (rows a task stopped producing) of every view table of generation 1.
+fn tombstones(store: &dyn ReadStore) -> usize {
+    let mut n = 0;
+    for t in VIEW_TABLES {
+        let name = table(t, 1);
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let page = store.scan_table(&name, after.as_ref().map(|(p, c)| (p.as_str(), c.as_str())), 1000).unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some((last.partition.clone(), last.clustering.clone()));
+            n += page.iter().filter(|r| r.is_tombstone()).count();
+        }
+    }
+    n
+}
+
+/// The rule of `tombstones.rs`: a live projector keeps a tombstone for its grace and then erases
+/// it, never a live row written at the same place since; a rebuild leaves none. The views read
+/// the same throughout.
+#[test]
+fn tombstones_are_erased_after_their_grace_and_never_a_live_row() {
+    let events = envelopes(8, &[0, 1, 2, 3]);
+    let all: Vec<&Delivered> = events.iter().collect();
+    let (_d, kept) = fresh();
+    let mut p = Projector::new(kept.clone(), 1).with_tombstone_grace(std::time::Duration::from_secs(3600));
+    deliver(&mut p, &all, 5);
+    let views = dump(kept.as_ref());
+    let left = tombstones(kept.as_ref());
+    assert!(left > 8, "tasks left the queue and changed status: {left} tombstones");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    deliver(&mut p, &all[..1], 1); // a redelivery: a write round, nothing new
+    assert_eq!(tombstones(kept.as_ref()), left, "within the grace, every tombstone stays");
+
+    let (_d, collected) = fresh();
+    let mut p = Projector::new(collected.clone(), 1).with_tombstone_grace(std::time::Duration::ZERO);
+    deliver(&mut p, &all, 5);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    deliver(&mut p, &all[..1], 1);
+    assert_eq!(tombstones(collected.as_ref()), 0, "past the grace, none stays");
+    assert_eq!(dump(collected.as_ref()), views, "and the views are the same");
+    let list = collected.scan_partition(&table("tombstones", 1), "0", None, 10).unwrap();
+    assert!(list.is_empty(), "the list is emptied as it is collected");
+
+    let (_d, rebuilt) = fresh();
+    let mut p = Projector::for_rebuild(rebuilt.clone(), 1, 2);
+    deliver(&mut p, &all, 5);
+    p.finish().unwrap();
+    assert_eq!(tombstones(rebuilt.as_ref()), 0, "a rebuild erases at once");
+    assert_eq!(dump(rebuilt.as_ref()), views);
+
+    // a task leaves the quality-check queue, its tombstone is due, and it comes back to the same
+    // place in the queue before the collection: the live row stays
+    let events = envelopes(1, &[2]);
+    let back: Vec<&Delivered> = events.iter().take(events.len() - 2).collect();
+    let (_d, store) = fresh();
+    let mut p = Projector::new(store.clone(), 1).with_tombstone_grace(std::time::Duration::ZERO);
+    deliver(&mut p, &back, 1);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    deliver(&mut p, &back[..1], 1);
+    let queue = queries::queue(store.as_ref(), &["acme".to_string()]).unwrap();
+    assert_eq!(queue.len(), 1, "the task waits for its second check");
+    assert_eq!(queue[0].skill, "quality_check");
+}

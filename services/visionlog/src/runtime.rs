@@ -169,6 +169,7 @@ impl Runtime {
             topics: self.topics.clone(),
             store: self.store.clone(),
             before_rows: Some(Arc::new(visionlog_projector::Extractor::new(self.objects.clone(), self.store.clone()))),
+            tombstone_grace: Some(std::time::Duration::from_secs(self.settings.tombstone_grace_s)),
         }
     }
 }

@@ -17,6 +17,12 @@ pub(crate) struct Settings {
     #[arg(long, env = "VISIONLOG_LEASE_S", default_value_t = 120, global = true, help_heading = "Gateway",
           value_parser = RangedU64ValueParser::<u64>::new().range(1..=86_400))]
     pub(crate) lease_s: u64,
+    /// Seconds a tombstone of a view (a row a task stopped producing) is kept before the projector
+    /// erases it: longer than a consumer session and a batch, so no former owner of a partition
+    /// can still write an older row (0 erases at the next batch; for tests).
+    #[arg(long, env = "VISIONLOG_TOMBSTONE_GRACE_S", default_value_t = 600, global = true, help_heading = "Projector",
+          value_parser = RangedU64ValueParser::<u64>::new().range(0..=2_678_400))]
+    pub(crate) tombstone_grace_s: u64,
     /// Largest JSON body the gateway accepts, in bytes.
     #[arg(long, env = "VISIONLOG_MAX_BODY_BYTES", default_value_t = 1 << 20, global = true, help_heading = "Gateway",
           value_parser = RangedU64ValueParser::<u64>::new().range(1024..=(1 << 30)))]

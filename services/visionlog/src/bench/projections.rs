@@ -66,6 +66,7 @@ pub(super) fn run(backends: &Backends, b: &ProjectionsBench) -> anyhow::Result<(
         topics: topics.clone(),
         store: store.clone(),
         before_rows: None,
+        tombstone_grace: None,
     };
     let stop = AtomicBool::new(false);
     // baseline: decode only

@@ -67,6 +67,7 @@ fn project(rt: &Runtime) -> anyhow::Result<f64> {
         topics: rt.topics.clone(),
         store: rt.store.clone(),
         before_rows: None,
+        tombstone_grace: None,
     };
     let started = Instant::now();
     visionlog_projector::rebuild(&ctx, false, &AtomicBool::new(false))?;
