@@ -195,3 +195,29 @@ fn the_topic_registry_passes_the_registry_suite_on_apache_kafka() {
     let registry = visionlog_journal::LogRegistry::open(log, &broker.name("schemas")).unwrap();
     visionlog_codec::conformance::run(&registry, "kafka");
 }
+
+/// The topics that are not the source of truth are created with their retention, the privacy
+/// facts compacted, and the journal kept for ever, as Apache Kafka reports them.
+#[test]
+fn topics_are_created_with_their_retention_on_apache_kafka() {
+    let broker = Broker::start();
+    let log = KafkaLog::connect(broker.address()).unwrap();
+    let mut topics = visionlog_journal::Topics::new(&broker.name("retained"), 2);
+    let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+    topics.retention =
+        visionlog_journal::TopicRetention { commands: hours(48), outcomes: hours(24), dead_letters: hours(720) };
+    topics.create(&log).unwrap();
+    let config = |topic: &str, key: &str| log.topic_config(topic, key).unwrap().unwrap_or_default();
+    assert_eq!(config(&topics.commands, "retention.ms"), (48 * 3_600_000u64).to_string());
+    assert_eq!(config(&topics.outcomes, "retention.ms"), (24 * 3_600_000u64).to_string());
+    assert_eq!(config(&topics.dead_letters, "retention.ms"), (720 * 3_600_000u64).to_string());
+    for t in [&topics.commands, &topics.outcomes, &topics.dead_letters, &topics.events] {
+        assert_eq!(config(t, "cleanup.policy"), "delete", "{t}");
+    }
+    assert_eq!(config(&topics.events, "retention.ms"), "-1", "the journal is kept for ever");
+    assert_eq!(config(&topics.models, "retention.ms"), "-1");
+    assert_eq!(config(&topics.privacy, "cleanup.policy"), "compact");
+    // created again (every start does): nothing changes, nothing fails
+    topics.create(&log).unwrap();
+    assert_eq!(config(&topics.commands, "retention.ms"), (48 * 3_600_000u64).to_string());
+}

@@ -33,6 +33,6 @@ pub use history::{Accepted, HistoryError, RecordedEvent, StateAsOf, accepted, st
 pub use membership::{Assignment, Work, WorkError, serve_partitions};
 pub use reader::{Decision, DecisionBody, Entry, JournalError, JournalEvent, JournalReader, read_held};
 pub use schemas::LogRegistry;
-pub use topics::Topics;
+pub use topics::{TopicRetention, Topics};
 
 pub use visionlog_log::now_ms;

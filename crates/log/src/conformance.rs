@@ -202,6 +202,9 @@ impl<L: EventLog> EventLog for CappedReads<L> {
     fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), crate::LogError> {
         self.inner.create_topic(topic, partitions)
     }
+    fn create_topic_retained(&self, topic: &str, partitions: u32, r: crate::Retention) -> Result<(), crate::LogError> {
+        self.inner.create_topic_retained(topic, partitions, r)
+    }
     fn partitions(&self, topic: &str) -> Result<u32, crate::LogError> {
         self.inner.partitions(topic)
     }

@@ -127,6 +127,18 @@ impl Appended {
     }
 }
 
+/// How long a topic keeps its records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retention {
+    /// For ever: the source of truth (`events`) and what cannot be derived again.
+    Forever,
+    /// At least this long; then the log may drop them (Kafka: `retention.ms`).
+    For(Duration),
+    /// The last record of each key is kept for ever, older ones may go (Kafka:
+    /// `cleanup.policy=compact`).
+    Compacted,
+}
+
 /// A partitioned, append-only log.
 ///
 /// Offsets of a partition start at 0 and are contiguous. An append of several records is
@@ -135,6 +147,13 @@ impl Appended {
 pub trait EventLog: Send + Sync {
     /// Creates a topic with `partitions` partitions; does nothing if it exists with that count.
     fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), LogError>;
+    /// Creates a topic like [`EventLog::create_topic`], keeping its records as `retention` says.
+    /// A topic that exists keeps the retention it has (change it with the broker's tools). A
+    /// log without retention (the embedded one) keeps everything, which is always safe.
+    fn create_topic_retained(&self, topic: &str, partitions: u32, retention: Retention) -> Result<(), LogError> {
+        let _ = retention;
+        self.create_topic(topic, partitions)
+    }
     /// Returns the partition count of a topic.
     fn partitions(&self, topic: &str) -> Result<u32, LogError>;
     /// The largest record a topic takes ([`Record::wire_bytes`] plus [`BATCH_OVERHEAD`]), where

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use visionlog_log::{Appended, EventLog, GroupMember, LogError, LogRecord, Position, Rebalance, Record};
+use visionlog_log::{Appended, EventLog, GroupMember, LogError, LogRecord, Position, Rebalance, Record, Retention};
 use visionlog_objects::Objects;
 
 /// Decoded segments kept in memory (each at most a segment's records).
@@ -107,6 +107,10 @@ impl TieredLog {
 impl EventLog for TieredLog {
     fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), LogError> {
         self.hot.create_topic(topic, partitions)
+    }
+
+    fn create_topic_retained(&self, topic: &str, partitions: u32, r: Retention) -> Result<(), LogError> {
+        self.hot.create_topic_retained(topic, partitions, r)
     }
 
     fn partitions(&self, topic: &str) -> Result<u32, LogError> {

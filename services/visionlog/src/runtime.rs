@@ -115,6 +115,7 @@ impl Runtime {
         let objects = visionlog_objects::Objects::open(&objects_url)
             .with_context(|| format!("opening the object store {}", redacted(&objects_url)))?;
         let mut topics = Topics::new(&b.topic_prefix, b.partitions);
+        topics.retention = b.settings.topic_retention();
         if let Ok(existing) = hot.partitions(&topics.commands) {
             topics.partitions = existing;
         }

@@ -23,6 +23,20 @@ pub(crate) struct Settings {
     #[arg(long, env = "VISIONLOG_TOMBSTONE_GRACE_S", default_value_t = 600, global = true, help_heading = "Projector",
           value_parser = RangedU64ValueParser::<u64>::new().range(0..=2_678_400))]
     pub(crate) tombstone_grace_s: u64,
+    /// Hours the `commands` topic keeps a command (set when the topic is created): longer than
+    /// the aggregators may ever be down, or unread commands are lost to retention.
+    #[arg(long, env = "VISIONLOG_COMMANDS_RETENTION_H", default_value_t = 168, global = true, help_heading = "Topics",
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..=87_600))]
+    pub(crate) commands_retention_h: u64,
+    /// Hours the `outcomes` topic keeps an outcome (set when the topic is created): longer than
+    /// any sender waits for one.
+    #[arg(long, env = "VISIONLOG_OUTCOMES_RETENTION_H", default_value_t = 168, global = true, help_heading = "Topics",
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..=87_600))]
+    pub(crate) outcomes_retention_h: u64,
+    /// Hours the `dead-letters` topic keeps a record (set when the topic is created).
+    #[arg(long, env = "VISIONLOG_DEAD_LETTERS_RETENTION_H", default_value_t = 720, global = true,
+          help_heading = "Topics", value_parser = RangedU64ValueParser::<u64>::new().range(1..=87_600))]
+    pub(crate) dead_letters_retention_h: u64,
     /// Largest JSON body the gateway accepts, in bytes.
     #[arg(long, env = "VISIONLOG_MAX_BODY_BYTES", default_value_t = 1 << 20, global = true, help_heading = "Gateway",
           value_parser = RangedU64ValueParser::<u64>::new().range(1024..=(1 << 30)))]
@@ -94,6 +108,16 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// How long the topics that are not the source of truth keep their records.
+    pub(crate) fn topic_retention(&self) -> visionlog_journal::TopicRetention {
+        let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+        visionlog_journal::TopicRetention {
+            commands: hours(self.commands_retention_h),
+            outcomes: hours(self.outcomes_retention_h),
+            dead_letters: hours(self.dead_letters_retention_h),
+        }
+    }
+
     /// The HTTP surfaces' settings (gateway and Operator Manager).
     pub(crate) fn http(&self) -> visionlog_http::ApiConfig {
         visionlog_http::ApiConfig {

@@ -362,6 +362,10 @@ impl KafkaLog {
 
 impl EventLog for KafkaLog {
     fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), LogError> {
+        self.create_topic_retained(topic, partitions, crate::Retention::Forever)
+    }
+
+    fn create_topic_retained(&self, topic: &str, partitions: u32, retention: crate::Retention) -> Result<(), LogError> {
         match self.partitions(topic) {
             Ok(n) if n == partitions => return Ok(()),
             Ok(n) => {
@@ -375,13 +379,19 @@ impl EventLog for KafkaLog {
             // the brokers cannot be reached (or refuse us): say so, rather than create blindly
             Err(e) => return Err(e),
         }
-        // the log is the source of truth: Kafka must never delete it by age or size (tiering to
-        // object storage, not retention, is how it will shrink), nor compact it
+        // the journal is the source of truth: Kafka must never delete it by age or size (tiering
+        // to object storage, not retention, is how it shrinks), nor compact it; the topics that
+        // are not (commands, outcomes, dead letters) say how long they are needed
         let min_insync = self.options.min_insync().to_string();
+        let (retention_ms, policy) = match retention {
+            crate::Retention::Forever => ("-1".to_owned(), "delete"),
+            crate::Retention::For(d) => (d.as_millis().max(1).to_string(), "delete"),
+            crate::Retention::Compacted => ("-1".to_owned(), "compact"),
+        };
         let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(self.options.replication as i32))
-            .set("retention.ms", "-1")
+            .set("retention.ms", &retention_ms)
             .set("retention.bytes", "-1")
-            .set("cleanup.policy", "delete")
+            .set("cleanup.policy", policy)
             .set("min.insync.replicas", &min_insync);
         let max_message_bytes = self.options.max_message_bytes.map(|n| n.to_string());
         let new = match &max_message_bytes {
