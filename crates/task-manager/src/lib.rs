@@ -16,9 +16,10 @@ use std::time::Duration;
 use visionlog_codec::Codec;
 use visionlog_codec::envelope::CommandEnvelope;
 use visionlog_domain::{Actor, Reprocess, ReprocessMode, RevertBatch, Stamped, TaskCommand, TaskEvent, revert};
-use visionlog_journal::{CommandBus, Topics, accepted, deterministic_id, now_ms};
+use visionlog_journal::{CommandBus, Topics, deterministic_id, now_ms};
 use visionlog_log::EventLog;
 use visionlog_store::ReadStore;
+use visionlog_views::{HistorySource, task_history};
 
 /// Why a task manager request was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -197,8 +198,8 @@ impl TaskManager<'_> {
             return Err(TaskManagerError::UnknownBatch(u.correlation_id.clone()));
         }
         let (mut planned, mut skipped) = (Vec::new(), Vec::new());
-        for (p, tasks) in &touched {
-            for (task_id, h) in self.histories(*p, tasks)? {
+        for tasks in touched.values() {
+            for (task_id, h) in self.histories(tasks)? {
                 let version = h.events.last().map_or(0, |e| e.0);
                 let stamped = h.events.iter().map(|(version, correlation_id, event)| Stamped {
                     version: *version,
@@ -286,32 +287,25 @@ impl TaskManager<'_> {
         })
     }
 
-    /// The tasks with at least one event of `correlation_id`, by partition.
-    fn touched(&self, correlation_id: &str) -> Result<BTreeMap<u32, BTreeSet<String>>, TaskManagerError> {
-        let mut out: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
-        for p in 0..self.topics.partitions {
-            for e in accepted(self.log, &self.topics.events, p, 0..u64::MAX) {
-                let e = e.map_err(backend)?;
-                if e.envelope.correlation_id == correlation_id {
-                    out.entry(p).or_default().insert(e.envelope.task_id);
-                }
-            }
-        }
-        Ok(out)
+    fn source(&self) -> HistorySource<'_> {
+        HistorySource { log: self.log, codec: self.codec, topics: self.topics, store: self.store }
     }
 
-    /// The whole histories of `tasks`, read from partition `p` of the one history.
-    fn histories(&self, p: u32, tasks: &BTreeSet<String>) -> Result<BTreeMap<String, History>, TaskManagerError> {
+    /// The tasks with at least one event of `correlation_id`, by partition: the batch index and
+    /// the journal's tail (see [`visionlog_views::batch_tasks`]), the batch's size, not the history's.
+    fn touched(&self, correlation_id: &str) -> Result<BTreeMap<u32, BTreeSet<String>>, TaskManagerError> {
+        visionlog_views::batch_tasks(self.source(), correlation_id).map_err(backend)
+    }
+
+    /// The whole histories of `tasks`, each read from the per-task index and the journal's tail.
+    fn histories(&self, tasks: &BTreeSet<String>) -> Result<BTreeMap<String, History>, TaskManagerError> {
         let mut out: BTreeMap<String, History> = BTreeMap::new();
-        for e in accepted(self.log, &self.topics.events, p, 0..u64::MAX) {
-            let e = e.map_err(backend)?;
-            if !tasks.contains(&e.envelope.task_id) {
-                continue;
-            }
-            let event = self.codec.decode_event(&e.payload).map_err(backend)?;
-            let env = e.envelope;
-            let h = out.entry(env.task_id).or_insert_with(|| History { tenant: env.tenant, events: Vec::new() });
-            h.events.push((env.version, env.correlation_id, event));
+        for task_id in tasks {
+            let events = task_history(self.source(), task_id).map_err(backend)?;
+            let Some(first) = events.first() else { continue };
+            let tenant = first.envelope.tenant.clone();
+            let events = events.into_iter().map(|e| (e.envelope.version, e.envelope.correlation_id, e.event)).collect();
+            out.insert(task_id.clone(), History { tenant, events });
         }
         Ok(out)
     }

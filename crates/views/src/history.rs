@@ -17,6 +17,10 @@
 //! its projector resumed from: events below it are read from the journal (the old cost) until
 //! `visionlog report rebuild` builds a generation that holds them all. With no `history_from`
 //! at all (the projector never ran on the partition) the journal is read whole, as before.
+//!
+//! The same rows answer "which tasks did batch X touch" (undoing a batch, seed 003): per
+//! correlation id, one row per task with an event of it (`batch_tasks`), read by
+//! [`batch_tasks`] with the same journal tail, so an undo costs the batch, not the history.
 
 use crate::generations::{self, table};
 use serde::{Deserialize, Serialize};
@@ -32,8 +36,11 @@ pub const TASK_EVENTS: &str = "task_events";
 /// Per partition of `events`: the offset from which `task_events` holds every accepted event
 /// (the row's version is `u64::MAX - offset`, so the lowest offset ever written stays).
 pub const HISTORY_FROM: &str = "history_from";
+/// The tasks of each batch: partition = correlation id, clustering = task id, version = the
+/// newest version of the task's events in the batch (so a rewrite of an older one is a no-op).
+pub const BATCH_TASKS: &str = "batch_tasks";
 /// The tables of the history index, in each generation beside the views.
-pub const HISTORY_TABLES: [&str; 2] = [TASK_EVENTS, HISTORY_FROM];
+pub const HISTORY_TABLES: [&str; 3] = [TASK_EVENTS, HISTORY_FROM, BATCH_TASKS];
 
 /// Why a task's history could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +87,17 @@ pub fn event_row(offset: u64, envelope: &EventEnvelope, payload: &[u8]) -> Row {
     }
 }
 
+/// The row saying task `task_id` has an event of batch `correlation_id` at `version`.
+pub fn batch_row(correlation_id: &str, task_id: &str, version: u64) -> Row {
+    // the value repeats the version: an empty one would be a tombstone
+    Row {
+        partition: correlation_id.to_owned(),
+        clustering: task_id.to_owned(),
+        version,
+        value: version.to_string().into_bytes(),
+    }
+}
+
 /// The row saying `task_events` holds partition `partition`'s events from `offset` on.
 pub fn history_from_row(partition: u32, offset: u64) -> Row {
     Row { partition: partition.to_string(), clustering: String::new(), version: u64::MAX - offset, value: Vec::new() }
@@ -98,16 +116,29 @@ pub struct HistorySource<'a> {
     pub store: &'a dyn ReadStore,
 }
 
+/// The offsets of partition `p` that the index does not cover, as of now: below where it
+/// starts and from the serving generation's committed position on — or the whole partition
+/// where the projector never ran on it.
+fn uncovered(src: HistorySource<'_>, serving: u32, p: u32) -> Result<[std::ops::Range<u64>; 2], HistoryReadError> {
+    let Some(from) = src.store.get(&table(HISTORY_FROM, serving), &p.to_string(), "")? else {
+        return Ok([0..u64::MAX, 0..0]);
+    };
+    let from = u64::MAX - from.version;
+    // the position first: rows written after it only add to what the journal tail holds
+    let position = src.log.committed(&generations::group(serving), &src.topics.events, p)?.map_or(0, |c| c.offset);
+    // the rows hold every event of [from, position); the journal the rest: below `from` (a
+    // generation projected before the index existed) and from `position` on (the lag)
+    Ok(if position <= from { [0..u64::MAX, 0..0] } else { [0..from, position..u64::MAX] })
+}
+
 /// Every event of task `task_id` accepted before the call, in version order (see the module).
 pub fn task_history(src: HistorySource<'_>, task_id: &str) -> Result<Vec<RecordedEvent>, HistoryReadError> {
     let p = visionlog_log::partition_for(task_id.as_bytes(), src.topics.partitions);
     let (g, _) = generations::read(src.store)?;
-    let Some(from) = src.store.get(&table(HISTORY_FROM, g.serving), &p.to_string(), "")? else {
+    if src.store.get(&table(HISTORY_FROM, g.serving), &p.to_string(), "")?.is_none() {
         return Ok(visionlog_journal::task_events(src.log, src.codec, src.topics, task_id, 0)?);
-    };
-    let from = u64::MAX - from.version;
-    // the position first: rows written after it only add to what the journal tail holds
-    let position = src.log.committed(&generations::group(g.serving), &src.topics.events, p)?.map_or(0, |c| c.offset);
+    }
+    let ranges = uncovered(src, g.serving, p)?;
     let mut events = BTreeMap::new();
     for row in visionlog_store::read_partition(src.store, &table(TASK_EVENTS, g.serving), task_id)? {
         let Ok(i) = postcard::from_bytes::<Indexed>(&row.value) else {
@@ -116,9 +147,6 @@ pub fn task_history(src: HistorySource<'_>, task_id: &str) -> Result<Vec<Recorde
         let event = src.codec.decode_event(&i.payload)?;
         events.insert(i.envelope.version, RecordedEvent { offset: i.offset, envelope: i.envelope, event });
     }
-    // the rows hold every event of [from, position); the journal the rest: below `from` (a
-    // generation projected before the index existed) and from `position` on (the lag)
-    let ranges = if position <= from { [0..u64::MAX, 0..0] } else { [0..from, position..u64::MAX] };
     for range in ranges.into_iter().filter(|r| !r.is_empty()) {
         for e in accepted(src.log, &src.topics.events, p, range) {
             let e = e?;
@@ -130,4 +158,34 @@ pub fn task_history(src: HistorySource<'_>, task_id: &str) -> Result<Vec<Recorde
         }
     }
     Ok(events.into_values().collect())
+}
+
+/// The tasks with an event of batch `correlation_id` accepted before the call, by partition of
+/// `events`: the batch's rows, then the journal where the index does not cover it (the
+/// projector's lag; a partition it never ran on is read whole). Costs the batch plus the lag.
+pub fn batch_tasks(
+    src: HistorySource<'_>,
+    correlation_id: &str,
+) -> Result<BTreeMap<u32, std::collections::BTreeSet<String>>, HistoryReadError> {
+    let (g, _) = generations::read(src.store)?;
+    let mut ranges = Vec::with_capacity(src.topics.partitions as usize);
+    for p in 0..src.topics.partitions {
+        ranges.push(uncovered(src, g.serving, p)?); // before the rows, like a task's history
+    }
+    let mut out: BTreeMap<u32, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for row in visionlog_store::read_partition(src.store, &table(BATCH_TASKS, g.serving), correlation_id)? {
+        let p = visionlog_log::partition_for(row.clustering.as_bytes(), src.topics.partitions);
+        out.entry(p).or_default().insert(row.clustering);
+    }
+    for (p, ranges) in (0..src.topics.partitions).zip(ranges) {
+        for range in ranges.into_iter().filter(|r| !r.is_empty()) {
+            for e in accepted(src.log, &src.topics.events, p, range) {
+                let e = e?;
+                if e.envelope.correlation_id == correlation_id {
+                    out.entry(p).or_default().insert(e.envelope.task_id);
+                }
+            }
+        }
+    }
+    Ok(out)
 }

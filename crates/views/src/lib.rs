@@ -16,7 +16,7 @@ mod task_view;
 pub mod views;
 
 pub use extractions::{EXTRACTIONS, Extraction, extraction};
-pub use history::{HistoryReadError, HistorySource, task_history};
+pub use history::{HistoryReadError, HistorySource, batch_tasks, task_history};
 pub use queries::{list_summaries, summary};
 pub use task_view::{DetectionRun, GroundTruth, OperatorSession, TaskView, ViewObject, civil_date, day, month};
 pub use views::TaskSummary;

@@ -4,7 +4,7 @@ use crate::generations::{self, table};
 use crate::task_view::TaskView;
 use crate::views::*;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use visionlog_store::{Put, ReadStore, Row, StoreError, for_each_row, read_partition};
 
 /// The measured accuracy of a model in its own backtest (written by the backtester).
@@ -123,16 +123,87 @@ pub fn tasks(store: &dyn ReadStore, f: &TaskFilter) -> Result<Vec<TaskSummary>, 
     Ok(out)
 }
 
-/// The operator queue of some customers: waiting and assigned tasks, oldest first (one
-/// partition read per customer).
-pub fn queue(store: &dyn ReadStore, customers: &[String]) -> Result<Vec<QueueRow>, StoreError> {
-    let t = serving(store, OPERATOR_QUEUE)?;
+/// Rows of the operator queue read per customer and per page.
+const QUEUE_PAGE: usize = 64;
+
+/// The operator queue of some customers: waiting and assigned tasks, oldest first, read a page
+/// at a time from each customer's partition and merged, so a caller that stops after `n` rows
+/// has read about `n` rows (plus a page per customer), not the backlog.
+pub fn queue<'a>(store: &'a dyn ReadStore, customers: &[String]) -> Result<QueueReader<'a>, StoreError> {
+    let table = serving(store, OPERATOR_QUEUE)?;
+    let pages = customers
+        .iter()
+        .map(|c| QueuePage { customer: c.clone(), after: None, rows: VecDeque::new(), done: false })
+        .collect();
+    Ok(QueueReader { store, table, pages })
+}
+
+/// The tasks an operator holds, of some customers (one small partition read per customer).
+pub fn held(store: &dyn ReadStore, customers: &[String]) -> Result<Vec<QueueRow>, StoreError> {
+    let t = serving(store, HELD_TASKS)?;
     let mut out = Vec::new();
     for c in customers {
         out.extend(rows_of::<QueueRow>(read_partition(store, &t, c)?));
     }
     out.sort_by(|a, b| (a.created_at_ms, &a.task_id).cmp(&(b.created_at_ms, &b.task_id)));
     Ok(out)
+}
+
+/// The operator queue, oldest first (see [`queue`]).
+pub struct QueueReader<'a> {
+    store: &'a dyn ReadStore,
+    table: String,
+    pages: Vec<QueuePage>,
+}
+
+struct QueuePage {
+    customer: String,
+    after: Option<String>,
+    rows: VecDeque<Row>,
+    done: bool,
+}
+
+impl QueueReader<'_> {
+    /// The next live row of each customer in its page (reading the next page where one ran out).
+    fn fill(&mut self) -> Result<(), StoreError> {
+        for page in &mut self.pages {
+            loop {
+                while page.rows.front().is_some_and(Row::is_tombstone) {
+                    page.rows.pop_front();
+                }
+                if page.done || !page.rows.is_empty() {
+                    break;
+                }
+                let rows = self.store.scan_partition(&self.table, &page.customer, page.after.as_deref(), QUEUE_PAGE)?;
+                page.done = rows.len() < QUEUE_PAGE;
+                page.after = rows.last().map(|r| r.clustering.clone()).or(page.after.take());
+                page.rows.extend(rows);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for QueueReader<'_> {
+    type Item = Result<QueueRow, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Err(e) = self.fill() {
+                return Some(Err(e));
+            }
+            // the clustering key is the creation time (fixed width) and the task id: oldest first
+            let oldest = self
+                .pages
+                .iter_mut()
+                .filter(|p| !p.rows.is_empty())
+                .min_by(|a, b| a.rows[0].clustering.cmp(&b.rows[0].clustering))?;
+            let row = oldest.rows.pop_front().expect("the page is not empty");
+            if let Some(queued) = decode::<QueueRow>(&row.value) {
+                return Some(Ok(queued));
+            }
+        }
+    }
 }
 
 /// Precision and recall of a model in its backtest.

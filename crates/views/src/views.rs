@@ -24,11 +24,12 @@ use visionlog_domain::scoring::Placed;
 pub const TOMBSTONES: &str = "tombstones";
 
 /// The tables of the views (without their generation suffix).
-pub const VIEW_TABLES: [&str; 9] = [
+pub const VIEW_TABLES: [&str; 10] = [
     TASK_STATE,
     TASK_SUMMARY,
     TASKS_BY_STATUS,
     OPERATOR_QUEUE,
+    HELD_TASKS,
     ENGINE_MONITOR,
     OPERATOR_SESSIONS,
     BILLING,
@@ -43,6 +44,9 @@ pub const TASK_SUMMARY: &str = "task_summary";
 pub const TASKS_BY_STATUS: &str = "tasks_by_status";
 /// Operator manager: the tasks that wait for an operator or have one, per customer, oldest first.
 pub const OPERATOR_QUEUE: &str = "operator_queue";
+/// Operator manager: the tasks an operator holds, per customer (what the lease reaper reads:
+/// as many rows as operators at work, however long the queue).
+pub const HELD_TASKS: &str = "held_tasks";
 /// Engine monitor: TP/FP/FN of each detection run against operator ground truth.
 pub const ENGINE_MONITOR: &str = "engine_monitor";
 /// Operator monitor: one row per operator session.
@@ -332,11 +336,15 @@ impl TaskView {
             summary,
         ));
         if let Some(queued) = self.queue_row() {
+            let value = encode(&queued);
+            if queued.operator.is_some() {
+                out.push(row(HELD_TASKS, self.customer.clone(), self.task_id.clone(), value.clone()));
+            }
             out.push(row(
                 OPERATOR_QUEUE,
                 self.customer.clone(),
                 format!("{}|{}", ts(self.created_at_ms), self.task_id),
-                encode(&queued),
+                value,
             ));
         }
         // engine monitor: every run before the latest ground truth is scored against it

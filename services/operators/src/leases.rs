@@ -76,9 +76,10 @@ impl Reaper {
     }
 }
 
-/// Sends `ReleaseOperator` for every assigned task whose lease ran out; returns how many.
+/// Sends `ReleaseOperator` for every assigned task whose lease ran out; returns how many. It
+/// reads the held tasks only (as many as operators at work), never the waiting queue.
 pub fn reap(gw: &Api) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
-    let rows = visionlog_views::queries::queue(gw.store.as_ref(), &gw.tenants.tenant_ids())?;
+    let rows = visionlog_views::queries::held(gw.store.as_ref(), &gw.tenants.tenant_ids())?;
     let now = now_ms();
     let mut commands = Vec::new();
     for row in rows {

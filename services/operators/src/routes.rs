@@ -74,7 +74,11 @@ pub(crate) async fn queue(
         let limit = q.limit.unwrap_or(100).clamp(1, gw.config.max_page);
         let filter = QueueFilter { project: q.project, skill: q.skill, waiting: q.waiting };
         let mut out = Vec::new();
-        for row in rows.into_iter().filter(|row| rules::shown(op, row, &filter)) {
+        for row in rows {
+            let row = row.map_err(Problem::internal)?;
+            if !rules::shown(op, &row, &filter) {
+                continue;
+            }
             let expires = leases::expires_at(gw.store.as_ref(), &row, gw.config.lease).map_err(Problem::internal)?;
             let mut v = serde_json::to_value(&row).map_err(Problem::internal)?;
             v["lease_expires_at_ms"] = json!(expires);

@@ -8,7 +8,9 @@ use visionlog_journal::{ConsumeError, EventHandler, HandledEvent};
 use visionlog_store::{Put, PutOutcome, ReadStore, Row, RowPlace, StoreError};
 use visionlog_views::TaskView;
 use visionlog_views::generations::table;
-use visionlog_views::history::{HISTORY_FROM, HISTORY_TABLES, TASK_EVENTS, event_row, history_from_row};
+use visionlog_views::history::{
+    BATCH_TASKS, HISTORY_FROM, HISTORY_TABLES, TASK_EVENTS, batch_row, event_row, history_from_row,
+};
 use visionlog_views::views::{TASK_STATE, TOMBSTONES, VIEW_TABLES, ViewRow, decode, encode};
 
 /// States kept between batches, so that a busy task is not read back at every batch.
@@ -105,6 +107,8 @@ pub struct Projector {
     cache_limit: usize,
     /// The rows of the history index for the events folded in since the last write.
     event_rows: Vec<Put>,
+    /// The batches of those events: (correlation id, task id) to the newest version.
+    batch_rows: HashMap<(String, String), u64>,
     /// The partition and the offset this projector first resumed from: `history_from` says the
     /// index holds the partition from there on.
     history_from: Option<(u32, u64)>,
@@ -142,6 +146,7 @@ impl Projector {
             fresh: false,
             cache_limit: CACHE_LIMIT,
             event_rows: Vec::new(),
+            batch_rows: HashMap::new(),
             history_from: None,
             history_from_written: false,
             partition: None,
@@ -268,6 +273,10 @@ impl Projector {
             self.history_from_written = true;
         }
         rows.append(&mut self.event_rows);
+        for ((correlation_id, task_id), version) in self.batch_rows.drain() {
+            let row = batch_row(&correlation_id, &task_id, version);
+            rows.push(Put { table: self.tables[BATCH_TASKS].clone(), row });
+        }
         if let (Some(list), Some(partition)) = (&mut self.tombstones, self.partition) {
             rows.extend(list.listed(partition, tombstoned));
         }
@@ -314,6 +323,8 @@ impl EventHandler for Projector {
         }
         let row = event_row(e.offset, e.envelope, e.payload);
         self.event_rows.push(Put { table: self.tables[TASK_EVENTS].clone(), row });
+        let batch = self.batch_rows.entry((e.envelope.correlation_id.clone(), id.clone())).or_default();
+        *batch = (*batch).max(version);
         if version > p.now.version + 1 {
             // its predecessor has not come yet: wait for it (a log hands a task's events in
             // order; this is for redelivery that does not)
@@ -355,6 +366,7 @@ impl EventHandler for Projector {
         let pending: Vec<(String, Pending)> = self.pending.drain().collect();
         if pending.is_empty() {
             self.event_rows.clear();
+            self.batch_rows.clear();
             return Ok(());
         }
         let started = std::time::Instant::now();
@@ -365,6 +377,7 @@ impl EventHandler for Projector {
             self.cache.clear();
             self.fresh = false;
             self.event_rows.clear();
+            self.batch_rows.clear();
         }
         result
     }

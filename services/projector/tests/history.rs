@@ -15,8 +15,8 @@ use visionlog_log::{EventLog, FileLog, FileLogOptions, Position, Record};
 use visionlog_projector::Projector;
 use visionlog_store::{EmbeddedStore, ReadStore};
 use visionlog_views::generations::{group, table};
-use visionlog_views::history::{HISTORY_FROM, TASK_EVENTS};
-use visionlog_views::{HistorySource, task_history};
+use visionlog_views::history::{BATCH_TASKS, HISTORY_FROM, TASK_EVENTS};
+use visionlog_views::{HistorySource, batch_tasks, task_history};
 
 struct Journal {
     _dir: tempfile::TempDir,
@@ -27,6 +27,8 @@ struct Journal {
     topics: Topics,
     store: Arc<dyn ReadStore>,
     versions: std::collections::HashMap<String, u64>,
+    /// The correlation id of the events appended (each task's own id when none).
+    batch: Option<String>,
 }
 
 fn event(task: &str, version: u64) -> TaskEvent {
@@ -65,7 +67,7 @@ impl Journal {
         topics.create(&log).unwrap();
         log.append(&topics.events, 0, &[claim_record(1, "owner")]).unwrap();
         let store: Arc<dyn ReadStore> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
-        Self { _dir: dir, log, reads, codec, topics, store, versions: Default::default() }
+        Self { _dir: dir, log, reads, codec, topics, store, versions: Default::default(), batch: None }
     }
 
     /// Appends the next event of each task, in the order given (one decision each).
@@ -82,7 +84,7 @@ impl Journal {
                     event_type: if *version == 1 { "TaskCreated" } else { "DetectionRequested" }.into(),
                     occurred_at_ms: 1_000,
                     recorded_at_ms: 1_000 + *version as i64,
-                    correlation_id: task.to_string(),
+                    correlation_id: self.batch.clone().unwrap_or_else(|| task.to_string()),
                     causation_id: format!("c-{task}-{version}"),
                     actor: "service:test".into(),
                     tenant: "acme".into(),
@@ -115,6 +117,12 @@ impl Journal {
         let source =
             HistorySource { log: &self.log, codec: &self.codec, topics: &self.topics, store: self.store.as_ref() };
         task_history(source, task).unwrap().into_iter().map(|e| (e.envelope.version, e.envelope.event_type)).collect()
+    }
+
+    fn batch(&self, correlation_id: &str) -> Vec<String> {
+        let source =
+            HistorySource { log: &self.log, codec: &self.codec, topics: &self.topics, store: self.store.as_ref() };
+        batch_tasks(source, correlation_id).unwrap().into_values().flatten().collect()
     }
 
     fn indexed(&self, task: &str) -> usize {
@@ -180,4 +188,34 @@ fn a_generation_projected_before_the_index_existed_is_read_whole_from_the_journa
     assert_eq!(j.indexed("a"), 2, "only what this projector saw is indexed");
     assert_eq!(j.history("a"), versions(4), "the rest is read from the journal below the index");
     assert_eq!(j.history("b"), versions(3));
+}
+
+#[test]
+fn the_tasks_of_a_batch_are_found_by_its_correlation_id_projected_or_not_without_reading_the_partition() {
+    let mut j = Journal::new();
+    for _ in 0..50 {
+        j.append(&["busy-1", "busy-2", "busy-3", "busy-4"]);
+    }
+    j.batch = Some("bulk-1".into());
+    j.append(&["x", "y", "x"]);
+    j.batch = None;
+    for _ in 0..50 {
+        j.append(&["busy-1", "busy-2", "busy-3", "busy-4"]);
+    }
+    assert_eq!(j.batch("bulk-1"), ["x", "y"], "never projected: the partition is read");
+    j.project();
+    let rows = visionlog_store::read_partition(j.store.as_ref(), &table(BATCH_TASKS, 1), "bulk-1").unwrap();
+    assert_eq!(rows.iter().map(|r| (r.clustering.as_str(), r.version)).collect::<Vec<_>>(), [("x", 2), ("y", 1)]);
+    j.reads.store(0, Ordering::SeqCst);
+    assert_eq!(j.batch("bulk-1"), ["x", "y"]);
+    let reads = j.reads.load(Ordering::SeqCst);
+    assert!(reads <= 2, "{reads} log reads for a batch that is all indexed (the tail is empty)");
+    // accepted after the projector's position: found in the journal's tail (read-your-writes)
+    j.batch = Some("bulk-1".into());
+    j.append(&["z"]);
+    j.batch = Some("bulk-2".into());
+    j.append(&["x"]);
+    assert_eq!(j.batch("bulk-1"), ["x", "y", "z"]);
+    assert_eq!(j.batch("bulk-2"), ["x"]);
+    assert!(j.batch("no-such-batch").is_empty());
 }

@@ -2,7 +2,9 @@
 //! version, result) and of the operator queue, on a history of N events and on one of 10N, in
 //! the same run on the same machine; `ratio` is the worst endpoint's p50 at 10N over its p50 at N
 //! (a read that costs what the task costs stays near 1). The journal fold every read cost
-//! before the per-task index is measured beside them at both sizes.
+//! before the per-task index is measured beside them at both sizes. `undo_plan` is a dry-run
+//! undo of one task's batch (`POST /v1/admin/batches/{id}/undo`): finding the batch's tasks
+//! through the correlation-id index and folding each.
 
 use super::workbench::{checked_workload, decide_all, envelope, workload};
 use crate::runtime::{Backends, Runtime};
@@ -83,12 +85,13 @@ fn percentiles(mut ms: Vec<f64>) -> (f64, f64) {
 }
 
 /// The endpoints read, with the token that reads them.
-const ENDPOINTS: [(&str, &str); 5] = [
+const ENDPOINTS: [(&str, &str); 6] = [
     ("summary", "/v1/tasks/{id}"),
     ("events", "/v1/tasks/{id}/events"),
     ("state_at_version", "/v1/tasks/{id}/state?version=3"),
     ("result", "/v1/tasks/{id}/result"),
     ("operator_queue", "/v1/operator/queue?limit=50"),
+    ("undo_plan", "/v1/admin/batches/{id}/undo"),
 ];
 
 /// p50/p99 (ms) of each endpoint over the sample tasks, and of the journal fold.
@@ -96,12 +99,21 @@ fn measure(rt: &Runtime, addr: std::net::SocketAddr, sample: &[String], folds: u
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build()?;
     let mut out = serde_json::Map::new();
     for (name, path) in ENDPOINTS {
-        let token = if name == "operator_queue" { "op-token" } else { "acme-token" };
+        let token = match name {
+            "operator_queue" => "op-token",
+            "undo_plan" => "ops-token",
+            _ => "acme-token",
+        };
         let mut ms = Vec::with_capacity(sample.len());
         for id in sample {
             let url = format!("http://{addr}{}", path.replace("{id}", id));
+            let request = if name == "undo_plan" {
+                client.post(&url).json(&json!({ "reason": "bench", "dry_run": true }))
+            } else {
+                client.get(&url)
+            };
             let t = Instant::now();
-            let response = client.get(&url).bearer_auth(token).send()?;
+            let response = request.bearer_auth(token).send()?;
             let status = response.status();
             let body = response.bytes()?;
             ms.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -127,6 +139,7 @@ pub(super) fn run(backends: &Backends, b: &ReadsBench) -> anyhow::Result<()> {
     let tenants = json!({
         "tenants": [{ "id": "acme", "team": "shelves", "tokens": ["acme-token"], "qc_per_mille": 0 }],
         "operators": [{ "id": "op-bench", "teams": ["shelves"], "tokens": ["op-token"] }],
+        "admins": [{ "id": "ops", "tokens": ["ops-token"] }],
     });
     let (_dir, rt) = super::workbench::bench_runtime(backends, b.partitions, tenants)?;
     let stop = Arc::new(AtomicBool::new(false));
