@@ -52,23 +52,69 @@ pub fn task_view(store: &dyn ReadStore, task_id: &str) -> Result<Option<TaskView
         .and_then(|r| decode(&r.value)))
 }
 
-/// Reads the whole fold of every task of a class group that has ground truth: the
-/// training-data repository of the detectors (images and true boxes) and the past prediction
-/// events to backtest on. A table scan: the trainer's, not a request path's.
-pub fn labelled_tasks(store: &dyn ReadStore, class_group: &str) -> Result<Vec<TaskView>, StoreError> {
-    let mut out = Vec::new();
-    for_each_row(store, &serving(store, TASK_STATE)?, |r| {
-        if let Some(v) = decode::<TaskView>(&r.value)
-            && v.class_group == class_group
-            && v.truth.is_some()
-            && !v.cancelled
-        {
-            out.push(v);
-        }
-        Ok(())
-    })?;
-    Ok(out)
+/// The labelled tasks of a customer's class group (the detectors' training data), in the order
+/// their ground truth was sealed, after `after` (e.g. [`sealed_before`]; none: all), read a
+/// page at a time: the caller holds a page, not the repository.
+pub fn labelled<'a>(
+    store: &'a dyn ReadStore,
+    customer: &str,
+    class_group: &str,
+    after: Option<String>,
+) -> Result<Paged<'a, LabelledRow>, StoreError> {
+    Ok(Paged {
+        store,
+        table: serving(store, LABELLED)?,
+        partition: format!("{customer}|{class_group}"),
+        after,
+        rows: VecDeque::new(),
+        done: false,
+        kind: std::marker::PhantomData,
+    })
 }
+
+/// The live rows of one partition, decoded, a page at a time (see [`labelled`]).
+pub struct Paged<'a, T> {
+    store: &'a dyn ReadStore,
+    table: String,
+    partition: String,
+    after: Option<String>,
+    rows: VecDeque<Row>,
+    done: bool,
+    kind: std::marker::PhantomData<T>,
+}
+
+impl<T: serde::de::DeserializeOwned> Iterator for Paged<'_, T> {
+    type Item = Result<T, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(row) = self.rows.pop_front() {
+                if row.is_tombstone() {
+                    continue;
+                }
+                match decode::<T>(&row.value) {
+                    Some(v) => return Some(Ok(v)),
+                    None => continue,
+                }
+            }
+            if self.done {
+                return None;
+            }
+            let page = match self.store.scan_partition(&self.table, &self.partition, self.after.as_deref(), PAGE) {
+                Ok(page) => page,
+                Err(e) => return Some(Err(e)),
+            };
+            self.done = page.len() < PAGE;
+            if let Some(last) = page.last() {
+                self.after = Some(last.clustering.clone());
+            }
+            self.rows.extend(page);
+        }
+    }
+}
+
+/// Rows read per page by the paging readers.
+const PAGE: usize = 256;
 
 /// The last definition of a class group.
 pub fn class_group(store: &dyn ReadStore, key: &str) -> Result<Option<ClassGroupRow>, StoreError> {

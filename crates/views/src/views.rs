@@ -24,7 +24,7 @@ use visionlog_domain::scoring::Placed;
 pub const TOMBSTONES: &str = "tombstones";
 
 /// The tables of the views (without their generation suffix).
-pub const VIEW_TABLES: [&str; 10] = [
+pub const VIEW_TABLES: [&str; 11] = [
     TASK_STATE,
     TASK_SUMMARY,
     TASKS_BY_STATUS,
@@ -34,6 +34,7 @@ pub const VIEW_TABLES: [&str; 10] = [
     OPERATOR_SESSIONS,
     BILLING,
     TRAINING_INDEX,
+    LABELLED,
     CLASS_GROUPS,
 ];
 /// The projector's own fold of each task (what the views are computed from).
@@ -55,6 +56,10 @@ pub const OPERATOR_SESSIONS: &str = "operator_sessions";
 pub const BILLING: &str = "billing";
 /// Training data: the crops of each class, per task.
 pub const TRAINING_INDEX: &str = "training_index";
+/// The trainer's repository: a row per labelled task of a customer's class group, in the order
+/// its ground truth was sealed (partition = `customer|class group`, clustering =
+/// `sealed at|task id`), so "labels since the last training" is a range read.
+pub const LABELLED: &str = "labelled";
 /// The last definition of each class group.
 pub const CLASS_GROUPS: &str = "class_groups";
 
@@ -215,6 +220,29 @@ pub struct TrainingRow {
     pub truth_version: u64,
     /// The crops.
     pub crops: Vec<Crop>,
+}
+
+/// The trainer's row of a labelled task: its photos and its ground truth's classified boxes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabelledRow {
+    /// The task.
+    pub task_id: String,
+    /// The task version of the ground truth.
+    pub truth_version: u64,
+    /// When the ground truth was sealed (ms).
+    pub sealed_at_ms: i64,
+    /// The photos' URIs, by image index.
+    pub images: Vec<String>,
+    /// The boxes with a class: (image index, box, class id).
+    pub boxes: Vec<(u32, BoundingBox, u32)>,
+    /// The class ids of the task's class group.
+    pub classes: Vec<u32>,
+}
+
+/// A paging key of the `labelled` rows after every row sealed before `at_ms` (the task ids
+/// that follow the fixed-width time all sort before U+10FFFF).
+pub fn sealed_before(at_ms: i64) -> String {
+    format!("{}|\u{10FFFF}", ts(at_ms.saturating_sub(1)))
 }
 
 /// Bits of a task id's hash that break ties between class-group definitions of one millisecond.
@@ -388,6 +416,22 @@ impl TaskView {
             self.task_id.clone(),
             encode(&billing),
         ));
+        if let Some(truth) = self.truth.as_ref().filter(|_| !self.cancelled) {
+            let labelled = LabelledRow {
+                task_id: self.task_id.clone(),
+                truth_version: truth.version,
+                sealed_at_ms: truth.at_ms,
+                images: self.images.iter().map(|i| i.uri.clone()).collect(),
+                boxes: truth.objects.iter().filter_map(|o| Some((o.image, o.bbox, o.class_id?))).collect(),
+                classes: self.class_names.keys().copied().collect(),
+            };
+            out.push(row(
+                LABELLED,
+                format!("{}|{}", self.customer, self.class_group),
+                format!("{}|{}", ts(truth.at_ms), self.task_id),
+                encode(&labelled),
+            ));
+        }
         if let Some(truth) = &self.truth {
             let mut by_class: BTreeMap<u32, Vec<Crop>> = BTreeMap::new();
             for o in &truth.objects {
@@ -490,5 +534,37 @@ mod tests {
     fn path_segments_cannot_climb() {
         assert_eq!(path_segment("../etc/passwd"), "%2E%2E%2Fetc%2Fpasswd");
         assert_eq!(crop_location("acme/ice", 3, "t-1", "s1.0"), "training/acme%2Fice/3/t-1/s1%2E0.png");
+    }
+
+    #[test]
+    fn a_labelled_task_has_a_row_in_the_trainers_repository_in_the_order_it_was_sealed() {
+        let mut view = TaskView {
+            task_id: "t-1".into(),
+            version: 9,
+            customer: "acme".into(),
+            class_group: "acme/shelves".into(),
+            class_names: [(1, "cola".to_owned()), (2, "lime".to_owned())].into(),
+            images: vec![visionlog_domain::ImageRef { uri: "store://images/t-1/0.png".into(), width: 64, height: 48 }],
+            truth: Some(crate::GroundTruth {
+                version: 8,
+                at_ms: 1_234,
+                session_id: "s1".into(),
+                objects: vec![obj(0, 1.0, Some(2)), obj(0, 30.0, None)],
+            }),
+            ..TaskView::default()
+        };
+        let labelled: Vec<ViewRow> = view.rows().into_iter().filter(|r| r.table == LABELLED).collect();
+        assert_eq!(labelled.len(), 1);
+        assert_eq!(
+            (labelled[0].partition.as_str(), labelled[0].clustering.as_str()),
+            ("acme|acme/shelves", "000000000001234|t-1")
+        );
+        let row: LabelledRow = decode(&labelled[0].value).unwrap();
+        assert_eq!((row.truth_version, row.sealed_at_ms, row.classes.as_slice()), (8, 1_234, &[1, 2][..]));
+        assert_eq!(row.boxes, [(0, obj(0, 1.0, None).bbox, 2)], "boxes without a class are not training data");
+        assert_eq!(row.images, ["store://images/t-1/0.png"]);
+        assert!(sealed_before(1_234) < labelled[0].clustering && sealed_before(1_235) > labelled[0].clustering);
+        view.cancelled = true;
+        assert!(view.rows().iter().all(|r| r.table != LABELLED), "a cancelled task is no training data");
     }
 }

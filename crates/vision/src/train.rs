@@ -87,6 +87,39 @@ pub enum Flow {
     Stop,
 }
 
+/// The photos a training run draws its mini-batches from: all of them in memory, or a bounded
+/// pool that a stream refreshes between steps (a training set larger than the memory allowed).
+pub trait ExamplePool {
+    /// The photos in memory now.
+    fn examples(&self) -> &[TrainingImage];
+    /// Called after each step: swap some photos for the stream's next ones (or nothing).
+    fn refresh(&mut self) -> Result<(), VisionError>;
+    /// Distinct photos the run has drawn from so far.
+    fn distinct(&self) -> u64;
+}
+
+/// Every photo in memory.
+struct InMemory<'a>(&'a [TrainingImage]);
+
+impl ExamplePool for InMemory<'_> {
+    fn examples(&self) -> &[TrainingImage] {
+        self.0
+    }
+    fn refresh(&mut self) -> Result<(), VisionError> {
+        Ok(())
+    }
+    fn distinct(&self) -> u64 {
+        self.0.len() as u64
+    }
+}
+
+impl TrainingImage {
+    /// Bytes its pixels take (what a pool counts against its memory).
+    pub fn bytes(&self) -> usize {
+        self.pixels.numel() + self.targets.len() * std::mem::size_of::<Target>()
+    }
+}
+
 /// Trains a detector made by [`Detector::new`] in place (the callback is asked every 10 steps): mini-batches drawn at random, flipped
 /// left-right half the time, brighter or darker by up to a fifth.
 pub fn train(
@@ -95,8 +128,18 @@ pub fn train(
     cfg: &TrainConfig,
     progress: &mut dyn FnMut(&Progress) -> Flow,
 ) -> Result<TrainingInfo, VisionError> {
+    train_from(det, &mut InMemory(data), cfg, progress)
+}
+
+/// [`train`] drawing from a pool of photos, refreshed after each step.
+pub fn train_from(
+    det: &Detector,
+    pool: &mut dyn ExamplePool,
+    cfg: &TrainConfig,
+    progress: &mut dyn FnMut(&Progress) -> Flow,
+) -> Result<TrainingInfo, VisionError> {
     let vs = det.vars().ok_or_else(|| VisionError::Input("an imported module is not trained here".into()))?;
-    if data.is_empty() {
+    if pool.examples().is_empty() {
         return Err(VisionError::Input("no training photos".into()));
     }
     let classes = det.manifest().classes.len();
@@ -112,6 +155,7 @@ pub fn train(
         opt.set_lr(cfg.learning_rate * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())));
         let mut pixels = Vec::with_capacity(cfg.batch);
         let mut targets = Vec::with_capacity(cfg.batch);
+        let data = pool.examples();
         for _ in 0..cfg.batch {
             let img = &data[rng.below(data.len() as u64) as usize];
             if rng.below(2) == 0 {
@@ -137,6 +181,7 @@ pub fn train(
         );
         opt.backward_step(&loss);
         seen += cfg.batch as u64;
+        pool.refresh()?;
         if step % 10 == 0 || step == cfg.steps {
             let secs = started.elapsed().as_secs_f64();
             let flow = progress(&Progress {
@@ -152,7 +197,7 @@ pub fn train(
     }
     let seconds = started.elapsed().as_secs_f64();
     Ok(TrainingInfo {
-        examples: data.len() as u64,
+        examples: pool.distinct(),
         steps: cfg.steps,
         seconds,
         images_per_second: seen as f64 / seconds.max(1e-9),

@@ -2,7 +2,8 @@
 
 use crate::artifacts;
 use crate::worker::load_image;
-use std::collections::BTreeMap;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -12,11 +13,10 @@ use visionlog_journal::{deterministic_id, now_ms};
 use visionlog_models::{ModelCommand, ModelEvent, ModelKey, Outcome, Registry};
 use visionlog_objects::Objects;
 use visionlog_store::ReadStore;
-use visionlog_views::TaskView;
 use visionlog_views::queries::{self, Backtest};
-use visionlog_views::views::score;
-use visionlog_vision::train::{Flow, TrainConfig, evaluate, train, training_image};
-use visionlog_vision::{DETECTOR_INPUT, DecodeConfig, Detector, Expect, ModelKind, TrainingInfo, sha256_hex};
+use visionlog_views::views::{LabelledRow, score, sealed_before};
+use visionlog_vision::train::{ExamplePool, Flow, TrainConfig, TrainingImage, evaluate, train_from, training_image};
+use visionlog_vision::{DETECTOR_INPUT, DecodeConfig, Detector, Expect, ModelKind, TrainingInfo};
 
 /// Why a training run did not end in a recorded version.
 #[derive(Debug, thiserror::Error)]
@@ -52,69 +52,113 @@ pub struct TrainerConfig {
     pub train: TrainConfig,
     /// How often to look for work.
     pub poll: Duration,
+    /// Bytes of prepared photos a training run keeps in memory; a larger training set streams
+    /// through a pool of this size.
+    pub memory_bytes: usize,
 }
 
 impl Default for TrainerConfig {
     fn default() -> Self {
-        Self { min_new_tasks: 40, min_f1: 0.5, train: TrainConfig::default(), poll: Duration::from_secs(2) }
+        Self {
+            min_new_tasks: 40,
+            min_f1: 0.5,
+            train: TrainConfig::default(),
+            poll: Duration::from_secs(2),
+            memory_bytes: 1 << 30,
+        }
     }
 }
 
 impl Trainer {
     /// The deployed version's F1 on the held-out tasks (seed 002): where it already predicted a
     /// task, its recorded prediction event is scored against the ground truth; the other tasks'
-    /// photos are run through it. An artifact that no longer loads scores 0.
-    fn deployed_f1(
-        &self,
-        key: &ModelKey,
-        version: u32,
-        artifact: &str,
-        held: &[&TaskView],
-        expect: &Expect,
-    ) -> Result<f64, TrainerError> {
+    /// photos are run through it, a few at a time. An artifact that no longer loads scores 0.
+    fn deployed_f1(&self, key: &ModelKey, version: u32, artifact: &str, expect: &Expect) -> Result<f64, TrainerError> {
         let model = visionlog_domain::ModelRef { model_id: key.model_id(), version };
         let mut total = Counts::default();
-        let mut rerun = Vec::new();
-        for t in held {
-            let Some(truth) = &t.truth else { continue };
-            match t.runs.iter().rev().find(|r| r.model == model && r.version < truth.version) {
-                Some(run) => total.add(&scoring::total(&score(&run.predictions, &truth.objects))),
-                None => rerun.push(*t),
+        let (mut replayed, mut rerun) = (0u64, 0u64);
+        let mut current = None;
+        let mut photos = Vec::new();
+        for row in self.rows(key, true)? {
+            let row = row?;
+            let view = queries::task_view(self.store.as_ref(), &row.task_id)?;
+            let truth = view.as_ref().and_then(|v| v.truth.as_ref().map(|t| (v, t)));
+            if let Some((view, truth)) = truth
+                && let Some(run) = view.runs.iter().rev().find(|r| r.model == model && r.version < truth.version)
+            {
+                total.add(&scoring::total(&score(&run.predictions, &truth.objects)));
+                replayed += 1;
+                continue;
+            }
+            rerun += 1;
+            if current.is_none() {
+                let loaded = artifacts::get(&self.objects, artifact).map_err(|e| e.to_string()).and_then(|a| {
+                    Detector::load(&a, expect, visionlog_vision::device_choice().device).map_err(|e| e.to_string())
+                });
+                match loaded {
+                    Ok(d) => current = Some(d),
+                    Err(e) => {
+                        tracing::warn!(
+                            model = model.model_id,
+                            version,
+                            error = e,
+                            "trainer: the deployed artifact does not load; it scores 0"
+                        );
+                        return Ok(0.0);
+                    }
+                }
+            }
+            photos.extend(self.photos(&row));
+            if photos.len() >= EVAL_BATCH {
+                let det = current.as_ref().expect("loaded above");
+                total.add(&evaluate(det, &std::mem::take(&mut photos), EVAL_BATCH, &DecodeConfig::default())?.total);
             }
         }
-        let replayed = held.len() - rerun.len();
-        if !rerun.is_empty() {
-            let photos = self.photos(&rerun);
-            let loaded = artifacts::get(&self.objects, artifact).map_err(|e| e.to_string()).and_then(|a| {
-                Detector::load(&a, expect, visionlog_vision::device_choice().device).map_err(|e| e.to_string())
-            });
-            match loaded {
-                Ok(current) => {
-                    let e = evaluate(&current, &photos, 8, &DecodeConfig::default())?;
-                    total.add(&e.total);
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        model = model.model_id,
-                        version,
-                        error = e,
-                        "trainer: the deployed artifact does not load; it scores 0"
-                    );
-                    return Ok(0.0);
-                }
-            }
+        if let (Some(det), false) = (&current, photos.is_empty()) {
+            total.add(&evaluate(det, &photos, EVAL_BATCH, &DecodeConfig::default())?.total);
         }
         tracing::info!(
             model = model.model_id,
             version,
             replayed,
-            rerun = rerun.len(),
+            rerun,
             f1 = total.f1(),
             "trainer: deployed version scored"
         );
         Ok(total.f1())
     }
+
+    /// The labelled rows of a model's class group, the held-out ones or the training ones,
+    /// streamed a page at a time.
+    fn rows<'a>(
+        &'a self,
+        key: &ModelKey,
+        held: bool,
+    ) -> Result<impl Iterator<Item = Result<LabelledRow, TrainerError>> + 'a, TrainerError> {
+        let rows = queries::labelled(self.store.as_ref(), &key.customer, &key.class_group, None)?;
+        Ok(rows
+            .map(|r| r.map_err(TrainerError::from))
+            .filter(move |r| r.as_ref().map_or(true, |r| held_out(&r.task_id) == held)))
+    }
+
+    /// A labelled task's readable photos with their classified boxes (unreadable ones are skipped).
+    fn photos(&self, row: &LabelledRow) -> Vec<(visionlog_imaging::Rgb, Vec<(BoundingBox, u32)>)> {
+        let mut out = Vec::new();
+        for (i, uri) in row.images.iter().enumerate() {
+            match load_image(&self.objects, uri) {
+                Ok(px) => {
+                    let boxes = row.boxes.iter().filter(|(image, ..)| *image == i as u32).map(|(_, b, c)| (*b, *c));
+                    out.push((px, boxes.collect()));
+                }
+                Err(e) => tracing::debug!(task = row.task_id, error = e, "trainer: photo skipped"),
+            }
+        }
+        out
+    }
 }
+
+/// Photos scored per batch in a backtest.
+const EVAL_BATCH: usize = 8;
 
 /// Whether a task is held out of training, to backtest on (one in five, by task id).
 pub fn held_out(task_id: &str) -> bool {
@@ -145,14 +189,12 @@ pub struct Trainer {
     objects: Objects,
     registry: Arc<Registry>,
     config: TrainerConfig,
-    /// Per model: the labelled-task count at which training last failed; not tried again
-    /// until more ground truth arrives (or the process restarts).
-    failed_at: std::sync::Mutex<BTreeMap<ModelKey, u64>>,
+    /// Per model: the new labels (count, newest seal) at which training last failed; not
+    /// tried again until more ground truth arrives (or the process restarts).
+    failed_at: std::sync::Mutex<BTreeMap<ModelKey, (u64, Option<i64>)>>,
     /// Set when the process shuts down: a run in progress stops within 10 steps.
     stop: Option<Arc<AtomicBool>>,
 }
-
-type Photos = Vec<(visionlog_imaging::Rgb, Vec<(BoundingBox, u32)>)>;
 
 impl Trainer {
     /// Creates a trainer.
@@ -193,91 +235,74 @@ impl Trainer {
         self.run(&groups, stop);
     }
 
-    /// Trains a class group's detector if asked to or if the policy says so.
+    /// Trains a class group's detector if asked to or if the policy says so: at least
+    /// `min_new_tasks` training tasks labelled since the last version trained here. It reads
+    /// the labels sealed since then (a range of the `labelled` view), never the whole repository.
     pub fn consider(&self, customer: &str, class_group: &str) -> Result<Option<TrainingRun>, TrainerError> {
         let key = ModelKey::detector(customer, class_group);
         let stream = self.registry.stream(&key)?;
-        let tasks = queries::labelled_tasks(self.store.as_ref(), class_group)?;
-        let tasks: Vec<TaskView> = tasks.into_iter().filter(|t| t.customer == customer).collect();
-        let trainable = tasks.iter().filter(|t| !held_out(&t.task_id)).count() as u64;
-        let last_trained = stream.versions.values().filter(|v| v.trained).count();
-        let trained_on = stream.trained_tasks();
+        let last_trained = stream.versions.values().filter(|v| v.trained).map(|v| v.created_ms).max();
+        let after = last_trained.map(sealed_before);
+        let (mut new, mut newest) = (0u64, None);
+        for row in queries::labelled(self.store.as_ref(), customer, class_group, after)? {
+            let row = row?;
+            if !held_out(&row.task_id) {
+                new += 1;
+                newest = Some(row.sealed_at_ms);
+            }
+        }
         let asked = stream.pending_training.is_some();
-        let policy = trainable >= trained_on + self.config.min_new_tasks;
-        if !(asked || policy) || trainable == 0 {
+        let policy = new >= self.config.min_new_tasks;
+        if !(asked || policy) {
             return Ok(None);
         }
-        if self.failed_at.lock().expect("trainer lock").get(&key) == Some(&trainable) {
+        if new == 0 && self.rows(&key, false)?.next().is_none() {
+            return Ok(None); // asked, but nothing is labelled yet
+        }
+        let mark = (new, newest);
+        if self.failed_at.lock().expect("trainer lock").get(&key) == Some(&mark) {
             return Ok(None);
         }
-        tracing::info!(
-            model = key.model_id(),
-            trainable,
-            trained_on,
-            asked,
-            models_trained = last_trained,
-            "trainer: training a detector"
-        );
-        let run = self.train_and_promote(&key, &tasks);
+        tracing::info!(model = key.model_id(), new_labels = new, asked, "trainer: training a detector");
+        let run = self.train_and_promote(&key);
         if run.is_err() {
-            self.failed_at.lock().expect("trainer lock").insert(key, trainable);
+            self.failed_at.lock().expect("trainer lock").insert(key, mark);
         }
         run.map(Some)
     }
 
-    fn photos(&self, tasks: &[&TaskView]) -> Photos {
-        let mut out = Vec::new();
-        for t in tasks {
-            let Some(truth) = &t.truth else { continue };
-            for (i, image) in t.images.iter().enumerate() {
-                match load_image(&self.objects, &image.uri) {
-                    Ok(px) => {
-                        let boxes = truth
-                            .objects
-                            .iter()
-                            .filter(|o| o.image == i as u32)
-                            .filter_map(|o| Some((o.bbox, o.class_id?)))
-                            .collect();
-                        out.push((px, boxes));
-                    }
-                    Err(e) => tracing::debug!(task = t.task_id, error = e, "trainer: photo skipped"),
-                }
-            }
+    /// Trains a candidate on the non-held-out labelled tasks, backtests it and the deployed
+    /// version on the held-out ones, records both, and promotes the candidate if it is better.
+    /// The labels are streamed from the read store and the photos from the object store: a
+    /// first pass over the rows (classes, snapshot, counts), then the photos through a pool of
+    /// at most `memory_bytes`, then the held-out photos a batch at a time.
+    pub fn train_and_promote(&self, key: &ModelKey) -> Result<TrainingRun, TrainerError> {
+        let (mut classes, mut hasher, mut training_tasks) = (BTreeSet::new(), Sha256::new(), 0u64);
+        for row in self.rows(key, false)? {
+            let row = row?;
+            classes.extend(row.classes.iter().copied());
+            hasher.update(format!("{}@{}\n", row.task_id, row.truth_version).as_bytes());
+            training_tasks += 1;
         }
-        out
-    }
-
-    /// Trains a candidate on the non-held-out tasks, backtests it and the deployed version on
-    /// the held-out ones, records both, and promotes the candidate if it is better.
-    pub fn train_and_promote(&self, key: &ModelKey, tasks: &[TaskView]) -> Result<TrainingRun, TrainerError> {
-        let classes: Vec<u32> = tasks
-            .iter()
-            .flat_map(|t| t.class_names.keys().copied())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let (held, training): (Vec<&TaskView>, Vec<&TaskView>) = tasks.iter().partition(|t| held_out(&t.task_id));
-        let snapshot = {
-            let mut pairs: Vec<String> = training
-                .iter()
-                .map(|t| format!("{}@{}", t.task_id, t.truth.as_ref().map_or(0, |g| g.version)))
-                .collect();
-            pairs.sort();
-            sha256_hex(pairs.join("\n").as_bytes())
-        };
-        let photos = self.photos(&training);
-        if photos.is_empty() {
+        let held_tasks = self.rows(key, true)?.count() as u64;
+        let classes: Vec<u32> = classes.into_iter().collect();
+        let snapshot: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let mut pool = PhotoPool::fill(self, key, &classes, self.config.memory_bytes, self.config.train.batch)?;
+        if pool.examples.is_empty() {
             return Err(TrainerError::NoData("no readable training photos".into()));
         }
-        let data = photos
-            .iter()
-            .map(|(px, truth)| training_image(px, truth, &classes, DETECTOR_INPUT))
-            .collect::<Result<Vec<_>, _>>()?;
         let device = visionlog_vision::device_choice().device;
         let seed = i64::from_str_radix(&snapshot[..8], 16).unwrap_or(0);
         let det = Detector::new(&classes, DETECTOR_INPUT, device, seed)?;
         let model_id = key.model_id();
-        let mut info = train(&det, &data, &self.config.train, &mut |p| {
+        tracing::info!(
+            model = model_id,
+            training_tasks,
+            in_memory = pool.examples.len(),
+            streamed = !pool.whole,
+            "trainer: training"
+        );
+        let mut info = train_from(&det, &mut pool, &self.config.train, &mut |p| {
             if p.step % 50 == 0 || p.step == p.steps {
                 tracing::info!(
                     model = model_id,
@@ -290,18 +315,27 @@ impl Trainer {
             }
             if self.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) { Flow::Stop } else { Flow::Continue }
         })?;
-        info.tasks = training.len() as u64;
+        drop(pool);
+        info.tasks = training_tasks;
         info.snapshot = snapshot.clone();
 
         // backtest: the candidate and the deployed model on the same held-out tasks
-        let held_photos = self.photos(&held);
         let decode = DecodeConfig::default();
-        let score = evaluate(&det, &held_photos, 8, &decode)?.total;
+        let (mut score, mut photos) = (Counts::default(), Vec::new());
+        for row in self.rows(key, true)? {
+            photos.extend(self.photos(&row?));
+            if photos.len() >= EVAL_BATCH {
+                score.add(&evaluate(&det, &std::mem::take(&mut photos), EVAL_BATCH, &decode)?.total);
+            }
+        }
+        if !photos.is_empty() {
+            score.add(&evaluate(&det, &photos, EVAL_BATCH, &decode)?.total);
+        }
         let (p, r, f1) = (score.precision().unwrap_or(0.0), score.recall().unwrap_or(0.0), score.f1());
         let stream = self.registry.stream(key)?;
         let expect = Expect { kind: ModelKind::Detector, classes: classes.clone(), input: DETECTOR_INPUT };
         let baseline = match stream.deployed {
-            Some(v) => Some((v, self.deployed_f1(key, v, &stream.versions[&v].artifact, &held, &expect)?)),
+            Some(v) => Some((v, self.deployed_f1(key, v, &stream.versions[&v].artifact, &expect)?)),
             None => None,
         };
 
@@ -337,7 +371,7 @@ impl Trainer {
             other => return Err(TrainerError::Refused(format!("training: {other:?}"))),
         };
         let backtested =
-            ModelEvent::ModelBacktested { version, tasks: held.len() as u64, precision: p, recall: r, f1, baseline };
+            ModelEvent::ModelBacktested { version, tasks: held_tasks, precision: p, recall: r, f1, baseline };
         exec("backtested", ModelCommand::RecordBacktest(backtested))?;
         // the engine monitor's reference for drift, under its name for the version (a later
         // backtest of the same version replaces it)
@@ -347,8 +381,8 @@ impl Trainer {
         let better = f1 >= self.config.min_f1 && baseline.is_none_or(|(_, b)| f1 > b);
         if better {
             let reason = match baseline {
-                Some((v, b)) => format!("F1 {f1:.3} on {} held-out tasks beats version {v}'s {b:.3}", held.len()),
-                None => format!("F1 {f1:.3} on {} held-out tasks, first model", held.len()),
+                Some((v, b)) => format!("F1 {f1:.3} on {held_tasks} held-out tasks beats version {v}'s {b:.3}"),
+                None => format!("F1 {f1:.3} on {held_tasks} held-out tasks, first model"),
             };
             exec("promoted", ModelCommand::Promote { version, reason })?;
         }
@@ -362,6 +396,121 @@ impl Trainer {
             promoted = better,
             "trainer: backtested"
         );
-        Ok(TrainingRun { model_id, version, info, backtest: (p, r, f1, held.len() as u64), baseline, promoted: better })
+        Ok(TrainingRun { model_id, version, info, backtest: (p, r, f1, held_tasks), baseline, promoted: better })
+    }
+}
+
+/// The photos a training run draws from: prepared photos up to a memory bound; when the
+/// training set is larger, each step swaps a few of them (in turn) for the next ones of a
+/// stream that cycles through the labelled rows, so every photo is seen and memory stays flat.
+struct PhotoPool<'a> {
+    trainer: &'a Trainer,
+    key: &'a ModelKey,
+    classes: &'a [u32],
+    examples: Vec<TrainingImage>,
+    /// Every photo fitted: nothing to stream.
+    whole: bool,
+    /// The rows not yet read in this pass, and the photos of the row being read.
+    rows: Option<Box<dyn Iterator<Item = Result<LabelledRow, TrainerError>> + 'a>>,
+    pending: std::collections::VecDeque<TrainingImage>,
+    /// The slot the next streamed photo replaces, and how many per step.
+    next_slot: usize,
+    per_step: usize,
+    distinct: u64,
+    first_pass: bool,
+}
+
+impl<'a> PhotoPool<'a> {
+    fn fill(
+        trainer: &'a Trainer,
+        key: &'a ModelKey,
+        classes: &'a [u32],
+        memory_bytes: usize,
+        batch: usize,
+    ) -> Result<Self, TrainerError> {
+        let mut pool = Self {
+            trainer,
+            key,
+            classes,
+            examples: Vec::new(),
+            whole: false,
+            rows: None,
+            pending: Default::default(),
+            next_slot: 0,
+            per_step: (batch / 2).max(1),
+            distinct: 0,
+            first_pass: true,
+        };
+        let mut bytes = 0;
+        loop {
+            match pool.next_photo(false)? {
+                Some(photo) => {
+                    bytes += photo.bytes();
+                    pool.examples.push(photo);
+                    if bytes >= memory_bytes {
+                        break;
+                    }
+                }
+                None => {
+                    pool.whole = true;
+                    break;
+                }
+            }
+        }
+        Ok(pool)
+    }
+
+    /// The stream's next prepared photo; at the end of the rows, none if `cycle` is off, else
+    /// the first of a new pass.
+    fn next_photo(&mut self, cycle: bool) -> Result<Option<TrainingImage>, TrainerError> {
+        let mut restarted = false;
+        loop {
+            if let Some(photo) = self.pending.pop_front() {
+                return Ok(Some(photo));
+            }
+            if self.rows.is_none() {
+                self.rows = Some(Box::new(self.trainer.rows(self.key, false)?));
+            }
+            match self.rows.as_mut().expect("set above").next() {
+                Some(row) => {
+                    for (px, truth) in self.trainer.photos(&row?) {
+                        self.pending.push_back(training_image(&px, &truth, self.classes, DETECTOR_INPUT)?);
+                        if self.first_pass {
+                            self.distinct += 1;
+                        }
+                    }
+                }
+                None if cycle && !restarted => {
+                    self.rows = None;
+                    self.first_pass = false;
+                    restarted = true;
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+impl ExamplePool for PhotoPool<'_> {
+    fn examples(&self) -> &[TrainingImage] {
+        &self.examples
+    }
+
+    fn refresh(&mut self) -> Result<(), visionlog_vision::VisionError> {
+        if self.whole {
+            return Ok(());
+        }
+        for _ in 0..self.per_step {
+            let next = self.next_photo(true).map_err(|e| visionlog_vision::VisionError::Input(e.to_string()))?;
+            let Some(photo) = next else { return Ok(()) };
+            let slot = self.next_slot % self.examples.len();
+            self.examples[slot] = photo;
+            self.next_slot = slot + 1;
+        }
+        Ok(())
+    }
+
+    fn distinct(&self) -> u64 {
+        self.distinct
     }
 }

@@ -79,6 +79,11 @@ pub(crate) struct Settings {
     #[arg(long, env = "VISIONLOG_TRAIN_MIN_TASKS", default_value_t = 40, global = true, help_heading = "Trainer",
           value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
     pub(crate) train_min_tasks: u64,
+    /// Megabytes of prepared photos a training run keeps in memory; a larger training set
+    /// streams through a pool of this size (set the trainer pod's memory limit above it).
+    #[arg(long, env = "VISIONLOG_TRAIN_MEMORY_MB", default_value_t = 1024, global = true, help_heading = "Trainer",
+          value_parser = RangedU64ValueParser::<u64>::new().range(16..=1_048_576))]
+    pub(crate) train_memory_mb: u64,
     /// `GET /readyz` answers 503 while a service lags more than this many records behind.
     #[arg(long, env = "VISIONLOG_READY_MAX_LAG", default_value_t = 1_000, global = true, help_heading = "Health")]
     pub(crate) ready_max_lag: u64,
@@ -143,6 +148,7 @@ impl Settings {
         let mut c = visionlog_inference::TrainerConfig::default();
         c.train.steps = self.train_steps;
         c.min_new_tasks = self.train_min_tasks;
+        c.memory_bytes = (self.train_memory_mb as usize) << 20;
         c
     }
 

@@ -7,6 +7,7 @@ mod inference;
 mod projections;
 mod reads;
 mod tiering;
+mod trainer;
 mod workbench;
 
 use crate::runtime::Backends;
@@ -25,6 +26,8 @@ pub(crate) enum BenchCmd {
     Gateway(gateway::GatewayBench),
     /// Per-task reads and the operator queue over HTTP on N and 10N events: p50 at 10N over p50 at N.
     Reads(reads::ReadsBench),
+    /// The trainer's peak RSS on N and 10N labelled tasks, bounded, against holding every photo.
+    Trainer(trainer::TrainerBench),
 }
 
 pub(crate) fn run(backends: &Backends, cmd: &BenchCmd) -> anyhow::Result<()> {
@@ -35,6 +38,7 @@ pub(crate) fn run(backends: &Backends, cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Tiering(b) => ("tiering", b.json),
         BenchCmd::Gateway(b) => ("gateway", b.json),
         BenchCmd::Reads(b) => ("reads", b.json),
+        BenchCmd::Trainer(b) => ("trainer", b.json),
     };
     let _progress = crate::progress::Progress::spinner(&format!("bench {name}"), json);
     match cmd {
@@ -44,5 +48,6 @@ pub(crate) fn run(backends: &Backends, cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Tiering(b) => tiering::run(backends, b),
         BenchCmd::Gateway(b) => gateway::run(backends, b),
         BenchCmd::Reads(b) => reads::run(backends, b),
+        BenchCmd::Trainer(b) => trainer::run(backends, b),
     }
 }

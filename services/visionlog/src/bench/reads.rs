@@ -7,7 +7,7 @@
 //! undo of one task's batch (`POST /v1/admin/batches/{id}/undo`): finding the batch's tasks
 //! through the correlation-id index and folding each.
 
-use super::workbench::{checked_workload, decide_all, envelope, workload};
+use super::workbench::{checked_workload, decide_all, envelope, rebuild_views, workload};
 use crate::runtime::{Backends, Runtime};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -70,21 +70,6 @@ fn decide(rt: &Runtime, range: std::ops::Range<usize>, sample_step: usize) -> an
         start = end;
     }
     Ok(())
-}
-
-/// Builds a new generation of the views (and the per-task index) from the whole history.
-fn project(rt: &Runtime) -> anyhow::Result<f64> {
-    let ctx = visionlog_projector::ProjectorContext {
-        log: rt.log.clone(),
-        codec: rt.codec.clone(),
-        topics: rt.topics.clone(),
-        store: rt.store.clone(),
-        before_rows: None,
-        tombstone_grace: None,
-    };
-    let started = Instant::now();
-    visionlog_projector::rebuild(&ctx, false, &AtomicBool::new(false))?;
-    Ok(started.elapsed().as_secs_f64())
 }
 
 /// p50 and p99 of `ms`.
@@ -167,7 +152,7 @@ pub(super) fn run(backends: &Backends, b: &ReadsBench) -> anyhow::Result<()> {
         decide(&rt, decided..tasks, step)?;
         decided = tasks;
         let decide_s = started.elapsed().as_secs_f64();
-        let project_s = project(&rt)?;
+        let project_s = rebuild_views(&rt)?;
         let events: u64 = (0..rt.topics.partitions)
             .map(|p| rt.log.end_offset(&rt.topics.events, p))
             .collect::<Result<Vec<_>, _>>()?

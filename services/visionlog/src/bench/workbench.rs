@@ -219,3 +219,19 @@ pub(super) fn bench_runtime(
     let rt = Runtime::open(&bk)?;
     Ok((dir, rt))
 }
+
+/// Builds a new generation of the views (and the per-task index) from the whole history;
+/// returns the seconds it took.
+pub(super) fn rebuild_views(rt: &Runtime) -> anyhow::Result<f64> {
+    let ctx = visionlog_projector::ProjectorContext {
+        log: rt.log.clone(),
+        codec: rt.codec.clone(),
+        topics: rt.topics.clone(),
+        store: rt.store.clone(),
+        before_rows: None,
+        tombstone_grace: None,
+    };
+    let started = Instant::now();
+    visionlog_projector::rebuild(&ctx, false, &AtomicBool::new(false))?;
+    Ok(started.elapsed().as_secs_f64())
+}
