@@ -156,3 +156,61 @@ fn exports_read_from_s3_by_pyarrow_and_duckdb_match_the_log_now_and_as_of_an_ear
     let latest: serde_json::Value = serde_json::from_slice(&latest).unwrap();
     assert_eq!(latest["as_of_ms"].as_i64(), Some(now));
 }
+
+/// Every row of each dataset of a snapshot folder, sorted (pyarrow, with its `date=` partitions).
+fn snapshot_rows(folder: &Path) -> serde_json::Value {
+    let script = r#"
+import json, sys
+import pyarrow.dataset as ds
+out = {}
+for name in ["training_examples", "predictions", "task_results", "operator_sessions"]:
+    rows = ds.dataset(f"{sys.argv[1]}/{name}", format="parquet", partitioning="hive").to_table().to_pylist()
+    out[name] = sorted(json.dumps(r, sort_keys=True, default=str) for r in rows)
+print(json.dumps(out))
+"#;
+    let out = Command::new(python()).arg("-c").arg(script).arg(folder).output().unwrap();
+    assert!(out.status.success(), "pyarrow: {}", String::from_utf8_lossy(&out.stderr));
+    last_json(&out.stdout)
+}
+
+#[test]
+fn an_incremental_export_holds_the_rows_of_a_full_one_and_folds_only_the_tasks_that_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        let out = visionlog_integration_tests::visionlog(&data).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        last_json(&out.stdout)
+    };
+    let demo = run(&["--fsync", "never", "demo", "--tasks", "60", "--train-after", "30", "--json"]);
+    assert_eq!(demo["models_promoted"], 1, "a model predicted the second wave");
+    let history = history(&data);
+    let mut result_times: Vec<i64> =
+        history.iter().filter(|(_, _, e)| matches!(e, TaskEvent::TaskResultGenerated(_))).map(|(at, ..)| *at).collect();
+    result_times.sort_unstable();
+    let (mid, end) = (result_times[39], *result_times.last().unwrap());
+    let changed: std::collections::BTreeSet<&str> =
+        history.iter().filter(|(at, ..)| *at > mid && *at <= end).map(|(_, t, _)| t.as_str()).collect();
+
+    let first = run(&["export", "once", "--json", "--as-of-ms", &mid.to_string()]);
+    assert!(first["base"].is_null(), "the first snapshot folds every task");
+    let merged = run(&["export", "once", "--json", "--as-of-ms", &end.to_string()]);
+    assert_eq!(merged["base"], first["snapshot"], "merged from the earlier snapshot");
+    assert_eq!(merged["tasks_folded"], changed.len(), "only the tasks with events since were folded");
+    assert!(merged["rows_carried"].as_u64().unwrap() > 0);
+    let full = run(&["export", "once", "--json", "--as-of-ms", &end.to_string(), "--root", "exports-full"]);
+    assert!(full["base"].is_null(), "another root: every task folded");
+    assert_eq!(full["tasks_folded"], 60);
+
+    let objects = data.join("objects");
+    let (merged_rows, full_rows) = (
+        snapshot_rows(&objects.join(merged["snapshot"].as_str().unwrap())),
+        snapshot_rows(&objects.join(full["snapshot"].as_str().unwrap())),
+    );
+    for name in ["training_examples", "predictions", "task_results", "operator_sessions"] {
+        let n = merged_rows[name].as_array().unwrap().len();
+        assert!(n > 0, "{name} is empty");
+        assert_eq!(merged_rows[name], full_rows[name], "{name}: the merged snapshot holds the full one's rows");
+        assert_eq!(merged["datasets"][name]["rows"], n, "{name}: the card counts its rows");
+    }
+}

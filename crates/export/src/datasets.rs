@@ -6,8 +6,8 @@
 
 use crate::table::{Cell, Column, Kind, Table};
 use std::collections::HashMap;
+use visionlog_codec::envelope::EventEnvelope;
 use visionlog_domain::{ObjectSource, ResultSource, SessionPurpose, TaskEvent, TaskState, evolve};
-use visionlog_journal::JournalEvent;
 use visionlog_objects::Objects;
 use visionlog_views::day;
 use visionlog_views::views::crop_location;
@@ -192,15 +192,14 @@ fn s(v: impl Into<String>) -> Cell {
 
 impl Fold {
     /// Folds one accepted event (in the order of its partition).
-    pub fn apply(&mut self, partition: u32, e: &JournalEvent, event: &TaskEvent) {
-        let at = e.envelope.recorded_at_ms;
-        let t = self.tasks.entry(e.envelope.task_id.clone()).or_default();
+    pub fn apply(&mut self, partition: u32, offset: u64, envelope: &EventEnvelope, event: &TaskEvent) {
+        let at = envelope.recorded_at_ms;
+        let t = self.tasks.entry(envelope.task_id.clone()).or_default();
         if let TaskEvent::TaskCreated(_) = event {
             t.created_at_ms = at;
         }
         if let Some(task) = &t.state {
-            let (task_id, customer, group) =
-                (&e.envelope.task_id, task.customer.as_str(), task.class_group.key.as_str());
+            let (task_id, customer, group) = (&envelope.task_id, task.customer.as_str(), task.class_group.key.as_str());
             match event {
                 TaskEvent::ObjectsDetected(d) => {
                     for o in &d.objects {
@@ -221,7 +220,7 @@ impl Fold {
                             Cell::F(Some(o.bbox.h)),
                             Cell::I(Some(at)),
                         ];
-                        let tail = [Cell::U(Some(partition)), Cell::I(Some(e.offset as i64))];
+                        let tail = [Cell::U(Some(partition)), Cell::I(Some(offset as i64))];
                         t.predictions.push(Prediction {
                             row: row.into_iter().chain(tail).collect(),
                             object_id: o.object_id.as_str().to_owned(),
@@ -293,7 +292,7 @@ impl Fold {
                         Cell::I(Some(t.created_at_ms)),
                         Cell::I(Some(at)),
                         Cell::U(Some(partition)),
-                        Cell::I(Some(e.offset as i64)),
+                        Cell::I(Some(offset as i64)),
                     ];
                     self.results.push(day(at), row);
                     t.last_result_at_ms = at;
@@ -393,30 +392,24 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use visionlog_codec::envelope::EventEnvelope;
     use visionlog_domain::{
         BoundingBox, ClassGroup, DetectedObject, ImageRef, ModelRef, ObjectId, ObjectLabel, ObjectsDetected,
         ObjectsLabeled, ObjectsRemoved, OperatorAssigned, OperatorFinished, OperatorId, ProductClass, Recipe,
         SessionId, TaskCreated, TaskType,
     };
 
-    fn event(task: &str, version: u64, at: i64) -> JournalEvent {
-        JournalEvent {
-            offset: version,
-            envelope: EventEnvelope {
-                event_id: format!("{task}-{version}"),
-                task_id: task.into(),
-                version,
-                event_type: String::new(),
-                occurred_at_ms: at,
-                recorded_at_ms: at,
-                correlation_id: String::new(),
-                causation_id: String::new(),
-                actor: String::new(),
-                tenant: "acme".into(),
-            },
-            payload: Vec::new(),
-            trace_parent: None,
+    fn event(task: &str, version: u64, at: i64) -> EventEnvelope {
+        EventEnvelope {
+            event_id: format!("{task}-{version}"),
+            task_id: task.into(),
+            version,
+            event_type: String::new(),
+            occurred_at_ms: at,
+            recorded_at_ms: at,
+            correlation_id: String::new(),
+            causation_id: String::new(),
+            actor: String::new(),
+            tenant: "acme".into(),
         }
     }
 
@@ -501,7 +494,7 @@ mod tests {
         let mut fold = Fold::default();
         for (v, (at, e)) in history().into_iter().enumerate() {
             if at <= as_of {
-                fold.apply(0, &event("t1", v as u64 + 1, at), &e);
+                fold.apply(0, v as u64 + 1, &event("t1", v as u64 + 1, at), &e);
             }
         }
         fold.finish(&objects)

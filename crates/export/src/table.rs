@@ -2,7 +2,7 @@
 
 use crate::ExportError;
 use arrow_array::{ArrayRef, BooleanArray, Float32Array, Int64Array, RecordBatch, StringArray, UInt32Array};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -87,43 +87,64 @@ impl Table {
         self.partitions.iter().map(|(d, rows)| (d.clone(), rows.len() as u64)).collect()
     }
 
+    /// The rows, by date partition.
+    pub fn into_partitions(self) -> BTreeMap<String, Vec<Vec<Cell>>> {
+        self.partitions
+    }
+
     /// Each partition's Parquet file, by date.
     pub fn parquet(&self) -> Result<Vec<(String, Vec<u8>)>, ExportError> {
-        let schema = Arc::new(Schema::new(
-            self.columns
-                .iter()
-                .map(|c| {
-                    let t = match c.kind {
-                        Kind::String => DataType::Utf8,
-                        Kind::Int64 => DataType::Int64,
-                        Kind::UInt32 => DataType::UInt32,
-                        Kind::Float32 => DataType::Float32,
-                        Kind::Bool => DataType::Boolean,
-                    };
-                    Field::new(c.name, t, c.nullable)
-                        .with_metadata(HashMap::from([("doc".to_owned(), c.doc.to_owned())]))
-                })
-                .collect::<Vec<_>>(),
-        ));
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("a zstd level")))
-            .set_created_by("visionlog export".into())
-            .build();
+        let schema = schema(self.columns);
         let mut out = Vec::new();
         for (date, rows) in &self.partitions {
-            let arrays: Vec<ArrayRef> =
-                (0..self.columns.len()).map(|i| column(rows, i, self.columns[i].kind)).collect();
-            let batch =
-                RecordBatch::try_new(schema.clone(), arrays).map_err(|e| ExportError::Parquet(e.to_string()))?;
-            let mut bytes = Vec::new();
-            let mut w = ArrowWriter::try_new(&mut bytes, schema.clone(), Some(props.clone()))
-                .map_err(|e| ExportError::Parquet(e.to_string()))?;
-            w.write(&batch).map_err(|e| ExportError::Parquet(e.to_string()))?;
-            w.close().map_err(|e| ExportError::Parquet(e.to_string()))?;
-            out.push((date.clone(), bytes));
+            out.push((date.clone(), parquet(&schema, &[batch(&schema, self.columns, rows)?])?));
         }
         Ok(out)
     }
+}
+
+/// The Arrow schema of some columns (each with its doc).
+pub(crate) fn schema(columns: &[Column]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| {
+                let t = match c.kind {
+                    Kind::String => DataType::Utf8,
+                    Kind::Int64 => DataType::Int64,
+                    Kind::UInt32 => DataType::UInt32,
+                    Kind::Float32 => DataType::Float32,
+                    Kind::Bool => DataType::Boolean,
+                };
+                Field::new(c.name, t, c.nullable).with_metadata(HashMap::from([("doc".to_owned(), c.doc.to_owned())]))
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Rows as one record batch.
+pub(crate) fn batch(schema: &SchemaRef, columns: &[Column], rows: &[Vec<Cell>]) -> Result<RecordBatch, ExportError> {
+    let arrays: Vec<ArrayRef> = (0..columns.len()).map(|i| column(rows, i, columns[i].kind)).collect();
+    RecordBatch::try_new(schema.clone(), arrays).map_err(|e| ExportError::Parquet(e.to_string()))
+}
+
+/// Record batches as one Parquet file (zstd).
+pub(crate) fn parquet(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, ExportError> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("a zstd level")))
+        .set_created_by("visionlog export".into())
+        .build();
+    let mut bytes = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut bytes, schema.clone(), Some(props))
+        .map_err(|e| ExportError::Parquet(e.to_string()))?;
+    for b in batches {
+        // the schema of our columns (a batch read back carries the file's)
+        let b = RecordBatch::try_new(schema.clone(), b.columns().to_vec())
+            .map_err(|e| ExportError::Parquet(e.to_string()))?;
+        w.write(&b).map_err(|e| ExportError::Parquet(e.to_string()))?;
+    }
+    w.close().map_err(|e| ExportError::Parquet(e.to_string()))?;
+    Ok(bytes)
 }
 
 fn column(rows: &[Vec<Cell>], i: usize, kind: Kind) -> ArrayRef {

@@ -131,6 +131,13 @@ fn uncovered(src: HistorySource<'_>, serving: u32, p: u32) -> Result<[std::ops::
     Ok(if position <= from { [0..u64::MAX, 0..0] } else { [0..from, position..u64::MAX] })
 }
 
+/// The offset of partition `p` from which the serving generation's index holds every event,
+/// if it holds any (a reader that needs the whole partition reads the journal below it).
+pub fn indexed_from(src: HistorySource<'_>, p: u32) -> Result<Option<u64>, HistoryReadError> {
+    let (g, _) = generations::read(src.store)?;
+    Ok(src.store.get(&table(HISTORY_FROM, g.serving), &p.to_string(), "")?.map(|r| u64::MAX - r.version))
+}
+
 /// Every event of task `task_id` accepted before the call, in version order (see the module).
 pub fn task_history(src: HistorySource<'_>, task_id: &str) -> Result<Vec<RecordedEvent>, HistoryReadError> {
     let p = visionlog_log::partition_for(task_id.as_bytes(), src.topics.partitions);

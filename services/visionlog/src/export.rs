@@ -48,7 +48,13 @@ fn snapshot(rt: &Runtime, args: &ExportArgs, as_of_ms: i64, json: bool) -> anyho
     let datasets = if args.datasets.is_empty() { Dataset::ALL.to_vec() } else { args.datasets.clone() };
     let request = ExportRequest { as_of_ms, datasets, root: args.root.clone() };
     let log_url = rt.log_url.clone();
-    let source = Source { log: rt.log.as_ref(), codec: &rt.codec, topic: &rt.topics.events, log_url: &log_url };
+    let history = visionlog_views::HistorySource {
+        log: rt.log.as_ref(),
+        codec: &rt.codec,
+        topics: &rt.topics,
+        store: rt.store.as_ref(),
+    };
+    let source = Source { history, log_url: &log_url };
     let progress = Progress::bar("export", "records", 0, json);
     let mut report = |done: u64, total: u64| {
         progress.set_total(total);
