@@ -355,7 +355,7 @@ fn write_fold(
     for (d, table) in fold.finish(objects) {
         if let Some(parts) = parts.get_mut(&d) {
             for (date, rows) in table.into_partitions() {
-                parts.push_rows(date, &rows)?;
+                parts.push_rows(date, rows)?;
             }
         }
     }

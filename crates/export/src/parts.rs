@@ -16,6 +16,9 @@ use visionlog_objects::Objects;
 pub(crate) const PART_ROWS: usize = 100_000;
 /// Rows a dataset holds in memory at most before writing a part.
 pub(crate) const BUFFERED_ROWS: usize = 100_000;
+/// New rows of a partition gathered before they become one columnar batch (a batch per task
+/// would cost kilobytes of buffers for a row or two).
+const BATCH_ROWS: usize = 4_096;
 /// The largest part file read back (bytes).
 const MAX_PART_BYTES: u64 = 1 << 30;
 
@@ -37,6 +40,8 @@ pub(crate) struct Parts<'a> {
     columns: &'static [Column],
     schema: SchemaRef,
     buffers: BTreeMap<String, (Vec<RecordBatch>, usize)>,
+    /// New rows not yet in a batch, by date.
+    rows: BTreeMap<String, Vec<Vec<Cell>>>,
     buffered: usize,
     next_part: BTreeMap<String, u32>,
     files: Vec<PartFile>,
@@ -51,6 +56,7 @@ impl<'a> Parts<'a> {
             columns,
             schema: schema(columns),
             buffers: BTreeMap::new(),
+            rows: BTreeMap::new(),
             buffered: 0,
             next_part: BTreeMap::new(),
             files: Vec::new(),
@@ -58,12 +64,15 @@ impl<'a> Parts<'a> {
     }
 
     /// Adds rows to the partition of `date`.
-    pub(crate) fn push_rows(&mut self, date: String, rows: &[Vec<Cell>]) -> Result<(), ExportError> {
-        if rows.is_empty() {
-            return Ok(());
+    pub(crate) fn push_rows(&mut self, date: String, rows: Vec<Vec<Cell>>) -> Result<(), ExportError> {
+        let pending = self.rows.entry(date.clone()).or_default();
+        pending.extend(rows);
+        if pending.len() >= BATCH_ROWS {
+            let rows = self.rows.remove(&date).unwrap_or_default();
+            let b = batch(&self.schema, self.columns, &rows)?;
+            self.push_batch(date, b)?;
         }
-        let b = batch(&self.schema, self.columns, rows)?;
-        self.push_batch(date, b)
+        Ok(())
     }
 
     /// Adds a batch of rows (read back from an earlier part) to the partition of `date`.
@@ -100,6 +109,12 @@ impl<'a> Parts<'a> {
 
     /// Writes what is buffered; the files, by date then part.
     pub(crate) fn finish(mut self) -> Result<Vec<PartFile>, ExportError> {
+        for (date, rows) in std::mem::take(&mut self.rows) {
+            if !rows.is_empty() {
+                let b = batch(&self.schema, self.columns, &rows)?;
+                self.push_batch(date, b)?;
+            }
+        }
         let dates: Vec<String> = self.buffers.keys().cloned().collect();
         for date in dates {
             self.write(&date)?;

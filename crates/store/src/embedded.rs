@@ -51,12 +51,22 @@ fn check(name: &str, s: &str) -> Result<(), StoreError> {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store file.
+    /// Opens (or creates) the store file, with redb's page cache (1 GiB at most).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, None)
+    }
+
+    /// Opens (or creates) the store file with a page cache of at most `cache_bytes` (none:
+    /// redb's default, 1 GiB): the memory a process reading much of the store grows to.
+    pub fn open_with_cache(path: &Path, cache_bytes: Option<usize>) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let db = Database::create(path).map_err(err)?;
+        let mut builder = redb::Builder::new();
+        if let Some(bytes) = cache_bytes {
+            builder.set_cache_size(bytes);
+        }
+        let db = builder.create(path).map_err(err)?;
         let tx = db.begin_write().map_err(err)?;
         tx.open_table(ROWS).map_err(err)?;
         tx.commit().map_err(err)?;

@@ -188,7 +188,21 @@ pub fn open(url: &str) -> Result<Arc<dyn ReadStore>, StoreError> {
     }
     let parsed = url::Url::parse(url).map_err(|e| StoreError::Config(format!("store url {url:?}: {e}")))?;
     match parsed.scheme() {
-        "embedded" => Ok(Arc::new(EmbeddedStore::open(std::path::Path::new(parsed.path()))?)),
+        "embedded" => {
+            // `?cache_mb=N` bounds redb's page cache (default 1 GiB)
+            let mut cache = None;
+            for (k, v) in parsed.query_pairs() {
+                match (k.as_ref(), v.parse::<usize>()) {
+                    ("cache_mb", Ok(mb)) if mb > 0 => cache = Some(mb << 20),
+                    _ => {
+                        return Err(StoreError::Config(format!(
+                            "store url {url:?}: unknown option {k}={v} (cache_mb=N)"
+                        )));
+                    }
+                }
+            }
+            Ok(Arc::new(EmbeddedStore::open_with_cache(std::path::Path::new(parsed.path()), cache)?))
+        }
         other => Err(StoreError::Config(format!("unsupported store scheme {other:?} (supported: embedded, scylla)"))),
     }
 }

@@ -31,3 +31,16 @@ fn rows_survive_reopen() {
     assert_eq!(store.get("v", "t", "").unwrap().unwrap().version, 4);
     assert!(open("mongodb://x").is_err());
 }
+
+#[test]
+fn the_page_cache_is_bounded_by_the_url_and_unknown_options_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("views.redb");
+    let store = open(&format!("embedded://{}?cache_mb=8", path.display())).unwrap();
+    conformance::run(store.as_ref(), "");
+    drop(store);
+    for bad in ["cache_mb=0", "cache_mb=lots", "cache=8"] {
+        let Err(e) = open(&format!("embedded://{}?{bad}", path.display())) else { panic!("{bad} accepted") };
+        assert!(e.to_string().contains("cache_mb=N"), "{bad}: {e}");
+    }
+}

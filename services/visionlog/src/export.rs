@@ -63,6 +63,12 @@ fn snapshot(rt: &Runtime, args: &ExportArgs, as_of_ms: i64, json: bool) -> anyho
     Ok(visionlog_export::export(&source, &rt.objects, &request, &mut report)?)
 }
 
+/// One snapshot of every dataset under `root` (what `export once` writes), for the bench.
+pub(crate) fn snapshot_all(rt: &Runtime, root: &str, as_of_ms: i64) -> anyhow::Result<visionlog_export::Card> {
+    let args = ExportArgs { datasets: Vec::new(), root: root.to_owned() };
+    snapshot(rt, &args, as_of_ms, true)
+}
+
 pub(crate) fn run(backends: &Backends, cmd: &ExportCmd) -> anyhow::Result<()> {
     let rt = Runtime::open(backends)?;
     match cmd {

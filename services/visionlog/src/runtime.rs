@@ -30,7 +30,8 @@ pub(crate) struct Backends {
     /// in `kafka://USER:PASSWORD@...` or VISIONLOG_KAFKA_USERNAME and VISIONLOG_KAFKA_PASSWORD.
     #[arg(long, env = "VISIONLOG_LOG", global = true)]
     pub(crate) log: Option<String>,
-    /// The read store: `embedded:///path.redb` (default: DATA_DIR/store.redb) or
+    /// The read store: `embedded:///path.redb[?cache_mb=N]` (default: DATA_DIR/store.redb;
+    /// its page cache grows to 1 GiB unless `cache_mb` bounds it) or
     /// `scylla://host:port[,host:port]/keyspace[?consistency=local_quorum&replication=3&dc=NAME]`.
     #[arg(long, env = "VISIONLOG_STORE", global = true)]
     pub(crate) store: Option<String>,

@@ -2,6 +2,7 @@
 //! file; `workbench` is what they run on.
 
 mod aggregator;
+mod exports;
 mod gateway;
 mod inference;
 mod projections;
@@ -26,6 +27,8 @@ pub(crate) enum BenchCmd {
     Gateway(gateway::GatewayBench),
     /// Per-task reads and the operator queue over HTTP on N and 10N events: p50 at 10N over p50 at N.
     Reads(reads::ReadsBench),
+    /// The exporter's peak RSS on N and 10N events; an incremental export against a full one.
+    Exports(exports::ExportsBench),
     /// The trainer's peak RSS on N and 10N labelled tasks, bounded, against holding every photo.
     Trainer(trainer::TrainerBench),
 }
@@ -39,6 +42,7 @@ pub(crate) fn run(backends: &Backends, cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Gateway(b) => ("gateway", b.json),
         BenchCmd::Reads(b) => ("reads", b.json),
         BenchCmd::Trainer(b) => ("trainer", b.json),
+        BenchCmd::Exports(b) => ("exports", b.json),
     };
     let _progress = crate::progress::Progress::spinner(&format!("bench {name}"), json);
     match cmd {
@@ -49,5 +53,6 @@ pub(crate) fn run(backends: &Backends, cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Gateway(b) => gateway::run(backends, b),
         BenchCmd::Reads(b) => reads::run(backends, b),
         BenchCmd::Trainer(b) => trainer::run(backends, b),
+        BenchCmd::Exports(b) => exports::run(backends, b),
     }
 }

@@ -7,7 +7,7 @@
 //! undo of one task's batch (`POST /v1/admin/batches/{id}/undo`): finding the batch's tasks
 //! through the correlation-id index and folding each.
 
-use super::workbench::{checked_workload, decide_all, envelope, rebuild_views, workload};
+use super::workbench::{decide_tasks, rebuild_views, task_id};
 use crate::runtime::{Backends, Runtime};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -30,46 +30,10 @@ pub(crate) struct ReadsBench {
     pub(crate) json: bool,
 }
 
-/// Tasks decided per batch of commands (bounds the memory the workload takes).
-const CHUNK_TASKS: usize = 5_000;
-
-fn task_id(t: usize) -> String {
-    format!("task-{t:07}")
-}
-
 /// Whether task `t` stays in the operator queue (one in 20, none of the sampled ones): the
 /// queue's backlog grows with the history, as a busy retailer's does.
 fn waits(t: usize, sample_step: usize) -> bool {
     t % 20 == 10 && !t.is_multiple_of(sample_step)
-}
-
-/// Decides tasks `range` (half annotated by operators, half detected and quality-checked; the
-/// waiting ones stop when they ask for an operator).
-fn decide(rt: &Runtime, range: std::ops::Range<usize>, sample_step: usize) -> anyhow::Result<()> {
-    let mut start = range.start;
-    while start < range.end {
-        let end = (start + CHUNK_TASKS).min(range.end);
-        let flows: Vec<_> = (start..end)
-            .map(|t| {
-                let id = task_id(t);
-                let flow = if t % 2 == 0 { workload(&id) } else { checked_workload(&id) };
-                (id, flow)
-            })
-            .collect();
-        let mut commands = Vec::with_capacity(flows.len() * 8);
-        for step in 0..8 {
-            for (t, (id, flow)) in (start..end).zip(&flows) {
-                if step >= 4 && waits(t, sample_step) {
-                    continue; // step 3 asked for an operator (the annotation flow)
-                }
-                let (actor, command) = &flow[step];
-                commands.push((envelope(id, step, actor, command), command.clone()));
-            }
-        }
-        decide_all(&rt.log, &rt.codec, &rt.store, &rt.topics, &commands)?;
-        start = end;
-    }
-    Ok(())
 }
 
 /// p50 and p99 of `ms`.
@@ -149,7 +113,7 @@ pub(super) fn run(backends: &Backends, b: &ReadsBench) -> anyhow::Result<()> {
     let mut decided = 0;
     for tasks in [n_tasks, n_tasks * 10] {
         let started = Instant::now();
-        decide(&rt, decided..tasks, step)?;
+        decide_tasks(&rt, decided..tasks, |t| waits(t, step))?;
         decided = tasks;
         let decide_s = started.elapsed().as_secs_f64();
         let project_s = rebuild_views(&rt)?;

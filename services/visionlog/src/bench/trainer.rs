@@ -4,6 +4,7 @@
 //! `--memory-mb`, and once holding every prepared photo, the way the trainer trained before
 //! (the baseline). `ratio` = the bounded trainer's peak at 10N ÷ its peak at N (flat is 1).
 
+use super::exports::status_mb;
 use super::workbench::{decide_all, envelope, rebuild_views, workload};
 use crate::runtime::{Backends, Runtime};
 use serde_json::{Value, json};
@@ -30,14 +31,6 @@ pub(crate) struct TrainerBench {
 }
 
 const PARTITIONS: u32 = 2;
-
-/// A field of `/proc/self/status`, in MB.
-fn status_mb(field: &str) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let line = status.lines().find(|l| l.starts_with(field)).ok_or_else(|| anyhow::anyhow!("no {field}"))?;
-    let kb: f64 = line.split_whitespace().nth(1).unwrap_or("0").parse()?;
-    Ok((kb / 1024.0 * 10.0).round() / 10.0)
-}
 
 /// The child: one training run on the history in the data dir.
 fn measure(backends: &Backends, b: &TrainerBench) -> anyhow::Result<()> {

@@ -235,3 +235,44 @@ pub(super) fn rebuild_views(rt: &Runtime) -> anyhow::Result<f64> {
     visionlog_projector::rebuild(&ctx, false, &AtomicBool::new(false))?;
     Ok(started.elapsed().as_secs_f64())
 }
+
+/// Tasks decided per batch of commands (bounds the memory the workload takes).
+const CHUNK_TASKS: usize = 5_000;
+
+/// The id of the bench's task `t`.
+pub(super) fn task_id(t: usize) -> String {
+    format!("task-{t:07}")
+}
+
+/// Decides tasks `range` (half annotated by operators, half detected and quality-checked; those
+/// `waits` says stop when they ask for an operator), 8 events each.
+pub(super) fn decide_tasks(
+    rt: &Runtime,
+    range: std::ops::Range<usize>,
+    waits: impl Fn(usize) -> bool,
+) -> anyhow::Result<()> {
+    let mut start = range.start;
+    while start < range.end {
+        let end = (start + CHUNK_TASKS).min(range.end);
+        let flows: Vec<_> = (start..end)
+            .map(|t| {
+                let id = task_id(t);
+                let flow = if t % 2 == 0 { workload(&id) } else { checked_workload(&id) };
+                (id, flow)
+            })
+            .collect();
+        let mut commands = Vec::with_capacity(flows.len() * 8);
+        for step in 0..8 {
+            for (t, (id, flow)) in (start..end).zip(&flows) {
+                if step >= 4 && waits(t) {
+                    continue; // step 3 asked for an operator (the annotation flow)
+                }
+                let (actor, command) = &flow[step];
+                commands.push((envelope(id, step, actor, command), command.clone()));
+            }
+        }
+        decide_all(&rt.log, &rt.codec, &rt.store, &rt.topics, &commands)?;
+        start = end;
+    }
+    Ok(())
+}
