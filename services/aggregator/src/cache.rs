@@ -27,6 +27,8 @@ fn fenced_version(epoch: u64, offset: u64) -> u64 {
 pub(crate) struct TaskCache<'s> {
     store: &'s dyn ReadStore,
     partition_key: String,
+    /// Prefixes the snapshots' keys (empty for the unprefixed topic).
+    namespace: String,
     lru: LruCache<String, TaskRecord>,
     capacity: usize,
     dirty: HashSet<String>,
@@ -34,10 +36,15 @@ pub(crate) struct TaskCache<'s> {
 }
 
 impl<'s> TaskCache<'s> {
-    pub(crate) fn new(store: &'s dyn ReadStore, partition: u32, capacity: usize) -> Self {
+    /// The cache of partition `partition` of the journal topic `events`. Snapshots and the
+    /// checkpoint are keyed by the topic too, so two installations (topic prefixes) sharing a
+    /// store never read each other's; the unprefixed topic keeps the keys it always had.
+    pub(crate) fn new(store: &'s dyn ReadStore, events: &str, partition: u32, capacity: usize) -> Self {
+        let namespace = if events == "events" { String::new() } else { format!("{events}/") };
         Self {
             store,
-            partition_key: format!("p{partition}"),
+            partition_key: format!("{namespace}p{partition}"),
+            namespace,
             lru: LruCache::unbounded(),
             capacity: capacity.max(1),
             dirty: HashSet::new(),
@@ -61,7 +68,8 @@ impl<'s> TaskCache<'s> {
     /// Reads a task's snapshot from the store.
     pub(crate) fn load(&mut self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
         self.loads += 1;
-        Ok(self.store.get(SNAPSHOTS, task_id, "")?.and_then(|row| TaskRecord::from_snapshot(&row.value)))
+        let key = format!("{}{task_id}", self.namespace);
+        Ok(self.store.get(SNAPSHOTS, &key, "")?.and_then(|row| TaskRecord::from_snapshot(&row.value)))
     }
 
     /// Caches a record. Never evicts: records may hold decisions not appended yet; [`Self::trim`]
@@ -110,8 +118,8 @@ impl<'s> TaskCache<'s> {
             if let Some(record) = self.lru.peek_mut(task_id) {
                 record.epoch = cp.epoch;
                 let version = fenced_version(cp.epoch, record.applied_offset);
-                let row =
-                    Row { partition: task_id.clone(), clustering: String::new(), version, value: record.to_snapshot() };
+                let partition = format!("{}{task_id}", self.namespace);
+                let row = Row { partition, clustering: String::new(), version, value: record.to_snapshot() };
                 snapshots.push(Put { table: SNAPSHOTS.into(), row });
             }
         }

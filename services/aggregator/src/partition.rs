@@ -164,7 +164,12 @@ impl PartitionAggregator {
         loop {
             let mut owner = Owner {
                 agg: self,
-                cache: TaskCache::new(self.store.as_ref(), self.partition, self.config.cache_capacity),
+                cache: TaskCache::new(
+                    self.store.as_ref(),
+                    &self.topics.events,
+                    self.partition,
+                    self.config.cache_capacity,
+                ),
                 reader: JournalReader::default(),
                 events_end: 0,
                 command_pos: 0,

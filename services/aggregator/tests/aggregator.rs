@@ -296,6 +296,56 @@ fn a_restart_restores_state_from_snapshots_and_the_journal() {
     assert_eq!((a.events, a.version_gaps, a.duplicate_events), (18, 0, 0));
 }
 
+/// Two installations (topic prefixes) on one log and one store: each restores its own
+/// snapshots and checkpoint, never the other's, for the same task id.
+#[test]
+fn two_installations_sharing_a_store_keep_their_snapshots_and_checkpoints_apart() {
+    let a = rig(1);
+    let b = {
+        let topics = Topics::new("other", 1);
+        topics.create(a.log.as_ref()).unwrap();
+        let bus = CommandBus::new(a.log.clone(), a.codec.clone(), topics.clone());
+        Rig {
+            _dir: tempfile::tempdir().unwrap(),
+            log: a.log.clone(),
+            codec: a.codec.clone(),
+            store: a.store.clone(),
+            topics,
+            bus,
+        }
+    };
+    let config = AggregatorConfig { snapshot_every: 1, cache_capacity: 1, ..AggregatorConfig::default() };
+    // installation a takes the task three versions further than b
+    let run = a.start("a", config.clone());
+    a.send("task-1", "a-create", CUSTOMER, None, &create());
+    a.send("task-1", "a-detect", EXECUTOR, Some(1), &TaskCommand::RequestDetection(RequestDetection {}));
+    let nf = TaskCommand::RecordModelNotFound(RecordModelNotFound { step: "detection".into() });
+    a.send("task-1", "a-nf", EXECUTOR, Some(2), &nf);
+    assert!(a.outcome("a-nf").accepted);
+    run.stop();
+    let run = b.start("b", config.clone());
+    b.send("task-1", "b-create", CUSTOMER, None, &create());
+    assert_eq!(
+        b.outcome("b-create").first_version,
+        Some(1),
+        "b's task starts at version 1: {:?}",
+        b.outcome("b-create")
+    );
+    run.stop();
+    // restarted, each owner restores its own state from the shared store
+    let (run_a, run_b) = (a.start("a2", config.clone()), b.start("b2", config));
+    b.send("task-1", "b-detect", EXECUTOR, Some(1), &TaskCommand::RequestDetection(RequestDetection {}));
+    a.send("task-1", "a-detect-again", EXECUTOR, Some(3), &TaskCommand::RequestDetection(RequestDetection {}));
+    let (ob, oa) = (b.outcome("b-detect"), a.outcome("a-detect-again"));
+    assert!(ob.accepted && ob.first_version == Some(2), "{ob:?}");
+    assert!(!oa.accepted, "a's task is past detection (model not found): {oa:?}");
+    for (rig, run, events) in [(&a, run_a, 3), (&b, run_b, 2)] {
+        run.stop();
+        let audit = audit(rig.log.as_ref(), &rig.topics).unwrap();
+        assert_eq!((audit.events, audit.version_gaps, audit.duplicate_events), (events, 0, 0));
+    }
+}
+
 /// A store that, once armed with a task, applies every row of a call but that task's snapshot
 /// and then fails the call: what a Scylla store call does when one of its concurrent writes
 /// fails. Returns it and the arming (`None` once the snapshot write was tried).
@@ -304,10 +354,10 @@ fn failing_snapshot_of(store: Arc<dyn ReadStore>, task: &str) -> (Arc<FaultyPuts
     let arming = armed.clone();
     let fault = move |puts: &[Put]| {
         let mut armed = arming.lock().unwrap();
-        // the aggregator's snapshot table
-        let i = armed
-            .as_ref()
-            .and_then(|task| puts.iter().position(|p| p.table == "aggregate_snapshots" && p.row.partition == *task))?;
+        // the aggregator's snapshot table (keys `topic/task`)
+        let i = armed.as_ref().and_then(|task| {
+            puts.iter().position(|p| p.table == "aggregate_snapshots" && p.row.partition.ends_with(&format!("/{task}")))
+        })?;
         let task = armed.take().unwrap();
         let rest: Vec<Put> = puts.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| p.clone()).collect();
         Some((rest, format!("injected: the snapshot write of {task} failed")))
