@@ -15,6 +15,10 @@ pub(crate) mod headers {
     pub(crate) const COMMAND_TYPE: &str = "vl.command_type";
     /// Position in the decision: `i/n`.
     pub(crate) const BATCH: &str = "vl.batch";
+    /// On a decision copied into another journal (a partition migration): where it was,
+    /// `topic/partition/offset`. A copy has no command offset (its command was in another
+    /// `commands` topic).
+    pub(crate) const COPIED_FROM: &str = "vl.copied_from";
 }
 
 /// Record kinds.
@@ -85,4 +89,37 @@ pub fn rejection_record(task_id: &str, outcome: Vec<u8>, origin: DecisionOrigin<
     let mut h = framing(kinds::REJECTION, origin, 0, 1);
     h.push((names::TASK_ID.into(), task_id.as_bytes().to_vec()));
     Record { key: Some(task_id.as_bytes().to_vec()), headers: h, value: outcome }
+}
+
+/// The records of a decision copied from another journal (a partition migration): the same
+/// events, envelopes, command id and trace, at the copier's `epoch`, marked with where they were
+/// (`from`: `topic/partition/offset`) and without a command offset.
+pub fn copied_records(decision: &crate::Decision, epoch: u64, from: &str) -> Vec<Record> {
+    fn origin<'a>(d: &'a crate::Decision, epoch: u64, trace_parent: Option<&'a str>) -> DecisionOrigin<'a> {
+        DecisionOrigin {
+            command_id: &d.command_id,
+            command_type: &d.command_type,
+            command_offset: 0,
+            epoch,
+            trace_parent,
+        }
+    }
+    let mut records = match &decision.body {
+        crate::DecisionBody::Accepted(events) => events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let trace = e.trace_parent.as_deref().and_then(|t| std::str::from_utf8(t).ok());
+                event_record(&e.envelope, e.payload.clone(), origin(decision, epoch, trace), i, events.len())
+            })
+            .collect(),
+        crate::DecisionBody::Rejected(outcome) => {
+            vec![rejection_record(&decision.task_id, outcome.clone(), origin(decision, epoch, None))]
+        }
+    };
+    for r in &mut records {
+        r.headers.retain(|(name, _)| name != headers::COMMAND_OFFSET);
+        r.headers.push((headers::COPIED_FROM.into(), from.as_bytes().to_vec()));
+    }
+    records
 }

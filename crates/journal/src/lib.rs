@@ -17,6 +17,7 @@ mod consume;
 mod framing;
 mod history;
 mod membership;
+pub mod migrate;
 mod reader;
 mod schemas;
 mod topics;
@@ -28,7 +29,7 @@ pub use consume::{
     ConsumeError, DEAD_LETTER_VALUE_PREFIX, EventHandler, HandledEvent, LIVE_BATCH, Subscription, consume_partition,
     consume_until, dead_letter,
 };
-pub use framing::{DecisionOrigin, claim_record, event_record, rejection_record};
+pub use framing::{DecisionOrigin, claim_record, copied_records, event_record, rejection_record};
 pub use history::{Accepted, HistoryError, RecordedEvent, StateAsOf, accepted, state_as_of, task_events};
 pub use membership::{Assignment, Work, WorkError, serve_partitions};
 pub use reader::{Decision, DecisionBody, Entry, JournalError, JournalEvent, JournalReader, read_held};

@@ -48,8 +48,9 @@ pub struct Decision {
     pub command_type: String,
     /// Its task.
     pub task_id: String,
-    /// Its offset in `commands`.
-    pub command_offset: u64,
+    /// Its offset in `commands`; none for a decision copied from another journal (a partition
+    /// migration), whose command was in another `commands` topic.
+    pub command_offset: Option<u64>,
     /// Offset of the decision's first record.
     pub first_offset: u64,
     /// Events or rejection.
@@ -200,8 +201,11 @@ impl JournalReader {
         };
         let first = &framed[0].record;
         let first_offset = first.offset;
-        let head = number(first, headers::COMMAND_OFFSET)
-            .and_then(|o| Ok((o, text(first, headers::COMMAND_TYPE)?.to_owned())));
+        let offset = match get(&first.headers, headers::COPIED_FROM) {
+            Some(_) => Ok(None),
+            None => number(first, headers::COMMAND_OFFSET).map(Some),
+        };
+        let head = offset.and_then(|o| Ok((o, text(first, headers::COMMAND_TYPE)?.to_owned())));
         let (command_offset, command_type) = match head {
             Ok(head) => head,
             Err(reason) => return Err(refuse(framed, first_offset, reason)),

@@ -359,7 +359,12 @@ impl Owner<'_> {
     /// and returns its outcome, unless the snapshot held it already.
     fn fold(&mut self, d: Decision) -> Result<Option<Outcome>, AggregatorError> {
         let agg = self.agg;
-        self.command_pos = self.command_pos.max(d.command_offset + 1);
+        // a decision copied from another journal (a partition migration) says nothing of this
+        // `commands` topic, and its outcome was published where it was decided
+        let copied = d.command_offset.is_none();
+        if let Some(offset) = d.command_offset {
+            self.command_pos = self.command_pos.max(offset + 1);
+        }
         let record = self.record(&d.task_id)?;
         if d.first_offset < record.applied_offset {
             return Ok(None); // already in the snapshot
@@ -369,7 +374,7 @@ impl Owner<'_> {
         record.remember(d.command_id, decided, agg.config.dedup_per_task);
         self.cache.mark_dirty(&d.task_id);
         self.stats.restored_decisions += 1;
-        Ok(Some(outcome))
+        Ok((!copied).then_some(outcome))
     }
 
     /// Returns a task's record: cached, else its snapshot if an owner in force wrote it, else

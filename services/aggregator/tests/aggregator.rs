@@ -85,6 +85,21 @@ impl Running {
 }
 
 impl Rig {
+    /// Another installation (topic prefix) on the same log and store.
+    fn beside(&self, prefix: &str, partitions: u32) -> Rig {
+        let topics = Topics::new(prefix, partitions);
+        topics.create(self.log.as_ref()).unwrap();
+        let bus = CommandBus::new(self.log.clone(), self.codec.clone(), topics.clone());
+        Rig {
+            _dir: tempfile::tempdir().unwrap(),
+            log: self.log.clone(),
+            codec: self.codec.clone(),
+            store: self.store.clone(),
+            topics,
+            bus,
+        }
+    }
+
     fn start(&self, owner: &str, config: AggregatorConfig) -> Running {
         let stop = Arc::new(AtomicBool::new(false));
         let config = AggregatorConfig { owner: owner.into(), ..config };
@@ -301,19 +316,7 @@ fn a_restart_restores_state_from_snapshots_and_the_journal() {
 #[test]
 fn two_installations_sharing_a_store_keep_their_snapshots_and_checkpoints_apart() {
     let a = rig(1);
-    let b = {
-        let topics = Topics::new("other", 1);
-        topics.create(a.log.as_ref()).unwrap();
-        let bus = CommandBus::new(a.log.clone(), a.codec.clone(), topics.clone());
-        Rig {
-            _dir: tempfile::tempdir().unwrap(),
-            log: a.log.clone(),
-            codec: a.codec.clone(),
-            store: a.store.clone(),
-            topics,
-            bus,
-        }
-    };
+    let b = a.beside("other", 1);
     let config = AggregatorConfig { snapshot_every: 1, cache_capacity: 1, ..AggregatorConfig::default() };
     // installation a takes the task three versions further than b
     let run = a.start("a", config.clone());
@@ -524,4 +527,94 @@ fn two_owners(on: On, rounds: u64) {
         assert_eq!(audit.events, 2 * tasks, "round {round}");
         assert!(audit.versions.values().all(|v| *v == 2));
     }
+}
+
+/// Growing from 4 to 8 partitions under load (the runbook's procedure): commands flow while the
+/// old aggregators decide them; the producers pause and the aggregators drain; the journal is
+/// copied into topics of 8 partitions and verified; the new aggregators take the new topics and
+/// commands flow again. Every command is decided once, versions go on where they were, commands
+/// sent again after the move are duplicates, and no outcome of the old journal is published again.
+#[test]
+fn the_journal_moves_from_4_to_8_partitions_under_load_and_no_command_is_lost_or_decided_twice() {
+    grow_partitions(On::FileLog);
+}
+
+#[test]
+fn on_kafka_the_journal_moves_from_4_to_8_partitions_under_load() {
+    grow_partitions(On::Kafka);
+}
+
+fn grow_partitions(on: On) {
+    use visionlog_journal::migrate::{copy_journal, verify_copy};
+    let old = rig_on(on, 4);
+    let new = old.beside(&format!("{}-grown", old.topics.events.trim_end_matches(".events")), 8);
+    let config = AggregatorConfig { snapshot_every: 25, cache_capacity: 16, ..AggregatorConfig::default() };
+    let not_found = TaskCommand::RecordModelNotFound(RecordModelNotFound { step: "detection".into() });
+    let detect = TaskCommand::RequestDetection(RequestDetection {});
+
+    // before: 120 tasks created and sent to detection, 40 of them found without a model
+    let run = old.start("old", config.clone());
+    for t in 0..120 {
+        old.send(&format!("task-{t}"), &format!("c-{t}"), CUSTOMER, None, &create());
+        old.send(&format!("task-{t}"), &format!("d-{t}"), EXECUTOR, Some(1), &detect);
+        if t < 40 {
+            old.send(&format!("task-{t}"), &format!("n-{t}"), EXECUTOR, Some(2), &not_found);
+        }
+    }
+    old.send("task-7", "refused", EXECUTOR, Some(9), &detect); // a wrong version: rejected
+    // the pause: nothing more is sent to the old topics; they drain
+    assert!(!old.outcome("refused").accepted);
+    for t in 0..120 {
+        assert!(old.outcome(&format!("d-{t}")).accepted);
+        if t < 40 {
+            assert!(old.outcome(&format!("n-{t}")).accepted);
+        }
+    }
+    run.stop();
+    let copied = copy_journal(old.log.as_ref(), &old.topics, &new.topics, "migration", &mut |_, _| {}).unwrap();
+    assert_eq!((copied.decisions, copied.events, copied.rejections, copied.left_out), (281, 280, 1, 0));
+    assert!(copied.per_partition.iter().all(|n| *n > 0), "every new partition holds tasks: {copied:?}");
+    let v = verify_copy(old.log.as_ref(), &old.topics, &new.topics).unwrap();
+    assert!(v.holds(), "{v:?}");
+    assert!(
+        copy_journal(old.log.as_ref(), &old.topics, &new.topics, "again", &mut |_, _| {}).is_err(),
+        "a second copy into a journal that holds one is refused"
+    );
+
+    // after: the new aggregators on 8 partitions, commands flowing again
+    let run = new.start("new", config);
+    let mut sent = 0;
+    for t in 40..120 {
+        new.send(&format!("task-{t}"), &format!("n-{t}"), EXECUTOR, Some(2), &not_found);
+        sent += 1;
+    }
+    for t in 0..40 {
+        new.send(&format!("task-{t}"), &format!("n-{t}"), EXECUTOR, Some(2), &not_found); // sent again
+        sent += 1;
+    }
+    for t in 120..160 {
+        new.send(&format!("task-{t}"), &format!("c-{t}"), CUSTOMER, None, &create());
+        sent += 1;
+    }
+    new.send("task-0", "stale", EXECUTOR, Some(2), &detect);
+    new.send("task-7", "refused", EXECUTOR, Some(9), &detect); // sent again
+    sent += 2;
+    for t in 40..120 {
+        let o = new.outcome(&format!("n-{t}"));
+        assert!(o.accepted && o.first_version == Some(3), "the state moved with the journal: {o:?}");
+    }
+    for t in 0..40 {
+        assert!(new.outcome(&format!("n-{t}")).duplicate, "a command decided before the move stays decided");
+    }
+    for t in 120..160 {
+        assert_eq!(new.outcome(&format!("c-{t}")).first_version, Some(1));
+    }
+    assert!(!new.outcome("stale").accepted, "task-0 is at version 3 since before the move");
+    let refused = new.outcome("refused");
+    assert!(refused.duplicate && !refused.accepted, "a rejection moved too: {refused:?}");
+    run.stop();
+    let outcomes: usize = (0..8).map(|p| new.log.read(&new.topics.outcomes, p, 0, 100_000).unwrap().len()).sum();
+    assert_eq!(outcomes, sent, "one outcome per command sent after the move, none republished from the copy");
+    let a = audit(new.log.as_ref(), &new.topics).unwrap();
+    assert_eq!((a.events, a.version_gaps, a.duplicate_events), (280 + 80 + 40, 0, 0));
 }

@@ -7,6 +7,7 @@ mod gateway;
 mod health;
 mod model;
 mod output;
+mod partitions;
 mod progress;
 mod report;
 mod runtime;
@@ -96,6 +97,9 @@ enum Command {
     /// data; and their rebuild.
     #[command(subcommand)]
     Report(report::ReportCmd),
+    /// Growing the partition count: the journal copied into topics of a new prefix.
+    #[command(subcommand)]
+    Partitions(partitions::PartitionsCmd),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -194,6 +198,7 @@ fn main() -> anyhow::Result<()> {
         Command::Export(cmd) => export::run(b, cmd),
         Command::Subject(cmd) => subject::run(b, cmd),
         Command::Report(cmd) => report::run(b, cmd),
+        Command::Partitions(cmd) => partitions::run(b, cmd),
         Command::Bench(cmd) => bench::run(b, cmd),
         Command::Schema(cmd) => schema::run(b, cmd),
     }
