@@ -198,6 +198,16 @@ fn an_incremental_export_holds_the_rows_of_a_full_one_and_folds_only_the_tasks_t
     assert_eq!(merged["base"], first["snapshot"], "merged from the earlier snapshot");
     assert_eq!(merged["tasks_folded"], changed.len(), "only the tasks with events since were folded");
     assert!(merged["rows_carried"].as_u64().unwrap() > 0);
+    let again = visionlog_integration_tests::visionlog(&data)
+        .args(["export", "once", "--as-of-ms", &end.to_string()])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a complete snapshot is never rewritten");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("exists already"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     let full = run(&["export", "once", "--json", "--as-of-ms", &end.to_string(), "--root", "exports-full"]);
     assert!(full["base"].is_null(), "another root: every task folded");
     assert_eq!(full["tasks_folded"], 60);

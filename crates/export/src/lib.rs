@@ -58,6 +58,9 @@ pub enum ExportError {
     /// Writing Parquet failed.
     #[error("parquet: {0}")]
     Parquet(String),
+    /// A complete snapshot of that instant exists already.
+    #[error("a snapshot as of this instant exists already: {0} (export another instant, or under another --root)")]
+    Exists(String),
     /// A task's history could not be read.
     #[error(transparent)]
     History(#[from] visionlog_views::HistoryReadError),
@@ -198,6 +201,18 @@ pub fn export(
 ) -> Result<Card, ExportError> {
     let h = source.history;
     let topic = h.topics.events.as_str();
+    let snapshot = format!("{}/asof={}", request.root.trim_end_matches('/'), request.as_of_ms);
+    // a complete snapshot of this instant is never rewritten (its folder is one dataset); what a
+    // run cut short left there is removed first, or its extra parts would join the new ones
+    match objects.exists(&format!("{snapshot}/dataset_card.json")) {
+        Ok(true) => return Err(ExportError::Exists(snapshot)),
+        Ok(false) => {
+            for leftover in objects.list(&snapshot)? {
+                objects.delete(&leftover.key)?;
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
     let base = base(source, objects, request)?;
     let partitions = h.log.partitions(topic)?;
     let ends: Vec<u64> = (0..partitions).map(|p| h.log.end_offset(topic, p)).collect::<Result<_, _>>()?;
@@ -241,7 +256,6 @@ pub fn export(
         next.push(first_after.unwrap_or(c.to));
         covered.push(c);
     }
-    let snapshot = format!("{}/asof={}", request.root.trim_end_matches('/'), request.as_of_ms);
     let mut parts: BTreeMap<Dataset, parts::Parts<'_>> = request
         .datasets
         .iter()
