@@ -53,6 +53,9 @@ pub struct Decision {
     pub command_offset: Option<u64>,
     /// Offset of the decision's first record.
     pub first_offset: u64,
+    /// For a decision copied from another journal (a partition migration): where it was,
+    /// `topic/partition/offset`.
+    pub copied_from: Option<String>,
     /// Events or rejection.
     pub body: DecisionBody,
 }
@@ -201,7 +204,8 @@ impl JournalReader {
         };
         let first = &framed[0].record;
         let first_offset = first.offset;
-        let offset = match get(&first.headers, headers::COPIED_FROM) {
+        let copied_from = get(&first.headers, headers::COPIED_FROM).map(|v| String::from_utf8_lossy(v).into_owned());
+        let offset = match copied_from {
             Some(_) => Ok(None),
             None => number(first, headers::COMMAND_OFFSET).map(Some),
         };
@@ -223,6 +227,7 @@ impl JournalReader {
                 task_id,
                 command_offset,
                 first_offset,
+                copied_from,
                 body,
             }));
         }
@@ -247,6 +252,7 @@ impl JournalReader {
             task_id,
             command_offset,
             first_offset,
+            copied_from,
             body: DecisionBody::Accepted(events),
         }))
     }

@@ -545,24 +545,39 @@ fn on_kafka_the_journal_moves_from_4_to_8_partitions_under_load() {
 }
 
 fn grow_partitions(on: On) {
-    use visionlog_journal::migrate::{copy_journal, verify_copy};
+    use visionlog_journal::migrate::{CopyState, MigrateError, copy_journal, verify_copy};
     let old = rig_on(on, 4);
     let new = old.beside(&format!("{}-grown", old.topics.events.trim_end_matches(".events")), 8);
     let config = AggregatorConfig { snapshot_every: 25, cache_capacity: 16, ..AggregatorConfig::default() };
     let not_found = TaskCommand::RecordModelNotFound(RecordModelNotFound { step: "detection".into() });
     let detect = TaskCommand::RequestDetection(RequestDetection {});
 
-    // before: 120 tasks created and sent to detection, 40 of them found without a model
+    // before: 120 tasks created and sent to detection, 40 of them found without a model; half
+    // way, while the old aggregators decide, the journal is copied online for the first time
     let run = old.start("old", config.clone());
+    let saved = std::cell::RefCell::new(None);
+    let mut keep = |s: &CopyState| -> Result<(), MigrateError> {
+        *saved.borrow_mut() = Some(s.clone());
+        Ok(())
+    };
+    let mut online = None;
     for t in 0..120 {
         old.send(&format!("task-{t}"), &format!("c-{t}"), CUSTOMER, None, &create());
         old.send(&format!("task-{t}"), &format!("d-{t}"), EXECUTOR, Some(1), &detect);
         if t < 40 {
             old.send(&format!("task-{t}"), &format!("n-{t}"), EXECUTOR, Some(2), &not_found);
         }
+        if t == 60 {
+            old.outcome("d-30"); // the aggregators are deciding
+            let s =
+                copy_journal(old.log.as_ref(), &old.topics, &new.topics, "migration", None, &mut keep, &mut |_, _| {});
+            online = Some(s.unwrap());
+        }
     }
+    let online = online.unwrap();
+    assert!(online.holds() && online.copied.decisions > 60, "the online run copied what was decided: {online:?}");
     old.send("task-7", "refused", EXECUTOR, Some(9), &detect); // a wrong version: rejected
-    // the pause: nothing more is sent to the old topics; they drain
+    // the pause: nothing more is sent to the old topics; they drain, and the final run copies the tail
     assert!(!old.outcome("refused").accepted);
     for t in 0..120 {
         assert!(old.outcome(&format!("d-{t}")).accepted);
@@ -571,14 +586,25 @@ fn grow_partitions(on: On) {
         }
     }
     run.stop();
-    let copied = copy_journal(old.log.as_ref(), &old.topics, &new.topics, "migration", &mut |_, _| {}).unwrap();
-    assert_eq!((copied.decisions, copied.events, copied.rejections, copied.left_out), (281, 280, 1, 0));
+    let last = saved.borrow().clone().unwrap();
+    assert_eq!(last, online, "the state of the online run was saved");
+    let fin =
+        copy_journal(old.log.as_ref(), &old.topics, &new.topics, "migration", Some(last), &mut keep, &mut |_, _| {})
+            .unwrap();
+    let copied = &fin.copied;
+    assert_eq!((copied.decisions, copied.events, copied.rejections), (281, 280, 1));
+    assert!(fin.holds(), "{fin:?}");
+    assert!(
+        copied.decisions - online.copied.decisions < 281 - 60,
+        "the pause copied the tail only: {} of 281",
+        copied.decisions - online.copied.decisions
+    );
     assert!(copied.per_partition.iter().all(|n| *n > 0), "every new partition holds tasks: {copied:?}");
     let v = verify_copy(old.log.as_ref(), &old.topics, &new.topics).unwrap();
     assert!(v.holds(), "{v:?}");
     assert!(
-        copy_journal(old.log.as_ref(), &old.topics, &new.topics, "again", &mut |_, _| {}).is_err(),
-        "a second copy into a journal that holds one is refused"
+        copy_journal(old.log.as_ref(), &old.topics, &new.topics, "again", None, &mut keep, &mut |_, _| {}).is_err(),
+        "a first copy into a journal that holds one is refused"
     );
 
     // after: the new aggregators on 8 partitions, commands flowing again
@@ -617,4 +643,42 @@ fn grow_partitions(on: On) {
     assert_eq!(outcomes, sent, "one outcome per command sent after the move, none republished from the copy");
     let a = audit(new.log.as_ref(), &new.topics).unwrap();
     assert_eq!((a.events, a.version_gaps, a.duplicate_events), (280 + 80 + 40, 0, 0));
+}
+
+/// A copy cut short between an append and the save of its state goes on from the last state
+/// saved: the copies the state does not know are counted, never appended twice.
+#[test]
+fn a_copy_cut_short_goes_on_from_its_last_saved_state_without_copying_twice() {
+    use visionlog_journal::migrate::{CopyState, MigrateError, copy_journal, verify_copy};
+    let old = rig(4);
+    let new = old.beside("cut", 3);
+    let run = old.start("old", AggregatorConfig::default());
+    for t in 0..50 {
+        old.send(&format!("task-{t}"), &format!("c-{t}"), CUSTOMER, None, &create());
+    }
+    for t in 0..50 {
+        old.outcome(&format!("c-{t}"));
+    }
+    run.stop();
+    // the state is saved after each old partition's append; the second save fails
+    let mut saved: Option<CopyState> = None;
+    let mut saves = 0;
+    let mut failing = |s: &CopyState| -> Result<(), MigrateError> {
+        saves += 1;
+        if saves == 2 {
+            return Err(MigrateError::Refused("injected: the store is gone".into()));
+        }
+        saved = Some(s.clone());
+        Ok(())
+    };
+    let cut = copy_journal(old.log.as_ref(), &old.topics, &new.topics, "m", None, &mut failing, &mut |_, _| {});
+    assert!(cut.is_err(), "the run stops where its state could not be saved");
+    let last = saved.clone().expect("the first save");
+    let mut keep = |_: &CopyState| -> Result<(), MigrateError> { Ok(()) };
+    let state =
+        copy_journal(old.log.as_ref(), &old.topics, &new.topics, "m", Some(last), &mut keep, &mut |_, _| {}).unwrap();
+    assert!(state.holds(), "{state:?}");
+    assert_eq!(state.read.decisions, 50);
+    let v = verify_copy(old.log.as_ref(), &old.topics, &new.topics).unwrap();
+    assert!(v.holds() && v.new.events == 50, "no copy twice: {v:?}");
 }
