@@ -169,7 +169,7 @@ mkdir -p "$CARGO_TARGET_DIR"
 # caches go too. Idempotent and quick.
 python3 - "$CARGO_TARGET_DIR" <<'PRUNE'
 import collections, os, re, shutil, sys, time
-freed, cutoff = 0, time.time() - 12 * 3600
+freed, cutoff = 0, time.time() - 3 * 3600
 for profile in ("debug", "release"):
     deps = os.path.join(sys.argv[1], profile, "deps")
     if not os.path.isdir(deps):
@@ -189,7 +189,7 @@ for profile in ("debug", "release"):
         for fingerprint in {crate, crate.replace("_", "-")}:
             shutil.rmtree(os.path.join(sys.argv[1], profile, ".fingerprint", f"{fingerprint}-{hash_}"), True)
 if freed > 1 << 30:
-    print(f"install: pruned {freed / (1 << 30):.1f} GB of build artifacts older than 12 hours")
+    print(f"install: pruned {freed / (1 << 30):.1f} GB of build artifacts older than 3 hours")
 PRUNE
 free_kb=$(df -Pk "$CARGO_TARGET_DIR" | awk 'NR == 2 { print $4 }')
 if [ "${free_kb:-0}" -lt $((30 * 1024 * 1024)) ]; then

@@ -202,16 +202,9 @@ pub fn export(
     let h = source.history;
     let topic = h.topics.events.as_str();
     let snapshot = format!("{}/asof={}", request.root.trim_end_matches('/'), request.as_of_ms);
-    // a complete snapshot of this instant is never rewritten (its folder is one dataset); what a
-    // run cut short left there is removed first, or its extra parts would join the new ones
-    match objects.exists(&format!("{snapshot}/dataset_card.json")) {
-        Ok(true) => return Err(ExportError::Exists(snapshot)),
-        Ok(false) => {
-            for leftover in objects.list(&snapshot)? {
-                objects.delete(&leftover.key)?;
-            }
-        }
-        Err(e) => return Err(e.into()),
+    // a complete snapshot of this instant is never rewritten (its folder is one dataset)
+    if objects.exists(&format!("{snapshot}/dataset_card.json"))? {
+        return Err(ExportError::Exists(snapshot));
     }
     let base = base(source, objects, request)?;
     let partitions = h.log.partitions(topic)?;
