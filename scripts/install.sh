@@ -165,7 +165,7 @@ mkdir -p "$CARGO_TARGET_DIR"
 # path builds its workspace crates and test executables under new hashes: left alone it grew by
 # tens of GB and a full disk once broke a CI run. Builds of ours (a crate and hash: its files
 # and its fingerprint together, so cargo never finds half of one and takes it for fresh) not
-# touched for 12 hours are dropped; registry crates stay. With under 30 GB free the incremental
+# touched for 3 hours are dropped; registry crates stay. With under 30 GB free the incremental
 # caches go too. Idempotent and quick.
 python3 - "$CARGO_TARGET_DIR" <<'PRUNE'
 import collections, os, re, shutil, sys, time
