@@ -120,10 +120,17 @@ pub struct HistorySource<'a> {
 /// starts and from the serving generation's committed position on — or the whole partition
 /// where the projector never ran on it.
 fn uncovered(src: HistorySource<'_>, serving: u32, p: u32) -> Result<[std::ops::Range<u64>; 2], HistoryReadError> {
-    let Some(from) = src.store.get(&table(HISTORY_FROM, serving), &p.to_string(), "")? else {
-        return Ok([0..u64::MAX, 0..0]);
-    };
-    let from = u64::MAX - from.version;
+    let Some(from) = history_from(src, serving, p)? else { return Ok([0..u64::MAX, 0..0]) };
+    uncovered_from(src, serving, p, from)
+}
+
+/// [`uncovered`] where the index holds the partition from `from` on.
+fn uncovered_from(
+    src: HistorySource<'_>,
+    serving: u32,
+    p: u32,
+    from: u64,
+) -> Result<[std::ops::Range<u64>; 2], HistoryReadError> {
     // the position first: rows written after it only add to what the journal tail holds
     let position = src.log.committed(&generations::group(serving), &src.topics.events, p)?.map_or(0, |c| c.offset);
     // the rows hold every event of [from, position); the journal the rest: below `from` (a
@@ -134,18 +141,22 @@ fn uncovered(src: HistorySource<'_>, serving: u32, p: u32) -> Result<[std::ops::
 /// The offset of partition `p` from which the serving generation's index holds every event,
 /// if it holds any (a reader that needs the whole partition reads the journal below it).
 pub fn indexed_from(src: HistorySource<'_>, p: u32) -> Result<Option<u64>, HistoryReadError> {
-    let (g, _) = generations::read(src.store)?;
-    Ok(src.store.get(&table(HISTORY_FROM, g.serving), &p.to_string(), "")?.map(|r| u64::MAX - r.version))
+    history_from(src, generations::read(src.store)?.0.serving, p)
+}
+
+/// Generation `serving`'s `history_from` of partition `p`.
+fn history_from(src: HistorySource<'_>, serving: u32, p: u32) -> Result<Option<u64>, HistoryReadError> {
+    Ok(src.store.get(&table(HISTORY_FROM, serving), &p.to_string(), "")?.map(|r| u64::MAX - r.version))
 }
 
 /// Every event of task `task_id` accepted before the call, in version order (see the module).
 pub fn task_history(src: HistorySource<'_>, task_id: &str) -> Result<Vec<RecordedEvent>, HistoryReadError> {
     let p = visionlog_log::partition_for(task_id.as_bytes(), src.topics.partitions);
     let (g, _) = generations::read(src.store)?;
-    if src.store.get(&table(HISTORY_FROM, g.serving), &p.to_string(), "")?.is_none() {
+    let Some(from) = history_from(src, g.serving, p)? else {
         return Ok(visionlog_journal::task_events(src.log, src.codec, src.topics, task_id, 0)?);
-    }
-    let ranges = uncovered(src, g.serving, p)?;
+    };
+    let ranges = uncovered_from(src, g.serving, p, from)?;
     let mut events = BTreeMap::new();
     for row in visionlog_store::read_partition(src.store, &table(TASK_EVENTS, g.serving), task_id)? {
         let Ok(i) = postcard::from_bytes::<Indexed>(&row.value) else {
