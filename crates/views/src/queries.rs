@@ -61,15 +61,18 @@ pub fn labelled<'a>(
     class_group: &str,
     after: Option<String>,
 ) -> Result<Paged<'a, LabelledRow>, StoreError> {
-    Ok(Paged {
-        store,
-        table: serving(store, LABELLED)?,
-        partition: format!("{customer}|{class_group}"),
-        after,
-        rows: VecDeque::new(),
-        done: false,
-        kind: std::marker::PhantomData,
-    })
+    Ok(paged(store, serving(store, LABELLED)?, format!("{customer}|{class_group}"), after, PAGE))
+}
+
+/// The live rows of a partition after `after`, decoded, read `page` rows at a time.
+fn paged<T>(
+    store: &dyn ReadStore,
+    table: String,
+    partition: String,
+    after: Option<String>,
+    page: usize,
+) -> Paged<'_, T> {
+    Paged { store, table, partition, after, page, rows: VecDeque::new(), done: false, kind: std::marker::PhantomData }
 }
 
 /// The live rows of one partition, decoded, a page at a time (see [`labelled`]).
@@ -78,6 +81,7 @@ pub struct Paged<'a, T> {
     table: String,
     partition: String,
     after: Option<String>,
+    page: usize,
     rows: VecDeque<Row>,
     done: bool,
     kind: std::marker::PhantomData<T>,
@@ -100,11 +104,11 @@ impl<T: serde::de::DeserializeOwned> Iterator for Paged<'_, T> {
             if self.done {
                 return None;
             }
-            let page = match self.store.scan_partition(&self.table, &self.partition, self.after.as_deref(), PAGE) {
+            let page = match self.store.scan_partition(&self.table, &self.partition, self.after.as_deref(), self.page) {
                 Ok(page) => page,
                 Err(e) => return Some(Err(e)),
             };
-            self.done = page.len() < PAGE;
+            self.done = page.len() < self.page;
             if let Some(last) = page.last() {
                 self.after = Some(last.clustering.clone());
             }
@@ -177,11 +181,8 @@ const QUEUE_PAGE: usize = 64;
 /// has read about `n` rows (plus a page per customer), not the backlog.
 pub fn queue<'a>(store: &'a dyn ReadStore, customers: &[String]) -> Result<QueueReader<'a>, StoreError> {
     let table = serving(store, OPERATOR_QUEUE)?;
-    let pages = customers
-        .iter()
-        .map(|c| QueuePage { customer: c.clone(), after: None, rows: VecDeque::new(), done: false })
-        .collect();
-    Ok(QueueReader { store, table, pages })
+    let pages = customers.iter().map(|c| paged(store, table.clone(), c.clone(), None, QUEUE_PAGE).peekable()).collect();
+    Ok(QueueReader { pages })
 }
 
 /// The tasks an operator holds, of some customers (one small partition read per customer).
@@ -195,60 +196,28 @@ pub fn held(store: &dyn ReadStore, customers: &[String]) -> Result<Vec<QueueRow>
     Ok(out)
 }
 
-/// The operator queue, oldest first (see [`queue`]).
+/// The operator queue, oldest first (see [`queue`]): the customers' pages merged.
 pub struct QueueReader<'a> {
-    store: &'a dyn ReadStore,
-    table: String,
-    pages: Vec<QueuePage>,
-}
-
-struct QueuePage {
-    customer: String,
-    after: Option<String>,
-    rows: VecDeque<Row>,
-    done: bool,
-}
-
-impl QueueReader<'_> {
-    /// The next live row of each customer in its page (reading the next page where one ran out).
-    fn fill(&mut self) -> Result<(), StoreError> {
-        for page in &mut self.pages {
-            loop {
-                while page.rows.front().is_some_and(Row::is_tombstone) {
-                    page.rows.pop_front();
-                }
-                if page.done || !page.rows.is_empty() {
-                    break;
-                }
-                let rows = self.store.scan_partition(&self.table, &page.customer, page.after.as_deref(), QUEUE_PAGE)?;
-                page.done = rows.len() < QUEUE_PAGE;
-                page.after = rows.last().map(|r| r.clustering.clone()).or(page.after.take());
-                page.rows.extend(rows);
-            }
-        }
-        Ok(())
-    }
+    pages: Vec<std::iter::Peekable<Paged<'a, QueueRow>>>,
 }
 
 impl Iterator for QueueReader<'_> {
     type Item = Result<QueueRow, StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Err(e) = self.fill() {
-                return Some(Err(e));
-            }
-            // the clustering key is the creation time (fixed width) and the task id: oldest first
-            let oldest = self
-                .pages
-                .iter_mut()
-                .filter(|p| !p.rows.is_empty())
-                .min_by(|a, b| a.rows[0].clustering.cmp(&b.rows[0].clustering))?;
-            let row = oldest.rows.pop_front().expect("the page is not empty");
-            if let Some(queued) = decode::<QueueRow>(&row.value) {
-                return Some(Ok(queued));
+        // a read error comes out first; else the oldest head (the clustering order of a page)
+        let mut oldest: Option<(usize, (i64, String))> = None;
+        for (i, page) in self.pages.iter_mut().enumerate() {
+            let key = match page.peek() {
+                Some(Err(_)) => return page.next(),
+                Some(Ok(row)) => (row.created_at_ms, row.task_id.clone()),
+                None => continue,
+            };
+            if oldest.as_ref().is_none_or(|(_, best)| key < *best) {
+                oldest = Some((i, key));
             }
         }
+        self.pages[oldest?.0].next()
     }
 }
 
