@@ -168,7 +168,10 @@ pub trait EventLog: Send + Sync {
     fn append_all(&self, topic: &str, batches: &[(u32, Vec<Record>)]) -> Result<Vec<Appended>, LogError> {
         batches.iter().map(|(p, records)| self.append(topic, *p, records)).collect()
     }
-    /// Reads up to `max` records from offset `from` on (fewer at the end of the partition).
+    /// Reads up to `max` records from offset `from` on: fewer at the end of the partition, and
+    /// a backend that fetches over the network may return fewer before it (Kafka: what its
+    /// fetches brought within a short linger, none while it reconnects); read on (see
+    /// `visionlog_journal::read_held` for reads of records known to be there).
     fn read(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<LogRecord>, LogError>;
     /// Returns the offset the next append will get.
     fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError>;
