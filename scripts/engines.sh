@@ -156,6 +156,12 @@ ssl.keystore.location=$tls/broker.p12
 ssl.keystore.password=$store
 ssl.key.password=$store
 ssl.client.auth=none
+# ACLs, as a production cluster with several retailers has them: the PLAINTEXT and controller
+# listeners (ANONYMOUS) and the SASL user are super users; every other principal (a retailer's
+# SCRAM user) gets only what it is granted (integration-tests/retailer/grant.py)
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS;User:$SASL_USER
+allow.everyone.if.no.acl.found=false
 sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
 listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_USER="$sasl_password";
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;

@@ -405,3 +405,44 @@ fn the_gateway_on_apache_kafka_and_the_cql_server() {
     assert_eq!(result.body["objects"].as_array().unwrap().len(), 1, "{result:?}");
     assert_eq!(api.get(&format!("/v1/tasks/{task}"), BETA).status, 404);
 }
+
+/// Live streams each hold a thread of the gateway's blocking pool: a caller gets at most its
+/// share (`too_many_streams`, 429), and a stream closed frees its slot.
+#[test]
+fn live_streams_are_capped_per_caller_and_freed_when_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let envs = [("VISIONLOG_MAX_STREAMS_PER_CALLER", "2"), ("VISIONLOG_MAX_STREAMS", "3")];
+    let (_run, api) = run_with_gateway(dir.path(), 0, &envs);
+    let photo = upload_photo(&api);
+    let task = create(&api, "streams", &task_request(&photo, None)).body["task_id"].as_str().unwrap().to_owned();
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let open = |token: &str| {
+        let url = api.url(&format!("/v1/tasks/{task}/events/stream"));
+        let resp = client.get(url).bearer_auth(token).send().unwrap();
+        let status = resp.status().as_u16();
+        (status, resp)
+    };
+    let (first, second) = (open(ACME), open(ACME));
+    assert_eq!((first.0, second.0), (200, 200));
+    let (status, third) = open(ACME);
+    assert_eq!(status, 429, "a third stream of one caller");
+    let problem: Value = third.json().unwrap();
+    assert_eq!(problem["code"], "too_many_streams", "{problem}");
+    // another caller has its own share, up to the overall cap
+    let (status, ops) = open(OPS);
+    assert_eq!(status, 200);
+    assert_eq!(open(OPS).0, 429, "three streams open in all");
+    // a stream closed by its client frees its slot (once its next write fails: within the
+    // keep-alive interval)
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _again) = open(ACME);
+        if status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the closed stream's slot was not freed");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop((second, ops));
+}

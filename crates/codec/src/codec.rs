@@ -50,7 +50,17 @@ pub struct Codec {
     current: HashMap<String, Arc<WriterSchema>>,
     /// Every schema seen, by id (filled from the registry on first sight).
     by_id: RwLock<HashMap<u32, Arc<WriterSchema>>>,
+    /// Ids the registry said it does not have, and when: asked again only after
+    /// [`UNKNOWN_ID_TTL`], so a stream of junk ids does not make a registry request each (on the
+    /// aggregator's single-writer thread), while an id registered later is still learnt.
+    unknown: RwLock<HashMap<u32, std::time::Instant>>,
 }
+
+/// How long an id the registry does not have is answered from memory.
+pub(crate) const UNKNOWN_ID_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The most unknown ids remembered (junk ids are unbounded; memory is not).
+const MAX_UNKNOWN_IDS: usize = 10_000;
 
 impl Codec {
     /// Registers every schema of the catalog (old versions first) and returns a codec.
@@ -65,7 +75,7 @@ impl Codec {
             by_id.insert(id, w.clone());
             current.insert(v.full_name.clone(), w);
         }
-        Ok(Self { registry, current, by_id: RwLock::new(by_id) })
+        Ok(Self { registry, current, by_id: RwLock::new(by_id), unknown: RwLock::new(HashMap::new()) })
     }
 
     /// Returns the id of the current schema of a message.
@@ -174,9 +184,23 @@ impl Codec {
         if let Some(w) = self.by_id.read().expect("codec lock").get(&id) {
             return Ok((w.clone(), body));
         }
+        if self.unknown.read().expect("codec lock").get(&id).is_some_and(|at| at.elapsed() < UNKNOWN_ID_TTL) {
+            return Err(CodecError::UnknownSchemaId(id));
+        }
         let text = match self.registry.schema(id) {
             Ok(text) => text,
-            Err(crate::RegistryError::NotFound(_)) => return Err(CodecError::UnknownSchemaId(id)),
+            Err(crate::RegistryError::NotFound(_)) => {
+                let mut unknown = self.unknown.write().expect("codec lock");
+                if unknown.len() >= MAX_UNKNOWN_IDS {
+                    unknown.retain(|_, at| at.elapsed() < UNKNOWN_ID_TTL);
+                    if unknown.len() >= MAX_UNKNOWN_IDS {
+                        unknown.clear();
+                    }
+                }
+                unknown.insert(id, std::time::Instant::now());
+                return Err(CodecError::UnknownSchemaId(id));
+            }
+            // unavailable: not remembered, the caller retries (`CodecError::is_transient`)
             Err(e) => return Err(e.into()),
         };
         let json: serde_json::Value = serde_json::from_str(&text)

@@ -31,3 +31,46 @@ pub fn run(registry: &dyn SchemaRegistry, prefix: &str) {
     let unknown = id_a.max(id_b) + 100_000;
     assert!(matches!(registry.schema(unknown), Err(RegistryError::NotFound(n)) if n == unknown));
 }
+
+/// A registry that can be down (its lookups fail as unavailable, as an unreachable HTTP
+/// registry's do) and counts its lookups: for tests of what readers do during an outage.
+pub struct Outage<R> {
+    /// The registry behind.
+    pub inner: R,
+    /// Whether lookups fail.
+    pub down: std::sync::atomic::AtomicBool,
+    /// Lookups asked for (failed ones included).
+    pub lookups: std::sync::atomic::AtomicUsize,
+}
+
+impl<R> Outage<R> {
+    /// `inner`, up.
+    pub fn new(inner: R) -> Self {
+        Self { inner, down: false.into(), lookups: 0.into() }
+    }
+}
+
+impl<R: SchemaRegistry> SchemaRegistry for Outage<R> {
+    fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
+        self.inner.register(subject, schema)
+    }
+
+    fn schema(&self, id: u32) -> Result<String, RegistryError> {
+        self.lookups.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(RegistryError::Unavailable("connection refused".into()));
+        }
+        self.inner.schema(id)
+    }
+}
+
+/// Registers, under its subject, the current schema of message `full_name` with a `doc` added:
+/// what a newer producer registers (the same fields), with an id `codec` has not seen yet.
+pub fn register_newer_copy(registry: &dyn SchemaRegistry, codec: &crate::Codec, full_name: &str) -> u32 {
+    let id = codec.schema_id(full_name).expect("a message of the catalog");
+    let mut text: serde_json::Value = serde_json::from_str(&registry.schema(id).expect("its schema")).expect("json");
+    text["doc"] = "registered by a newer producer".into();
+    let newer = registry.register(&format!("{full_name}-v1"), &text.to_string()).expect("registered");
+    assert_ne!(newer, id, "a new id for the documented copy");
+    newer
+}

@@ -49,6 +49,13 @@ pub enum CodecError {
 }
 
 impl CodecError {
+    /// Whether the same bytes may decode later: the registry could not be reached. Everything
+    /// else (malformed bytes, an id the registry does not have, a body that does not match) is
+    /// permanent, and the record is rejected or dead-lettered with its reason.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Registry(RegistryError::Unavailable(_)))
+    }
+
     /// Returns a stable code for rejections and dead letters.
     pub fn code(&self) -> &'static str {
         match self {

@@ -408,3 +408,43 @@ fn the_embedded_registry_passes_the_registry_suite() {
     let dir = tempfile::tempdir().unwrap();
     visionlog_codec::conformance::run(&EmbeddedRegistry::open(&dir.path().join("registry.json")).unwrap(), "file");
 }
+
+/// A registry outage is transient (the same bytes decode once it is back, nothing of it is
+/// remembered); an id the registry does not have is permanent, and is asked for at most once a
+/// while, not once per record.
+#[test]
+fn a_registry_outage_is_transient_and_unknown_ids_are_not_asked_for_again_and_again() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let registry = Arc::new(conformance::Outage::new(EmbeddedRegistry::in_memory()));
+    let c = Codec::new(registry.clone()).unwrap();
+    // a newer producer's schema of CreateTask, registered after this codec started: its id is
+    // one the codec must look up
+    let newer = conformance::register_newer_copy(&registry.inner, &c, "visionlog.commands.CreateTask");
+    let create = TaskCommand::CreateTask(CreateTask {
+        customer: "acme".into(),
+        task_type: TaskType::ProductDetection,
+        recipe: Recipe::Detection,
+        class_group: ClassGroup { key: "k".into(), classes: vec![ProductClass { id: 1, name: "a".into() }] },
+        images: vec![ImageRef { uri: "s3://b/1.jpg".into(), width: 1, height: 1 }],
+        callback_url: None,
+        personal: None,
+    });
+    let mut bytes = c.encode_command(&create).unwrap();
+    bytes[1..5].copy_from_slice(&newer.to_be_bytes());
+    registry.down.store(true, SeqCst);
+    let err = c.decode_command(&bytes).unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(err.code(), "registry");
+    registry.down.store(false, SeqCst);
+    assert_eq!(c.decode_command(&bytes).unwrap(), create, "read once the registry is back");
+    // an id nobody registered: permanent, and asked for once, not per record
+    let mut junk = bytes.clone();
+    junk[1..5].copy_from_slice(&9999u32.to_be_bytes());
+    let before = registry.lookups.load(SeqCst);
+    for _ in 0..100 {
+        let err = c.decode_command(&junk).unwrap_err();
+        assert!(!err.is_transient());
+        assert_eq!(err.code(), "unknown_schema_id");
+    }
+    assert_eq!(registry.lookups.load(SeqCst) - before, 1);
+}

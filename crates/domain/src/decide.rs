@@ -50,6 +50,9 @@ impl std::str::FromStr for Actor {
 pub struct DecideContext<'a> {
     /// Who sent the command.
     pub actor: &'a Actor,
+    /// The tenant it came from: the topic or token it arrived through, never a field the
+    /// sender chose. A task is its customer's alone.
+    pub tenant: &'a str,
     /// The size limits in force.
     pub limits: &'a Limits,
 }
@@ -59,6 +62,7 @@ pub struct DecideContext<'a> {
 /// Pure: no I/O, no clock, no randomness. Object ids of model detections are derived from the
 /// detection attempt and their position, so deciding twice gives the same events.
 pub fn decide(state: &TaskState, command: &TaskCommand, ctx: &DecideContext<'_>) -> Result<Vec<TaskEvent>, Rejection> {
+    authorize(state, command, ctx)?;
     let task = match (state, command) {
         (None, TaskCommand::CreateTask(c)) => return create(c, ctx.limits),
         (Some(_), TaskCommand::CreateTask(_)) => return Err(Rejection::TaskAlreadyExists),
@@ -235,13 +239,44 @@ pub fn decide(state: &TaskState, command: &TaskCommand, ctx: &DecideContext<'_>)
     Ok(vec![event])
 }
 
+/// The commands a customer may send: its own tasks' creation, cancellation and reprocessing.
+/// Everything else is sent by visionlog's services or by operators.
+pub fn is_customer_command(command: &TaskCommand) -> bool {
+    matches!(command, TaskCommand::CreateTask(_) | TaskCommand::CancelTask(_) | TaskCommand::Reprocess(_))
+}
+
+/// Who may send what, whatever the task's stage: a command of another tenant than the task's
+/// customer is refused, and a customer may send only [`is_customer_command`]s, as itself.
+fn authorize(state: &TaskState, command: &TaskCommand, ctx: &DecideContext<'_>) -> Result<(), Rejection> {
+    let customer = match (state, command) {
+        (_, TaskCommand::CreateTask(c)) => Some(c.customer.as_str()),
+        (Some(task), _) => Some(task.customer.as_str()),
+        (None, _) => None,
+    };
+    if customer.is_some_and(|c| c != ctx.tenant) {
+        return Err(Rejection::TenantMismatch { tenant: ctx.tenant.to_owned() });
+    }
+    if let Actor::Customer(me) = ctx.actor {
+        if me != ctx.tenant {
+            return Err(Rejection::TenantMismatch { tenant: ctx.tenant.to_owned() });
+        }
+        if !is_customer_command(command) {
+            return Err(Rejection::NotPermitted {
+                actor: ctx.actor.to_string(),
+                command: command.type_name().to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn create(c: &CreateTask, limits: &Limits) -> Result<Vec<TaskEvent>, Rejection> {
     validate::id("customer", c.customer.as_str(), limits)?;
     if c.task_type != TaskType::ProductDetection {
         return Err(Rejection::InvalidField { field: "task_type".to_owned() });
     }
     validate::class_group(&c.class_group, limits)?;
-    validate::images(&c.images, limits)?;
+    validate::images(&c.images, c.customer.as_str(), limits)?;
     if let Some(url) = &c.callback_url {
         validate::uri("callback_url", url, ALLOWED_CALLBACK_SCHEMES, limits)?;
     }

@@ -71,3 +71,24 @@ pub(crate) fn is_valid_id(s: &str, max: usize) -> bool {
         && s.len() <= max
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
+
+/// An id as one segment of a path (object keys, crop folders): `[A-Za-z0-9_-]` kept, every
+/// other byte as `%XX`, so no id can climb out of its folder or name two folders.
+pub fn path_segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The folder of a customer's photos in the object store (`images/<customer>/`): a task's
+/// `store://` images must be there, so that no task (and no operator serving it) reads another
+/// tenant's photos, nor anything else the store keeps (journal segments, exports, models).
+pub fn image_folder(customer: &str) -> String {
+    format!("images/{}/", path_segment(customer))
+}

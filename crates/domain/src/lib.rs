@@ -28,7 +28,7 @@ mod testing;
 mod tests;
 
 pub use command::*;
-pub use decide::{Actor, DecideContext, decide};
+pub use decide::{Actor, DecideContext, decide, is_customer_command};
 pub use event::*;
 pub use ids::*;
 pub use limits::{ALLOWED_CALLBACK_SCHEMES, ALLOWED_IMAGE_SCHEMES, Limits};

@@ -141,6 +141,22 @@ pub enum Rejection {
     /// The command changes nothing.
     #[error("the command is empty")]
     EmptyCommand,
+    /// The command came from another tenant than the task's customer (or, for a customer, under
+    /// another name than its own). Which tenant owns the task is not told.
+    #[error("the task is not a task of tenant {tenant}")]
+    TenantMismatch {
+        /// The tenant the command came from.
+        tenant: String,
+    },
+    /// The sender may not send this kind of command at all (a customer sends only creation,
+    /// cancellation and reprocessing of its own tasks).
+    #[error("{actor} may not send {command}")]
+    NotPermitted {
+        /// Who sent it.
+        actor: String,
+        /// The command type.
+        command: String,
+    },
 }
 
 impl Rejection {
@@ -168,6 +184,8 @@ impl Rejection {
             Self::UnknownObject { .. } => "unknown_object",
             Self::DuplicateObject { .. } => "duplicate_object",
             Self::EmptyCommand => "empty_command",
+            Self::TenantMismatch { .. } => "tenant_mismatch",
+            Self::NotPermitted { .. } => "not_permitted",
         }
     }
 }

@@ -5,12 +5,13 @@ use crate::{Actor, DecideContext, Limits, Rejection, TaskCommand, TaskEvent, Tas
 pub(crate) struct Given {
     state: TaskState,
     actor: Actor,
+    tenant: Option<String>,
     limits: Limits,
 }
 
 pub(crate) fn given(events: &[TaskEvent]) -> Given {
     let state = events.iter().fold(None, evolve);
-    Given { state, actor: Actor::Service("test".into()), limits: Limits::default() }
+    Given { state, actor: Actor::Service("test".into()), tenant: None, limits: Limits::default() }
 }
 
 pub(crate) fn given_no_task() -> Given {
@@ -27,8 +28,16 @@ impl Given {
         self
     }
 
+    /// The tenant the command comes from (by default the task's customer, or `acme`).
+    pub(crate) fn in_tenant(mut self, tenant: &str) -> Self {
+        self.tenant = Some(tenant.to_owned());
+        self
+    }
+
     pub(crate) fn when(self, command: TaskCommand) -> Then {
-        let ctx = DecideContext { actor: &self.actor, limits: &self.limits };
+        let customer = self.state.as_ref().map_or("acme", |t| t.customer.as_str());
+        let tenant = self.tenant.as_deref().unwrap_or(customer);
+        let ctx = DecideContext { actor: &self.actor, tenant, limits: &self.limits };
         Then { result: decide(&self.state, &command, &ctx) }
     }
 }

@@ -112,7 +112,7 @@ fn create_task_validates_its_input() {
 
     let mut c = create();
     c.customer = "acme corp/../".into();
-    given_no_task().when(TaskCommand::CreateTask(c)).then_rejected("invalid_field");
+    given_no_task().in_tenant("acme corp/../").when(TaskCommand::CreateTask(c)).then_rejected("invalid_field");
 }
 
 #[test]
@@ -228,7 +228,7 @@ fn only_the_assigned_operator_may_annotate() {
     let events = new_project_until_assigned();
     let cmd = add(vec![object("a", bbox(1.0, 1.0, 5.0, 5.0), Some(1))]);
     given(&events).by(Actor::Operator("bob".into())).when(cmd.clone()).then_rejected("not_assigned");
-    given(&events).by(Actor::Customer("acme".into())).when(cmd.clone()).then_rejected("not_assigned");
+    given(&events).by(Actor::Customer("acme".into())).when(cmd.clone()).then_rejected("not_permitted");
     given(&events).by(Actor::Service("executor".into())).when(cmd.clone()).then_rejected("not_assigned");
     let wrong_session = TaskCommand::AddObjects(AddObjects {
         session_id: "s0".into(),
@@ -522,4 +522,76 @@ fn a_batch_that_made_the_first_result_has_nothing_to_restore() {
         event,
     });
     assert_eq!(revert(stamped, "run", "no"), Err(NotRevertible::NoEarlierResult));
+}
+
+#[test]
+fn a_task_takes_commands_of_its_own_tenant_only() {
+    let acme = Actor::Customer("acme".into());
+    // a tenant creates tasks for itself only, by any name
+    given_no_task()
+        .by(acme.clone())
+        .in_tenant("globex")
+        .when(TaskCommand::CreateTask(create()))
+        .then_rejected("tenant_mismatch");
+    given_no_task()
+        .by(Actor::Customer("globex".into()))
+        .when(TaskCommand::CreateTask(create()))
+        .then_rejected("tenant_mismatch");
+    given_no_task().by(acme.clone()).when(TaskCommand::CreateTask(create())).events();
+    // another tenant's commands are refused whoever sends them, before the stage is looked at
+    let events = vec![created()];
+    let cancel = TaskCommand::CancelTask(CancelTask { reason: "mine now".into() });
+    for actor in [Actor::Customer("globex".into()), Actor::Service("executor".into()), Actor::Operator("anna".into())] {
+        given(&events).by(actor).in_tenant("globex").when(cancel.clone()).then_rejected("tenant_mismatch");
+    }
+    // a customer naming itself otherwise than its tenant is refused
+    given(&events).by(Actor::Customer("globex".into())).when(cancel.clone()).then_rejected("tenant_mismatch");
+    given(&events).by(acme.clone()).when(cancel).events();
+}
+
+#[test]
+fn a_customer_sends_only_customer_commands() {
+    let acme = Actor::Customer("acme".into());
+    let events = vec![created()];
+    let service_commands = [
+        TaskCommand::RequestDetection(RequestDetection {}),
+        TaskCommand::RecordModelNotFound(RecordModelNotFound { step: "detection".into() }),
+        TaskCommand::GenerateResult(GenerateResult {}),
+        TaskCommand::RequestQualityCheck(RequestQualityCheck {}),
+    ];
+    for command in service_commands {
+        assert!(!is_customer_command(&command));
+        let r = given(&events).by(acme.clone()).when(command).then_rejected("not_permitted");
+        assert!(r.to_string().starts_with("customer:acme may not send "), "{r}");
+    }
+    given(&events).by(acme).when(TaskCommand::RequestDetection(RequestDetection {})).then_rejected("not_permitted");
+    given(&events)
+        .by(Actor::Service("executor".into()))
+        .when(TaskCommand::RequestDetection(RequestDetection {}))
+        .events();
+}
+
+#[test]
+fn a_task_names_only_its_customers_photos_in_the_store() {
+    let with = |uri: &str| {
+        let mut c = create();
+        c.images[0].uri = uri.into();
+        TaskCommand::CreateTask(c)
+    };
+    for uri in ["store://images/acme/5b1f.png", "s3://shelves/1.jpg", "https://acme.example/1.jpg"] {
+        given_no_task().when(with(uri)).events();
+    }
+    // another tenant's photos, and whatever else the store keeps, are refused
+    for uri in [
+        "store://images/globex/5b1f.png",
+        "store://images/acmex/5b1f.png",
+        "store://tier/t.events/0/00000000000000000000.seg",
+        "store://exports/2026-12-04/tasks/part-0.parquet",
+        "store://models/acme/detector/1/weights.pt",
+        "store://images/5b1f.png",
+    ] {
+        let r = given_no_task().when(with(uri)).then_rejected("invalid_uri");
+        assert!(r.to_string().contains("store://images/acme/"), "{uri}: {r}");
+    }
+    assert_eq!(image_folder("acme.eu"), "images/acme%2Eeu/", "one segment, escaped");
 }

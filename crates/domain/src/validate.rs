@@ -70,13 +70,22 @@ pub(crate) fn class_group(group: &ClassGroup, limits: &Limits) -> Result<(), Rej
     Ok(())
 }
 
-pub(crate) fn images(images: &[ImageRef], limits: &Limits) -> Result<(), Rejection> {
+pub(crate) fn images(images: &[ImageRef], customer: &str, limits: &Limits) -> Result<(), Rejection> {
     if images.is_empty() {
         return Err(Rejection::InvalidField { field: "images".to_owned() });
     }
     count("images", images.len(), limits.max_images)?;
+    let folder = crate::ids::image_folder(customer);
     for (i, image) in images.iter().enumerate() {
         uri("images.uri", &image.uri, crate::limits::ALLOWED_IMAGE_SCHEMES, limits)?;
+        if let Some(key) = image.uri.strip_prefix("store://")
+            && !key.starts_with(&folder)
+        {
+            return Err(Rejection::InvalidUri {
+                field: "images.uri".to_owned(),
+                reason: format!("a store:// image of this customer's task is under store://{folder}"),
+            });
+        }
         if image.width == 0
             || image.height == 0
             || image.width > limits.max_image_side

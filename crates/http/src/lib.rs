@@ -55,6 +55,10 @@ pub struct ApiConfig {
     pub lease: Duration,
     /// Most events (or rows) per page.
     pub max_page: usize,
+    /// Most live event streams (SSE) open at once, in all; each holds a thread of the blocking pool.
+    pub max_streams: usize,
+    /// Most live event streams one tenant (or operator, or admin) holds open at once.
+    pub max_streams_per_caller: usize,
 }
 
 impl Default for ApiConfig {
@@ -65,6 +69,8 @@ impl Default for ApiConfig {
             outcome_wait: Duration::from_secs(10),
             lease: Duration::from_secs(120),
             max_page: 500,
+            max_streams: 256,
+            max_streams_per_caller: 32,
         }
     }
 }
@@ -97,6 +103,57 @@ pub struct Api {
     pub outcomes: Outcomes,
     /// Set when the process stops (ends live streams and background loops).
     pub stop: Arc<AtomicBool>,
+    /// The live streams open, in all and per caller.
+    pub streams: StreamSlots,
+}
+
+/// Counts the live streams open, in all and per caller, against [`ApiConfig::max_streams`] and
+/// [`ApiConfig::max_streams_per_caller`].
+#[derive(Default)]
+pub struct StreamSlots {
+    open: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+/// One open stream; dropping it frees the slot.
+pub struct StreamSlot {
+    open: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    caller: String,
+}
+
+impl StreamSlots {
+    /// Takes a slot for `caller`, or says which limit is reached.
+    pub fn take(&self, caller: &str, config: &ApiConfig) -> Result<StreamSlot, Problem> {
+        let mut open = self.open.lock().expect("stream slots");
+        let total: usize = open.values().sum();
+        let mine = open.get(caller).copied().unwrap_or(0);
+        if total >= config.max_streams || mine >= config.max_streams_per_caller {
+            let which = if mine >= config.max_streams_per_caller { "of this caller" } else { "in all" };
+            return Err(Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_streams",
+                format!("the most live streams {which} are open; close one or poll GET /v1/tasks/{{id}}/events"),
+            ));
+        }
+        *open.entry(caller.to_owned()).or_default() += 1;
+        Ok(StreamSlot { open: self.open.clone(), caller: caller.to_owned() })
+    }
+
+    /// The streams open now, in all.
+    pub fn open(&self) -> usize {
+        self.open.lock().expect("stream slots").values().sum()
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().expect("stream slots");
+        if let Some(n) = open.get_mut(&self.caller) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.caller);
+            }
+        }
+    }
 }
 
 /// The state every handler extracts.

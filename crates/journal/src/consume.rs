@@ -1,7 +1,7 @@
 //! The one loop every service uses to consume `events`: fenced, whole decisions, decoded,
 //! at least once, with its position and epoch committed after each batch.
 
-use crate::reader::{DecisionBody, Entry, JournalReader};
+use crate::reader::{Decision, DecisionBody, Entry, JournalReader};
 use crate::topics::Topics;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -71,6 +71,19 @@ pub trait EventHandler {
     /// which offset its index is whole.
     fn resumed_at(&mut self, partition: u32, offset: u64) {
         let _ = (partition, offset);
+    }
+    /// Told that the event of `envelope` at `offset` could not be decoded: it was dead-lettered
+    /// with its reason and is not handed. A handler that folds a task's events in version order
+    /// passes over it, never waits for it.
+    fn undecodable(&mut self, partition: u32, offset: u64, envelope: &EventEnvelope) -> Result<(), ConsumeError> {
+        let _ = (partition, offset, envelope);
+        Ok(())
+    }
+    /// Handles a rejected command's decision (its encoded `Outcome`); most services act on
+    /// events only. Must be idempotent, as [`EventHandler::handle`].
+    fn rejected(&mut self, partition: u32, decision: &Decision, outcome: &[u8]) -> Result<(), ConsumeError> {
+        let _ = (partition, decision, outcome);
+        Ok(())
     }
 }
 
@@ -274,8 +287,15 @@ fn feed_batch(
                 continue;
             }
         };
-        let Entry::Decision(decision) = entry else { continue };
-        let DecisionBody::Accepted(events) = decision.body else { continue };
+        let Entry::Decision(mut decision) = entry else { continue };
+        let body = std::mem::replace(&mut decision.body, DecisionBody::Rejected(Vec::new()));
+        let events = match body {
+            DecisionBody::Accepted(events) => events,
+            DecisionBody::Rejected(outcome) => {
+                handler.rejected(partition, &decision, &outcome)?;
+                continue;
+            }
+        };
         for e in events {
             match codec.decode_event(&e.payload) {
                 Ok(event) => {
@@ -308,6 +328,7 @@ fn feed_batch(
                         value: e.payload,
                     };
                     sub.dead_letter(&rec, err.code(), &err.to_string())?;
+                    handler.undecodable(partition, e.offset, &e.envelope)?;
                 }
             }
         }

@@ -85,9 +85,14 @@ pub fn event_record(
 }
 
 /// Returns the record of a rejection; its value is the encoded `Outcome`.
-pub fn rejection_record(task_id: &str, outcome: Vec<u8>, origin: DecisionOrigin<'_>) -> Record {
+pub fn rejection_record(task_id: &str, tenant: Option<&str>, outcome: Vec<u8>, origin: DecisionOrigin<'_>) -> Record {
     let mut h = framing(kinds::REJECTION, origin, 0, 1);
     h.push((names::TASK_ID.into(), task_id.as_bytes().to_vec()));
+    // the tenant the command came from (not necessarily the task's customer): its rejections
+    // go to that tenant's output topic
+    if let Some(tenant) = tenant {
+        h.push((names::TENANT.into(), tenant.as_bytes().to_vec()));
+    }
     Record { key: Some(task_id.as_bytes().to_vec()), headers: h, value: outcome }
 }
 
@@ -114,7 +119,12 @@ pub fn copied_records(decision: &crate::Decision, epoch: u64, from: &str) -> Vec
             })
             .collect(),
         crate::DecisionBody::Rejected(outcome) => {
-            vec![rejection_record(&decision.task_id, outcome.clone(), origin(decision, epoch, None))]
+            vec![rejection_record(
+                &decision.task_id,
+                decision.tenant.as_deref(),
+                outcome.clone(),
+                origin(decision, epoch, None),
+            )]
         }
     };
     for r in &mut records {

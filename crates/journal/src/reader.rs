@@ -56,6 +56,9 @@ pub struct Decision {
     /// For a decision copied from another journal (a partition migration): where it was,
     /// `topic/partition/offset`.
     pub copied_from: Option<String>,
+    /// The tenant the command came from: its events' tenant, or the one its rejection names
+    /// (none on rejections written before rejections named it).
+    pub tenant: Option<String>,
     /// Events or rejection.
     pub body: DecisionBody,
 }
@@ -220,6 +223,7 @@ impl JournalReader {
                 Ok(t) => t.to_owned(),
                 Err(reason) => return Err(refuse(framed, first_offset, reason)),
             };
+            let tenant = get(&first.headers, names::TENANT).map(|v| String::from_utf8_lossy(v).into_owned());
             let body = DecisionBody::Rejected(framed.into_iter().next().expect("one record").record.value);
             return Ok(Entry::Decision(Decision {
                 command_id,
@@ -228,6 +232,7 @@ impl JournalReader {
                 command_offset,
                 first_offset,
                 copied_from,
+                tenant,
                 body,
             }));
         }
@@ -246,6 +251,7 @@ impl JournalReader {
             })
             .collect();
         let task_id = events[0].envelope.task_id.clone();
+        let tenant = Some(events[0].envelope.tenant.clone());
         Ok(Entry::Decision(Decision {
             command_id,
             command_type,
@@ -253,6 +259,7 @@ impl JournalReader {
             command_offset,
             first_offset,
             copied_from,
+            tenant,
             body: DecisionBody::Accepted(events),
         }))
     }
@@ -391,7 +398,7 @@ mod tests {
         // also when another decision follows without a claim
         let mut log = vec![claim_record(1, "a")];
         log.extend(decision(1, "c1", 3).into_iter().take(1));
-        log.push(rejection_record("t1", vec![1], origin("c2", 1)));
+        log.push(rejection_record("t1", Some("acme"), vec![1], origin("c2", 1)));
         assert_eq!(decided(&read(log)), ["c2"]);
     }
 

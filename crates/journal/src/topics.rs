@@ -22,8 +22,10 @@ pub struct Topics {
     pub schemas: String,
     /// Facts of data protection, e.g. a subject's keys shredded (one partition).
     pub privacy: String,
-    /// Partitions of `commands` and `events`.
+    /// Partitions of `commands` and `events` (and of each tenant's topics).
     pub partitions: u32,
+    /// The prefix the names are under (`""` for none).
+    pub prefix: String,
     /// How long the topics that are not the source of truth keep their records.
     pub retention: TopicRetention,
 }
@@ -66,8 +68,37 @@ impl Topics {
             schemas: name("schemas"),
             privacy: name("privacy"),
             partitions,
+            prefix: prefix.to_owned(),
             retention: TopicRetention::default(),
         }
+    }
+
+    fn tenant_topic(&self, tenant: &str, what: &str) -> String {
+        match self.prefix.as_str() {
+            "" => format!("tenant.{tenant}.{what}"),
+            prefix => format!("{prefix}.tenant.{tenant}.{what}"),
+        }
+    }
+
+    /// The topic a tenant produces its commands to (`<prefix>.tenant.<id>.commands`): what
+    /// arrives there is the tenant's, whatever its headers say. Keyed by task id, partitioned
+    /// as `commands`.
+    pub fn tenant_commands(&self, tenant: &str) -> String {
+        self.tenant_topic(tenant, "commands")
+    }
+
+    /// The topic a tenant reads its tasks' events from (`<prefix>.tenant.<id>.events`): each
+    /// event of its tasks once, in version order, and its commands' rejections; written in
+    /// transactions. Keyed by task id, partitioned as `events`.
+    pub fn tenant_events(&self, tenant: &str) -> String {
+        self.tenant_topic(tenant, "events")
+    }
+
+    /// Creates a tenant's two topics where missing.
+    pub fn create_tenant(&self, log: &dyn EventLog, tenant: &str) -> Result<(), LogError> {
+        let commands = Retention::For(self.retention.commands);
+        log.create_topic_retained(&self.tenant_commands(tenant), self.partitions, commands)?;
+        log.create_topic(&self.tenant_events(tenant), self.partitions)
     }
 
     /// Creates the topics where missing.

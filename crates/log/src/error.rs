@@ -61,6 +61,10 @@ pub enum LogError {
     /// A bad URL or option.
     #[error("log configuration: {0}")]
     Config(String),
+    /// A newer writer of the same name took over ([`crate::EventLog::append_as`]): this one
+    /// must stop writing (it is a zombie).
+    #[error("writer {0} was fenced by a newer writer of the same name")]
+    Fenced(String),
     /// Records below the hot log's start could not be read from the cold tier (object store
     /// down, a segment missing or failing its checksum).
     #[error("cold tier: {0}")]

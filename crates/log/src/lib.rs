@@ -168,6 +168,22 @@ pub trait EventLog: Send + Sync {
     fn append_all(&self, topic: &str, batches: &[(u32, Vec<Record>)]) -> Result<Vec<Appended>, LogError> {
         batches.iter().map(|(p, records)| self.append(topic, *p, records)).collect()
     }
+    /// Appends batches to partitions of any topics as one writer, `writer` (a stable name: one
+    /// process at a time writes as it). On Kafka this is a transaction (`transactional.id` =
+    /// `writer`): every record or none becomes visible to `read_committed` readers (every reader
+    /// of visionlog's, and librdkafka's default), and a newer writer of the same name fences an
+    /// older one, whose later calls fail. A backend of one process (the file log) has no older
+    /// writer to fence and appends the batches one after another: a crash between them leaves a
+    /// prefix, which callers that resume from the tails of what they wrote cover.
+    fn append_as(&self, writer: &str, batches: &[(&str, u32, Vec<Record>)]) -> Result<(), LogError> {
+        let _ = writer;
+        for (topic, partition, records) in batches {
+            if !records.is_empty() {
+                self.append(topic, *partition, records)?;
+            }
+        }
+        Ok(())
+    }
     /// Reads up to `max` records from offset `from` on: fewer at the end of the partition, and
     /// a backend that fetches over the network may return fewer before it (Kafka: what its
     /// fetches brought within a short linger, none while it reconnects); read on (see

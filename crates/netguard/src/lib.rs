@@ -32,6 +32,9 @@ pub enum Refused {
         /// The resolver's error.
         error: String,
     },
+    /// A port below 1024 other than 80 and 443.
+    #[error("port {0} is not allowed (80, 443 or 1024 and up)")]
+    Port(u16),
     /// It resolves to an address in a range that is refused.
     #[error("{host} resolves to {addr} ({range}), which is not allowed (allow-list it in {ALLOW_ENV})")]
     Private {
@@ -51,6 +54,7 @@ impl Refused {
             Self::Invalid(_) => "invalid_url",
             Self::Scheme(_) => "disallowed_url_scheme",
             Self::Unresolvable { .. } => "unresolvable_url",
+            Self::Port(_) => "disallowed_port",
             Self::Private { .. } => "private_address",
         }
     }
@@ -92,6 +96,10 @@ pub fn refused_range(ip: IpAddr) -> Option<&'static str> {
                 Some("multicast or reserved")
             } else if v4.is_documentation() || (o[0] == 198 && (o[1] == 18 || o[1] == 19)) {
                 Some("documentation or benchmarking")
+            } else if o[0] == 192 && o[1] == 0 && o[2] == 0 {
+                Some("IETF protocol assignments")
+            } else if o[0] == 192 && o[1] == 88 && o[2] == 99 {
+                Some("6to4 relay anycast")
             } else {
                 None
             }
@@ -109,19 +117,43 @@ pub fn refused_range(ip: IpAddr) -> Option<&'static str> {
                 Some("unique local")
             } else if s[0] & 0xffc0 == 0xfe80 {
                 Some("link-local")
+            } else if s[0] & 0xffc0 == 0xfec0 {
+                Some("site-local")
             } else if v6.is_multicast() {
                 Some("multicast or reserved")
             } else if s[0] == 0x2001 && s[1] == 0x0db8 {
                 Some("documentation or benchmarking")
+            } else if s[..6] == [0; 6] {
+                // ::a.b.c.d, deprecated IPv4-compatible: stacks still route some of it to IPv4
+                Some("IPv4-compatible")
+            } else if s[0] == 0x0064 && s[1] == 0xff9b && s[2] == 0x0001 {
+                // 64:ff9b:1::/48 (RFC 8215): a network's own translator, into its own space
+                Some("NAT64 local-use")
             } else if s[0] == 0x0064 && s[1] == 0xff9b {
                 // NAT64 of an IPv4 address: judge the address inside
-                let v4 = std::net::Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-                refused_range(IpAddr::V4(v4))
+                refused_range(IpAddr::V4(embedded_v4(s[6], s[7])))
+            } else if s[0] == 0x2002 {
+                // 6to4: the IPv4 address of the relay's far end is the next 32 bits
+                refused_range(IpAddr::V4(embedded_v4(s[1], s[2])))
+            } else if s[0] == 0x2001 && s[1] == 0x0000 {
+                // Teredo tunnels to an (obfuscated) IPv4 address of its choosing
+                Some("Teredo")
             } else {
                 None
             }
         }
     }
+}
+
+fn embedded_v4(high: u16, low: u16) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new((high >> 8) as u8, high as u8, (low >> 8) as u8, low as u8)
+}
+
+/// Whether a port may be reached: 80, 443, and the unprivileged ports (1024 and up). The
+/// privileged ones below (SSH, SMTP, DNS, LDAP, ...) are services, never webhook receivers or
+/// image servers.
+pub fn allowed_port(port: u16) -> bool {
+    matches!(port, 80 | 443) || port >= 1024
 }
 
 impl UrlGuard {
@@ -159,6 +191,9 @@ impl UrlGuard {
         }
         let host = url.host_str().ok_or_else(|| Refused::Invalid("no host".into()))?.to_owned();
         let port = url.port_or_known_default().unwrap_or(80);
+        if !allowed_port(port) {
+            return Err(Refused::Port(port));
+        }
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
@@ -199,6 +234,18 @@ mod tests {
             ("http://[::ffff:127.0.0.1]/", "private_address"),
             ("http://[64:ff9b::a9fe:a9fe]/", "private_address"),
             ("http://2130706433/", "private_address"), // 127.0.0.1 written as one number
+            ("http://[64:ff9b:1::1]/", "private_address"), // NAT64 local-use
+            ("http://[::a9fe:a9fe]/", "private_address"), // IPv4-compatible 169.254.169.254
+            ("http://[::8.8.8.8]/", "private_address"), // IPv4-compatible, whatever inside
+            ("http://[2002:a9fe:a9fe::1]/", "private_address"), // 6to4 of 169.254.169.254
+            ("http://[2002:7f00:1::]/", "private_address"), // 6to4 of 127.0.0.1
+            ("http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/", "private_address"), // Teredo
+            ("http://[fec0::1]/", "private_address"),  // site-local
+            ("http://192.0.0.170/", "private_address"), // IETF protocol assignments
+            ("http://192.88.99.1/", "private_address"), // 6to4 relay anycast
+            ("http://93.184.215.14:22/", "disallowed_port"),
+            ("http://93.184.215.14:25/", "disallowed_port"),
+            ("https://93.184.215.14:0/", "disallowed_port"),
             ("file:///etc/passwd", "disallowed_url_scheme"),
             ("gopher://example.com/", "disallowed_url_scheme"),
             ("not a url", "invalid_url"),
@@ -213,6 +260,9 @@ mod tests {
         let g = UrlGuard::strict();
         let ok = g.check("https://93.184.215.14/cb").unwrap();
         assert_eq!(ok.addrs, vec!["93.184.215.14:443".parse().unwrap()]);
+        for url in ["http://93.184.215.14/", "http://93.184.215.14:8080/", "https://[2002:5db8:d70e::1]/"] {
+            assert!(g.check(url).is_ok(), "{url}");
+        }
         let g = UrlGuard::allowing(&["127.0.0.0/8", "::1"]).unwrap();
         assert!(g.check("http://127.0.0.1:8080/cb").is_ok());
         assert!(g.check("http://[::1]:8080/cb").is_ok());

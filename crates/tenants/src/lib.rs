@@ -130,15 +130,29 @@ pub fn token_entry(token: &str) -> String {
     format!("sha256:{}", d.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
+/// The shortest token the file takes (a plain one, or as the hash of one it cannot check).
+pub const MIN_TOKEN_CHARS: usize = 8;
+
 fn stored(entry: &str) -> Result<[u8; 32], TenantsError> {
-    let Some(hex) = entry.strip_prefix("sha256:") else { return Ok(digest(entry)) };
+    let Some(hex) = entry.strip_prefix("sha256:") else {
+        // an empty token would let `Authorization: Bearer ` with nothing after it in
+        if entry.trim().chars().count() < MIN_TOKEN_CHARS {
+            return Err(TenantsError::Invalid(format!(
+                "a token is empty or shorter than {MIN_TOKEN_CHARS} characters"
+            )));
+        }
+        return Ok(digest(entry));
+    };
     let bad = || TenantsError::Invalid(format!("token entry {entry:.15}... is not sha256:<64 hex digits>"));
     if hex.len() != 64 {
         return Err(bad());
     }
     let mut out = [0u8; 32];
     for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
+    }
+    if out == digest("") {
+        return Err(TenantsError::Invalid("a token entry is the hash of the empty token".into()));
     }
     Ok(out)
 }
@@ -164,6 +178,14 @@ impl Tenants {
             x.tokens.iter().try_for_each(|k| add(k, Principal::Admin(x.id.clone())))?;
         }
         for x in file.tenants {
+            // a tenant's id names its Kafka topics (`tenant.<id>.commands`)
+            let topic_safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+            if x.id.is_empty() || x.id.len() > 64 || !x.id.chars().all(topic_safe) {
+                return Err(TenantsError::Invalid(format!(
+                    "tenant id {:?} is not 1 to 64 characters of [A-Za-z0-9._-]",
+                    x.id
+                )));
+            }
             if x.qc_per_mille.is_some_and(|q| q > 1000) {
                 return Err(TenantsError::Invalid(format!("tenant {}: qc_per_mille is at most 1000", x.id)));
             }
@@ -193,6 +215,9 @@ impl Tenants {
 
     /// Who holds `token`, if anyone.
     pub fn authenticate(&self, token: &str) -> Option<&Principal> {
+        if token.trim().is_empty() {
+            return None;
+        }
         self.by_token.get(&digest(token))
     }
 
@@ -269,9 +294,25 @@ mod tests {
     fn bad_files_are_refused() {
         assert!(Tenants::parse(r#"{"tenants": [{"id": "a", "tokenz": []}]}"#).is_err());
         assert!(
-            Tenants::parse(r#"{"tenants": [{"id": "a", "tokens": ["x"]}, {"id": "b", "tokens": ["x"]}]}"#).is_err()
+            Tenants::parse(
+                r#"{"tenants": [{"id": "a", "tokens": ["xxxxxxxx"]}, {"id": "b", "tokens": ["xxxxxxxx"]}]}"#
+            )
+            .is_err()
         );
         assert!(Tenants::parse(r#"{"tenants": [{"id": "a", "tokens": ["sha256:abc"]}]}"#).is_err());
         assert!(Tenants::parse(r#"{"tenants": [{"id": "a", "qc_per_mille": 1001}]}"#).is_err());
+        assert!(Tenants::parse(r#"{"tenants": [{"id": "a:b"}]}"#).unwrap_err().to_string().contains("[A-Za-z0-9._-]"));
+        assert!(Tenants::parse(r#"{"tenants": [{"id": ""}]}"#).is_err());
+        // an empty (or blank, or too short) token would authenticate `Bearer ` with nothing after it
+        for token in ["", "   ", "short"] {
+            let file = format!(r#"{{"operators": [{{"id": "o", "tokens": ["{token}"]}}]}}"#);
+            let err = Tenants::parse(&file).unwrap_err().to_string();
+            assert!(err.contains("empty or shorter"), "{err}");
+        }
+        let hashed_empty = format!(r#"{{"admins": [{{"id": "o", "tokens": ["{}"]}}]}}"#, token_entry(""));
+        assert!(Tenants::parse(&hashed_empty).unwrap_err().to_string().contains("empty token"));
+        // non-ASCII hex is an error, not a panic on a char boundary
+        let odd = format!(r#"{{"admins": [{{"id": "o", "tokens": ["sha256:{}é"]}}]}}"#, "0".repeat(62));
+        assert!(Tenants::parse(&odd).is_err());
     }
 }

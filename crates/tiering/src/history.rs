@@ -129,6 +129,10 @@ impl EventLog for TieredLog {
         self.hot.append_all(topic, batches)
     }
 
+    fn append_as(&self, writer: &str, batches: &[(&str, u32, Vec<Record>)]) -> Result<(), LogError> {
+        self.hot.append_as(writer, batches)
+    }
+
     /// Below the hot start last seen: cold. Else hot (the common case costs nothing more); a hot
     /// read that comes back empty or starting past `from` asks the hot log where it starts now,
     /// and reads below that from the cold tier.

@@ -294,6 +294,15 @@ impl TaskView {
         self.updated_at_ms = at_ms;
         self.last_event = event.type_name().to_owned();
     }
+
+    /// Passes over the event of `version`, which could not be read (it was dead-lettered with
+    /// its reason): the view counts it and changes nothing else, so the task's later events
+    /// fold on instead of waiting for it for ever.
+    pub fn pass(&mut self, task_id: &str, version: u64, at_ms: i64) {
+        self.task_id = task_id.to_owned();
+        self.version = version;
+        self.updated_at_ms = at_ms;
+    }
 }
 
 /// The civil date (year, month, day) of a time in ms since the epoch, in UTC.

@@ -261,17 +261,7 @@ pub struct ClassGroupRow {
 
 /// Makes an object-store path segment of an id: `[A-Za-z0-9_-]` kept, the rest `%XX`, so no
 /// id can climb out of its folder.
-pub fn path_segment(id: &str) -> String {
-    let mut out = String::with_capacity(id.len());
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use visionlog_domain::path_segment;
 
 /// Where the crop of an object lives in the training-data repository.
 pub fn crop_location(class_group: &str, class_id: u32, task_id: &str, object_id: &str) -> String {

@@ -65,11 +65,11 @@ impl<'s> TaskCache<'s> {
         self.lru.get_mut(task_id)
     }
 
-    /// Reads a task's snapshot from the store.
-    pub(crate) fn load(&mut self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
+    /// Reads a task's snapshot from the store: none, or the record, or why it cannot be read.
+    pub(crate) fn load(&mut self, task_id: &str) -> Result<Option<Result<TaskRecord, String>>, StoreError> {
         self.loads += 1;
         let key = format!("{}{task_id}", self.namespace);
-        Ok(self.store.get(SNAPSHOTS, &key, "")?.and_then(|row| TaskRecord::from_snapshot(&row.value)))
+        Ok(self.store.get(SNAPSHOTS, &key, "")?.map(|row| TaskRecord::from_snapshot(&row.value)))
     }
 
     /// Caches a record. Never evicts: records may hold decisions not appended yet; [`Self::trim`]

@@ -14,6 +14,10 @@ pub(crate) enum Handled {
     Decided { task_id: String, records: Vec<Record>, outcome: Outcome },
     /// A command id decided before: its earlier outcome, nothing appended.
     Duplicate(Outcome),
+    /// The command cannot be decided now (the schema registry is unavailable): nothing is
+    /// decided, rejected or dead-lettered; the partition stops and is started again after a
+    /// back-off, and reads the command again.
+    Retry(String),
 }
 
 /// A rejection before or instead of `decide`.
@@ -22,11 +26,17 @@ struct Refusal {
     message: String,
     /// Also dead-letter the record (it is bad input, not a business refusal).
     dead_letter: bool,
+    /// Not a refusal: the command cannot be read now, and may be later (see [`Handled::Retry`]).
+    transient: bool,
 }
 
 impl Refusal {
     fn input(code: &str, message: String) -> Self {
-        Self { code: code.to_owned(), message, dead_letter: true }
+        Self { code: code.to_owned(), message, dead_letter: true, transient: false }
+    }
+
+    fn business(code: String, message: String) -> Self {
+        Self { code, message, dead_letter: false, transient: false }
     }
 }
 
@@ -100,15 +110,14 @@ impl Handler<'_> {
             ));
         }
         let result = self.check(cmd, &envelope, record).and_then(|(actor, command)| {
-            let ctx = DecideContext { actor: &actor, limits: &self.config.limits };
-            decide(&record.state, &command, &ctx).map(|events| (command, events)).map_err(|r| Refusal {
-                code: r.code().to_owned(),
-                message: r.to_string(),
-                dead_letter: false,
-            })
+            let ctx = DecideContext { actor: &actor, tenant: &envelope.tenant, limits: &self.config.limits };
+            decide(&record.state, &command, &ctx)
+                .map(|events| (command, events))
+                .map_err(|r| Refusal::business(r.code().to_owned(), r.to_string()))
         });
         let (command, events) = match result {
             Ok(decision) => decision,
+            Err(refusal) if refusal.transient => return Ok((Handled::Retry(refusal.message), None)),
             Err(refusal) => return self.reject(cmd, envelope, refusal, record, events_offset),
         };
         match self.accept(&envelope, command, events, record, events_offset, cmd)? {
@@ -148,7 +157,7 @@ impl Handler<'_> {
             epoch: self.epoch,
             trace_parent: trace_parent.as_deref(),
         };
-        let records = vec![rejection_record(&envelope.task_id, bytes, origin)];
+        let records = vec![rejection_record(&envelope.task_id, Some(&envelope.tenant), bytes, origin)];
         record.applied_offset = events_offset + 1;
         record.remember(envelope.command_id.clone(), decided, self.config.dedup_per_task);
         Ok((Handled::Decided { task_id: envelope.task_id, records, outcome }, dead))
@@ -169,7 +178,10 @@ impl Handler<'_> {
             return Err(Refusal::input("key_mismatch", "the record key is not the task id of the envelope".into()));
         }
         let actor: Actor = envelope.actor.parse().map_err(|e: String| Refusal::input("invalid_actor", e))?;
-        let command = self.codec.decode_command(&cmd.value).map_err(|e| Refusal::input(e.code(), e.to_string()))?;
+        let command = self.codec.decode_command(&cmd.value).map_err(|e| match e.is_transient() {
+            true => Refusal { transient: true, ..Refusal::input(e.code(), e.to_string()) },
+            false => Refusal::input(e.code(), e.to_string()),
+        })?;
         if command.type_name() != envelope.command_type {
             return Err(Refusal::input(
                 "type_mismatch",
@@ -179,11 +191,10 @@ impl Handler<'_> {
         if let Some(expected) = envelope.expected_version
             && expected != record.version
         {
-            return Err(Refusal {
-                code: "version_conflict".into(),
-                message: format!("expected version {expected}, the stream is at {}", record.version),
-                dead_letter: false,
-            });
+            return Err(Refusal::business(
+                "version_conflict".into(),
+                format!("expected version {expected}, the stream is at {}", record.version),
+            ));
         }
         Ok((actor, command))
     }
@@ -234,7 +245,7 @@ impl Handler<'_> {
                 events[i].type_name(),
                 self.max_record_bytes
             );
-            return Ok(Err(Refusal { code: "event_too_large".into(), message, dead_letter: false }));
+            return Ok(Err(Refusal::business("event_too_large".into(), message)));
         }
         visionlog_telemetry::metrics::command_decided(
             command.type_name(),

@@ -42,6 +42,15 @@ pub enum AggregatorError {
         /// The partition.
         partition: u32,
     },
+    /// A command cannot be read now (the schema registry is unavailable): restart the partition
+    /// after a back-off; nothing was decided for it.
+    #[error("partition {partition} waits for the schema registry: {reason}")]
+    Unavailable {
+        /// The partition.
+        partition: u32,
+        /// Why.
+        reason: String,
+    },
     /// The journal holds something this code cannot fold (a bug or lost schemas): stop.
     #[error("journal of partition {partition} at offset {offset}: {reason}")]
     Journal {
@@ -382,8 +391,17 @@ impl Owner<'_> {
     fn record(&mut self, task_id: &str) -> Result<&mut TaskRecord, AggregatorError> {
         if self.cache.get_mut(task_id).is_none() {
             let record = match self.cache.load(task_id)? {
-                Some(snapshot) if self.trusted(&snapshot) => snapshot,
-                Some(snapshot) => {
+                Some(Ok(snapshot)) if self.trusted(&snapshot) => snapshot,
+                Some(Err(why)) => {
+                    tracing::warn!(
+                        partition = self.agg.partition,
+                        task_id,
+                        why,
+                        "snapshot unreadable; rebuilding from the journal"
+                    );
+                    self.rebuild(task_id)?
+                }
+                Some(Ok(snapshot)) => {
                     tracing::warn!(
                         partition = self.agg.partition,
                         task_id,
@@ -537,6 +555,10 @@ impl Owner<'_> {
                 Handled::Duplicate(outcome) => {
                     self.stats.duplicates += 1;
                     outcomes.push(outcome);
+                }
+                // nothing of this batch is appended or published; the restart reads it again
+                Handled::Retry(reason) => {
+                    return Err(AggregatorError::Unavailable { partition: agg.partition, reason });
                 }
             }
         }

@@ -61,11 +61,16 @@ impl TaskRecord {
         out
     }
 
-    /// Decodes a snapshot; `None` for another format (rebuild from the journal then).
-    pub fn from_snapshot(bytes: &[u8]) -> Option<Self> {
+    /// Decodes a snapshot; errs, saying why, for another format or bytes that do not decode.
+    /// A snapshot that cannot be read is never taken for "no task": the task is rebuilt from
+    /// the journal (after an upgrade, a re-sent CreateTask must still find its task).
+    pub fn from_snapshot(bytes: &[u8]) -> Result<Self, String> {
         match bytes.split_first() {
-            Some((&SNAPSHOT_FORMAT, rest)) => postcard::from_bytes(rest).ok(),
-            _ => None,
+            Some((&SNAPSHOT_FORMAT, rest)) => {
+                postcard::from_bytes(rest).map_err(|e| format!("format {SNAPSHOT_FORMAT}: {e}"))
+            }
+            Some((format, _)) => Err(format!("format {format}, this build reads {SNAPSHOT_FORMAT}")),
+            None => Err("empty".into()),
         }
     }
 }

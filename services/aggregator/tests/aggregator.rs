@@ -311,6 +311,83 @@ fn a_restart_restores_state_from_snapshots_and_the_journal() {
     assert_eq!((a.events, a.version_gaps, a.duplicate_events), (18, 0, 0));
 }
 
+/// A snapshot this build cannot read (another format, damaged bytes) is never taken for "no
+/// task": the task is rebuilt from the journal, so a CreateTask sent again is refused, not
+/// accepted at version 1 a second time.
+#[test]
+fn an_unreadable_snapshot_is_rebuilt_from_the_journal_not_taken_for_a_new_task() {
+    let rig = rig(1);
+    let config = AggregatorConfig { snapshot_every: 1, cache_capacity: 1, ..AggregatorConfig::default() };
+    let run = rig.start("a", config.clone());
+    for t in 0..2 {
+        rig.send(&format!("task-{t}"), &format!("create-{t}"), CUSTOMER, None, &create());
+    }
+    rig.outcome("create-1");
+    run.stop();
+    // one snapshot of a format this build does not know, one whose bytes are damaged
+    for (t, value) in [vec![9u8, 1, 2, 3], vec![1u8, 0xff, 0xff, 0xff, 0xff]].into_iter().enumerate() {
+        let key = format!("{}/task-{t}", rig.topics.events);
+        assert!(rig.store.get("aggregate_snapshots", &key, "").unwrap().is_some(), "a snapshot to damage");
+        let row = visionlog_store::Row { partition: key, clustering: String::new(), version: 1_000_000, value };
+        rig.store.put(&[Put { table: "aggregate_snapshots".into(), row }]).unwrap();
+    }
+    let run = rig.start("b", config);
+    for t in 0..2 {
+        rig.send(&format!("task-{t}"), &format!("again-{t}"), CUSTOMER, None, &create());
+    }
+    for t in 0..2 {
+        let o = rig.outcome(&format!("again-{t}"));
+        assert_eq!((o.accepted, o.rejection_code.as_deref()), (false, Some("task_already_exists")), "{o:?}");
+    }
+    run.stop();
+    let a = audit(rig.log.as_ref(), &rig.topics).unwrap();
+    assert_eq!((a.events, a.version_gaps, a.duplicate_events), (2, 0, 0));
+}
+
+/// A command the codec cannot read while the schema registry is down is neither rejected nor
+/// dead-lettered: the partition stops (to be started again after a back-off) with nothing of
+/// its batch appended, and decides the command once the registry is back.
+#[test]
+fn a_registry_outage_holds_the_partition_instead_of_rejecting() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let base = rig(1);
+    let registry = Arc::new(visionlog_codec::conformance::Outage::new(EmbeddedRegistry::in_memory()));
+    let codec = Arc::new(Codec::new(registry.clone()).unwrap());
+    let rig = Rig {
+        codec: codec.clone(),
+        bus: CommandBus::new(base.log.clone(), codec.clone(), base.topics.clone()),
+        ..base
+    };
+    // a newer producer's CreateTask: an id this aggregator has to look up
+    let newer =
+        visionlog_codec::conformance::register_newer_copy(&registry.inner, &codec, "visionlog.commands.CreateTask");
+    let mut value = codec.encode_command(&create()).unwrap();
+    value[1..5].copy_from_slice(&newer.to_be_bytes());
+    let mut headers = Vec::new();
+    envelope("task-1", "c1", CUSTOMER, Some(0), &create()).write_headers(&mut headers);
+    let p = partition_for(b"task-1", 1);
+    let record = visionlog_log::Record { key: Some(b"task-1".to_vec()), headers, value };
+    rig.log.append(&rig.topics.commands, p, &[record]).unwrap();
+    registry.down.store(true, SeqCst);
+    let run = rig.start("a", AggregatorConfig::default());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !run.threads.iter().all(|t| t.is_finished()) {
+        assert!(Instant::now() < deadline, "the partition did not stop for the registry");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopped = run.stop();
+    assert!(matches!(stopped[0], Err(AggregatorError::Unavailable { .. })), "{:?}", stopped[0]);
+    assert!(rig.try_outcome("c1", Duration::from_millis(200)).is_none(), "no outcome: not decided");
+    assert!(rig.dead_letters().is_empty(), "nothing dead-lettered");
+    registry.down.store(false, SeqCst);
+    let run = rig.start("b", AggregatorConfig::default());
+    let o = rig.outcome("c1");
+    assert!(o.accepted, "{o:?}");
+    run.stop();
+    let a = audit(rig.log.as_ref(), &rig.topics).unwrap();
+    assert_eq!((a.events, a.decisions), (1, 1));
+}
+
 /// Two installations (topic prefixes) on one log and one store: each restores its own
 /// snapshots and checkpoint, never the other's, for the same task id.
 #[test]

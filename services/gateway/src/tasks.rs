@@ -244,6 +244,8 @@ pub(crate) async fn stream(
     let page = query(page)?;
     let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let after = last_id.unwrap_or(page.after_version);
+    // each stream holds a thread of the blocking pool while it lives: bounded per caller and in all
+    let slot = gw.streams.take(&visionlog_http::request::actor_of(&who), &gw.config)?;
     let (who2, id) = (who.clone(), task_id.clone());
     // where the live part starts is read before the history, so nothing falls between them
     let (history, from) = gw
@@ -255,7 +257,10 @@ pub(crate) async fn stream(
         .await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
     let gw2 = gw.clone();
-    tokio::task::spawn_blocking(move || tail(&gw2, &task_id, history, from, after, tx));
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot; // freed when the client goes (the tail ends) or the process stops
+        tail(&gw2, &task_id, history, from, after, tx)
+    });
     let events =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx)) });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))).into_response())
@@ -409,7 +414,7 @@ pub(crate) async fn upload_image(
     let image = visionlog_imaging::Rgb::from_png(&bytes)
         .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_image", format!("not a PNG: {e}")))?;
     let digest = visionlog_objects::sha256_hex(&bytes);
-    let key = format!("images/{}/{digest}.png", visionlog_views::views::path_segment(&tenant));
+    let key = format!("{}{digest}.png", visionlog_domain::image_folder(&tenant));
     let (k, data) = (key.clone(), bytes.to_vec());
     gw.blocking(move |gw| gw.objects.put_new(&k, data).map(|_| ()).map_err(Problem::internal)).await?;
     let body = json!({ "uri": format!("store://{key}"), "width": image.width, "height": image.height });

@@ -161,6 +161,11 @@ pub(crate) async fn image(
         let key = visionlog_objects::key_of_uri(&image.uri).map_err(|e| {
             Problem::new(StatusCode::NOT_FOUND, "image_not_stored", format!("{e}: open {} yourself", image.uri))
         })?;
+        // only the customer's own photos leave the store this way (tasks made before the domain
+        // refused other keys may still name them)
+        if !key.starts_with(&visionlog_domain::image_folder(created.customer.as_str())) {
+            return Err(Problem::new(StatusCode::NOT_FOUND, "image_not_stored", "not a photo of this task's customer"));
+        }
         let bytes = gw
             .objects
             .get(key, visionlog_imaging::MAX_IMAGE_BYTES)
@@ -346,7 +351,8 @@ pub(crate) async fn session(
     // outside its image is refused whole instead of half applied
     let actor: Actor = format!("operator:{me}").parse().map_err(|e: String| Problem::forbidden(e))?;
     let limits = Limits::default();
-    let ctx = DecideContext { actor: &actor, limits: &limits };
+    let tenant = task.customer.as_str().to_owned();
+    let ctx = DecideContext { actor: &actor, tenant: &tenant, limits: &limits };
     let mut state: TaskState = Some(task);
     for c in &commands {
         match decide(&state, c, &ctx) {
@@ -354,7 +360,6 @@ pub(crate) async fn session(
             Err(r) => return Err(Problem::rejected(r.code(), &r.to_string()).with(json!({ "command": c.type_name() }))),
         }
     }
-    let tenant = history[0].envelope.tenant.clone();
     let batch: Vec<_> = commands
         .into_iter()
         .enumerate()

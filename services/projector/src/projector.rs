@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use visionlog_codec::envelope::EventEnvelope;
 use visionlog_domain::TaskEvent;
 use visionlog_journal::{ConsumeError, EventHandler, HandledEvent};
 use visionlog_store::{Put, PutOutcome, ReadStore, Row, RowPlace, StoreError};
@@ -27,6 +28,8 @@ pub struct ProjectorStats {
     pub duplicates: u64,
     /// Events that came before their predecessor and waited for it.
     pub parked: u64,
+    /// Events that could not be decoded (dead-lettered), passed over.
+    pub undecodable: u64,
     /// Rows written.
     pub rows_applied: u64,
     /// Rows skipped by the version guard.
@@ -50,6 +53,7 @@ impl ProjectorStats {
         self.events += o.events;
         self.duplicates += o.duplicates;
         self.parked += o.parked;
+        self.undecodable += o.undecodable;
         self.rows_applied += o.rows_applied;
         self.rows_stale += o.rows_stale;
         self.write_us += o.write_us;
@@ -62,6 +66,7 @@ impl ProjectorStats {
             events: self.events - earlier.events,
             duplicates: self.duplicates - earlier.duplicates,
             parked: self.parked - earlier.parked,
+            undecodable: self.undecodable - earlier.undecodable,
             rows_applied: self.rows_applied - earlier.rows_applied,
             rows_stale: self.rows_stale - earlier.rows_stale,
             write_us: self.write_us - earlier.write_us,
@@ -303,21 +308,46 @@ impl Projector {
     }
 }
 
-impl EventHandler for Projector {
-    fn handle(&mut self, e: HandledEvent<'_>) -> Result<(), ConsumeError> {
-        self.partition.get_or_insert(e.partition);
-        let id = &e.envelope.task_id;
+impl Projector {
+    /// The task's state in this batch, read (from the cache or the store) on its first event.
+    fn pending_for(&mut self, id: &str) -> Result<&mut Pending, ConsumeError> {
         if !self.pending.contains_key(id) {
             let (before, passed) = match self.cache.remove(id) {
                 Some(s) => (Some(s), None),
                 None if self.fresh => (None, None),
                 None => (self.load(id)?, Some(BTreeSet::new())),
             };
-            self.pending.insert(id.clone(), Pending { now: before.clone().unwrap_or_default(), before, passed });
+            self.pending.insert(id.to_owned(), Pending { now: before.clone().unwrap_or_default(), before, passed });
         }
-        let p = self.pending.get_mut(id).expect("inserted above");
+        Ok(self.pending.get_mut(id).expect("inserted above"))
+    }
+
+    /// Folds in the task's parked events that follow its state now.
+    fn unpark(&mut self, id: &str) {
+        let (Some(p), Some(waiting)) = (self.pending.get_mut(id), self.parked.get_mut(id)) else { return };
+        while let Some((at, event)) = waiting.remove(&(p.now.version + 1)) {
+            p.now.apply(id, p.now.version + 1, at, &event);
+            self.stats.events += 1;
+            if let Some(passed) = &mut p.passed {
+                passed.extend(owned_keys(&p.now));
+            }
+        }
+        // parked events already reflected are dropped
+        let reflected = p.now.version;
+        waiting.retain(|v, _| *v > reflected);
+        if waiting.is_empty() {
+            self.parked.remove(id);
+        }
+    }
+}
+
+impl EventHandler for Projector {
+    fn handle(&mut self, e: HandledEvent<'_>) -> Result<(), ConsumeError> {
+        self.partition.get_or_insert(e.partition);
+        let id = &e.envelope.task_id;
+        let reflected = self.pending_for(id)?.now.version;
         let version = e.envelope.version;
-        if version <= p.now.version {
+        if version <= reflected {
             self.stats.duplicates += 1;
             return Ok(());
         }
@@ -325,33 +355,35 @@ impl EventHandler for Projector {
         self.event_rows.push(Put { table: self.tables[TASK_EVENTS].clone(), row });
         let batch = self.batch_rows.entry((e.envelope.correlation_id.clone(), id.clone())).or_default();
         *batch = (*batch).max(version);
-        if version > p.now.version + 1 {
+        if version > reflected + 1 {
             // its predecessor has not come yet: wait for it (a log hands a task's events in
             // order; this is for redelivery that does not)
             self.parked.entry(id.clone()).or_default().insert(version, (e.envelope.recorded_at_ms, e.event.clone()));
             self.stats.parked += 1;
             return Ok(());
         }
-        p.now.apply(id, version, e.envelope.recorded_at_ms, e.event);
         self.stats.events += 1;
+        let p = self.pending.get_mut(id).expect("read above");
+        p.now.apply(id, version, e.envelope.recorded_at_ms, e.event);
         if let Some(passed) = &mut p.passed {
             passed.extend(owned_keys(&p.now));
         }
-        if let Some(waiting) = self.parked.get_mut(id) {
-            while let Some((at, event)) = waiting.remove(&(p.now.version + 1)) {
-                p.now.apply(id, p.now.version + 1, at, &event);
-                self.stats.events += 1;
-                if let Some(passed) = &mut p.passed {
-                    passed.extend(owned_keys(&p.now));
-                }
-            }
-            // parked events already reflected are dropped
-            let reflected = p.now.version;
-            waiting.retain(|v, _| *v > reflected);
-            if waiting.is_empty() {
-                self.parked.remove(id);
-            }
+        self.unpark(id);
+        Ok(())
+    }
+
+    fn undecodable(&mut self, partition: u32, _offset: u64, envelope: &EventEnvelope) -> Result<(), ConsumeError> {
+        self.partition.get_or_insert(partition);
+        let id = &envelope.task_id;
+        let p = self.pending_for(id)?;
+        if envelope.version != p.now.version + 1 {
+            return Ok(()); // already passed, or it waits for its predecessor like any event
         }
+        // dead-lettered with its reason: the task's later events fold on (none is parked for
+        // ever, and the partition's position moves)
+        p.now.pass(id, envelope.version, envelope.recorded_at_ms);
+        self.stats.undecodable += 1;
+        self.unpark(id);
         Ok(())
     }
 

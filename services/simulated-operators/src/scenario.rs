@@ -2,7 +2,7 @@
 
 use visionlog_domain::{
     AnnotatedObject, BoundingBox, ClassGroup, CreateTask, CustomerId, ImageRef, ObjectId, ProductClass, Recipe,
-    TaskType,
+    TaskType, image_folder,
 };
 
 use visionlog_imaging::Rgb;
@@ -66,7 +66,7 @@ pub fn scenario(task_id: &str, customer: &str) -> Scenario {
     let image_count = 1 + rng.below(3) as u32;
     let (width, height) = IMAGE_SIZE;
     let images: Vec<ImageRef> = (0..image_count)
-        .map(|i| ImageRef { uri: format!("store://images/{task_id}/{i}.png"), width, height })
+        .map(|i| ImageRef { uri: format!("store://{}{task_id}/{i}.png", image_folder(customer)), width, height })
         .collect();
     let scenes: Vec<Scene> = (0..image_count)
         .map(|i| scene::generate(&format!("{task_id}/{i}"), width, height, classes.len() as u32))
@@ -133,7 +133,7 @@ mod tests {
             decide(
                 &None,
                 &TaskCommand::CreateTask(a.create.clone()),
-                &DecideContext { actor: &Actor::Customer("acme".into()), limits: &limits }
+                &DecideContext { actor: &Actor::Customer("acme".into()), tenant: "acme", limits: &limits }
             )
             .is_ok()
         );

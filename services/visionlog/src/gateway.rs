@@ -24,6 +24,7 @@ pub(crate) fn api(rt: &Runtime, stop: &Arc<AtomicBool>) -> anyhow::Result<Arc<Ap
         config: rt.settings.http(),
         outcomes,
         stop: stop.clone(),
+        streams: Default::default(),
     }))
 }
 

@@ -59,6 +59,9 @@ enum Command {
     },
     /// Runs the webhook sink alone (results POSTed to callback URLs).
     Webhooks,
+    /// Runs the tenants' Kafka topics alone: each tenant's commands in (as that tenant's), its
+    /// tasks' events out (in transactions).
+    TenantTopics,
     /// Runs the aggregator (the single writer) alone.
     Aggregator,
     /// Runs the task executor alone.
@@ -178,6 +181,8 @@ fn main() -> anyhow::Result<()> {
                 Service::Trainer,
                 Service::Tiering,
                 Service::Webhooks,
+                Service::TenantIngress,
+                Service::TenantPublisher,
             ];
             if *operators > 0 {
                 services.push(Service::SimulatedOperators);
@@ -186,6 +191,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Gateway { addr } => serve(b, &[], 0, Some(*addr)),
         Command::Webhooks => serve(b, &[Service::Webhooks], 0, None),
+        Command::TenantTopics => serve(b, &[Service::TenantIngress, Service::TenantPublisher], 0, None),
         Command::Aggregator => serve(b, &[Service::Aggregator], 0, None),
         Command::Executor => serve(b, &[Service::Executor], 0, None),
         Command::Projector => serve(b, &[Service::Projector], 0, None),

@@ -130,6 +130,10 @@ impl Runtime {
             Some(path) => visionlog_tenants::Tenants::load(&path.to_string_lossy())?,
             None => visionlog_tenants::Tenants::default(),
         });
+        // each tenant's own topics (its commands in, its tasks' events out)
+        for tenant in tenants.tenant_ids() {
+            topics.create_tenant(hot.as_ref(), &tenant)?;
+        }
         let guard = b.settings.url_guard()?;
         tracing::info!(log = log_url, store = store_url_shown, partitions = topics.partitions, "backends open");
         let settings = b.settings.clone();
@@ -294,6 +298,10 @@ pub(crate) enum Service {
     Trainer,
     Tiering,
     Webhooks,
+    /// Each tenant's command topic into `commands`, as the tenant's.
+    TenantIngress,
+    /// The journal into each tenant's output topic.
+    TenantPublisher,
 }
 
 impl Service {
@@ -307,6 +315,8 @@ impl Service {
             Service::SimulatedOperators => visionlog_simulated_operators::GROUP,
             Service::Inference => visionlog_inference::GROUP,
             Service::Webhooks => visionlog_webhooks::GROUP,
+            Service::TenantIngress => visionlog_tenant_topics::INGRESS_GROUP,
+            Service::TenantPublisher => visionlog_tenant_topics::PUBLISHER_GROUP,
             Service::Trainer => "trainer",
             Service::Tiering => "tiering",
         }
@@ -331,6 +341,10 @@ impl Service {
         if self == Service::Projector {
             let ctx = rt.projector_context();
             return Arc::new(move |p, stop: &AtomicBool| Ok(visionlog_projector::run_partition(&ctx, p, stop)?));
+        }
+        if self == Service::TenantIngress {
+            let ingress = visionlog_tenant_topics::Ingress::new(log, codec, topics, tenants.tenant_ids());
+            return Arc::new(move |p, stop: &AtomicBool| Ok(ingress.serve_partition(p, stop)?));
         }
         if self == Service::Aggregator {
             return Arc::new(move |p, stop: &AtomicBool| {
@@ -367,7 +381,14 @@ impl Service {
                     registry.clone(),
                     Default::default(),
                 )),
-                Service::Aggregator | Service::Projector | Service::Trainer | Service::Tiering => {
+                Service::TenantPublisher => {
+                    Box::new(visionlog_tenant_topics::Publisher::new(log.clone(), topics.clone(), tenants.tenant_ids()))
+                }
+                Service::Aggregator
+                | Service::Projector
+                | Service::Trainer
+                | Service::Tiering
+                | Service::TenantIngress => {
                     unreachable!("handled elsewhere")
                 }
             };
@@ -405,7 +426,7 @@ pub(crate) fn spawn(
             }
             _ => {
                 let topic = match service {
-                    Service::Aggregator => rt.topics.commands.clone(),
+                    Service::Aggregator | Service::TenantIngress => rt.topics.commands.clone(),
                     _ => rt.topics.events.clone(),
                 };
                 let (log, work, stop) = (rt.log.clone(), service.work(rt, operators), stop.clone());

@@ -37,6 +37,14 @@ pub(crate) struct Settings {
     #[arg(long, env = "VISIONLOG_DEAD_LETTERS_RETENTION_H", default_value_t = 720, global = true,
           help_heading = "Topics", value_parser = RangedU64ValueParser::<u64>::new().range(1..=87_600))]
     pub(crate) dead_letters_retention_h: u64,
+    /// Most live event streams (SSE) the gateway holds open at once, in all.
+    #[arg(long, env = "VISIONLOG_MAX_STREAMS", default_value_t = 256, global = true, help_heading = "Gateway",
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..=100_000))]
+    pub(crate) max_streams: u64,
+    /// Most live event streams one caller (a tenant, an operator, an admin) holds open at once.
+    #[arg(long, env = "VISIONLOG_MAX_STREAMS_PER_CALLER", default_value_t = 32, global = true,
+          help_heading = "Gateway", value_parser = RangedU64ValueParser::<u64>::new().range(1..=100_000))]
+    pub(crate) max_streams_per_caller: u64,
     /// Largest JSON body the gateway accepts, in bytes.
     #[arg(long, env = "VISIONLOG_MAX_BODY_BYTES", default_value_t = 1 << 20, global = true, help_heading = "Gateway",
           value_parser = RangedU64ValueParser::<u64>::new().range(1024..=(1 << 30)))]
@@ -128,6 +136,8 @@ impl Settings {
         visionlog_http::ApiConfig {
             lease: Duration::from_secs(self.lease_s),
             max_body_bytes: self.max_body_bytes as usize,
+            max_streams: self.max_streams as usize,
+            max_streams_per_caller: self.max_streams_per_caller as usize,
             ..visionlog_http::ApiConfig::default()
         }
     }

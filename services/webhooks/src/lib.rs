@@ -441,7 +441,10 @@ async fn try_once(shared: &Arc<Inner>, job: &Job) -> Tried {
         Err(e) => return Tried::Retry(None, e.to_string()),
     };
     // connect to the addresses the guard checked, never to a second lookup
+    // and never through a proxy named by the environment (HTTP(S)_PROXY, ALL_PROXY): it would
+    // resolve and connect on its own, past the addresses the guard checked
     let client = match reqwest::Client::builder()
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(shared.config.timeout)
         .resolve_to_addrs(&checked.host, &checked.addrs)

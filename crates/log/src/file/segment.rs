@@ -38,6 +38,9 @@ impl Segment {
             .append(true)
             .open(&path)
             .map_err(|e| LogError::io(path.display(), e))?;
+        // the new file's name is durable only once its directory is: without this a power cut
+        // after a roll could lose a segment whose records were synced and acknowledged
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| LogError::io(dir.display(), e))?;
         Ok(Self {
             path,
             file: Arc::new(file),

@@ -62,6 +62,8 @@ pub struct KafkaLog {
     readers: Mutex<HashMap<(String, u32), ReaderPool>>,
     /// Partition counts seen (partitions are only ever added, never removed).
     partition_counts: Mutex<HashMap<String, u32>>,
+    /// Transactional producers, by `transactional.id` ([`EventLog::append_as`]).
+    writers: Mutex<HashMap<String, Arc<FutureProducer<Context>>>>,
     /// The largest record each topic takes, as the broker reported it.
     /// (`None`: the broker answered without one; asked once, not on every append.)
     record_limits: Mutex<HashMap<String, Option<usize>>>,
@@ -109,6 +111,15 @@ impl Context {
 
 fn kafka_err(what: &str, e: KafkaError) -> LogError {
     LogError::Io { path: what.to_owned(), source: std::io::Error::other(e.to_string()) }
+}
+
+/// Whether a transactional producer was fenced by a newer one of its `transactional.id`.
+fn fenced(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    match e {
+        KafkaError::Transaction(rd) => rd.is_fatal() || matches!(rd.code(), C::ProducerFenced | C::Fenced),
+        _ => matches!(e.rdkafka_error_code(), Some(C::ProducerFenced | C::Fenced)),
+    }
 }
 
 /// The largest produce request the producer builds; topics bound single records lower.
@@ -160,8 +171,70 @@ impl KafkaLog {
             consumers: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
             partition_counts: Mutex::new(HashMap::new()),
+            writers: Mutex::new(HashMap::new()),
             record_limits: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The transactional producer of `writer`, made and registered with the brokers (which
+    /// fences any older producer of that id) on first use.
+    fn writer(&self, writer: &str) -> Result<Arc<FutureProducer<Context>>, LogError> {
+        if let Some(p) = self.writers.lock().expect("writers").get(writer) {
+            return Ok(p.clone());
+        }
+        let producer: FutureProducer<Context> = options::client_config(&self.bootstrap, &self.options)
+            .set("transactional.id", writer)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set("message.timeout.ms", "30000")
+            .set("transaction.timeout.ms", "60000")
+            .set("message.max.bytes", PRODUCER_MAX_REQUEST.to_string())
+            .create_with_context(self.context.clone())
+            .map_err(|e| kafka_err("creating a transactional producer", e))?;
+        producer.init_transactions(REQUEST_TIMEOUT * 3).map_err(|e| self.context.explain(writer, e))?;
+        let producer = Arc::new(producer);
+        self.writers.lock().expect("writers").insert(writer.to_owned(), producer.clone());
+        Ok(producer)
+    }
+
+    /// One transaction of [`EventLog::append_as`]; on failure the caller aborts or drops it.
+    fn transact(
+        &self,
+        producer: &FutureProducer<Context>,
+        batches: &[(&str, u32, Vec<Record>)],
+    ) -> Result<(), LogError> {
+        let txn_err = |what: &str, e: KafkaError| {
+            if fenced(&e) { LogError::Fenced(what.to_owned()) } else { kafka_err(what, e) }
+        };
+        producer.begin_transaction().map_err(|e| txn_err("beginning a transaction", e))?;
+        let mut deliveries = Vec::new();
+        for (topic, partition, records) in batches {
+            self.fit(topic, records)?;
+            self.check_partition(topic, *partition)?;
+            for r in records {
+                let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+                for (name, value) in &r.headers {
+                    headers = headers.insert(Header { key: name, value: Some(value) });
+                }
+                let mut record = FutureRecord::<[u8], [u8]>::to(topic)
+                    .partition(*partition as i32)
+                    .payload(&r.value)
+                    .headers(headers);
+                if let Some(key) = &r.key {
+                    record = record.key(key);
+                }
+                deliveries.push(producer.send_result(record).map_err(|(e, _)| produce_err(topic, r, e))?);
+            }
+        }
+        // commit flushes what is in flight first; a record that failed fails the commit
+        producer.commit_transaction(REQUEST_TIMEOUT * 3).map_err(|e| txn_err("committing a transaction", e))?;
+        for d in deliveries {
+            let delivered =
+                futures_executor::block_on(d).map_err(|_| LogError::Config("producer dropped a delivery".into()))?;
+            delivered.map_err(|(e, _)| kafka_err("a record of a committed transaction", e))?;
+        }
+        Ok(())
     }
 
     /// A topic's configuration value as the broker reports it (`min.insync.replicas`, say).
@@ -472,6 +545,31 @@ impl EventLog for KafkaLog {
             rest = after;
         }
         Ok(landed.expect("at least one piece"))
+    }
+
+    fn append_as(&self, writer: &str, batches: &[(&str, u32, Vec<Record>)]) -> Result<(), LogError> {
+        if batches.iter().all(|(_, _, records)| records.is_empty()) {
+            return Ok(());
+        }
+        let producer = self.writer(writer)?;
+        match self.transact(&producer, batches) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // nothing of it becomes visible. A fenced producer stays fenced (it is kept, so
+                // every later call fails too: registering anew would fence the newer writer
+                // back); another broken one is made anew by the next call
+                if matches!(e, LogError::Fenced(_)) {
+                    return Err(LogError::Fenced(writer.to_owned()));
+                }
+                if let Err(abort) = producer.abort_transaction(REQUEST_TIMEOUT) {
+                    if fenced(&abort) {
+                        return Err(LogError::Fenced(writer.to_owned()));
+                    }
+                    self.writers.lock().expect("writers").remove(writer);
+                }
+                Err(e)
+            }
+        }
     }
 
     fn append_all(&self, topic: &str, batches: &[(u32, Vec<Record>)]) -> Result<Vec<Appended>, LogError> {
