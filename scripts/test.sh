@@ -20,3 +20,5 @@ while IFS= read -r line; do
     export "${line?}"
 done <<<"$engines"
 cargo test --locked --workspace --no-fail-fast
+# fuzz targets (Avro records, envelope headers, PNG, operator sessions) for 30 s each from the committed corpus
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}" ./scripts/fuzz.sh

@@ -27,9 +27,12 @@ fn commands(range: std::ops::Range<usize>) -> Vec<(CommandEnvelope, TaskCommand)
         let task = format!("task-{t:05}");
         let create = small_create_task();
         let detect = TaskCommand::RequestDetection(RequestDetection {});
-        for (step, command) in [create, detect].into_iter().enumerate() {
+        // the customer creates; a service asks for detection (a customer may not)
+        for (step, (actor, command)) in
+            [("customer:acme", create), ("service:executor", detect)].into_iter().enumerate()
+        {
             let id = format!("{task}/{step}");
-            out.push((envelope(&task, &id, "customer:acme", Some(step as u64), &command), command));
+            out.push((envelope(&task, &id, actor, Some(step as u64), &command), command));
         }
     }
     out

@@ -50,7 +50,7 @@ fn an_imported_torchscript_detector_serves_until_its_artifact_is_damaged() {
 
     // a re-processed task is now detected by the imported model; one whose photo the customer
     // replaced with junk is refused with a recorded reason (a dead letter) and goes to an operator
-    std::fs::write(data.join("objects/images/task-000007/0.png"), b"not a png").unwrap();
+    std::fs::write(data.join("objects/images/acme/task-000007/0.png"), b"not a png").unwrap();
     for task in ["task-000003", "task-000007"] {
         assert!(visionlog(&data).args(["task", "reprocess", task]).status().unwrap().success());
     }

@@ -154,6 +154,12 @@ pub(crate) async fn register(
 ) -> ApiResult<Response> {
     let gw = gw.0;
     let (who, q, key) = caller_and_stream(&gw, &headers, &class_group, q)?;
+    // a TorchScript module is code: it runs in the inference workers every tenant shares
+    if !matches!(who, Principal::Admin(_)) {
+        return Err(Problem::forbidden(
+            "importing a model artifact is an admin's (`?customer=`): the module runs in workers shared by every tenant",
+        ));
+    }
     let bytes = upload(bytes)?;
     let classes: Vec<u32> = match &q.classes {
         None => Vec::new(),

@@ -411,12 +411,19 @@ pub(crate) async fn upload_image(
     let who = principal(&gw, &headers)?;
     let tenant = tenant_of(&who)?.to_owned();
     let bytes = upload(bytes)?;
-    let image = visionlog_imaging::Rgb::from_png(&bytes)
-        .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_image", format!("not a PNG: {e}")))?;
     let digest = visionlog_objects::sha256_hex(&bytes);
     let key = format!("{}{digest}.png", visionlog_domain::image_folder(&tenant));
     let (k, data) = (key.clone(), bytes.to_vec());
-    gw.blocking(move |gw| gw.objects.put_new(&k, data).map(|_| ()).map_err(Problem::internal)).await?;
-    let body = json!({ "uri": format!("store://{key}"), "width": image.width, "height": image.height });
+    // decoding a photo of up to 8192 pixels a side takes a while: off the async threads
+    let (width, height) = gw
+        .blocking(move |gw| {
+            let image = visionlog_imaging::Rgb::from_png(&data).map_err(|e| {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_image", format!("not a PNG: {e}"))
+            })?;
+            gw.objects.put_new(&k, data).map_err(Problem::internal)?;
+            Ok((image.width, image.height))
+        })
+        .await?;
+    let body = json!({ "uri": format!("store://{key}"), "width": width, "height": height });
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }

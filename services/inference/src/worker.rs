@@ -130,37 +130,52 @@ impl InferenceWorker {
             }
         }
         for ((key, version), (detector, jobs)) in by_model {
-            // every photo of every job, read first; a job with an unreadable photo goes to an operator
-            let mut photos: Vec<(usize, u32, Rgb)> = Vec::new();
+            // the photos are decoded a batch at a time (never every job's at once: a batch of
+            // jobs of 8192-pixel photos would hold gigabytes); a job with an unreadable photo
+            // goes to an operator
+            let places: Vec<(usize, u32)> = jobs
+                .iter()
+                .enumerate()
+                .flat_map(|(j, job)| (0..job.images.len() as u32).map(move |i| (j, i)))
+                .collect();
             let mut ok = vec![true; jobs.len()];
-            for (j, job) in jobs.iter().enumerate() {
-                for (i, image) in job.images.iter().enumerate() {
-                    match load_image(&self.objects, &image.uri) {
-                        Ok(px) => photos.push((j, i as u32, px)),
+            let mut found: Vec<Vec<Detection>> = vec![Vec::new(); jobs.len()];
+            for chunk in places.chunks(self.config.max_batch.max(1)) {
+                let mut photos: Vec<(usize, u32, Rgb)> = Vec::with_capacity(chunk.len());
+                for &(j, i) in chunk {
+                    if !ok[j] {
+                        continue;
+                    }
+                    match load_image(&self.objects, &jobs[j].images[i as usize].uri) {
+                        Ok(px) => photos.push((j, i, px)),
                         Err(e) => {
                             // a recorded rejection: the request's event is dead-lettered with the
                             // reason (the log says it), and the task goes to an operator
-                            if ok[j] {
-                                self.bus
-                                    .dead_letter_event(job.partition, job.offset, "unreadable_image", &e, crate::GROUP)
-                                    .map_err(|err| ConsumeError::Transient(err.to_string()))?;
-                            }
+                            self.bus
+                                .dead_letter_event(
+                                    jobs[j].partition,
+                                    jobs[j].offset,
+                                    "unreadable_image",
+                                    &e,
+                                    crate::GROUP,
+                                )
+                                .map_err(|err| ConsumeError::Transient(err.to_string()))?;
                             ok[j] = false;
                         }
                     }
                 }
-            }
-            photos.retain(|(j, _, _)| ok[*j]);
-            let mut found: Vec<Vec<Detection>> = vec![Vec::new(); jobs.len()];
-            for chunk in photos.chunks(self.config.max_batch.max(1)) {
-                let images: Vec<&Rgb> = chunk.iter().map(|(_, _, px)| px).collect();
+                photos.retain(|(j, _, _)| ok[*j]);
+                if photos.is_empty() {
+                    continue;
+                }
+                let images: Vec<&Rgb> = photos.iter().map(|(_, _, px)| px).collect();
                 let out = detector
                     .detect(&images, &self.config.decode)
                     .map_err(|e| ConsumeError::Transient(format!("inference: {e}")))?;
                 self.stats.0 += images.len() as u64;
                 self.stats.1 += 1;
                 visionlog_telemetry::metrics::inference_batch(images.len());
-                for ((j, image, _), dets) in chunk.iter().zip(out) {
+                for ((j, image, _), dets) in photos.iter().zip(out) {
                     found[*j].extend(dets.into_iter().map(|d| Detection { image: *image, ..d }));
                 }
             }

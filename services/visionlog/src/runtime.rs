@@ -329,6 +329,15 @@ impl Service {
         let (objects, registry, tenants) = (rt.objects.clone(), rt.registry.clone(), rt.tenants.clone());
         // one delivery engine per process: the per-endpoint limits hold across its partitions
         let deliveries = if self == Service::Webhooks {
+            let unsigned: Vec<String> =
+                tenants.tenant_ids().into_iter().filter(|t| tenants.webhook_secrets(t).is_empty()).collect();
+            if !unsigned.is_empty() {
+                // a receiver cannot tell these deliveries from a forgery: said at every start
+                tracing::warn!(
+                    ?unsigned,
+                    "webhooks: these tenants have no webhook_secrets in the tenants file; their deliveries are NOT signed"
+                );
+            }
             let tenants = tenants.clone();
             let secrets: visionlog_webhooks::Secrets =
                 Arc::new(move |customer| tenants.webhook_secrets(customer).to_vec());
