@@ -23,8 +23,8 @@ pub struct Publisher {
     partition: u32,
     /// The journal offset each tenant's topic holds last, once read from its tail.
     published: Option<HashMap<String, u64>>,
-    /// Records to write at the next flush, by tenant.
-    pending: BTreeMap<String, Vec<Record>>,
+    /// Records to write at the next flush, by tenant, with the journal offset of the last.
+    pending: BTreeMap<String, (Vec<Record>, u64)>,
 }
 
 /// The journal offset of the last record of `topic`'s partition that names one, reading back
@@ -97,6 +97,15 @@ impl Publisher {
     }
 }
 
+impl Publisher {
+    /// Queues a record of `tenant`'s topic, from journal offset `offset`, for the next flush.
+    fn queue(&mut self, tenant: &str, record: Record, offset: u64) {
+        let (records, last) = self.pending.entry(tenant.to_owned()).or_default();
+        records.push(record);
+        *last = offset;
+    }
+}
+
 impl EventHandler for Publisher {
     fn handle(&mut self, e: HandledEvent<'_>) -> Result<(), ConsumeError> {
         if !self.wanted(&e.envelope.tenant, e.offset)? {
@@ -106,7 +115,7 @@ impl EventHandler for Publisher {
         e.envelope.write_headers(&mut headers);
         headers.push((JOURNAL_OFFSET.into(), e.offset.to_string().into_bytes()));
         let record = Record { key: Some(e.envelope.task_id.as_bytes().to_vec()), headers, value: e.payload.to_vec() };
-        self.pending.entry(e.envelope.tenant.clone()).or_default().push(record);
+        self.queue(&e.envelope.tenant, record, e.offset);
         Ok(())
     }
 
@@ -123,7 +132,7 @@ impl EventHandler for Publisher {
             (JOURNAL_OFFSET.into(), d.first_offset.to_string().into_bytes()),
         ];
         let record = Record { key: Some(d.task_id.as_bytes().to_vec()), headers, value: outcome.to_vec() };
-        self.pending.entry(tenant).or_default().push(record);
+        self.queue(&tenant, record, d.first_offset);
         Ok(())
     }
 
@@ -131,12 +140,13 @@ impl EventHandler for Publisher {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let topics: Vec<String> = self.pending.keys().map(|t| self.topics.tenant_events(t)).collect();
-        let batches: Vec<(&str, u32, Vec<Record>)> = topics
+        let pending = std::mem::take(&mut self.pending);
+        let topics: Vec<String> = pending.keys().map(|t| self.topics.tenant_events(t)).collect();
+        let (lasts, batches): (Vec<(String, u64)>, Vec<_>) = topics
             .iter()
-            .zip(self.pending.values())
-            .map(|(topic, records)| (topic.as_str(), self.partition, records.clone()))
-            .collect();
+            .zip(pending)
+            .map(|(topic, (tenant, (records, last)))| ((tenant, last), (topic.as_str(), self.partition, records)))
+            .unzip();
         match self.log.append_as(&self.writer(), &batches) {
             Ok(()) => {}
             // a newer publisher of this partition took over: this one stops
@@ -144,18 +154,10 @@ impl EventHandler for Publisher {
             // nothing (Kafka) or a prefix (one process) landed: read the tails again, go again
             Err(e) => {
                 self.published = None;
-                self.pending.clear();
                 return Err(ConsumeError::Transient(format!("publishing to the tenants' topics: {e}")));
             }
         }
-        let published = self.published.get_or_insert_with(HashMap::new);
-        for (tenant, records) in std::mem::take(&mut self.pending) {
-            let last =
-                records.iter().filter_map(|r| visionlog_codec::envelope::get(&r.headers, JOURNAL_OFFSET)).next_back();
-            if let Some(offset) = last.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()) {
-                published.insert(tenant, offset);
-            }
-        }
+        self.published.get_or_insert_with(HashMap::new).extend(lasts);
         Ok(())
     }
 

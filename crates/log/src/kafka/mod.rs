@@ -113,6 +113,21 @@ fn kafka_err(what: &str, e: KafkaError) -> LogError {
     LogError::Io { path: what.to_owned(), source: std::io::Error::other(e.to_string()) }
 }
 
+/// A producer's settings on top of the client's: the shared producer and every writer's.
+fn producer_config(mut config: rdkafka::ClientConfig) -> rdkafka::ClientConfig {
+    config
+        .set("enable.idempotence", "true")
+        // acknowledged only once every in-sync replica has it (idempotence needs it too; said
+        // explicitly so that no client default can weaken it)
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .set("message.timeout.ms", "30000")
+        // the topics' `max.message.bytes` bound records (the broker says; see `send`), not a
+        // client default of 1 MB
+        .set("message.max.bytes", PRODUCER_MAX_REQUEST.to_string());
+    config
+}
+
 /// Whether a transactional producer was fenced by a newer one of its `transactional.id`.
 fn fenced(e: &KafkaError) -> bool {
     use rdkafka::types::RDKafkaErrorCode as C;
@@ -147,17 +162,7 @@ impl KafkaLog {
     pub fn connect_with(bootstrap: &str, options: KafkaOptions) -> Result<Self, LogError> {
         let config = options::client_config(bootstrap, &options);
         let context = Context::default();
-        let producer: FutureProducer<Context> = config
-            .clone()
-            .set("enable.idempotence", "true")
-            // acknowledged only once every in-sync replica has it (idempotence needs it too;
-            // said explicitly so that no client default can weaken it)
-            .set("acks", "all")
-            .set("linger.ms", "1")
-            .set("message.timeout.ms", "30000")
-            // the topics' `max.message.bytes` bound records (the broker says; see `send`), not a
-            // client default of 1 MB
-            .set("message.max.bytes", PRODUCER_MAX_REQUEST.to_string())
+        let producer: FutureProducer<Context> = producer_config(config.clone())
             .create_with_context(context.clone())
             .map_err(|e| kafka_err("creating the producer", e))?;
         let admin =
@@ -182,14 +187,9 @@ impl KafkaLog {
         if let Some(p) = self.writers.lock().expect("writers").get(writer) {
             return Ok(p.clone());
         }
-        let producer: FutureProducer<Context> = options::client_config(&self.bootstrap, &self.options)
+        let producer: FutureProducer<Context> = producer_config(options::client_config(&self.bootstrap, &self.options))
             .set("transactional.id", writer)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "1")
-            .set("message.timeout.ms", "30000")
             .set("transaction.timeout.ms", "60000")
-            .set("message.max.bytes", PRODUCER_MAX_REQUEST.to_string())
             .create_with_context(self.context.clone())
             .map_err(|e| kafka_err("creating a transactional producer", e))?;
         producer.init_transactions(REQUEST_TIMEOUT * 3).map_err(|e| self.context.explain(writer, e))?;
@@ -208,31 +208,15 @@ impl KafkaLog {
             if fenced(&e) { LogError::Fenced(what.to_owned()) } else { kafka_err(what, e) }
         };
         producer.begin_transaction().map_err(|e| txn_err("beginning a transaction", e))?;
-        let mut deliveries = Vec::new();
-        for (topic, partition, records) in batches {
+        let mut sent = Vec::with_capacity(batches.len());
+        for (topic, partition, records) in batches.iter().filter(|(_, _, records)| !records.is_empty()) {
             self.fit(topic, records)?;
-            self.check_partition(topic, *partition)?;
-            for r in records {
-                let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-                for (name, value) in &r.headers {
-                    headers = headers.insert(Header { key: name, value: Some(value) });
-                }
-                let mut record = FutureRecord::<[u8], [u8]>::to(topic)
-                    .partition(*partition as i32)
-                    .payload(&r.value)
-                    .headers(headers);
-                if let Some(key) = &r.key {
-                    record = record.key(key);
-                }
-                deliveries.push(producer.send_result(record).map_err(|(e, _)| produce_err(topic, r, e))?);
-            }
+            sent.push((topic, *partition, self.send_via(producer, topic, *partition, records)?));
         }
         // commit flushes what is in flight first; a record that failed fails the commit
         producer.commit_transaction(REQUEST_TIMEOUT * 3).map_err(|e| txn_err("committing a transaction", e))?;
-        for d in deliveries {
-            let delivered =
-                futures_executor::block_on(d).map_err(|_| LogError::Config("producer dropped a delivery".into()))?;
-            delivered.map_err(|(e, _)| kafka_err("a record of a committed transaction", e))?;
+        for (topic, partition, deliveries) in sent {
+            self.settle(topic, partition, deliveries)?;
         }
         Ok(())
     }
@@ -331,6 +315,17 @@ impl KafkaLog {
 
     /// Hands records to the producer; their delivery reports come later.
     fn send(&self, topic: &str, partition: u32, records: &[Record]) -> Result<Vec<DeliveryFuture>, LogError> {
+        self.send_via(&self.producer, topic, partition, records)
+    }
+
+    /// Hands records to `producer` (the shared one, or a writer's transactional one).
+    fn send_via(
+        &self,
+        producer: &FutureProducer<Context>,
+        topic: &str,
+        partition: u32,
+        records: &[Record],
+    ) -> Result<Vec<DeliveryFuture>, LogError> {
         self.check_partition(topic, partition)?;
         let mut deliveries = Vec::with_capacity(records.len());
         for r in records {
@@ -343,7 +338,7 @@ impl KafkaLog {
             if let Some(key) = &r.key {
                 record = record.key(key);
             }
-            deliveries.push(self.producer.send_result(record).map_err(|(e, _)| produce_err(topic, r, e))?);
+            deliveries.push(producer.send_result(record).map_err(|(e, _)| produce_err(topic, r, e))?);
         }
         Ok(deliveries)
     }
