@@ -31,7 +31,7 @@ pub use consume::{
 };
 pub use framing::{DecisionOrigin, claim_record, copied_records, event_record, rejection_record};
 pub use history::{Accepted, HistoryError, RecordedEvent, StateAsOf, accepted, state_as_of, task_events};
-pub use membership::{Assignment, Work, WorkError, serve_partitions};
+pub use membership::{Assignment, Failing, Work, WorkError, serve_partitions};
 pub use reader::{Decision, DecisionBody, Entry, JournalError, JournalEvent, JournalReader, read_held};
 pub use schemas::LogRegistry;
 pub use topics::{TopicRetention, Topics};

@@ -8,8 +8,10 @@
 //! that fails (the broker or the read store unreachable, a request timed out) is started again
 //! after a back-off that doubles with each failure in a row, up to 30 s: the service
 //! reconnects by itself once its engines are back, and every worker resumes from its committed
-//! position. A worker that panics fails the service, which leaves the group so that others take
-//! its partitions.
+//! position. A worker that panics is treated the same way: the panic stays in its partition (a
+//! poison record or a bug on one partition never stops the others), and the partition is
+//! reported failing ([`Assignment::failing`]) until a restarted worker has run for a while, so
+//! the readiness probe tells.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +32,8 @@ const RETRY_AFTER: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A worker that ran this long before it failed starts its back-off afresh.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// A restarted worker that has run this long is no longer reported failing.
+const RECOVERED_AFTER: Duration = Duration::from_secs(10);
 
 struct Running {
     stop: Arc<AtomicBool>,
@@ -47,6 +51,18 @@ fn backoff(n: u32) -> Duration {
 pub struct Assignment {
     joined: std::sync::atomic::AtomicBool,
     partitions: Mutex<std::collections::BTreeSet<u32>>,
+    failing: Mutex<BTreeMap<u32, Failing>>,
+}
+
+/// A partition whose worker failed (or panicked) and is being started again after a pause.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failing {
+    /// The partition.
+    pub partition: u32,
+    /// Failures in a row.
+    pub failures: u32,
+    /// The last failure.
+    pub error: String,
 }
 
 impl Assignment {
@@ -58,6 +74,12 @@ impl Assignment {
     /// The partitions the group gives this process now.
     pub fn partitions(&self) -> Vec<u32> {
         self.partitions.lock().expect("assignment lock").iter().copied().collect()
+    }
+
+    /// The partitions of this process whose worker failed and has not yet run
+    /// [`RECOVERED_AFTER`] since it was started again.
+    pub fn failing(&self) -> Vec<Failing> {
+        self.failing.lock().expect("assignment lock").values().cloned().collect()
     }
 }
 
@@ -89,33 +111,44 @@ impl Owners {
         self.running.lock().expect("running lock").insert(partition, Running { stop, handle, started: Instant::now() });
     }
 
-    /// Joins finished workers: a worker that gave up or failed is started again later; a panic
-    /// ends the service.
-    fn reap(&self) -> Result<(), WorkError> {
+    /// Joins finished workers: a worker that gave up, failed or panicked is started again
+    /// later (a failure or a panic after a back-off, and its partition is reported failing).
+    fn reap(&self) {
         let finished: Vec<(u32, Running)> = {
             let mut running = self.running.lock().expect("running lock");
+            let mut failing = self.assignment.failing.lock().expect("assignment lock");
+            failing.retain(|p, _| running.get(p).is_none_or(|r| r.started.elapsed() < RECOVERED_AFTER));
             let done: Vec<u32> = running.iter().filter(|(_, r)| r.handle.is_finished()).map(|(p, _)| *p).collect();
             done.into_iter().filter_map(|p| running.remove(&p).map(|r| (p, r))).collect()
         };
         for (partition, r) in finished {
-            match r.handle.join() {
+            let error = match r.handle.join() {
                 Ok(Ok(())) => {
                     tracing::warn!(service = self.name, partition, "worker gave its partition up; retrying later");
                     self.retry.lock().expect("retry lock").insert(partition, Instant::now() + RETRY_AFTER);
+                    continue;
                 }
-                Ok(Err(e)) => {
-                    let mut failures = self.failures.lock().expect("failures lock");
-                    let n = failures.entry(partition).or_default();
-                    *n = if r.started.elapsed() >= HEALTHY_RUN { 1 } else { *n + 1 };
-                    let pause = backoff(*n);
-                    tracing::error!(
-                        service = self.name, partition, error = %e, failures_in_a_row = *n, retry_in_s = pause.as_secs(),
-                        "worker failed; starting it again after a pause"
-                    );
-                    self.retry.lock().expect("retry lock").insert(partition, Instant::now() + pause);
+                Ok(Err(e)) => e.to_string(),
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".into());
+                    format!("panicked: {what}")
                 }
-                Err(_) => return Err(format!("{}-{partition} panicked", self.name).into()),
-            }
+            };
+            let mut failures = self.failures.lock().expect("failures lock");
+            let n = failures.entry(partition).or_default();
+            *n = if r.started.elapsed() >= HEALTHY_RUN { 1 } else { *n + 1 };
+            let pause = backoff(*n);
+            tracing::error!(
+                service = self.name, partition, %error, failures_in_a_row = *n, retry_in_s = pause.as_secs(),
+                "worker failed; starting it again after a pause"
+            );
+            let failing = Failing { partition, failures: *n, error };
+            self.assignment.failing.lock().expect("assignment lock").insert(partition, failing);
+            self.retry.lock().expect("retry lock").insert(partition, Instant::now() + pause);
         }
         let due: Vec<u32> = {
             let mut retry = self.retry.lock().expect("retry lock");
@@ -125,7 +158,6 @@ impl Owners {
             due
         };
         due.into_iter().for_each(|p| self.start(p));
-        Ok(())
     }
 
     /// Stops the workers of `partitions` and waits for them; failures are logged (the partition
@@ -167,6 +199,8 @@ impl Rebalance for Owners {
         {
             let mut held = self.assignment.partitions.lock().expect("assignment lock");
             partitions.iter().for_each(|p| _ = held.remove(p));
+            let mut failing = self.assignment.failing.lock().expect("assignment lock");
+            partitions.iter().for_each(|p| _ = failing.remove(p));
         }
         self.stop(partitions);
     }
@@ -197,7 +231,7 @@ pub fn serve_partitions(
         if stop.load(Ordering::Relaxed) {
             break Ok(());
         }
-        if let Err(e) = member.poll(Duration::from_millis(100)).map_err(WorkError::from).and_then(|()| owners.reap()) {
+        if let Err(e) = member.poll(Duration::from_millis(100)).map_err(WorkError::from).map(|()| owners.reap()) {
             break Err(e);
         }
     };
@@ -264,10 +298,11 @@ mod tests {
         assert_eq!(running.load(Ordering::SeqCst), 0, "every worker stopped before the service returned");
     }
 
-    /// A failing worker (its engine unreachable) is started again after a pause, and the others
-    /// keep running; a panicking one fails the service, which stops the others.
+    /// A failing worker (its engine unreachable) and a panicking one (a bug met on one
+    /// partition) are started again after a pause while the others keep running, and the
+    /// assignment reports the partition failing with its error until it has run a while again.
     #[test]
-    fn a_failing_worker_is_started_again_and_a_panicking_one_fails_the_service() {
+    fn a_failing_or_panicking_worker_is_started_again_and_the_others_keep_running() {
         let dir = tempfile::tempdir().unwrap();
         let log = log(dir.path());
         let starts = Arc::new(AtomicUsize::new(0));
@@ -279,7 +314,7 @@ mod tests {
                     match starts.fetch_add(1, Ordering::SeqCst) {
                         0 => return Err("the store is gone".into()),
                         1 => panic!("a bug"),
-                        _ => unreachable!("a panic ends the service"),
+                        _ => {}
                     }
                 }
                 running.fetch_add(1, Ordering::SeqCst);
@@ -290,10 +325,24 @@ mod tests {
                 Ok(())
             })
         };
-        let err = serve_partitions(log.as_ref(), "g", "in", "w", work, &AtomicBool::new(false), Default::default())
-            .unwrap_err();
-        assert_eq!(starts.load(Ordering::SeqCst), 2, "the failed worker was started again");
-        assert!(err.to_string().contains("w-2 panicked"), "{err}");
+        let stop = Arc::new(AtomicBool::new(false));
+        let assignment = Arc::new(Assignment::default());
+        let service = {
+            let (log, stop, assignment) = (log.clone(), stop.clone(), assignment.clone());
+            std::thread::spawn(move || serve_partitions(log.as_ref(), "g", "in", "w", work, &stop, assignment))
+        };
+        wait_until("partition 2 fails", || !assignment.failing().is_empty());
+        assert_eq!(running.load(Ordering::SeqCst), 2, "the other partitions run");
+        wait_until("partition 2 panics", || assignment.failing().first().is_some_and(|f| f.failures == 2));
+        let failing = assignment.failing();
+        assert_eq!(failing.len(), 1);
+        assert_eq!(failing[0].partition, 2);
+        assert!(failing[0].error.contains("panicked: a bug"), "{failing:?}");
+        assert!(!service.is_finished(), "a panic on one partition does not end the service");
+        wait_until("partition 2 runs again", || running.load(Ordering::SeqCst) == 3);
+        assert_eq!(starts.load(Ordering::SeqCst), 3);
+        stop.store(true, Ordering::Relaxed);
+        service.join().unwrap().unwrap();
         assert_eq!(running.load(Ordering::SeqCst), 0);
         assert_eq!((backoff(1), backoff(2), backoff(3)), (RETRY_AFTER, RETRY_AFTER * 2, RETRY_AFTER * 4));
         assert_eq!(backoff(40), MAX_BACKOFF);
@@ -326,7 +375,7 @@ mod tests {
         };
         owners.retry.lock().unwrap().insert(0, Instant::now());
         owners.assigned(&[0]);
-        owners.reap().unwrap(); // the retry was due: it must not start another
+        owners.reap(); // the retry was due: it must not start another
         owners.assigned(&[0]);
         wait_until("the worker runs", || running.load(Ordering::SeqCst) >= 1);
         std::thread::sleep(Duration::from_millis(50));

@@ -132,7 +132,7 @@ pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
     drop(progress);
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
-    join(threads)?;
+    join(threads, &stop)?;
     let a = audit(rt.log.as_ref(), &rt.topics)?;
     let dead_letters = rt.log.end_offset(&rt.topics.dead_letters, 0)?;
     let created = a.events_by_type.get("TaskCreated").copied().unwrap_or(0);

@@ -1,9 +1,13 @@
 //! `GET /healthz` and `GET /readyz` of a service process, on `--health-addr`
 //! (`VISIONLOG_HEALTH_ADDR`), for Kubernetes probes.
 //!
-//! Alive: every service of the process still runs (a failed one makes the pod restart).
+//! Alive: every service of the process still runs (a failed one makes the pod restart; `run`
+//! stops the whole process when one of its services fails). A partition whose worker failed is
+//! started again with a back-off by its service (see `visionlog_journal::serve_partitions`):
+//! `/healthz` stays 200 (a restart would not bring a broker back) but lists it under
+//! `failing_partitions`.
 //! Ready: every partitioned service has joined its group and, on each partition the group gave
-//! it, is within `VISIONLOG_READY_MAX_LAG` records (default 1000) of the end; the loops
+//! it, runs (none failing) within `VISIONLOG_READY_MAX_LAG` records (default 1000) of the end; the loops
 //! (trainer, tiering, exporter) are ready while they run. After SIGTERM nothing is ready, so
 //! traffic and rebalances move away while the process drains.
 
@@ -88,7 +92,13 @@ impl Health {
     /// `/healthz`: (alive, body).
     pub(crate) fn liveness(&self) -> (bool, serde_json::Value) {
         let failed = self.failed.lock().expect("health lock").clone();
-        (failed.is_empty(), json!({ "alive": failed.is_empty(), "failed": failed }))
+        let mut failing = Vec::new();
+        for s in self.services.lock().expect("health lock").iter() {
+            if let Watched::Group { assignment, .. } = &s.watched {
+                failing.extend(assignment.failing().iter().map(|f| failing_json(&s.name, f)));
+            }
+        }
+        (failed.is_empty(), json!({ "alive": failed.is_empty(), "failed": failed, "failing_partitions": failing }))
     }
 
     /// `/readyz`: (ready, body with each service's partitions and lags).
@@ -111,7 +121,8 @@ impl Health {
         if !assignment.joined() {
             return (false, json!({ "joined": false }));
         }
-        let mut ready = true;
+        let failing = assignment.failing();
+        let mut ready = failing.is_empty();
         let mut partitions = Vec::new();
         for p in assignment.partitions() {
             match lag(self.log.as_ref(), group, topic, p) {
@@ -125,8 +136,13 @@ impl Health {
                 }
             }
         }
-        (ready, json!({ "joined": true, "group": group, "topic": topic, "partitions": partitions }))
+        let failing: Vec<_> = failing.iter().map(|f| failing_json(group, f)).collect();
+        (ready, json!({ "joined": true, "group": group, "topic": topic, "partitions": partitions, "failing": failing }))
     }
+}
+
+fn failing_json(service: &str, f: &visionlog_journal::Failing) -> serde_json::Value {
+    json!({ "service": service, "partition": f.partition, "failures_in_a_row": f.failures, "error": f.error })
 }
 
 /// Records between `group`'s committed position on partition `p` of `topic` and its end.

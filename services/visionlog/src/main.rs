@@ -129,7 +129,7 @@ fn serve(
         None => None,
     };
     let threads = runtime::spawn(&rt, services, &stop, operators, &rt.settings.trainer(), &health);
-    let mut result = runtime::join(threads);
+    let mut result = runtime::join(threads, &stop);
     if let Some(g) = gateway {
         use std::sync::atomic::Ordering;
         // the gateway alone runs until SIGTERM; beside services, until they stop or fail

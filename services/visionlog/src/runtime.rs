@@ -483,17 +483,65 @@ fn spawn_trainer(
     })
 }
 
-/// Stops services and reports the first failure.
-pub(crate) fn join(threads: Vec<(String, JoinHandle<anyhow::Result<()>>)>) -> anyhow::Result<()> {
+/// Waits for the services to stop and reports the first failure. A service that ends with an
+/// error or a panic while the others run sets `stop`: the process stops as a whole (and exits
+/// non-zero) instead of staying up with, say, nothing deciding; its supervisor starts it again.
+pub(crate) fn join(threads: Vec<(String, JoinHandle<anyhow::Result<()>>)>, stop: &AtomicBool) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering;
     let mut first = Ok(());
-    for (name, t) in threads {
-        let result = t
-            .join()
-            .map_err(|_| anyhow::anyhow!("{name} panicked"))
-            .and_then(|r| r.with_context(|| format!("{name} failed")));
-        if let (Err(e), true) = (result, first.is_ok()) {
-            first = Err(e);
+    let mut left = threads;
+    while !left.is_empty() {
+        let (done, running): (Vec<_>, Vec<_>) = left.into_iter().partition(|(_, t)| t.is_finished());
+        left = running;
+        for (name, t) in done {
+            let result = t
+                .join()
+                .map_err(|_| anyhow::anyhow!("{name} panicked"))
+                .and_then(|r| r.with_context(|| format!("{name} failed")));
+            if let Err(e) = result {
+                if !stop.swap(true, Ordering::Relaxed) {
+                    tracing::error!(error = format!("{e:#}"), "a service failed: stopping the process");
+                }
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        if !left.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
     first
+}
+
+#[cfg(test)]
+mod supervision_tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// One service failing stops the others (they run until `stop`), and the failure is what
+    /// the process reports.
+    #[test]
+    fn a_failed_service_stops_the_process() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for name in ["executor", "projector"] {
+            let stop = stop.clone();
+            let t = std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Ok(())
+            });
+            threads.push((name.to_owned(), t));
+        }
+        let failing = std::thread::spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            Err(anyhow::anyhow!("the group could not be joined"))
+        });
+        threads.insert(0, ("aggregator".to_owned(), failing));
+        let err = join(threads, &stop).unwrap_err();
+        assert!(stop.load(Ordering::Relaxed));
+        assert!(format!("{err:#}").contains("aggregator failed: the group could not be joined"), "{err:#}");
+    }
 }

@@ -106,7 +106,7 @@ pub(crate) fn run(backends: &Backends, b: &GatewayBench) -> anyhow::Result<()> {
     let baseline = load(b, ping);
     let creates = load(b, create);
     stop.store(true, Ordering::Relaxed);
-    crate::runtime::join(threads)?;
+    crate::runtime::join(threads, &stop)?;
     server.join()?;
     let ratio = creates.per_s / baseline.per_s.max(1e-9);
     let report = json!({
