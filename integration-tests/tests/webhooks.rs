@@ -90,6 +90,9 @@ fn results_reach_callbacks_signed_retried_and_dead_lettered() {
         ("VISIONLOG_WEBHOOK_ATTEMPTS", "3"),
         ("VISIONLOG_WEBHOOK_BACKOFF_MS", "200"),
         ("VISIONLOG_WEBHOOK_CONCURRENCY", "2"),
+        // one body in memory at a time: the other first tries wait in the durable schedule,
+        // as every retry does
+        ("VISIONLOG_WEBHOOK_MAX_QUEUED", "1"),
         // a proxy in the environment is not used: deliveries go to the addresses the guard
         // checked (through this proxy, which refuses connections, none would arrive)
         ("HTTP_PROXY", "http://127.0.0.1:9"),
@@ -172,6 +175,11 @@ fn results_reach_callbacks_signed_retried_and_dead_lettered() {
         .collect();
     assert_eq!(failed, [(1, false), (2, false), (3, true)]);
     drop(run);
+    // every try made was taken out of the schedule
+    let store = visionlog_store::open(&format!("embedded://{}", dir.path().join("store.redb").display())).unwrap();
+    let left = store.scan_table(visionlog_webhooks::RETRIES, None, 100).unwrap();
+    assert!(left.is_empty(), "tries left in the schedule: {left:?}");
+    drop(store);
     // the dead letter names the result that was not delivered
     let leftovers = visionlog_integration_tests::Leftovers::open(dir.path());
     let letters = leftovers.dead_letters();

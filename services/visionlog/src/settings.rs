@@ -49,10 +49,19 @@ pub(crate) struct Settings {
     #[arg(long, env = "VISIONLOG_MAX_BODY_BYTES", default_value_t = 1 << 20, global = true, help_heading = "Gateway",
           value_parser = RangedU64ValueParser::<u64>::new().range(1024..=(1 << 30)))]
     pub(crate) max_body_bytes: u64,
-    /// Tries per result delivered to a callback URL.
-    #[arg(long, env = "VISIONLOG_WEBHOOK_ATTEMPTS", default_value_t = 6, global = true, help_heading = "Webhooks",
-          value_parser = RangedU64ValueParser::<u64>::new().range(1..=100))]
+    /// Tries per result delivered to a callback URL, at most (the retry window usually ends
+    /// them first).
+    #[arg(long, env = "VISIONLOG_WEBHOOK_ATTEMPTS", default_value_t = 100, global = true, help_heading = "Webhooks",
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..=1000))]
     pub(crate) webhook_attempts: u64,
+    /// How long after a result its delivery is tried again, in seconds (default a day).
+    #[arg(long, env = "VISIONLOG_WEBHOOK_RETRY_FOR_S", default_value_t = 86_400, global = true,
+          help_heading = "Webhooks", value_parser = RangedU64ValueParser::<u64>::new().range(0..=30 * 86_400))]
+    pub(crate) webhook_retry_for_s: u64,
+    /// Result bodies a process holds in memory at once; more wait in the durable schedule.
+    #[arg(long, env = "VISIONLOG_WEBHOOK_MAX_QUEUED", default_value_t = 1000, global = true,
+          help_heading = "Webhooks", value_parser = RangedU64ValueParser::<u64>::new().range(1..=1_000_000))]
+    pub(crate) webhook_max_queued: u64,
     /// The first wait between tries, in ms; doubled each try.
     #[arg(
         long,
@@ -66,7 +75,7 @@ pub(crate) struct Settings {
     #[arg(
         long,
         env = "VISIONLOG_WEBHOOK_MAX_BACKOFF_MS",
-        default_value_t = 300_000,
+        default_value_t = 3_600_000,
         global = true,
         help_heading = "Webhooks"
     )]
@@ -146,6 +155,9 @@ impl Settings {
     pub(crate) fn webhooks(&self) -> visionlog_webhooks::WebhookConfig {
         visionlog_webhooks::WebhookConfig {
             max_attempts: self.webhook_attempts as u32,
+            retry_for: Duration::from_secs(self.webhook_retry_for_s),
+            max_queued: self.webhook_max_queued as usize,
+            tick: Duration::from_millis(500),
             base_backoff: Duration::from_millis(self.webhook_backoff_ms),
             max_backoff: Duration::from_millis(self.webhook_max_backoff_ms.max(self.webhook_backoff_ms)),
             timeout: Duration::from_millis(self.webhook_timeout_ms),

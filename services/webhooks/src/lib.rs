@@ -6,11 +6,19 @@
 //!   receiver can rotate: see [`sign`] and docs/integration.md).
 //! - **Idempotent**: `Idempotency-Key: <task id>:<revision>`, the same on every try and every
 //!   redelivery of the same result.
-//! - **Retried**: 5xx, 408, 429, timeouts and connection failures are tried again after an
-//!   exponential backoff with jitter, up to [`WebhookConfig::max_attempts`]; other answers are
-//!   final. Each try becomes `RecordReport` → `TaskReported` or `ReportFailed`, and the next
-//!   try is driven by the `ReportFailed` event, so retries survive a restart. After the last
-//!   try the result is dead-lettered.
+//! - **Retried for a day**: 5xx, 408, 429, timeouts and connection failures are tried again
+//!   after an exponential backoff with jitter (1 s doubling up to 1 h by default) for as long as
+//!   [`WebhookConfig::retry_for`] from the result (24 h by default; at most
+//!   [`WebhookConfig::max_attempts`] tries); other answers are final. Each try becomes
+//!   `RecordReport` → `TaskReported` or `ReportFailed`; a `ReportFailed` that is not the last puts
+//!   the next try in a **durable schedule** (the read-store table [`RETRIES`], per partition, by
+//!   due time) before the position moves on, so a retry due in an hour neither holds the
+//!   partition nor is lost in a restart; each partition's sink takes its due rows from there and
+//!   reads the body back from the task's history. After the last try the result is
+//!   dead-lettered.
+//! - **Bounded memory**: at most [`WebhookConfig::max_queued`] bodies of a process wait or fly at
+//!   once; a result beyond that goes to the schedule (due at once) instead of memory, so a slow
+//!   receiver cannot make the queue grow without bound.
 //! - **Bounded**: at most [`WebhookConfig::per_endpoint`] requests in flight per endpoint
 //!   (scheme, host, port) and process ([`Deliveries`] is shared by the partitions' sinks), so
 //!   one slow receiver cannot take every connection.
@@ -40,6 +48,10 @@ pub const GROUP: &str = "webhooks";
 /// The read-store table of callback URLs by task (written when the sink sees a task created).
 pub const CALLBACKS: &str = "webhook_callbacks";
 
+/// The durable schedule of tries: partition = the events partition, clustering =
+/// `<due ms, 16 digits>:<task id>:<revision>:<attempt>`, value = a JSON [`Scheduled`].
+pub const RETRIES: &str = "webhook_retries";
+
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "visionlog-signature";
 /// The timestamp header.
@@ -51,16 +63,30 @@ pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 pub type Secrets = Arc<dyn Fn(&str) -> Vec<String> + Send + Sync>;
 
 /// Reads a task's events from the journal (for a task whose creation the sink has not seen).
-pub type History = Box<dyn Fn(&str) -> Result<Vec<visionlog_journal::RecordedEvent>, String> + Send>;
+pub type History = Arc<dyn Fn(&str) -> Result<Vec<visionlog_journal::RecordedEvent>, String> + Send + Sync>;
 
-/// A result the sink may have to deliver again: revision, body, and its (partition, offset).
-type LatestResult = (u32, Arc<Vec<u8>>, (u32, u64));
+/// A result the sink may have to deliver again.
+#[derive(Clone, Debug)]
+struct LatestResult {
+    revision: u32,
+    body: Arc<Vec<u8>>,
+    /// Where it lies in `events` (partition, offset), for the dead letter.
+    at: (u32, u64),
+    /// When it was recorded: tries go on until `retry_for` after it.
+    recorded_at_ms: i64,
+}
 
 /// Tries, backoff, timeouts and limits.
 #[derive(Clone, Debug)]
 pub struct WebhookConfig {
-    /// Tries per result.
+    /// Tries per result, at most.
     pub max_attempts: u32,
+    /// How long after a result its delivery is tried again.
+    pub retry_for: Duration,
+    /// Bodies a process holds in memory at once (waiting for or in a try).
+    pub max_queued: usize,
+    /// How often each partition's sink looks for tries come due in the schedule.
+    pub tick: Duration,
     /// The first backoff; doubled each try.
     pub base_backoff: Duration,
     /// The longest backoff.
@@ -74,9 +100,12 @@ pub struct WebhookConfig {
 impl Default for WebhookConfig {
     fn default() -> Self {
         Self {
-            max_attempts: 6,
+            max_attempts: 100,
+            retry_for: Duration::from_secs(24 * 3600),
+            max_queued: 1000,
+            tick: Duration::from_millis(500),
             base_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(300),
+            max_backoff: Duration::from_secs(3600),
             timeout: Duration::from_secs(10),
             per_endpoint: 4,
         }
@@ -87,10 +116,41 @@ impl WebhookConfig {
     /// The wait before try `attempt + 1`: `base * 2^(attempt-1)`, capped, with jitter (a random
     /// point in its upper half), so that receivers coming back are not hit all at once.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.base_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-        let d = exp.min(self.max_backoff);
+        self.jittered(attempt, rand::rng().random_range(0..=u32::MAX))
+    }
+
+    /// [`WebhookConfig::backoff`] with its jitter drawn from `seed` (the same for the same
+    /// cause: a `ReportFailed` handled again after a restart schedules the same due time, so the
+    /// same row).
+    pub fn backoff_for(&self, attempt: u32, seed: &str) -> Duration {
+        // FNV-1a: stable across processes and builds
+        let mut h =
+            seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        // and a finalizer (splitmix64's), so the last characters move the high bits too
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        self.jittered(attempt, ((h ^ (h >> 31)) >> 32) as u32)
+    }
+
+    fn jittered(&self, attempt: u32, draw: u32) -> Duration {
+        let d = self.longest_backoff(attempt);
         let half = d / 2;
-        half + Duration::from_millis(rand::rng().random_range(0..=half.as_millis().max(1) as u64))
+        let span = half.as_millis().max(1) as u64;
+        half + Duration::from_millis(u64::from(draw) * span / u64::from(u32::MAX))
+    }
+
+    /// The longest the wait after try `attempt` may be (before jitter).
+    fn longest_backoff(&self, attempt: u32) -> Duration {
+        let exp = self.base_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        exp.min(self.max_backoff)
+    }
+
+    /// Whether a failed try `attempt`, made at `now_ms` for a result recorded at
+    /// `recorded_at_ms`, is the last: the tries are used up, or the next would fall after the
+    /// retry window.
+    pub fn last_try(&self, attempt: u32, now_ms: i64, recorded_at_ms: i64) -> bool {
+        let next_at = now_ms.saturating_add(self.longest_backoff(attempt).as_millis() as i64);
+        attempt >= self.max_attempts || next_at > recorded_at_ms.saturating_add(self.retry_for.as_millis() as i64)
     }
 }
 
@@ -133,8 +193,41 @@ pub fn verify(header: &str, secret: &str, body: &[u8], now_s: i64, tolerance_s: 
         .any(|s| s.len() == want.len() && s.bytes().zip(want.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0)
 }
 
-/// One delivery try.
+/// A try waiting in the schedule ([`RETRIES`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Scheduled {
+    /// The task.
+    pub task_id: String,
+    /// Its customer.
+    pub tenant: String,
+    /// The result's revision.
+    pub revision: u32,
+    /// The try to make.
+    pub attempt: u32,
+    /// When it is due (unix ms).
+    pub due_ms: i64,
+    /// The event that asked for it (its id makes the command ids).
+    pub cause_event_id: String,
+    /// The correlation id of that event.
+    pub correlation_id: String,
+}
+
+impl Scheduled {
+    /// Its clustering key: by due time first.
+    fn key(&self) -> String {
+        format!("{:016}:{}:{}:{}", self.due_ms.max(0), self.task_id, self.revision, self.attempt)
+    }
+}
+
+/// The event a try answers (its id makes the command ids).
 #[derive(Clone, Debug)]
+struct Cause {
+    event_id: String,
+    correlation_id: String,
+}
+
+/// One delivery try.
+#[derive(Clone)]
 struct Job {
     task_id: String,
     tenant: String,
@@ -142,11 +235,13 @@ struct Job {
     attempt: u32,
     url: String,
     body: Arc<Vec<u8>>,
-    /// The envelope of the event that asked for this try (its id makes the command ids).
-    cause: EventEnvelope,
+    cause: Cause,
     /// Where the result lies in `events`, for the dead letter.
     result_at: (u32, u64),
-    delay: Duration,
+    /// When the result was recorded (the retry window starts there).
+    recorded_at_ms: i64,
+    /// The schedule row the try came from, erased once the try is recorded.
+    scheduled: Option<(Arc<dyn ReadStore>, String, String)>,
 }
 
 /// What the sink remembers of a task.
@@ -165,11 +260,21 @@ const MAX_KNOWN: usize = 100_000;
 /// delivering through one [`Deliveries`].
 pub struct WebhookSink {
     deliveries: Arc<Deliveries>,
-    /// This partition's deliveries not yet recorded: its position is not committed past them.
+    /// This partition's first tries not yet recorded: its position is not committed past them.
     in_flight: Arc<AtomicUsize>,
     known: HashMap<String, Known>,
     store: Arc<dyn ReadStore>,
     history: History,
+    /// Stops this partition's schedule reader when the sink goes.
+    schedule_stop: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Drop for WebhookSink {
+    fn drop(&mut self) {
+        if let Some(stop) = &self.schedule_stop {
+            stop.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// The delivery engine of a process: its own runtime, and the per-endpoint limits every
@@ -187,6 +292,8 @@ struct Inner {
     secrets: Secrets,
     endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
     latest: Mutex<HashMap<String, u32>>,
+    /// Bodies held now (waiting for or in a try), of every partition.
+    queued: AtomicUsize,
 }
 
 impl Deliveries {
@@ -202,8 +309,15 @@ impl Deliveries {
             .thread_name("webhooks")
             .enable_all()
             .build()?;
-        let inner =
-            Arc::new(Inner { bus, guard, config, secrets, endpoints: Mutex::default(), latest: Mutex::default() });
+        let inner = Arc::new(Inner {
+            bus,
+            guard,
+            config,
+            secrets,
+            endpoints: Mutex::default(),
+            latest: Mutex::default(),
+            queued: AtomicUsize::new(0),
+        });
         Ok(Arc::new(Self { inner, runtime }))
     }
 }
@@ -225,7 +339,7 @@ impl WebhookSink {
     /// finds it with a point read; `history` reads a task's events back only for a retry whose
     /// result came before the process started.
     pub fn new(deliveries: Arc<Deliveries>, store: Arc<dyn ReadStore>, history: History) -> Self {
-        Self { deliveries, in_flight: Arc::default(), known: HashMap::new(), store, history }
+        Self { deliveries, in_flight: Arc::default(), known: HashMap::new(), store, history, schedule_stop: None }
     }
 
     /// A sink that reads a task's history from the read side's per-task index and the journal's
@@ -238,7 +352,7 @@ impl WebhookSink {
         topics: visionlog_journal::Topics,
     ) -> Self {
         let index = store.clone();
-        let history = Box::new(move |task: &str| {
+        let history: History = Arc::new(move |task: &str| {
             let source = visionlog_views::HistorySource {
                 log: log.as_ref(),
                 codec: &codec,
@@ -274,14 +388,122 @@ impl WebhookSink {
         Ok((self.known.get_mut(task_id).expect("inserted above"), read_back))
     }
 
+    /// Starts a first try in memory; the position is held until it is recorded.
     fn start(&self, job: Job) {
         let (inner, in_flight) = (self.deliveries.inner.clone(), self.in_flight.clone());
         in_flight.fetch_add(1, Ordering::SeqCst);
+        inner.queued.fetch_add(1, Ordering::SeqCst);
         self.deliveries.runtime.spawn(async move {
             deliver(&inner, job).await;
+            inner.queued.fetch_sub(1, Ordering::SeqCst);
             in_flight.fetch_sub(1, Ordering::SeqCst);
         });
     }
+
+    /// Puts a try in the durable schedule (before the position moves past its cause).
+    fn schedule(&self, partition: u32, s: &Scheduled) -> Result<(), ConsumeError> {
+        let value = serde_json::to_vec(s).expect("a schedule entry serializes");
+        let row = Row { partition: partition.to_string(), clustering: s.key(), version: 1, value };
+        self.store.put(&[Put { table: RETRIES.into(), row }]).map_err(|e| ConsumeError::Transient(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Starts reading this partition's schedule (once per sink).
+    fn read_schedule(&mut self, partition: u32) {
+        if self.schedule_stop.is_some() {
+            return;
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.schedule_stop = Some(stop.clone());
+        let (inner, store, history) = (self.deliveries.inner.clone(), self.store.clone(), self.history.clone());
+        self.deliveries.runtime.spawn(async move {
+            let mut started: std::collections::HashSet<String> = Default::default();
+            while !stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(inner.config.tick).await;
+                let room = inner.config.max_queued.saturating_sub(inner.queued.load(Ordering::SeqCst));
+                if room == 0 {
+                    continue;
+                }
+                let (s, h, i) = (store.clone(), history.clone(), inner.clone());
+                let due = tokio::task::spawn_blocking(move || due_tries(&i, s, &h, partition, room)).await;
+                let jobs = match due {
+                    Ok(Ok(jobs)) => jobs,
+                    Ok(Err(e)) => {
+                        tracing::warn!(partition, error = %e, "webhooks: the schedule could not be read; trying again");
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(partition, error = %e, "webhooks: reading the schedule failed");
+                        continue;
+                    }
+                };
+                // a try already started from its row is not started again while it flies
+                started.retain(|k| jobs.iter().any(|j| j.scheduled.as_ref().is_some_and(|(_, _, key)| key == k)));
+                for job in jobs {
+                    let key = job.scheduled.as_ref().map(|(_, _, k)| k.clone()).unwrap_or_default();
+                    if !started.insert(key) {
+                        continue;
+                    }
+                    let inner = inner.clone();
+                    inner.queued.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(async move {
+                        deliver(&inner, job).await;
+                        inner.queued.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+            }
+        });
+    }
+}
+
+/// The tries of `partition` come due, at most `room`, each with its body read back from its
+/// task's history; a row whose result was since delivered, given up or superseded is erased.
+fn due_tries(
+    inner: &Inner,
+    store: Arc<dyn ReadStore>,
+    history: &History,
+    partition: u32,
+    room: usize,
+) -> Result<Vec<Job>, String> {
+    let p = partition.to_string();
+    let now = now_ms();
+    let rows = store.scan_partition(RETRIES, &p, None, room).map_err(|e| e.to_string())?;
+    let mut jobs = Vec::new();
+    for row in rows {
+        let Ok(s) = serde_json::from_slice::<Scheduled>(&row.value) else {
+            tracing::warn!(partition, key = row.clustering, "webhooks: an unreadable schedule row is dropped");
+            store.erase(RETRIES, &p, &row.clustering).map_err(|e| e.to_string())?;
+            continue;
+        };
+        if s.due_ms > now {
+            break; // in due order: the rest are later
+        }
+        let mut k = Known::default();
+        for r in history(&s.task_id)? {
+            remember(&mut k, partition, r.offset, &r.envelope, &r.event);
+        }
+        let (Some(url), Some(result)) = (k.callback.clone(), k.result.filter(|r| r.revision == s.revision)) else {
+            store.erase(RETRIES, &p, &row.clustering).map_err(|e| e.to_string())?;
+            continue;
+        };
+        if inner.latest.lock().expect("latest revisions").get(&s.task_id).is_some_and(|l| *l > s.revision) {
+            store.erase(RETRIES, &p, &row.clustering).map_err(|e| e.to_string())?;
+            continue;
+        }
+        jobs.push(Job {
+            task_id: s.task_id.clone(),
+            tenant: s.tenant.clone(),
+            revision: s.revision,
+            attempt: s.attempt,
+            url,
+            body: result.body,
+            cause: Cause { event_id: s.cause_event_id.clone(), correlation_id: s.correlation_id.clone() },
+            result_at: result.at,
+            recorded_at_ms: result.recorded_at_ms,
+            scheduled: Some((store.clone(), p.clone(), row.clustering.clone())),
+        });
+    }
+    Ok(jobs)
 }
 
 /// Folds an event into what the sink knows of its task.
@@ -291,10 +513,12 @@ fn remember(k: &mut Known, partition: u32, offset: u64, env: &EventEnvelope, eve
         TaskEvent::TaskResultGenerated(e) => {
             k.latest_revision = e.revision;
             // the body is kept only while it may have to be sent (again)
-            k.result = k
-                .callback
-                .is_some()
-                .then(|| (e.revision, Arc::new(payload(&env.task_id, &env.tenant, env, e)), (partition, offset)));
+            k.result = k.callback.is_some().then(|| LatestResult {
+                revision: e.revision,
+                body: Arc::new(payload(&env.task_id, &env.tenant, env, e)),
+                at: (partition, offset),
+                recorded_at_ms: env.recorded_at_ms,
+            });
         }
         TaskEvent::TaskReported(_) => k.result = None,
         TaskEvent::ReportFailed(f) if f.last_attempt => k.result = None,
@@ -342,28 +566,63 @@ impl EventHandler for WebhookSink {
         }
         let k = k.clone();
         let Some(url) = k.callback.clone() else { return Ok(()) };
-        let next = match e.event {
-            TaskEvent::TaskResultGenerated(r) => Some((r.revision, 1, Duration::ZERO)),
-            TaskEvent::ReportFailed(f) if !f.last_attempt && f.revision == k.latest_revision => {
-                Some((f.revision, f.attempt + 1, self.deliveries.inner.config.backoff(f.attempt)))
+        let Some(result) = k.result.clone() else { return Ok(()) };
+        let cause = Cause { event_id: env.event_id.clone(), correlation_id: env.correlation_id.clone() };
+        match e.event {
+            TaskEvent::TaskResultGenerated(r) if r.revision == result.revision => {
+                self.deliveries
+                    .inner
+                    .latest
+                    .lock()
+                    .expect("latest revisions")
+                    .insert(env.task_id.clone(), k.latest_revision);
+                let inner = &self.deliveries.inner;
+                if inner.queued.load(Ordering::SeqCst) >= inner.config.max_queued {
+                    // memory is full: the first try waits in the schedule, due at once
+                    let s = Scheduled {
+                        task_id: env.task_id.clone(),
+                        tenant: env.tenant.clone(),
+                        revision: r.revision,
+                        attempt: 1,
+                        due_ms: now_ms(),
+                        cause_event_id: cause.event_id,
+                        correlation_id: cause.correlation_id,
+                    };
+                    return self.schedule(e.partition, &s);
+                }
+                self.start(Job {
+                    task_id: env.task_id.clone(),
+                    tenant: env.tenant.clone(),
+                    revision: r.revision,
+                    attempt: 1,
+                    url,
+                    body: result.body,
+                    cause,
+                    result_at: result.at,
+                    recorded_at_ms: result.recorded_at_ms,
+                    scheduled: None,
+                });
             }
-            _ => None,
-        };
-        let Some((revision, attempt, delay)) = next else { return Ok(()) };
-        let Some((rev, body, at)) = k.result.clone().filter(|(rev, ..)| *rev == revision) else { return Ok(()) };
-        self.deliveries.inner.latest.lock().expect("latest revisions").insert(env.task_id.clone(), k.latest_revision);
-        self.start(Job {
-            task_id: env.task_id.clone(),
-            tenant: env.tenant.clone(),
-            revision: rev,
-            attempt,
-            url,
-            body,
-            cause: env.clone(),
-            result_at: at,
-            delay,
-        });
+            TaskEvent::ReportFailed(f) if !f.last_attempt && f.revision == result.revision => {
+                let delay = self.deliveries.inner.config.backoff_for(f.attempt, &env.event_id);
+                let s = Scheduled {
+                    task_id: env.task_id.clone(),
+                    tenant: env.tenant.clone(),
+                    revision: f.revision,
+                    attempt: f.attempt + 1,
+                    due_ms: env.recorded_at_ms + delay.as_millis() as i64,
+                    cause_event_id: cause.event_id,
+                    correlation_id: cause.correlation_id,
+                };
+                self.schedule(e.partition, &s)?;
+            }
+            _ => {}
+        }
         Ok(())
+    }
+
+    fn resumed_at(&mut self, partition: u32, _offset: u64) {
+        self.read_schedule(partition);
     }
 
     fn holding(&self) -> bool {
@@ -381,7 +640,6 @@ enum Tried {
 }
 
 async fn deliver(shared: &Arc<Inner>, job: Job) {
-    tokio::time::sleep(job.delay).await;
     let endpoint = endpoint_of(&job.url);
     let permits = shared
         .endpoints
@@ -394,11 +652,11 @@ async fn deliver(shared: &Arc<Inner>, job: Job) {
         let _permit = permits.acquire().await.expect("the semaphore is never closed");
         try_once(shared, &job).await
     };
-    let max = shared.config.max_attempts;
+    let last_try = shared.config.last_try(job.attempt, now_ms(), job.recorded_at_ms);
     let (delivered, status, error, last, outcome) = match tried {
         Tried::Delivered(s) => (true, Some(s), None, true, "delivered"),
-        Tried::Retry(s, e) if job.attempt < max => (false, s, Some(e), false, "retry"),
-        Tried::Retry(s, e) => (false, s, Some(format!("{e} (after {max} tries)")), true, "failed"),
+        Tried::Retry(s, e) if !last_try => (false, s, Some(e), false, "retry"),
+        Tried::Retry(s, e) => (false, s, Some(format!("{e} (after {} tries)", job.attempt)), true, "failed"),
         Tried::Final(s, e) => (false, s, Some(e), true, "failed"),
     };
     visionlog_telemetry::metrics::webhook_attempt(outcome, job.attempt);
@@ -408,6 +666,11 @@ async fn deliver(shared: &Arc<Inner>, job: Job) {
         let mut latest = shared.latest.lock().expect("latest revisions");
         let current = latest.get(&job.task_id).copied().unwrap_or(job.revision);
         if current != job.revision {
+            if let Some((store, p, key)) = &job.scheduled
+                && let Err(e) = store.erase(RETRIES, p, key)
+            {
+                tracing::warn!(error = %e, "webhooks: a superseded try stays in the schedule; it will be dropped later");
+            }
             return;
         }
         if last {
@@ -510,6 +773,11 @@ fn record(
         issued_at_ms: now_ms(),
     };
     shared.bus.send(&envelope, &command).map_err(|e| e.to_string())?;
+    // recorded: its schedule row is done (a crash before this line tries once more, under the
+    // same command id and idempotency key)
+    if let Some((store, p, key)) = &job.scheduled {
+        store.erase(RETRIES, p, key).map_err(|e| e.to_string())?;
+    }
     if last && !delivered {
         let (p, offset) = job.result_at;
         let why = error.unwrap_or_default();
@@ -551,5 +819,29 @@ mod tests {
         }
         let spread: std::collections::HashSet<_> = (0..50).map(|_| c.backoff(3)).collect();
         assert!(spread.len() > 10, "jitter spreads the retries");
+        let seeded: std::collections::HashSet<_> = (0..50).map(|i| c.backoff_for(3, &format!("ev-{i}"))).collect();
+        assert!(seeded.len() > 10, "seeded jitter spreads too");
+        assert_eq!(c.backoff_for(3, "ev-1"), c.backoff_for(3, "ev-1"), "the same cause, the same wait");
+    }
+
+    /// Tries go on for a day by default (about 35 of them: 1 s doubling to the hourly cap),
+    /// and stop at the window or the cap on tries, whichever comes first.
+    #[test]
+    fn retries_last_the_window_then_stop() {
+        let c = WebhookConfig::default();
+        let (start, mut now, mut attempt) = (1_000_000i64, 1_000_000i64, 1u32);
+        while !c.last_try(attempt, now, start) {
+            now += c.longest_backoff(attempt).as_millis() as i64;
+            attempt += 1;
+        }
+        let hours = (now - start) as f64 / 3_600_000.0;
+        assert!((23.0..=24.0).contains(&hours), "the last try {hours:.1} h after the result");
+        assert!((30..=40).contains(&attempt), "{attempt} tries in a day");
+        let capped = WebhookConfig { max_attempts: 3, ..WebhookConfig::default() };
+        assert!(!capped.last_try(2, start, start));
+        assert!(capped.last_try(3, start, start));
+        let short = WebhookConfig { retry_for: Duration::from_secs(10), ..WebhookConfig::default() };
+        assert!(!short.last_try(1, start, start), "1 s later is inside 10 s");
+        assert!(short.last_try(4, start + 5_000, start), "5 s + 8 s falls after 10 s");
     }
 }
