@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs each cargo-fuzz target (fuzz/fuzz_targets: Confluent/Avro records, envelope headers, PNG
-# uploads, operator sessions) for FUZZ_SECONDS (default 30) from the committed corpus
+# uploads, operator sessions, JSON task commands) for FUZZ_SECONDS (default 30) from the committed corpus
 # (fuzz/corpus/<target>), with libFuzzer and AddressSanitizer on the nightly toolchain.
 # A crash, a leak, a timeout or an out-of-memory fails the run; its input is left under
 # $FUZZ_WORK/<target>/artifacts. Longer runs: FUZZ_SECONDS=600 ./scripts/fuzz.sh [target...]
@@ -21,7 +21,7 @@ if [ ! -x "$CACHE/cargo-fuzz/bin/cargo-fuzz" ]; then
 fi
 export PATH="$CACHE/cargo-fuzz/bin:$PATH"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(codec headers png summarizer)
+[ ${#targets[@]} -gt 0 ] || targets=(codec headers png summarizer commands)
 cd fuzz
 for t in "${targets[@]}"; do
     # what the run finds goes to a work folder; the committed corpus is only read
