@@ -82,3 +82,42 @@ fn an_imported_torchscript_detector_serves_until_its_artifact_is_damaged() {
     assert!(!text.contains("ObjectsDetected"), "{text}");
     assert_eq!(text.matches("ModelNotFound").count(), 2, "{text}");
 }
+
+/// An uploaded module is code: the gateway checks it in a child process (`model check-module`)
+/// under an address-space limit and a deadline, never in itself; what the child says is the
+/// answer, and a check that runs out of memory or time refuses the module.
+#[test]
+fn an_uploaded_module_is_checked_in_a_child_process_under_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = visionlog(&data).args(["demo", "--tasks", "4", "--no-training", "--json"]).output().unwrap();
+    assert!(out.status.success(), "demo: {}", String::from_utf8_lossy(&out.stderr));
+    let (good, small) = (dir.path().join("good.pt"), dir.path().join("small.pt"));
+    traced(&[1, 2, 3, 4, 5, 6, 7, 8], &good);
+    traced(&[1, 2, 3], &small);
+    let path = "/v1/models/acme%2Fice-cream/artifacts?customer=acme";
+    let upload = |api: &visionlog_integration_tests::Api, file: &Path| {
+        api.send_bytes(path, "ops-token", "application/octet-stream", std::fs::read(file).unwrap())
+    };
+    let refused = |a: &visionlog_integration_tests::Answer, why: &str| {
+        assert_eq!((a.status, a.body["code"].as_str()), (422, Some("invalid_artifact")), "{a:?}");
+        assert!(a.body["detail"].as_str().unwrap_or_default().contains(why), "{why}: {a:?}");
+    };
+    {
+        let (_run, api) =
+            visionlog_integration_tests::run_with_gateway(&data, 0, &[("VISIONLOG_MODULE_CHECK_TIMEOUT_MS", "1")]);
+        refused(&upload(&api, &good), "took longer than");
+    }
+    {
+        let (_run, api) =
+            visionlog_integration_tests::run_with_gateway(&data, 0, &[("VISIONLOG_MODULE_CHECK_MEMORY_MB", "64")]);
+        refused(&upload(&api, &good), "address-space limit");
+    }
+    let (run, api) = visionlog_integration_tests::run_with_gateway(&data, 0, &[]);
+    refused(&upload(&api, &small), "wrong classes or input size");
+    let a = upload(&api, &good);
+    assert_eq!((a.status, a.body["status"].as_str()), (200, Some("appended")), "{a:?}");
+    drop(run);
+    let list = last_json(&visionlog(&data).args(["model", "list", "--json"]).output().unwrap().stdout);
+    assert_eq!(list["model_id"].as_str(), Some("acme:ice-cream:detector"), "registered after the child's check");
+}

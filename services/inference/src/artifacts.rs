@@ -46,8 +46,19 @@ pub fn get(objects: &Objects, folder: &str) -> Result<Artifact, ArtifactError> {
 }
 
 /// Checks a TorchScript detector traced elsewhere against its class group (`group_classes`;
-/// `classes` in output-channel order, the group's ascending if empty) by loading it, and stores
-/// it as an artifact of `model_id`; returns its folder, to be registered.
+/// `classes` in output-channel order, the group's ascending if empty) by loading it and making
+/// a probe pass, in this process.
+pub fn check_detector(bytes: Vec<u8>, classes: Vec<u32>, group_classes: Vec<u32>) -> Result<Artifact, ArtifactError> {
+    use visionlog_vision::{DETECTOR_INPUT, Detector, Expect, ModelKind, import_torchscript};
+    let classes = if classes.is_empty() { group_classes.clone() } else { classes };
+    let artifact = import_torchscript(bytes, classes, DETECTOR_INPUT);
+    let expect = Expect { kind: ModelKind::Detector, classes: group_classes, input: DETECTOR_INPUT };
+    Detector::load(&artifact, &expect, tch::Device::Cpu)?;
+    Ok(artifact)
+}
+
+/// Checks a TorchScript detector ([`check_detector`]) and stores it as an artifact of
+/// `model_id`; returns its folder, to be registered.
 pub fn import_detector(
     objects: &Objects,
     model_id: &str,
@@ -55,21 +66,31 @@ pub fn import_detector(
     classes: Vec<u32>,
     group_classes: Vec<u32>,
 ) -> Result<String, ArtifactError> {
-    use visionlog_vision::{DETECTOR_INPUT, Detector, Expect, ModelKind, import_torchscript};
-    let classes = if classes.is_empty() { group_classes.clone() } else { classes };
-    let artifact = import_torchscript(bytes, classes, DETECTOR_INPUT);
-    let expect = Expect { kind: ModelKind::Detector, classes: group_classes, input: DETECTOR_INPUT };
-    Detector::load(&artifact, &expect, tch::Device::Cpu)?;
+    let artifact = check_detector(bytes, classes, group_classes)?;
+    store_imported(objects, model_id, &artifact)
+}
+
+/// Stores an imported artifact that was checked; returns its folder.
+fn store_imported(objects: &Objects, model_id: &str, artifact: &Artifact) -> Result<String, ArtifactError> {
     let folder = folder(model_id, &format!("import-{}", &artifact.manifest.weights_sha256[..16]));
-    put(objects, &folder, &artifact)?;
+    put(objects, &folder, artifact)?;
     Ok(folder)
 }
+
+/// Runs the check of an uploaded module in another process (a module is code: loading and
+/// running it in the gateway would let it take the gateway's memory, time or address space).
+/// The binary supplies it: it runs `check(module file, classes, group classes)` in a child with
+/// a time and a memory limit, and answers why it was refused.
+pub type IsolatedCheck = std::sync::Arc<dyn Fn(&std::path::Path, &[u32], &[u32]) -> Result<(), String> + Send + Sync>;
 
 /// The libtorch check of imported artifacts, for the gateway and the CLI (they hold it as a
 /// [`visionlog_models::ArtifactImport`]).
 pub struct TorchImport {
     /// Where artifacts are stored.
     pub objects: Objects,
+    /// Where the check runs: another process (the gateway), or this one (`None`: the CLI, run
+    /// by an operator on a file of their own).
+    pub isolated: Option<IsolatedCheck>,
 }
 
 impl visionlog_models::ArtifactImport for TorchImport {
@@ -80,6 +101,15 @@ impl visionlog_models::ArtifactImport for TorchImport {
         classes: Vec<u32>,
         group_classes: Vec<u32>,
     ) -> Result<String, String> {
-        import_detector(&self.objects, model_id, module, classes, group_classes).map_err(|e| e.to_string())
+        let Some(check) = &self.isolated else {
+            return import_detector(&self.objects, model_id, module, classes, group_classes).map_err(|e| e.to_string());
+        };
+        let file = tempfile::NamedTempFile::new().map_err(|e| format!("a file for the check: {e}"))?;
+        std::fs::write(file.path(), &module).map_err(|e| format!("a file for the check: {e}"))?;
+        check(file.path(), &classes, &group_classes)?;
+        // checked in the child: stored here without loading it
+        let classes = if classes.is_empty() { group_classes } else { classes };
+        let artifact = visionlog_vision::import_torchscript(module, classes, visionlog_vision::DETECTOR_INPUT);
+        store_imported(&self.objects, model_id, &artifact).map_err(|e| e.to_string())
     }
 }

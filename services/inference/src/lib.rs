@@ -14,7 +14,7 @@ pub mod artifacts;
 mod trainer;
 mod worker;
 
-pub use artifacts::TorchImport;
+pub use artifacts::{IsolatedCheck, TorchImport};
 pub use trainer::{Trainer, TrainerConfig, TrainerError, TrainingRun, held_out};
 pub use worker::{InferenceWorker, WorkerConfig, load_image};
 

@@ -18,7 +18,13 @@ pub(crate) fn api(rt: &Runtime, stop: &Arc<AtomicBool>) -> anyhow::Result<Arc<Ap
         store: rt.store.clone(),
         objects: rt.objects.clone(),
         registry: rt.registry.clone(),
-        artifacts: Arc::new(visionlog_inference::TorchImport { objects: rt.objects.clone() }),
+        artifacts: Arc::new(visionlog_inference::TorchImport {
+            objects: rt.objects.clone(),
+            isolated: Some(crate::model::isolated_check(
+                rt.settings.module_check_memory_mb,
+                std::time::Duration::from_millis(rt.settings.module_check_timeout_ms),
+            )),
+        }),
         tenants: rt.tenants.clone(),
         guard: rt.guard.clone(),
         config: rt.settings.http(),

@@ -82,6 +82,88 @@ pub(crate) enum ModelCmd {
         #[arg(long, value_delimiter = ',')]
         classes: Vec<u32>,
     },
+    /// Loads a TorchScript detector and makes a probe pass (what the gateway runs in a child
+    /// process, under limits, before it stores an uploaded module); exits 0 when it fits.
+    #[command(hide = true)]
+    CheckModule {
+        /// The `.pt` file.
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// Class ids in output-channel order.
+        #[arg(long, value_delimiter = ',')]
+        classes: Vec<u32>,
+        /// The class group's class ids.
+        #[arg(long, value_delimiter = ',')]
+        group_classes: Vec<u32>,
+    },
+}
+
+/// The check of uploaded modules in a child process: `visionlog model check-module` under an
+/// address-space limit (`ulimit -v`) of `memory_mb` and killed after `timeout`.
+pub(crate) fn isolated_check(memory_mb: u64, timeout: std::time::Duration) -> visionlog_inference::IsolatedCheck {
+    std::sync::Arc::new(move |file: &std::path::Path, classes: &[u32], group: &[u32]| {
+        let exe = std::env::current_exe().map_err(|e| format!("the check cannot start: {e}"))?;
+        let list = |c: &[u32]| c.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -v \"$VISIONLOG_CHECK_KB\" && exec \"$@\"")
+            .arg("sh")
+            .arg(exe)
+            .args(["model", "check-module", "--file"])
+            .arg(file)
+            .args((!classes.is_empty()).then(|| format!("--classes={}", list(classes))))
+            .args((!group.is_empty()).then(|| format!("--group-classes={}", list(group))))
+            .env("VISIONLOG_CHECK_KB", (memory_mb * 1024).to_string())
+            .env("RUST_LOG", "error")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("the check cannot start: {e}"))?;
+        let mut stderr = child.stderr.take().expect("piped");
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut std::io::Read::take(&mut stderr, 64 << 10), &mut text);
+            text
+        });
+        let deadline = std::time::Instant::now() + timeout;
+        let status = loop {
+            match child.try_wait().map_err(|e| e.to_string())? {
+                Some(status) => break status,
+                None if std::time::Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("the module's check took longer than {timeout:?} and was stopped"));
+                }
+                None => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        };
+        let said = reader.join().unwrap_or_default();
+        if status.success() {
+            return Ok(());
+        }
+        let why = said.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_owned();
+        Err(match status.code() {
+            Some(NOT_FIT) => why.trim_start_matches("Error: ").to_owned(),
+            _ => format!(
+                "the module's check failed ({status}) within a {memory_mb} MiB address-space limit: {}",
+                why.chars().take(300).collect::<String>()
+            ),
+        })
+    })
+}
+
+/// The exit status of `model check-module` for a module that does not fit.
+const NOT_FIT: i32 = 3;
+
+/// `model check-module`: exits [`NOT_FIT`] with the reason when the module does not fit.
+fn check_module(file: &std::path::Path, classes: &[u32], group_classes: &[u32]) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    if let Err(e) = visionlog_inference::artifacts::check_detector(bytes, classes.to_vec(), group_classes.to_vec()) {
+        eprintln!("Error: {e}");
+        std::process::exit(NOT_FIT);
+    }
+    Ok(())
 }
 
 fn print_outcome(what: &str, o: &Outcome) -> anyhow::Result<()> {
@@ -94,6 +176,9 @@ fn print_outcome(what: &str, o: &Outcome) -> anyhow::Result<()> {
 }
 
 pub(crate) fn run(b: &Backends, cmd: &ModelCmd) -> anyhow::Result<()> {
+    if let ModelCmd::CheckModule { file, classes, group_classes } = cmd {
+        return check_module(file, classes, group_classes);
+    }
     let rt = Runtime::open(b)?;
     let exec = |key: &ModelKey, c: &ModelCommand| {
         // a fresh id per invocation: asking twice on purpose is asking twice
@@ -142,10 +227,12 @@ pub(crate) fn run(b: &Backends, cmd: &ModelCmd) -> anyhow::Result<()> {
             let c = ModelCommand::Retire { version: *version, reason: reason.clone() };
             print_outcome("retire", &exec(&which.key(), &c)?)?;
         }
+        ModelCmd::CheckModule { .. } => unreachable!("checked above"),
         ModelCmd::Import { which, file, classes } => {
             let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
             let key = which.key();
-            let artifacts = visionlog_inference::TorchImport { objects: rt.objects.clone() };
+            // the operator's own file, checked in this process
+            let artifacts = visionlog_inference::TorchImport { objects: rt.objects.clone(), isolated: None };
             let c =
                 visionlog_models::import_detector(rt.store.as_ref(), &artifacts, &key, bytes, classes.clone(), "cli")
                     .context("the module is not registered")?;

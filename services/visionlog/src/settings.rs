@@ -88,6 +88,14 @@ pub(crate) struct Settings {
     #[arg(long, env = "VISIONLOG_WEBHOOK_CONCURRENCY", default_value_t = 4, global = true, help_heading = "Webhooks",
           value_parser = RangedU64ValueParser::<u64>::new().range(1..=1024))]
     pub(crate) webhook_concurrency: u64,
+    /// Address space of the child process that checks an uploaded TorchScript module, in MiB.
+    #[arg(long, env = "VISIONLOG_MODULE_CHECK_MEMORY_MB", default_value_t = 8192, global = true,
+          help_heading = "Gateway", value_parser = RangedU64ValueParser::<u64>::new().range(16..=1 << 20))]
+    pub(crate) module_check_memory_mb: u64,
+    /// How long the check of an uploaded TorchScript module may take, in ms.
+    #[arg(long, env = "VISIONLOG_MODULE_CHECK_TIMEOUT_MS", default_value_t = 60_000, global = true,
+          help_heading = "Gateway", value_parser = RangedU64ValueParser::<u64>::new().range(1..=3_600_000))]
+    pub(crate) module_check_timeout_ms: u64,
     /// Optimizer steps of one training run.
     #[arg(long, env = "VISIONLOG_TRAIN_STEPS", default_value_t = 300, global = true, help_heading = "Trainer",
           value_parser = RangedU64ValueParser::<u64>::new().range(1..=1_000_000))]
