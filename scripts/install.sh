@@ -102,9 +102,10 @@ fi
 # a retailer's stack for the integration test of a plain Kafka client: confluent-kafka (its wheel
 # bundles librdkafka) and fastavro; a data scientist's for the exports: pyarrow and duckdb with
 # its httpfs extension (from PyPI, so duckdb never downloads one); in a virtual environment
-# (and an operator's checks of the chart: kubernetes-validate with its bundled schemas, yamllint)
-PY_PACKAGES="confluent-kafka==2.16.1 fastavro==1.13.1 backports-zstd==1.8.0 pyarrow==26.0.1 duckdb==1.5.5 duckdb-extension-httpfs==1.5.5 duckdb-extensions==1.5.5 kubernetes-validate==1.37.0 yamllint==1.38.0"
-py_ok() { [ -x "$VISIONLOG_PYTHON" ] && "$VISIONLOG_PYTHON" -c 'import confluent_kafka, fastavro, backports.zstd, pyarrow, duckdb, duckdb_extensions, kubernetes_validate, yamllint' >/dev/null 2>&1; }
+# (and an operator's checks of the chart: kubernetes-validate with its bundled schemas, yamllint;
+# an outside API client's: Schemathesis, against the OpenAPI document)
+PY_PACKAGES="confluent-kafka==2.16.1 fastavro==1.13.1 backports-zstd==1.8.0 pyarrow==26.0.1 duckdb==1.5.5 duckdb-extension-httpfs==1.5.5 duckdb-extensions==1.5.5 kubernetes-validate==1.37.0 yamllint==1.38.0 schemathesis==4.32.5"
+py_ok() { [ -x "$VISIONLOG_PYTHON" ] && "$VISIONLOG_PYTHON" -c 'import confluent_kafka, fastavro, backports.zstd, pyarrow, duckdb, duckdb_extensions, kubernetes_validate, yamllint, schemathesis' >/dev/null 2>&1; }
 if for_tests && ! py_ok; then
     echo "install: a Python environment with $PY_PACKAGES"
     python3 -m venv "$(dirname "$(dirname "$VISIONLOG_PYTHON")")"
