@@ -417,15 +417,20 @@ impl WebhookSink {
         self.schedule_stop = Some(stop.clone());
         let (inner, store, history) = (self.deliveries.inner.clone(), self.store.clone(), self.history.clone());
         self.deliveries.runtime.spawn(async move {
-            let mut started: std::collections::HashSet<String> = Default::default();
+            // the rows whose try flies now: not started again until it has been recorded
+            let flying: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
             while !stop.load(Ordering::SeqCst) {
                 tokio::time::sleep(inner.config.tick).await;
                 let room = inner.config.max_queued.saturating_sub(inner.queued.load(Ordering::SeqCst));
                 if room == 0 {
                     continue;
                 }
-                let (s, h, i) = (store.clone(), history.clone(), inner.clone());
-                let due = tokio::task::spawn_blocking(move || due_tries(&i, s, &h, partition, room)).await;
+                let (s, h, i, f) = (store.clone(), history.clone(), inner.clone(), flying.clone());
+                let due = tokio::task::spawn_blocking(move || {
+                    let flying = f.lock().expect("flying tries").clone();
+                    due_tries(&i, s, &h, partition, room, &flying)
+                })
+                .await;
                 let jobs = match due {
                     Ok(Ok(jobs)) => jobs,
                     Ok(Err(e)) => {
@@ -437,18 +442,17 @@ impl WebhookSink {
                         continue;
                     }
                 };
-                // a try already started from its row is not started again while it flies
-                started.retain(|k| jobs.iter().any(|j| j.scheduled.as_ref().is_some_and(|(_, _, key)| key == k)));
                 for job in jobs {
                     let key = job.scheduled.as_ref().map(|(_, _, k)| k.clone()).unwrap_or_default();
-                    if !started.insert(key) {
+                    if !flying.lock().expect("flying tries").insert(key.clone()) {
                         continue;
                     }
-                    let inner = inner.clone();
+                    let (inner, flying) = (inner.clone(), flying.clone());
                     inner.queued.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(async move {
                         deliver(&inner, job).await;
                         inner.queued.fetch_sub(1, Ordering::SeqCst);
+                        flying.lock().expect("flying tries").remove(&key);
                     });
                 }
             }
@@ -458,18 +462,23 @@ impl WebhookSink {
 
 /// The tries of `partition` come due, at most `room`, each with its body read back from its
 /// task's history; a row whose result was since delivered, given up or superseded is erased.
+/// Rows in `flying` (their try is under way) are passed over.
 fn due_tries(
     inner: &Inner,
     store: Arc<dyn ReadStore>,
     history: &History,
     partition: u32,
     room: usize,
+    flying: &std::collections::HashSet<String>,
 ) -> Result<Vec<Job>, String> {
     let p = partition.to_string();
     let now = now_ms();
-    let rows = store.scan_partition(RETRIES, &p, None, room).map_err(|e| e.to_string())?;
+    let rows = store.scan_partition(RETRIES, &p, None, room + flying.len()).map_err(|e| e.to_string())?;
     let mut jobs = Vec::new();
-    for row in rows {
+    for row in rows.into_iter().filter(|r| !flying.contains(&r.clustering)) {
+        if jobs.len() >= room {
+            break;
+        }
         let Ok(s) = serde_json::from_slice::<Scheduled>(&row.value) else {
             tracing::warn!(partition, key = row.clustering, "webhooks: an unreadable schedule row is dropped");
             store.erase(RETRIES, &p, &row.clustering).map_err(|e| e.to_string())?;
