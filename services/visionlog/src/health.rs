@@ -136,13 +136,13 @@ impl Health {
                 }
             }
         }
-        let failing: Vec<_> = failing.iter().map(|f| failing_json(group, f)).collect();
+        let failing: Vec<_> = failing.iter().map(|f| failing_json(&format!("{group} on {topic}"), f)).collect();
         (ready, json!({ "joined": true, "group": group, "topic": topic, "partitions": partitions, "failing": failing }))
     }
 }
 
-fn failing_json(service: &str, f: &visionlog_journal::Failing) -> serde_json::Value {
-    json!({ "service": service, "partition": f.partition, "failures_in_a_row": f.failures, "error": f.error })
+fn failing_json(who: &str, f: &visionlog_journal::Failing) -> serde_json::Value {
+    json!({ "service": who, "partition": f.partition, "failures_in_a_row": f.failures, "error": f.error })
 }
 
 /// Records between `group`'s committed position on partition `p` of `topic` and its end.
