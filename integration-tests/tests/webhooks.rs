@@ -1,13 +1,13 @@
 //! The webhook sink against a real local HTTP receiver that fails on purpose: every result is
 //! delivered at least once with a valid signature, retries carry the same idempotency key, a
-//! permanently failing endpoint ends in ReportFailed and a dead letter, and a callback URL
-//! pointing at a private address is refused.
+//! permanently failing endpoint ends in ReportFailed and a dead letter, ops deliver it again once
+//! the receiver is fixed, and a callback URL pointing at a private address is refused.
 
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use visionlog_integration_tests::{Api, run_with_gateway, task_request};
@@ -23,9 +23,11 @@ struct Got {
 /// The most requests the receiver held at once.
 static MOST_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// Whether `/down` was fixed (it answers 200 from then on).
+static DOWN_FIXED: AtomicBool = AtomicBool::new(false);
 
 /// A receiver on loopback: `/flaky` answers 503 to the first two tries of each idempotency
-/// key, then 200; `/down` always 500; anything else 200. Each answer takes 100 ms.
+/// key, then 200; `/down` 500 until [`DOWN_FIXED`]; anything else 200. Each answer takes 100 ms.
 fn receiver() -> (String, Arc<Mutex<Vec<Got>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -66,7 +68,7 @@ fn receiver() -> (String, Arc<Mutex<Vec<Got>>>) {
                     log.push(Got { path: path.clone(), headers, body });
                     match path.as_str() {
                         "/flaky" if tries < 2 => "503 Service Unavailable",
-                        "/down" => "500 Internal Server Error",
+                        "/down" if !DOWN_FIXED.load(Ordering::SeqCst) => "500 Internal Server Error",
                         _ => "200 OK",
                     }
                 };
@@ -124,11 +126,12 @@ fn results_reach_callbacks_signed_retried_and_dead_lettered() {
             .as_array()
             .is_some_and(|e| e.iter().any(|e| e["type"] == "ReportFailed" && e["event"]["last_attempt"] == true))
     });
-    let got = got.lock().unwrap().clone();
+    let got_now = |got: &Arc<Mutex<Vec<Got>>>| got.lock().unwrap().clone();
+    let got_at_first = got_now(&got);
     let now_s = visionlog_journal::now_ms() / 1000;
     for task in &flaky {
         let key = format!("{task}:1");
-        let tries: Vec<&Got> = got.iter().filter(|g| g.headers.get("idempotency-key") == Some(&key)).collect();
+        let tries: Vec<&Got> = got_at_first.iter().filter(|g| g.headers.get("idempotency-key") == Some(&key)).collect();
         assert_eq!(tries.len(), 3, "two 503s, then delivered: {task}");
         for t in &tries {
             let sig = &t.headers["visionlog-signature"];
@@ -165,7 +168,7 @@ fn results_reach_callbacks_signed_retried_and_dead_lettered() {
     // one endpoint (host and port): at most VISIONLOG_WEBHOOK_CONCURRENCY requests at once
     let most = MOST_IN_FLIGHT.load(Ordering::SeqCst);
     assert!((1..=2).contains(&most), "{most} requests in flight to one endpoint");
-    let down_tries = got.iter().filter(|g| g.path == "/down").count();
+    let down_tries = got_at_first.iter().filter(|g| g.path == "/down").count();
     assert_eq!(down_tries, 3, "three tries, then no more");
     let evs = types(&api, &down);
     let failed: Vec<(u64, bool)> = evs
@@ -174,6 +177,40 @@ fn results_reach_callbacks_signed_retried_and_dead_lettered() {
         .map(|e| (e["event"]["attempt"].as_u64().unwrap(), e["event"]["last_attempt"].as_bool().unwrap()))
         .collect();
     assert_eq!(failed, [(1, false), (2, false), (3, true)]);
+
+    // the receiver is fixed; ops find the given-up result in the dead letters and deliver it again
+    DOWN_FIXED.store(true, Ordering::SeqCst);
+    let redeliver = |body: Value, token: &str| {
+        api.call("POST", "/v1/admin/tasks/redeliver", Some(token), Some(&body.to_string()), &[])
+    };
+    let asked = serde_json::json!({ "given_up": true, "reason": "receiver fixed" });
+    assert_eq!(redeliver(asked.clone(), "acme-token").status, 403, "ops only");
+    let dry = redeliver(serde_json::json!({ "given_up": true, "reason": "r", "dry_run": true }), "ops-token");
+    assert_eq!(dry.status, 202, "{dry:?}");
+    let listed: Vec<&str> =
+        dry.body["given_up"].as_array().unwrap().iter().map(|g| g["task_id"].as_str().unwrap()).collect();
+    assert_eq!(listed, [down.as_str()], "only the given-up result");
+    assert!(dry.body["sent"].as_array().unwrap().is_empty(), "a dry run sends nothing");
+    let bad = redeliver(serde_json::json!({ "given_up": true, "task_ids": [down], "reason": "r" }), "ops-token");
+    assert_eq!(bad.status, 422, "{bad:?}");
+    let sent = redeliver(asked, "ops-token");
+    assert_eq!(sent.status, 202, "{sent:?}");
+    assert_eq!(sent.body["sent"][0]["task_id"].as_str(), Some(down.as_str()));
+    api.wait_for(&format!("/v1/tasks/{down}/events?limit=500"), "acme-token", Duration::from_secs(60), |a| {
+        a.body["events"].as_array().is_some_and(|e| e.iter().any(|e| e["type"] == "TaskReported"))
+    });
+    let evs = types(&api, &down);
+    let tail: Vec<(&str, Option<u64>)> = evs
+        .iter()
+        .skip_while(|e| e["type"] != "RedeliveryRequested")
+        .map(|e| (e["type"].as_str().unwrap(), e["event"]["attempt"].as_u64()))
+        .collect();
+    assert_eq!(tail, [("RedeliveryRequested", None), ("TaskReported", Some(1))], "a new round, from try 1");
+    let down_tries: Vec<Got> = got_now(&got).into_iter().filter(|g| g.path == "/down").collect();
+    assert_eq!(down_tries.len(), 4, "one more try, delivered");
+    assert_eq!(down_tries[3].headers["idempotency-key"], format!("{down}:1"), "the same result, the same key");
+    assert_eq!(down_tries[3].body, down_tries[0].body, "the same body");
+    assert_eq!(api.get(&format!("/v1/tasks/{down}/result"), "acme-token").body["reported"], true);
     drop(run);
     // every try made was taken out of the schedule
     let store = visionlog_store::open(&format!("embedded://{}", dir.path().join("store.redb").display())).unwrap();

@@ -8,10 +8,10 @@ use visionlog_domain::{
     CancelTask, ClassGroup, CreateTask, DetectedObject, Detection, DetectionRequested, FinishOperatorSession,
     GenerateResult, ImageRef, LabelObjects, ModelNotFound, ModelRef, ObjectLabel, ObjectSource, ObjectsAdded,
     ObjectsDetected, ObjectsLabeled, ObjectsRemoved, OperatorAssigned, OperatorFinished, OperatorReleased,
-    ProductClass, QualityCheckRequested, Recipe, RecordDetections, RecordModelNotFound, RecordReport, ReleaseOperator,
-    RemoveObjects, ReportFailed, Reprocess, ReprocessMode, ReprocessRequested, RequestAssistance, RequestDetection,
-    RequestQualityCheck, ResultObject, ResultSource, RevertBatch, Sealed, SessionPurpose, TaskCancelled, TaskCommand,
-    TaskCreated, TaskEvent, TaskReported, TaskResultGenerated, TaskType,
+    ProductClass, QualityCheckRequested, Recipe, RecordDetections, RecordModelNotFound, RecordReport, RedeliverResult,
+    RedeliveryRequested, ReleaseOperator, RemoveObjects, ReportFailed, Reprocess, ReprocessMode, ReprocessRequested,
+    RequestAssistance, RequestDetection, RequestQualityCheck, ResultObject, ResultSource, RevertBatch, Sealed,
+    SessionPurpose, TaskCancelled, TaskCommand, TaskCreated, TaskEvent, TaskReported, TaskResultGenerated, TaskType,
 };
 
 fn codec() -> Codec {
@@ -114,6 +114,7 @@ fn every_event() -> Vec<TaskEvent> {
             error: "timeout".into(),
             last_attempt: false,
         }),
+        TaskEvent::RedeliveryRequested(RedeliveryRequested { revision: 1, reason: "receiver fixed".into() }),
         TaskEvent::TaskCancelled(TaskCancelled { reason: "asked".into() }),
         TaskEvent::ReprocessRequested(ReprocessRequested { mode: ReprocessMode::ResendToOperator }),
         TaskEvent::BatchReverted(BatchReverted {
@@ -186,6 +187,7 @@ fn every_command_round_trips() {
             error: Some("boom".into()),
             last_attempt: true,
         }),
+        TaskCommand::RedeliverResult(RedeliverResult { reason: "receiver fixed".into() }),
         TaskCommand::CancelTask(CancelTask { reason: "r".into() }),
         TaskCommand::Reprocess(Reprocess { mode: ReprocessMode::LatestModels }),
         TaskCommand::RevertBatch(RevertBatch {

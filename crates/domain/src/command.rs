@@ -126,6 +126,16 @@ pub struct RecordReport {
     pub last_attempt: bool,
 }
 
+/// Asks for the latest result to be delivered again after its delivery was given up (the
+/// receiver was down for longer than the retry window, or answered with a final error that
+/// is fixed now). Sent by ops through the task manager; the webhook sink starts a new round
+/// of tries, with a new retry window, when it reads the event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedeliverResult {
+    /// Why (kept on the event).
+    pub reason: String,
+}
+
 /// Cancels a task.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CancelTask {
@@ -195,6 +205,8 @@ pub enum TaskCommand {
     RequestQualityCheck(RequestQualityCheck),
     /// See [`RecordReport`].
     RecordReport(RecordReport),
+    /// See [`RedeliverResult`].
+    RedeliverResult(RedeliverResult),
     /// See [`CancelTask`].
     CancelTask(CancelTask),
     /// See [`Reprocess`].
@@ -221,6 +233,7 @@ impl TaskCommand {
             Self::GenerateResult(_) => "GenerateResult",
             Self::RequestQualityCheck(_) => "RequestQualityCheck",
             Self::RecordReport(_) => "RecordReport",
+            Self::RedeliverResult(_) => "RedeliverResult",
             Self::CancelTask(_) => "CancelTask",
             Self::Reprocess(_) => "Reprocess",
             Self::RevertBatch(_) => "RevertBatch",

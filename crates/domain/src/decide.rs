@@ -210,6 +210,7 @@ pub fn decide(state: &TaskState, command: &TaskCommand, ctx: &DecideContext<'_>)
             TaskEvent::QualityCheckRequested(QualityCheckRequested { revision: task.result_revision })
         }
         TaskCommand::RecordReport(c) => record_report(task, c, limits).ok_or_else(wrong_stage)??,
+        TaskCommand::RedeliverResult(c) => redeliver(task, c, ctx)?,
         TaskCommand::CancelTask(c) => {
             validate::string("reason", &c.reason, limits.max_string)?;
             if task.result_revision > 0 {
@@ -394,6 +395,31 @@ fn record_report(task: &Task, c: &RecordReport, limits: &Limits) -> Option<Resul
         })
     };
     Some(Ok(event))
+}
+
+/// Starts the deliveries of the latest result over, once they were given up; only visionlog's
+/// services send it (the task manager, for ops).
+fn redeliver(task: &Task, c: &RedeliverResult, ctx: &DecideContext<'_>) -> Result<TaskEvent, Rejection> {
+    if !matches!(ctx.actor, Actor::Service(_)) {
+        return Err(Rejection::NotPermitted { actor: ctx.actor.to_string(), command: "RedeliverResult".to_owned() });
+    }
+    validate::non_empty("reason", &c.reason, ctx.limits.max_string)?;
+    let revision = task.result_revision;
+    let why = if revision == 0 {
+        Some("the task has no result yet")
+    } else if task.callback_url.is_none() {
+        Some("the task has no callback URL")
+    } else if task.reported_revision == revision {
+        Some("the latest result was delivered")
+    } else if !task.report_given_up {
+        Some("the latest result is still being delivered")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        return Err(Rejection::NothingToRedeliver { why: why.to_owned() });
+    }
+    Ok(TaskEvent::RedeliveryRequested(RedeliveryRequested { revision, reason: c.reason.clone() }))
 }
 
 /// Checks that the actor is the operator of the open session named, and returns it.

@@ -170,6 +170,16 @@ pub struct ReportFailed {
     pub last_attempt: bool,
 }
 
+/// Ops asked for a result whose delivery was given up to be delivered again: the tries start
+/// over (from try 1, with a new retry window from this event).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedeliveryRequested {
+    /// Which result revision (the latest).
+    pub revision: u32,
+    /// Why.
+    pub reason: String,
+}
+
 /// The task was cancelled.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskCancelled {
@@ -236,6 +246,8 @@ pub enum TaskEvent {
     TaskReported(TaskReported),
     /// See [`ReportFailed`].
     ReportFailed(ReportFailed),
+    /// See [`RedeliveryRequested`].
+    RedeliveryRequested(RedeliveryRequested),
     /// See [`TaskCancelled`].
     TaskCancelled(TaskCancelled),
     /// See [`ReprocessRequested`].
@@ -263,6 +275,7 @@ impl TaskEvent {
             Self::QualityCheckRequested(_) => "QualityCheckRequested",
             Self::TaskReported(_) => "TaskReported",
             Self::ReportFailed(_) => "ReportFailed",
+            Self::RedeliveryRequested(_) => "RedeliveryRequested",
             Self::TaskCancelled(_) => "TaskCancelled",
             Self::ReprocessRequested(_) => "ReprocessRequested",
             Self::BatchReverted(_) => "BatchReverted",

@@ -141,6 +141,13 @@ pub enum Rejection {
     /// The command changes nothing.
     #[error("the command is empty")]
     EmptyCommand,
+    /// There is no given-up delivery to start again: no result, no callback URL, the result
+    /// was delivered, or its tries are still going on.
+    #[error("nothing to redeliver: {why}")]
+    NothingToRedeliver {
+        /// Which of those.
+        why: String,
+    },
     /// The command came from another tenant than the task's customer (or, for a customer, under
     /// another name than its own). Which tenant owns the task is not told.
     #[error("the task is not a task of tenant {tenant}")]
@@ -184,6 +191,7 @@ impl Rejection {
             Self::UnknownObject { .. } => "unknown_object",
             Self::DuplicateObject { .. } => "duplicate_object",
             Self::EmptyCommand => "empty_command",
+            Self::NothingToRedeliver { .. } => "nothing_to_redeliver",
             Self::TenantMismatch { .. } => "tenant_mismatch",
             Self::NotPermitted { .. } => "not_permitted",
         }

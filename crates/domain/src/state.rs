@@ -245,6 +245,10 @@ fn apply(task: &mut Task, event: &TaskEvent) {
             task.report_failures += 1;
             task.report_given_up = e.last_attempt;
         }
+        TaskEvent::RedeliveryRequested(_) => {
+            task.report_failures = 0;
+            task.report_given_up = false;
+        }
         TaskEvent::TaskCancelled(_) => task.stage = Stage::Cancelled,
         TaskEvent::ReprocessRequested(e) => task.stage = Stage::ReprocessPending(e.mode),
         TaskEvent::BatchReverted(e) => {

@@ -401,6 +401,51 @@ fn reports_are_recorded_once_per_revision() {
 }
 
 #[test]
+fn a_given_up_delivery_is_started_over_once_by_a_service() {
+    let redeliver = || TaskCommand::RedeliverResult(RedeliverResult { reason: "receiver fixed".into() });
+    let report = |attempt, delivered, last_attempt| {
+        TaskCommand::RecordReport(RecordReport {
+            attempt,
+            status_code: Some(if delivered { 200 } else { 503 }),
+            delivered,
+            error: (!delivered).then(|| "unavailable".into()),
+            last_attempt,
+        })
+    };
+    let mut events = new_project_until_assigned();
+    events.push(TaskEvent::OperatorFinished(OperatorFinished {
+        operator: "ann".into(),
+        session_id: "s1".into(),
+        purpose: SessionPurpose::Annotation,
+    }));
+    let refused = given(&events).when(redeliver()).then_rejected("nothing_to_redeliver");
+    assert!(refused.to_string().contains("no result"), "{refused}");
+    events.extend(given(&events).when(TaskCommand::GenerateResult(GenerateResult {})).events());
+    // tries still going on: nothing to start over
+    events.extend(given(&events).when(report(1, false, false)).events());
+    given(&events).when(redeliver()).then_rejected("nothing_to_redeliver");
+    events.extend(given(&events).when(report(2, false, true)).events());
+    // given up: no more tries are recorded, until ops ask again
+    given(&events).when(report(3, false, false)).then_rejected("invalid_stage");
+    given(&events).by(Actor::Customer("acme".into())).when(redeliver()).then_rejected("not_permitted");
+    given(&events).by(ann()).when(redeliver()).then_rejected("not_permitted");
+    let empty = TaskCommand::RedeliverResult(RedeliverResult { reason: " ".into() });
+    given(&events).when(empty).then_rejected("invalid_field");
+    let asked = given(&events).when(redeliver()).events();
+    assert_eq!(
+        asked,
+        [TaskEvent::RedeliveryRequested(RedeliveryRequested { revision: 1, reason: "receiver fixed".into() })]
+    );
+    events.extend(asked);
+    // a new round: its tries are recorded from try 1, and it can be given up again
+    given(&events).when(redeliver()).then_rejected("nothing_to_redeliver");
+    events.extend(given(&events).when(report(1, true, false)).events());
+    assert!(matches!(events.last(), Some(TaskEvent::TaskReported(r)) if r.attempt == 1 && r.revision == 1));
+    let refused = given(&events).when(redeliver()).then_rejected("nothing_to_redeliver");
+    assert!(refused.to_string().contains("was delivered"), "{refused}");
+}
+
+#[test]
 fn reprocess_with_latest_models_and_resend_to_operator() {
     let mut events = new_project_until_assigned();
     events.push(TaskEvent::OperatorFinished(OperatorFinished {

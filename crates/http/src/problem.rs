@@ -62,6 +62,7 @@ impl Problem {
             "task_already_exists" => (StatusCode::CONFLICT, "task_already_exists"),
             "not_assigned" => (StatusCode::CONFLICT, "not_assigned"),
             "session_mismatch" => (StatusCode::CONFLICT, "session_mismatch"),
+            "nothing_to_redeliver" => (StatusCode::CONFLICT, "nothing_to_redeliver"),
             "task_not_found" => (StatusCode::NOT_FOUND, "task_not_found"),
             other => (StatusCode::UNPROCESSABLE_ENTITY, stable(other)),
         };

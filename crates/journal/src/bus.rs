@@ -9,6 +9,10 @@ use visionlog_codec::{Codec, CodecError, Outcome};
 use visionlog_domain::TaskCommand;
 use visionlog_log::{EventLog, LogError, Record, partition_for};
 
+/// The dead-letter code of a result whose delivery to its callback URL was given up (the
+/// webhook sink writes it; the task manager finds results to deliver again by it).
+pub const DELIVERY_GIVEN_UP: &str = "webhook_failed";
+
 /// Commands per append in [`CommandBus::send_batch`].
 const BATCH: usize = 100;
 

@@ -24,7 +24,7 @@ mod topics;
 
 pub use audit::{Audit, audit};
 pub use bus::SendError;
-pub use bus::{CommandBus, caused_by, deterministic_id};
+pub use bus::{CommandBus, DELIVERY_GIVEN_UP, caused_by, deterministic_id};
 pub use consume::{
     ConsumeError, DEAD_LETTER_VALUE_PREFIX, EventHandler, HandledEvent, LIVE_BATCH, Subscription, consume_partition,
     consume_until, dead_letter,

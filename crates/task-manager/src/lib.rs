@@ -1,5 +1,5 @@
 //! Seed 000's Task Manager: process tasks again with the latest models, send them back to an
-//! operator, and undo a faulty batch (seed 003) — the use cases the CLI (`visionlog task ...`)
+//! operator, deliver a given-up result again, and undo a faulty batch (seed 003) — the use cases the CLI (`visionlog task ...`)
 //! and the HTTP API (`/v1/admin/...`) both run. Each sends commands; the aggregator decides them.
 //!
 //! Undoing a batch: a batch is everything one command caused, down the chain of commands it led
@@ -15,8 +15,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 use visionlog_codec::Codec;
 use visionlog_codec::envelope::CommandEnvelope;
-use visionlog_domain::{Actor, Reprocess, ReprocessMode, RevertBatch, Stamped, TaskCommand, TaskEvent, revert};
-use visionlog_journal::{CommandBus, Topics, deterministic_id, now_ms};
+use visionlog_domain::{
+    Actor, RedeliverResult, Reprocess, ReprocessMode, RevertBatch, Stamped, TaskCommand, TaskEvent, revert,
+};
+use visionlog_journal::{CommandBus, DELIVERY_GIVEN_UP, Topics, deterministic_id, now_ms};
 use visionlog_log::EventLog;
 use visionlog_store::ReadStore;
 use visionlog_views::{HistorySource, task_history};
@@ -69,6 +71,32 @@ pub struct Reprocessing {
     pub actor: String,
     /// The batch's correlation id (a new one if none).
     pub correlation_id: Option<String>,
+}
+
+/// Results whose delivery was given up, to deliver again, as one batch.
+#[derive(Clone, Debug)]
+pub struct Redelivery {
+    /// The tasks.
+    pub task_ids: Vec<String>,
+    /// Why (recorded on each task's `RedeliveryRequested`).
+    pub reason: String,
+    /// Who asks: a service (the task manager acting for ops).
+    pub actor: String,
+    /// The batch's correlation id (a new one if none).
+    pub correlation_id: Option<String>,
+}
+
+/// A result whose delivery was given up, as its dead letter tells.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GivenUp {
+    /// The task.
+    pub task_id: String,
+    /// Its customer.
+    pub tenant: String,
+    /// Why the last try failed.
+    pub error: String,
+    /// When it was given up (unix ms).
+    pub at_ms: i64,
 }
 
 /// A command sent for a task.
@@ -151,19 +179,82 @@ impl TaskManager<'_> {
     /// Sends `Reprocess` for each task, one batch under one correlation id.
     pub fn reprocess(&self, r: &Reprocessing) -> Result<Vec<Sent>, TaskManagerError> {
         r.actor.parse::<Actor>().map_err(|e| TaskManagerError::Invalid(format!("actor: {e}")))?;
-        if r.task_ids.is_empty() {
-            return Err(TaskManagerError::Invalid("no task ids".into()));
-        }
         if r.expected_version.is_some() && r.task_ids.len() > 1 {
             return Err(TaskManagerError::Invalid(format!(
                 "an expected version applies to one task, not {}",
                 r.task_ids.len()
             )));
         }
-        let correlation_id = r.correlation_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let command = TaskCommand::Reprocess(Reprocess { mode: r.mode });
-        let mut commands = Vec::with_capacity(r.task_ids.len());
-        for id in &r.task_ids {
+        self.send_each(&r.task_ids, &command, r.expected_version, &r.actor, r.correlation_id.clone())
+    }
+
+    /// Sends `RedeliverResult` for each task, one batch under one correlation id. The
+    /// aggregator refuses it (`nothing_to_redeliver`) for a task whose latest result was
+    /// delivered or is still being tried.
+    pub fn redeliver(&self, r: &Redelivery) -> Result<Vec<Sent>, TaskManagerError> {
+        let actor: Actor = r.actor.parse().map_err(|e| TaskManagerError::Invalid(format!("actor: {e}")))?;
+        if !matches!(actor, Actor::Service(_)) {
+            return Err(TaskManagerError::Invalid(format!("only a service may ask for a redelivery, not {actor}")));
+        }
+        if r.reason.trim().is_empty() {
+            return Err(TaskManagerError::Invalid("a reason is required".into()));
+        }
+        let command = TaskCommand::RedeliverResult(RedeliverResult { reason: r.reason.clone() });
+        self.send_each(&r.task_ids, &command, None, &r.actor, r.correlation_id.clone())
+    }
+
+    /// The results whose delivery was given up since `since_ms` (of `tenant`, or of every
+    /// tenant), newest give-up per task, from the dead letters the webhook sink wrote; as far
+    /// back as the dead-letters topic's retention. A task delivered since may be among them:
+    /// a redelivery of it is refused, and nothing is sent twice.
+    pub fn given_up(&self, tenant: Option<&str>, since_ms: i64) -> Result<Vec<GivenUp>, TaskManagerError> {
+        let topic = &self.topics.dead_letters;
+        let (mut at, end) =
+            (self.log.start_offset(topic, 0).map_err(backend)?, self.log.end_offset(topic, 0).map_err(backend)?);
+        let mut found: BTreeMap<String, GivenUp> = BTreeMap::new();
+        while at < end {
+            let records = visionlog_journal::read_held(self.log, topic, 0, at, 1000).map_err(backend)?;
+            let Some(last) = records.last() else { break };
+            at = last.offset + 1;
+            for r in records {
+                let Ok(d) = self.codec.decode_dead_letter(&r.value) else { continue };
+                if d.error_code != DELIVERY_GIVEN_UP || d.recorded_at_ms < since_ms {
+                    continue;
+                }
+                let task_tenant = d.headers.get(visionlog_codec::envelope::names::TENANT).cloned().unwrap_or_default();
+                if tenant.is_some_and(|t| t != task_tenant) {
+                    continue;
+                }
+                let Some(task_id) = d.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()) else { continue };
+                let g = GivenUp {
+                    task_id: task_id.clone(),
+                    tenant: task_tenant,
+                    error: d.error_message,
+                    at_ms: d.recorded_at_ms,
+                };
+                found.insert(task_id, g);
+            }
+        }
+        Ok(found.into_values().collect())
+    }
+
+    /// Sends `command` to each task (its tenant from the task manager view), one batch under
+    /// one correlation id.
+    fn send_each(
+        &self,
+        task_ids: &[String],
+        command: &TaskCommand,
+        expected_version: Option<u64>,
+        actor: &str,
+        correlation_id: Option<String>,
+    ) -> Result<Vec<Sent>, TaskManagerError> {
+        if task_ids.is_empty() {
+            return Err(TaskManagerError::Invalid("no task ids".into()));
+        }
+        let correlation_id = correlation_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let mut commands = Vec::with_capacity(task_ids.len());
+        for id in task_ids {
             let summary = visionlog_views::summary(self.store, id)
                 .map_err(backend)?
                 .ok_or_else(|| TaskManagerError::UnknownTask(id.clone()))?;
@@ -171,8 +262,8 @@ impl TaskManager<'_> {
                 command_id: uuid::Uuid::now_v7().to_string(),
                 task_id: id.to_owned(),
                 command_type: command.type_name().to_owned(),
-                expected_version: r.expected_version,
-                actor: r.actor.clone(),
+                expected_version,
+                actor: actor.to_owned(),
                 tenant: summary.customer.clone(),
                 correlation_id: correlation_id.clone(),
                 causation_id: None,

@@ -262,7 +262,7 @@ impl TaskView {
                 self.reported = true;
                 None
             }
-            TaskEvent::ReportFailed(_) => None,
+            TaskEvent::ReportFailed(_) | TaskEvent::RedeliveryRequested(_) => None,
             TaskEvent::TaskCancelled(_) => {
                 self.cancelled = true;
                 Some("cancelled")

@@ -1,5 +1,5 @@
 //! `/v1/admin/...`: the task manager for ops (seed 000): process tasks again, send them back to
-//! operators, undo a faulty batch. The same use cases as `visionlog task ...`
+//! operators, deliver given-up results again, undo a faulty batch. The same use cases as `visionlog task ...`
 //! (`visionlog_task_manager`); admins only.
 
 use axum::Json;
@@ -14,7 +14,7 @@ use visionlog_domain::ReprocessMode;
 use visionlog_http::problem::{ApiResult, Problem};
 use visionlog_http::request::body;
 use visionlog_http::{ApiState as Gw, principal};
-use visionlog_task_manager::{Reprocessing, TaskManager, TaskManagerError, Undo};
+use visionlog_task_manager::{Redelivery, Reprocessing, TaskManager, TaskManagerError, Undo};
 use visionlog_tenants::Principal;
 
 /// Admins only; the actor recorded on the events is the task manager acting for them.
@@ -94,6 +94,77 @@ pub(crate) async fn reprocess(
     tracing::info!(admin = who, tasks = sent.len(), "task manager: reprocess sent");
     let correlation_id = sent.first().map(|s| s.correlation_id.clone());
     Ok((StatusCode::ACCEPTED, Json(json!({ "correlation_id": correlation_id, "sent": sent }))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RedeliverRequest {
+    /// The tasks, or none with `given_up`.
+    #[serde(default)]
+    task_ids: Vec<String>,
+    /// Every result whose delivery was given up (from the dead letters).
+    #[serde(default)]
+    given_up: bool,
+    /// With `given_up`: only this tenant's tasks.
+    #[serde(default)]
+    tenant: Option<String>,
+    /// With `given_up`: only those given up since (ms since the epoch).
+    #[serde(default)]
+    since_ms: i64,
+    reason: String,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    correlation_id: Option<String>,
+}
+
+/// `POST /v1/admin/tasks/redeliver`: delivers again, in a new round of tries, the results whose
+/// delivery was given up: the tasks named, or every one the dead letters name (`given_up`).
+/// 202: sent; the aggregator decides (`nothing_to_redeliver` for a result delivered since).
+pub(crate) async fn redeliver(
+    gw: Gw,
+    headers: HeaderMap,
+    req: Result<Json<RedeliverRequest>, JsonRejection>,
+) -> ApiResult<Response> {
+    let gw = gw.0;
+    let who = admin(&gw, &headers)?;
+    let req = body(req)?;
+    if req.given_up != req.task_ids.is_empty() {
+        return Err(invalid("name task_ids, or set given_up (not both)"));
+    }
+    if !req.given_up && (req.tenant.is_some() || req.since_ms != 0) {
+        return Err(invalid("tenant and since_ms go with given_up"));
+    }
+    if req.task_ids.len() > MAX_TASKS {
+        return Err(invalid(format!("at most {MAX_TASKS} tasks per request")));
+    }
+    let (sent, given_up) = gw
+        .blocking(move |gw| {
+            let tm = manager(gw);
+            let given_up = match req.given_up {
+                true => tm.given_up(req.tenant.as_deref(), req.since_ms).map_err(problem)?,
+                false => Vec::new(),
+            };
+            let task_ids = match req.given_up {
+                true => given_up.iter().map(|g| g.task_id.clone()).take(MAX_TASKS).collect(),
+                false => req.task_ids,
+            };
+            if req.dry_run || task_ids.is_empty() {
+                return Ok((Vec::new(), given_up));
+            }
+            let r = Redelivery {
+                task_ids,
+                reason: req.reason,
+                actor: "service:task-manager".into(),
+                correlation_id: req.correlation_id,
+            };
+            Ok((tm.redeliver(&r).map_err(problem)?, given_up))
+        })
+        .await?;
+    tracing::info!(admin = who, tasks = sent.len(), "task manager: redeliver sent");
+    let correlation_id = sent.first().map(|s| s.correlation_id.clone());
+    let body = json!({ "correlation_id": correlation_id, "sent": sent, "given_up": given_up });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 #[derive(Debug, Deserialize)]

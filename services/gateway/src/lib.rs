@@ -59,6 +59,7 @@ pub fn router(api: &Api) -> Router<Arc<Api>> {
         .route("/v1/tasks/{task_id}/cancel", limited(post(tasks::cancel), json_max))
         .route("/v1/images", limited(post(tasks::upload_image), upload_max))
         .route("/v1/admin/tasks/reprocess", limited(post(admin::reprocess), json_max))
+        .route("/v1/admin/tasks/redeliver", limited(post(admin::redeliver), json_max))
         .route("/v1/admin/batches/{correlation_id}/undo", limited(post(admin::undo), json_max))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{class_group}", get(models::show))

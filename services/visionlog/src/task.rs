@@ -31,6 +31,11 @@ pub(crate) enum TaskCmd {
     Reprocess(ReprocessArgs),
     /// Task manager: sends tasks back to an operator for cleaning and correction.
     Resend(ReprocessArgs),
+    /// Task manager: delivers again results whose delivery to their callback URL was given up
+    /// (the receiver was down past the retry window, or refused them until fixed): a new round
+    /// of tries with a new window. Names tasks, or takes every given-up result from the dead
+    /// letters (`--given-up`).
+    Redeliver(RedeliverArgs),
     /// Task manager: undoes a faulty batch (every event of one correlation id) on every task it
     /// touched, with compensating events and new results; see `visionlog_domain::revert`.
     UndoBatch(crate::undo::UndoArgs),
@@ -58,6 +63,69 @@ pub(crate) struct ReprocessArgs {
     /// `task undo-batch` can undo it (default: a new one, printed).
     #[arg(long)]
     correlation_id: Option<String>,
+}
+
+/// Which results to deliver again.
+#[derive(clap::Args, Debug)]
+pub(crate) struct RedeliverArgs {
+    /// The task ids.
+    #[arg(required_unless_present = "given_up", conflicts_with = "given_up")]
+    ids: Vec<String>,
+    /// Every result whose delivery was given up (from the dead letters, as far back as their
+    /// retention), instead of named tasks.
+    #[arg(long)]
+    given_up: bool,
+    /// With `--given-up`: only this tenant's tasks.
+    #[arg(long, requires = "given_up")]
+    tenant: Option<String>,
+    /// With `--given-up`: only those given up since this instant (ms since the epoch).
+    #[arg(long, requires = "given_up", default_value_t = 0)]
+    since_ms: i64,
+    /// Why (recorded on each task's `RedeliveryRequested`).
+    #[arg(long)]
+    reason: String,
+    /// List the tasks, send nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Who asks (recorded on the events): a service.
+    #[arg(long, default_value = "service:task-manager")]
+    actor: String,
+    /// The correlation id of the batch (default: a new one, printed).
+    #[arg(long)]
+    correlation_id: Option<String>,
+}
+
+/// Sends the task manager's `RedeliverResult` commands, one batch; with `--given-up`, to
+/// every task the dead letters name.
+fn send_redeliver(rt: &Runtime, a: &RedeliverArgs) -> anyhow::Result<()> {
+    let tm = rt.task_manager();
+    let task_ids = if a.given_up {
+        let found = tm.given_up(a.tenant.as_deref(), a.since_ms)?;
+        for g in &found {
+            crate::output::line(json!({
+                "task_id": g.task_id, "tenant": g.tenant, "given_up_at_ms": g.at_ms, "error": g.error,
+            }));
+        }
+        found.into_iter().map(|g| g.task_id).collect()
+    } else {
+        a.ids.clone()
+    };
+    if a.dry_run || task_ids.is_empty() {
+        crate::output::line(json!({ "tasks": task_ids.len(), "sent": false }));
+        return Ok(());
+    }
+    let sent = tm.redeliver(&visionlog_task_manager::Redelivery {
+        task_ids,
+        reason: a.reason.clone(),
+        actor: a.actor.clone(),
+        correlation_id: a.correlation_id.clone(),
+    })?;
+    for s in sent {
+        crate::output::line(json!({
+            "command_id": s.command_id, "task_id": s.task_id, "correlation_id": s.correlation_id, "sent": true,
+        }));
+    }
+    Ok(())
 }
 
 /// Reads a task's stream: the read side's per-task index and the journal's tail.
@@ -96,6 +164,7 @@ pub(crate) fn run(backends: &Backends, cmd: &TaskCmd) -> anyhow::Result<()> {
     let name = match cmd {
         TaskCmd::Reprocess(_) => "task reprocess",
         TaskCmd::Resend(_) => "task resend",
+        TaskCmd::Redeliver(_) => "task redeliver",
         TaskCmd::UndoBatch(_) => "task undo-batch",
         _ => "task query",
     };
@@ -159,6 +228,7 @@ pub(crate) fn run(backends: &Backends, cmd: &TaskCmd) -> anyhow::Result<()> {
         }
         TaskCmd::Reprocess(a) => send_reprocess(&rt, a, ReprocessMode::LatestModels)?,
         TaskCmd::Resend(a) => send_reprocess(&rt, a, ReprocessMode::ResendToOperator)?,
+        TaskCmd::Redeliver(a) => send_redeliver(&rt, a)?,
         TaskCmd::UndoBatch(a) => crate::undo::run(&rt, a)?,
         TaskCmd::List { json } => {
             for s in visionlog_views::list_summaries(rt.store.as_ref())? {

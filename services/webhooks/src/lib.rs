@@ -15,7 +15,9 @@
 //!   due time) before the position moves on, so a retry due in an hour neither holds the
 //!   partition nor is lost in a restart; each partition's sink takes its due rows from there and
 //!   reads the body back from the task's history. After the last try the result is
-//!   dead-lettered.
+//!   dead-lettered; once the receiver is fixed, ops ask for it again (`RedeliverResult` →
+//!   `RedeliveryRequested`, `visionlog task redeliver`), which starts a new round of tries
+//!   with a new window.
 //! - **Bounded memory**: at most [`WebhookConfig::max_queued`] bodies of a process wait or fly at
 //!   once; a result beyond that goes to the schedule (due at once) instead of memory, so a slow
 //!   receiver cannot make the queue grow without bound.
@@ -37,8 +39,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use visionlog_codec::envelope::{CommandEnvelope, EventEnvelope};
-use visionlog_domain::{RecordReport, TaskCommand, TaskEvent, TaskResultGenerated};
-use visionlog_journal::{CommandBus, ConsumeError, EventHandler, HandledEvent, deterministic_id, now_ms};
+use visionlog_domain::{RecordReport, RedeliveryRequested, TaskCommand, TaskEvent, TaskResultGenerated};
+use visionlog_journal::{
+    CommandBus, ConsumeError, DELIVERY_GIVEN_UP, EventHandler, HandledEvent, deterministic_id, now_ms,
+};
 use visionlog_netguard::UrlGuard;
 use visionlog_store::{Put, ReadStore, Row};
 
@@ -72,7 +76,8 @@ struct LatestResult {
     body: Arc<Vec<u8>>,
     /// Where it lies in `events` (partition, offset), for the dead letter.
     at: (u32, u64),
-    /// When it was recorded: tries go on until `retry_for` after it.
+    /// When its round of tries began (the result, or a redelivery): tries go on until
+    /// `retry_for` after it.
     recorded_at_ms: i64,
 }
 
@@ -249,8 +254,10 @@ struct Job {
 struct Known {
     callback: Option<String>,
     latest_revision: u32,
-    /// The latest result's body and place, for retries.
+    /// The latest result's body and place, while it may have to be sent (again).
     result: Option<LatestResult>,
+    /// The latest result, once its tries were given up: kept for a redelivery ops may ask for.
+    given_up: Option<LatestResult>,
 }
 
 /// Tasks remembered before the memory is cleared (the journal answers after that).
@@ -388,6 +395,47 @@ impl WebhookSink {
         Ok((self.known.get_mut(task_id).expect("inserted above"), read_back))
     }
 
+    /// The first try of a round (a new result, or a redelivery ops asked for): in memory while
+    /// there is room, else in the schedule, due at once.
+    fn first_try(
+        &self,
+        partition: u32,
+        env: &EventEnvelope,
+        k: &Known,
+        url: String,
+        result: LatestResult,
+        cause: Cause,
+    ) -> Result<(), ConsumeError> {
+        let inner = &self.deliveries.inner;
+        inner.latest.lock().expect("latest revisions").insert(env.task_id.clone(), k.latest_revision);
+        if inner.queued.load(Ordering::SeqCst) >= inner.config.max_queued {
+            // memory is full: the first try waits in the schedule, due at once
+            let s = Scheduled {
+                task_id: env.task_id.clone(),
+                tenant: env.tenant.clone(),
+                revision: result.revision,
+                attempt: 1,
+                due_ms: now_ms(),
+                cause_event_id: cause.event_id,
+                correlation_id: cause.correlation_id,
+            };
+            return self.schedule(partition, &s);
+        }
+        self.start(Job {
+            task_id: env.task_id.clone(),
+            tenant: env.tenant.clone(),
+            revision: result.revision,
+            attempt: 1,
+            url,
+            body: result.body,
+            cause,
+            result_at: result.at,
+            recorded_at_ms: result.recorded_at_ms,
+            scheduled: None,
+        });
+        Ok(())
+    }
+
     /// Starts a first try in memory; the position is held until it is recorded.
     fn start(&self, job: Job) {
         let (inner, in_flight) = (self.deliveries.inner.clone(), self.in_flight.clone());
@@ -521,6 +569,7 @@ fn remember(k: &mut Known, partition: u32, offset: u64, env: &EventEnvelope, eve
         TaskEvent::TaskCreated(c) => k.callback = c.callback_url.clone(),
         TaskEvent::TaskResultGenerated(e) => {
             k.latest_revision = e.revision;
+            k.given_up = None;
             // the body is kept only while it may have to be sent (again)
             k.result = k.callback.is_some().then(|| LatestResult {
                 revision: e.revision,
@@ -529,8 +578,15 @@ fn remember(k: &mut Known, partition: u32, offset: u64, env: &EventEnvelope, eve
                 recorded_at_ms: env.recorded_at_ms,
             });
         }
-        TaskEvent::TaskReported(_) => k.result = None,
-        TaskEvent::ReportFailed(f) if f.last_attempt => k.result = None,
+        TaskEvent::TaskReported(_) => (k.result, k.given_up) = (None, None),
+        TaskEvent::ReportFailed(f) if f.last_attempt => k.given_up = k.result.take(),
+        TaskEvent::RedeliveryRequested(r) => {
+            // a new round of tries, with a new window from the request
+            if let Some(mut result) = k.given_up.take().filter(|g| g.revision == r.revision) {
+                result.recorded_at_ms = env.recorded_at_ms;
+                k.result = Some(result);
+            }
+        }
         _ => {}
     }
 }
@@ -544,6 +600,7 @@ impl EventHandler for WebhookSink {
                 | TaskEvent::TaskResultGenerated(_)
                 | TaskEvent::ReportFailed(_)
                 | TaskEvent::TaskReported(_)
+                | TaskEvent::RedeliveryRequested(_)
         );
         if !interesting {
             return Ok(());
@@ -578,39 +635,11 @@ impl EventHandler for WebhookSink {
         let Some(result) = k.result.clone() else { return Ok(()) };
         let cause = Cause { event_id: env.event_id.clone(), correlation_id: env.correlation_id.clone() };
         match e.event {
-            TaskEvent::TaskResultGenerated(r) if r.revision == result.revision => {
-                self.deliveries
-                    .inner
-                    .latest
-                    .lock()
-                    .expect("latest revisions")
-                    .insert(env.task_id.clone(), k.latest_revision);
-                let inner = &self.deliveries.inner;
-                if inner.queued.load(Ordering::SeqCst) >= inner.config.max_queued {
-                    // memory is full: the first try waits in the schedule, due at once
-                    let s = Scheduled {
-                        task_id: env.task_id.clone(),
-                        tenant: env.tenant.clone(),
-                        revision: r.revision,
-                        attempt: 1,
-                        due_ms: now_ms(),
-                        cause_event_id: cause.event_id,
-                        correlation_id: cause.correlation_id,
-                    };
-                    return self.schedule(e.partition, &s);
-                }
-                self.start(Job {
-                    task_id: env.task_id.clone(),
-                    tenant: env.tenant.clone(),
-                    revision: r.revision,
-                    attempt: 1,
-                    url,
-                    body: result.body,
-                    cause,
-                    result_at: result.at,
-                    recorded_at_ms: result.recorded_at_ms,
-                    scheduled: None,
-                });
+            TaskEvent::TaskResultGenerated(TaskResultGenerated { revision, .. })
+            | TaskEvent::RedeliveryRequested(RedeliveryRequested { revision, .. })
+                if *revision == result.revision =>
+            {
+                self.first_try(e.partition, env, &k, url, result, cause)?;
             }
             TaskEvent::ReportFailed(f) if !f.last_attempt && f.revision == result.revision => {
                 let delay = self.deliveries.inner.config.backoff_for(f.attempt, &env.event_id);
@@ -790,7 +819,7 @@ fn record(
     if last && !delivered {
         let (p, offset) = job.result_at;
         let why = error.unwrap_or_default();
-        shared.bus.dead_letter_event(p, offset, "webhook_failed", &why, GROUP).map_err(|e| e.to_string())?;
+        shared.bus.dead_letter_event(p, offset, DELIVERY_GIVEN_UP, &why, GROUP).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
