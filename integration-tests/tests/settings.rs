@@ -52,3 +52,45 @@ fn the_schema_registry_is_chosen_by_url() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("embedded:///"), "{stderr}");
 }
+
+/// A tenant without webhook secrets would get unsigned deliveries: the webhook sink says so at
+/// every start, and refuses to start with `VISIONLOG_WEBHOOK_REQUIRE_SIGNATURES`.
+#[test]
+fn unsigned_webhook_tenants_are_warned_about_or_refused() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = visionlog_integration_tests::write_tenants(dir.path());
+    let sink = || {
+        let mut c = visionlog(&dir.path().join("data"));
+        c.arg("--tenants").arg(&tenants).args(["--fsync", "never", "webhooks"]);
+        c
+    };
+    let out = sink().env("VISIONLOG_WEBHOOK_REQUIRE_SIGNATURES", "1").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused: {stderr}");
+    assert!(stderr.contains("\"beta\"") && !stderr.contains("\"acme\""), "names the unsigned tenant: {stderr}");
+    assert!(stderr.contains("VISIONLOG_WEBHOOK_REQUIRE_SIGNATURES"), "{stderr}");
+
+    let child = sink().stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut running = visionlog_integration_tests::Running(child);
+    let stderr = running.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let warned = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("WARN") && line.contains("NOT signed") => break line,
+            Ok(_) => {}
+            Err(e) => panic!("no warning about unsigned deliveries within 30 s ({e})"),
+        }
+    };
+    assert!(warned.contains("beta") && !warned.contains("acme"), "{warned}");
+    assert!(matches!(running.0.try_wait(), Ok(None)), "without the setting it serves");
+}

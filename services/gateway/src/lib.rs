@@ -29,6 +29,7 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/ping"),
     ("post", "/v1/admin/tasks/reprocess"),
+    ("post", "/v1/admin/tasks/redeliver"),
     ("post", "/v1/admin/batches/{correlation_id}/undo"),
     ("post", "/v1/tasks"),
     ("get", "/v1/tasks/{task_id}"),

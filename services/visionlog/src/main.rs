@@ -121,6 +121,7 @@ fn serve(
     gateway_addr: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
     let rt = Runtime::open(backends)?;
+    runtime::check_signing(&rt, services)?;
     let stop = stop_on_signals()?;
     let health = health::Health::start(backends.health_addr, rt.settings.ready_max_lag, rt.log.clone(), stop.clone())?;
     tracing::info!(?services, "serving until SIGTERM");

@@ -329,15 +329,6 @@ impl Service {
         let (objects, registry, tenants) = (rt.objects.clone(), rt.registry.clone(), rt.tenants.clone());
         // one delivery engine per process: the per-endpoint limits hold across its partitions
         let deliveries = if self == Service::Webhooks {
-            let unsigned: Vec<String> =
-                tenants.tenant_ids().into_iter().filter(|t| tenants.webhook_secrets(t).is_empty()).collect();
-            if !unsigned.is_empty() {
-                // a receiver cannot tell these deliveries from a forgery: said at every start
-                tracing::warn!(
-                    ?unsigned,
-                    "webhooks: these tenants have no webhook_secrets in the tenants file; their deliveries are NOT signed"
-                );
-            }
             let tenants = tenants.clone();
             let secrets: visionlog_webhooks::Secrets =
                 Arc::new(move |customer| tenants.webhook_secrets(customer).to_vec());
@@ -407,6 +398,32 @@ impl Service {
             Ok(())
         })
     }
+}
+
+/// Tenants whose webhook deliveries would go unsigned (no `webhook_secrets`): a receiver cannot
+/// tell them from a forgery. With the webhook sink among `services`, refused by
+/// `--webhook-require-signatures`, else warned at every start.
+pub(crate) fn check_signing(rt: &Runtime, services: &[Service]) -> anyhow::Result<()> {
+    if !services.contains(&Service::Webhooks) {
+        return Ok(());
+    }
+    let tenants = &rt.tenants;
+    let unsigned: Vec<String> =
+        tenants.tenant_ids().into_iter().filter(|t| tenants.webhook_secrets(t).is_empty()).collect();
+    if unsigned.is_empty() {
+        return Ok(());
+    }
+    if rt.settings.webhook_require_signatures {
+        anyhow::bail!(
+            "tenants {unsigned:?} have no webhook_secrets in the tenants file and VISIONLOG_WEBHOOK_REQUIRE_SIGNATURES \
+             is set: add a secret for each, or leave the setting off to deliver to them unsigned"
+        );
+    }
+    tracing::warn!(
+        ?unsigned,
+        "webhooks: these tenants have no webhook_secrets in the tenants file; their deliveries are NOT signed"
+    );
+    Ok(())
 }
 
 /// Starts services; each joins its consumer group and runs one thread per partition it is

@@ -80,6 +80,12 @@ pub(crate) struct Settings {
         help_heading = "Webhooks"
     )]
     pub(crate) webhook_max_backoff_ms: u64,
+    /// Refuse to start the webhook sink while a tenant has no webhook_secrets in the tenants
+    /// file (without it such tenants get unsigned deliveries and a warning at every start;
+    /// the variable takes 1/0, true/false, yes/no).
+    #[arg(long, env = "VISIONLOG_WEBHOOK_REQUIRE_SIGNATURES", global = true, help_heading = "Webhooks",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub(crate) webhook_require_signatures: bool,
     /// How long one delivery may take, in ms.
     #[arg(long, env = "VISIONLOG_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000, global = true, help_heading = "Webhooks",
           value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
