@@ -188,7 +188,20 @@ pub fn decide(state: &TaskState, command: &TaskCommand, ctx: &DecideContext<'_>)
         }
         TaskCommand::FinishOperatorSession(c) => {
             let (operator, session_id, purpose) = open_session(task, ctx.actor, &c.session_id)?;
-            TaskEvent::OperatorFinished(OperatorFinished { operator, session_id, purpose })
+            let finished = TaskEvent::OperatorFinished(OperatorFinished { operator, session_id, purpose });
+            if purpose == SessionPurpose::QualityCheck && task.changed_since_result {
+                // a quality check that corrected the result makes a new revision at once (the
+                // customer gets it by webhook and GET .../result); one that changed nothing
+                // leaves the result as it was
+                let corrected = TaskEvent::TaskResultGenerated(TaskResultGenerated {
+                    revision: task.result_revision + 1,
+                    source: ResultSource::Operator,
+                    model: task.last_model.clone(),
+                    objects: task.result_objects(),
+                });
+                return Ok(vec![finished, corrected]);
+            }
+            finished
         }
         TaskCommand::GenerateResult(_) => {
             let source = match task.stage {

@@ -117,6 +117,9 @@ pub struct Task {
     pub report_given_up: bool,
     /// Whether a quality check was requested on the current revision.
     pub quality_check_requested: bool,
+    /// Whether operators changed the objects (added, removed, relabelled) since the latest
+    /// result: a quality check that did makes a new result revision, one that did not, none.
+    pub changed_since_result: bool,
 }
 
 /// The state of a task stream: `None` until `TaskCreated`.
@@ -146,6 +149,7 @@ pub fn evolve(state: TaskState, event: &TaskEvent) -> TaskState {
             report_failures: 0,
             report_given_up: false,
             quality_check_requested: false,
+            changed_since_result: false,
         }),
         (None, _) => None,
         (Some(mut task), event) => {
@@ -207,12 +211,14 @@ fn apply(task: &mut Task, event: &TaskEvent) {
                 task.objects.insert(o.object_id.clone(), object);
             }
             task.operator_touched = true;
+            task.changed_since_result = true;
         }
         TaskEvent::ObjectsRemoved(e) => {
             for id in &e.object_ids {
                 task.objects.remove(id);
             }
             task.operator_touched = true;
+            task.changed_since_result = true;
         }
         TaskEvent::ObjectsLabeled(e) => {
             for label in &e.labels {
@@ -221,6 +227,7 @@ fn apply(task: &mut Task, event: &TaskEvent) {
                 }
             }
             task.operator_touched = true;
+            task.changed_since_result = true;
         }
         TaskEvent::OperatorFinished(e) => {
             task.operator_touched = true;
@@ -234,6 +241,7 @@ fn apply(task: &mut Task, event: &TaskEvent) {
             task.report_failures = 0;
             task.report_given_up = false;
             task.quality_check_requested = false;
+            task.changed_since_result = false;
             task.stage = Stage::ResultGenerated;
         }
         TaskEvent::QualityCheckRequested(_) => {

@@ -355,10 +355,42 @@ fn automatic_results_can_be_quality_checked() {
         .when(TaskCommand::FinishOperatorSession(FinishOperatorSession { session_id: "q1".into() }))
         .events();
     assert!(matches!(&finished[0], TaskEvent::OperatorFinished(f) if f.purpose == SessionPurpose::QualityCheck));
+    // the correction is a new result revision, the operator's
+    let [_, TaskEvent::TaskResultGenerated(corrected)] = &finished[..] else { panic!("{finished:?}") };
+    assert_eq!((corrected.revision, corrected.source), (2, ResultSource::Operator));
+    assert!(corrected.objects.is_empty(), "without the false positive");
     all.extend(finished);
     let state = all.iter().fold(None, evolve).unwrap();
-    assert_eq!(state.stage, Stage::ResultGenerated);
+    assert_eq!((state.stage.clone(), state.result_revision), (Stage::ResultGenerated, 2));
     assert!(state.objects.is_empty());
+}
+
+#[test]
+fn a_quality_check_that_changes_nothing_makes_no_new_result() {
+    let mut events = vec![
+        created(),
+        TaskEvent::DetectionRequested(DetectionRequested { attempt: 1 }),
+        TaskEvent::ObjectsDetected(ObjectsDetected {
+            attempt: 1,
+            model: ModelRef { model_id: "det".into(), version: 1 },
+            objects: vec![],
+        }),
+    ];
+    for command in [
+        TaskCommand::GenerateResult(GenerateResult {}),
+        TaskCommand::RequestQualityCheck(RequestQualityCheck {}),
+        TaskCommand::AssignOperator(AssignOperator { operator: "ann".into(), session_id: "q1".into() }),
+    ] {
+        events.extend(given(&events).by(ann()).when(command).events());
+    }
+    let finished = given(&events)
+        .by(ann())
+        .when(TaskCommand::FinishOperatorSession(FinishOperatorSession { session_id: "q1".into() }))
+        .events();
+    assert!(matches!(&finished[..], [TaskEvent::OperatorFinished(_)]), "{finished:?}");
+    events.extend(finished);
+    let state = events.iter().fold(None, evolve).unwrap();
+    assert_eq!((state.stage, state.result_revision), (Stage::ResultGenerated, 1));
 }
 
 #[test]

@@ -38,7 +38,9 @@ pub struct TaskRecord {
     pub decided: VecDeque<(String, Decided)>,
 }
 
-const SNAPSHOT_FORMAT: u8 = 1;
+/// The snapshot encoding's version: a snapshot of another is rebuilt from the journal. 2: the
+/// task state gained `changed_since_result`.
+const SNAPSHOT_FORMAT: u8 = 2;
 
 impl TaskRecord {
     /// Finds the decision of a command id.
