@@ -125,7 +125,9 @@ fn exports_read_from_s3_by_pyarrow_and_duckdb_match_the_log_now_and_as_of_an_ear
     let card = last_json(&out.stdout);
     let now = card["as_of_ms"].as_i64().unwrap();
     let x = expected(&history, now);
-    assert!(x.predictions > 0 && x.results == 100 && !x.examples_per_task.is_empty(), "{x:?}");
+    // every task has its first result; a quality check that corrected one added a revision
+    assert!(x.predictions > 0 && x.first_result_objects.len() == 100 && x.results >= 100, "{x:?}");
+    assert!(!x.examples_per_task.is_empty(), "{x:?}");
     let covered: u64 = card["covered"].as_array().unwrap().iter().map(|c| c["events"].as_u64().unwrap()).sum();
     assert_eq!(covered, history.len() as u64, "the card names every event folded");
     let read = read_as_data_scientist(&s3, card["snapshot_url"].as_str().unwrap());

@@ -1,6 +1,6 @@
 //! Seed 000's Task Manager: process tasks again with the latest models, send them back to an
-//! operator, deliver a given-up result again, and undo a faulty batch (seed 003) — the use cases the CLI (`visionlog task ...`)
-//! and the HTTP API (`/v1/admin/...`) both run. Each sends commands; the aggregator decides them.
+//! operator, deliver a given-up result again, and undo a faulty batch (seed 003) — the use
+//! cases the CLI (`visionlog task ...`) and the HTTP API (`/v1/admin/...`) both run. Each sends commands; the aggregator decides them.
 //!
 //! Undoing a batch: a batch is everything one command caused, down the chain of commands it led
 //! to: the events share its correlation id (a bulk reprocess with a model that turned out bad,
@@ -205,9 +205,9 @@ impl TaskManager<'_> {
     }
 
     /// The results whose delivery was given up since `since_ms` (of `tenant`, or of every
-    /// tenant), newest give-up per task, from the dead letters the webhook sink wrote; as far
-    /// back as the dead-letters topic's retention. A task delivered since may be among them:
-    /// a redelivery of it is refused, and nothing is sent twice.
+    /// tenant), newest give-up per task, oldest first, from the dead letters the webhook sink
+    /// wrote; as far back as the dead-letters topic's retention. A task delivered since may be
+    /// among them: a redelivery of it is refused, and nothing is sent twice.
     pub fn given_up(&self, tenant: Option<&str>, since_ms: i64) -> Result<Vec<GivenUp>, TaskManagerError> {
         let topic = &self.topics.dead_letters;
         let (mut at, end) =
@@ -236,7 +236,9 @@ impl TaskManager<'_> {
                 found.insert(task_id, g);
             }
         }
-        Ok(found.into_values().collect())
+        let mut found: Vec<GivenUp> = found.into_values().collect();
+        found.sort_by(|a, b| (a.at_ms, &a.task_id).cmp(&(b.at_ms, &b.task_id)));
+        Ok(found)
     }
 
     /// Sends `command` to each task (its tenant from the task manager view), one batch under

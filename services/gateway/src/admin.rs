@@ -138,19 +138,24 @@ pub(crate) async fn redeliver(
     if req.task_ids.len() > MAX_TASKS {
         return Err(invalid(format!("at most {MAX_TASKS} tasks per request")));
     }
-    let (sent, given_up) = gw
+    let (sent, given_up, next_since_ms) = gw
         .blocking(move |gw| {
             let tm = manager(gw);
-            let given_up = match req.given_up {
+            let mut given_up = match req.given_up {
                 true => tm.given_up(req.tenant.as_deref(), req.since_ms).map_err(problem)?,
                 false => Vec::new(),
             };
+            // oldest first, at most MAX_TASKS a request; the next request starts where this
+            // one ended (since_ms is inclusive: a task at that instant is refused, not resent)
+            given_up.truncate(MAX_TASKS + 1);
+            let next_since_ms = (given_up.len() > MAX_TASKS).then(|| given_up[MAX_TASKS].at_ms);
+            given_up.truncate(MAX_TASKS);
             let task_ids = match req.given_up {
-                true => given_up.iter().map(|g| g.task_id.clone()).take(MAX_TASKS).collect(),
+                true => given_up.iter().map(|g| g.task_id.clone()).collect(),
                 false => req.task_ids,
             };
             if req.dry_run || task_ids.is_empty() {
-                return Ok((Vec::new(), given_up));
+                return Ok((Vec::new(), given_up, next_since_ms));
             }
             let r = Redelivery {
                 task_ids,
@@ -158,12 +163,14 @@ pub(crate) async fn redeliver(
                 actor: "service:task-manager".into(),
                 correlation_id: req.correlation_id,
             };
-            Ok((tm.redeliver(&r).map_err(problem)?, given_up))
+            Ok((tm.redeliver(&r).map_err(problem)?, given_up, next_since_ms))
         })
         .await?;
     tracing::info!(admin = who, tasks = sent.len(), "task manager: redeliver sent");
     let correlation_id = sent.first().map(|s| s.correlation_id.clone());
-    let body = json!({ "correlation_id": correlation_id, "sent": sent, "given_up": given_up });
+    let body = json!({
+        "correlation_id": correlation_id, "sent": sent, "given_up": given_up, "next_since_ms": next_since_ms,
+    });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
