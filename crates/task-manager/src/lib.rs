@@ -1,6 +1,7 @@
 //! Seed 000's Task Manager: process tasks again with the latest models, send them back to an
 //! operator, deliver a given-up result again, and undo a faulty batch (seed 003) — the use
-//! cases the CLI (`visionlog task ...`) and the HTTP API (`/v1/admin/...`) both run. Each sends commands; the aggregator decides them.
+//! cases the CLI (`visionlog task ...`) and the HTTP API (`/v1/admin/...`) both run. Each
+//! sends commands; the aggregator decides them.
 //!
 //! Undoing a batch: a batch is everything one command caused, down the chain of commands it led
 //! to: the events share its correlation id (a bulk reprocess with a model that turned out bad,

@@ -1,6 +1,6 @@
 //! `/v1/admin/...`: the task manager for ops (seed 000): process tasks again, send them back to
-//! operators, deliver given-up results again, undo a faulty batch. The same use cases as `visionlog task ...`
-//! (`visionlog_task_manager`); admins only.
+//! operators, deliver given-up results again, undo a faulty batch. The same use cases as
+//! `visionlog task ...` (`visionlog_task_manager`); admins only.
 
 use axum::Json;
 use axum::extract::Path;
