@@ -13,6 +13,7 @@ use visionlog_domain::{
     RequestAssistance, RequestDetection, RequestQualityCheck, ResultObject, ResultSource, RevertBatch, Sealed,
     SessionPurpose, TaskCancelled, TaskCommand, TaskCreated, TaskEvent, TaskReported, TaskResultGenerated, TaskType,
 };
+use visionlog_domain::{ObjectsRecognized, Recognition, RecognitionRequested, RecognitionTarget, RecordRecognitions};
 
 fn codec() -> Codec {
     Codec::new(Arc::new(EmbeddedRegistry::in_memory())).unwrap()
@@ -115,6 +116,19 @@ fn every_event() -> Vec<TaskEvent> {
             last_attempt: false,
         }),
         TaskEvent::RedeliveryRequested(RedeliveryRequested { revision: 1, reason: "receiver fixed".into() }),
+        TaskEvent::RecognitionRequested(RecognitionRequested {
+            attempt: 2,
+            objects: vec![RecognitionTarget {
+                object_id: "o1".into(),
+                image: 1,
+                bbox: BoundingBox { x: 1.0, y: 2.0, w: 3.0, h: 4.0 },
+            }],
+        }),
+        TaskEvent::ObjectsRecognized(ObjectsRecognized {
+            attempt: 2,
+            model: ModelRef { model_id: "acme:ice-cream:recognizer".into(), version: 3 },
+            objects: vec![Recognition { object_id: "o1".into(), class_id: 7, score: 0.75 }],
+        }),
         TaskEvent::TaskCancelled(TaskCancelled { reason: "asked".into() }),
         TaskEvent::ReprocessRequested(ReprocessRequested { mode: ReprocessMode::ResendToOperator }),
         TaskEvent::BatchReverted(BatchReverted {
@@ -188,6 +202,10 @@ fn every_command_round_trips() {
             last_attempt: true,
         }),
         TaskCommand::RedeliverResult(RedeliverResult { reason: "receiver fixed".into() }),
+        TaskCommand::RecordRecognitions(RecordRecognitions {
+            model: ModelRef { model_id: "acme:ice-cream:recognizer".into(), version: 3 },
+            recognitions: vec![Recognition { object_id: "o1".into(), class_id: 7, score: 0.75 }],
+        }),
         TaskCommand::CancelTask(CancelTask { reason: "r".into() }),
         TaskCommand::Reprocess(Reprocess { mode: ReprocessMode::LatestModels }),
         TaskCommand::RevertBatch(RevertBatch {

@@ -37,6 +37,16 @@ pub struct RecordDetections {
     pub detections: Vec<Detection>,
 }
 
+/// Records the classes a recognition model gave the objects of the pending recognition
+/// request (sent by the inference workers).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordRecognitions {
+    /// The model that ran.
+    pub model: ModelRef,
+    /// One per requested object.
+    pub recognitions: Vec<Recognition>,
+}
+
 /// Records that no model is deployed for the task.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordModelNotFound {
@@ -103,7 +113,9 @@ pub struct FinishOperatorSession {
     pub session_id: SessionId,
 }
 
-/// Combines the results of the steps into the task result.
+/// Combines the results of the steps into the task result. In a recipe with recognition, while
+/// some boxes have no class from a recognizer or an operator, the step still owed runs first:
+/// the aggregate answers with `RecognitionRequested` for those boxes only.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GenerateResult {}
 
@@ -183,6 +195,8 @@ pub enum TaskCommand {
     RequestDetection(RequestDetection),
     /// See [`RecordDetections`].
     RecordDetections(RecordDetections),
+    /// See [`RecordRecognitions`].
+    RecordRecognitions(RecordRecognitions),
     /// See [`RecordModelNotFound`].
     RecordModelNotFound(RecordModelNotFound),
     /// See [`RequestAssistance`].
@@ -222,6 +236,7 @@ impl TaskCommand {
             Self::CreateTask(_) => "CreateTask",
             Self::RequestDetection(_) => "RequestDetection",
             Self::RecordDetections(_) => "RecordDetections",
+            Self::RecordRecognitions(_) => "RecordRecognitions",
             Self::RecordModelNotFound(_) => "RecordModelNotFound",
             Self::RequestAssistance(_) => "RequestAssistance",
             Self::AssignOperator(_) => "AssignOperator",

@@ -5,7 +5,7 @@ use crate::event::*;
 use crate::ids::{ObjectId, OperatorId, SessionId};
 use crate::limits::{ALLOWED_CALLBACK_SCHEMES, Limits};
 use crate::rejection::Rejection;
-use crate::state::{Stage, Task, TaskState};
+use crate::state::{DETECTION_STEP, RECOGNITION_STEP, Stage, Task, TaskState};
 use crate::validate;
 use crate::values::*;
 use serde::{Deserialize, Serialize};
@@ -89,13 +89,26 @@ pub fn decide(state: &TaskState, command: &TaskCommand, ctx: &DecideContext<'_>)
             }
             record_detections(task, c, limits)?
         }
-        TaskCommand::RecordModelNotFound(c) => {
-            if task.stage != Stage::DetectionPending {
+        TaskCommand::RecordRecognitions(c) => {
+            if task.stage != Stage::RecognitionPending {
                 return Err(wrong_stage());
             }
+            record_recognitions(task, c, limits)?
+        }
+        TaskCommand::RecordModelNotFound(c) => {
+            let step = match task.stage {
+                Stage::DetectionPending => DETECTION_STEP,
+                Stage::RecognitionPending => RECOGNITION_STEP,
+                _ => return Err(wrong_stage()),
+            };
             validate::non_empty("step", &c.step, limits.max_string)?;
+            if c.step != step {
+                // the step pending is the one whose model is missing: a late answer of another
+                // step's worker is refused, not recorded against the wrong step
+                return Err(Rejection::InvalidField { field: "step".to_owned() });
+            }
             TaskEvent::ModelNotFound(ModelNotFound {
-                step: c.step.clone(),
+                step: step.to_owned(),
                 class_group_key: task.class_group.key.clone(),
             })
         }
@@ -209,6 +222,15 @@ pub fn decide(state: &TaskState, command: &TaskCommand, ctx: &DecideContext<'_>)
                 Stage::Annotated => ResultSource::Operator,
                 _ => return Err(wrong_stage()),
             };
+            // the recipe's recognition step runs first on the boxes it still owes (a model run's
+            // boxes, or only those an operator drew or redrew without a class)
+            let targets = task.recognition_targets();
+            if !targets.is_empty() {
+                return Ok(vec![TaskEvent::RecognitionRequested(RecognitionRequested {
+                    attempt: task.recognition_attempts + 1,
+                    objects: targets,
+                })]);
+            }
             TaskEvent::TaskResultGenerated(TaskResultGenerated {
                 revision: task.result_revision + 1,
                 source,
@@ -244,7 +266,10 @@ pub fn decide(state: &TaskState, command: &TaskCommand, ctx: &DecideContext<'_>)
                 return Err(Rejection::NotAssigned { actor: ctx.actor.to_string() });
             }
             // a model run or an operator session in flight finishes first; the task manager retries
-            if matches!(task.stage, Stage::Created | Stage::DetectionPending | Stage::InSession { .. }) {
+            if matches!(
+                task.stage,
+                Stage::Created | Stage::DetectionPending | Stage::RecognitionPending | Stage::InSession { .. }
+            ) {
                 return Err(wrong_stage());
             }
             revert_batch(task, c, limits)?
@@ -333,6 +358,35 @@ fn record_detections(task: &Task, c: &RecordDetections, limits: &Limits) -> Resu
         });
     }
     Ok(TaskEvent::ObjectsDetected(ObjectsDetected { attempt, model: c.model.clone(), objects }))
+}
+
+/// Checks a recognizer's answer: one class of the group, with a probability, for each object
+/// of the pending request, and nothing else.
+fn record_recognitions(task: &Task, c: &RecordRecognitions, limits: &Limits) -> Result<TaskEvent, Rejection> {
+    validate::id("model.model_id", &c.model.model_id, limits)?;
+    validate::count("recognitions", c.recognitions.len(), limits.max_objects_per_command)?;
+    let mut seen = HashSet::with_capacity(c.recognitions.len());
+    for r in &c.recognitions {
+        if !task.unrecognized.contains(&r.object_id) {
+            return Err(Rejection::UnknownObject { object_id: r.object_id.to_string() });
+        }
+        if !seen.insert(&r.object_id) {
+            return Err(Rejection::DuplicateObject { object_id: r.object_id.to_string() });
+        }
+        validate::class(&task.class_group, Some(r.class_id))?;
+        if !(r.score.is_finite() && (0.0..=1.0).contains(&r.score)) {
+            return Err(Rejection::InvalidScore { object: r.object_id.to_string() });
+        }
+    }
+    if seen.len() != task.unrecognized.len() {
+        // an answer for part of the request would leave the rest owed, and asked for again
+        return Err(Rejection::InvalidField { field: "recognitions".to_owned() });
+    }
+    Ok(TaskEvent::ObjectsRecognized(ObjectsRecognized {
+        attempt: task.recognition_attempts,
+        model: c.model.clone(),
+        objects: c.recognitions.clone(),
+    }))
 }
 
 fn add_objects(task: &Task, c: &AddObjects, limits: &Limits) -> Result<(), Rejection> {

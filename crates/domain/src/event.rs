@@ -42,6 +42,28 @@ pub struct ObjectsDetected {
     pub objects: Vec<DetectedObject>,
 }
 
+/// The recognition step was asked to classify these objects: the boxes that no recognizer or
+/// operator has classified since they were drawn (all of a detector's boxes after a model run;
+/// only the boxes an operator added, moved or redrew after a correction).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecognitionRequested {
+    /// 1 for the first recognition run of the task, more for later ones.
+    pub attempt: u32,
+    /// The objects to classify.
+    pub objects: Vec<RecognitionTarget>,
+}
+
+/// A recognizer classified the objects of a recognition request (a prediction event).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectsRecognized {
+    /// Which recognition run this answers.
+    pub attempt: u32,
+    /// The model that ran.
+    pub model: ModelRef,
+    /// The class and score per object.
+    pub objects: Vec<Recognition>,
+}
+
 /// No model is deployed for a step of the task.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelNotFound {
@@ -222,6 +244,10 @@ pub enum TaskEvent {
     DetectionRequested(DetectionRequested),
     /// See [`ObjectsDetected`].
     ObjectsDetected(ObjectsDetected),
+    /// See [`RecognitionRequested`].
+    RecognitionRequested(RecognitionRequested),
+    /// See [`ObjectsRecognized`].
+    ObjectsRecognized(ObjectsRecognized),
     /// See [`ModelNotFound`].
     ModelNotFound(ModelNotFound),
     /// See [`AssistanceRequested`].
@@ -263,6 +289,8 @@ impl TaskEvent {
             Self::TaskCreated(_) => "TaskCreated",
             Self::DetectionRequested(_) => "DetectionRequested",
             Self::ObjectsDetected(_) => "ObjectsDetected",
+            Self::RecognitionRequested(_) => "RecognitionRequested",
+            Self::ObjectsRecognized(_) => "ObjectsRecognized",
             Self::ModelNotFound(_) => "ModelNotFound",
             Self::AssistanceRequested(_) => "AssistanceRequested",
             Self::OperatorAssigned(_) => "OperatorAssigned",

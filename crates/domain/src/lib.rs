@@ -34,5 +34,5 @@ pub use ids::*;
 pub use limits::{ALLOWED_CALLBACK_SCHEMES, ALLOWED_IMAGE_SCHEMES, Limits};
 pub use rejection::Rejection;
 pub use revert::{NotRevertible, Stamped, revert};
-pub use state::{Stage, Task, TaskObject, TaskState, evolve};
+pub use state::{DETECTION_STEP, RECOGNITION_STEP, Stage, Task, TaskObject, TaskState, evolve};
 pub use values::*;

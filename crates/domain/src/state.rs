@@ -4,7 +4,7 @@ use crate::event::*;
 use crate::ids::{CustomerId, ObjectId, OperatorId, SessionId};
 use crate::values::*;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// Where a task stands in its recipe.
@@ -16,6 +16,8 @@ pub enum Stage {
     DetectionPending,
     /// A model answered with objects.
     Detected,
+    /// Waiting for a recognition model to classify some objects.
+    RecognitionPending,
     /// No model was deployed.
     ModelMissing,
     /// Waiting for an operator.
@@ -46,6 +48,7 @@ impl Stage {
             Self::Created => "created",
             Self::DetectionPending => "detection_pending",
             Self::Detected => "detected",
+            Self::RecognitionPending => "recognition_pending",
             Self::ModelMissing => "model_missing",
             Self::AwaitingOperator(SessionPurpose::Annotation) => "awaiting_operator",
             Self::AwaitingOperator(SessionPurpose::QualityCheck) => "awaiting_quality_check",
@@ -120,6 +123,11 @@ pub struct Task {
     /// Whether operators changed the objects (added, removed, relabelled) since the latest
     /// result: a quality check that did makes a new result revision, one that did not, none.
     pub changed_since_result: bool,
+    /// How many recognition runs were asked for.
+    pub recognition_attempts: u32,
+    /// The boxes no recognizer or operator has classified since they were drawn: what the
+    /// recognition step of a recipe with recognition still owes (see [`Task::recognition_targets`]).
+    pub unrecognized: BTreeSet<ObjectId>,
 }
 
 /// The state of a task stream: `None` until `TaskCreated`.
@@ -150,6 +158,8 @@ pub fn evolve(state: TaskState, event: &TaskEvent) -> TaskState {
             report_given_up: false,
             quality_check_requested: false,
             changed_since_result: false,
+            recognition_attempts: 0,
+            unrecognized: BTreeSet::new(),
         }),
         (None, _) => None,
         (Some(mut task), event) => {
@@ -181,11 +191,32 @@ fn apply(task: &mut Task, event: &TaskEvent) {
                     (o.object_id.clone(), object)
                 })
                 .collect();
+            task.unrecognized = task.objects.keys().cloned().collect();
             task.last_model = Some(e.model.clone());
             task.operator_touched = false;
             task.stage = Stage::Detected;
         }
-        TaskEvent::ModelNotFound(_) => task.stage = Stage::ModelMissing,
+        TaskEvent::RecognitionRequested(e) => {
+            task.recognition_attempts = e.attempt;
+            task.stage = Stage::RecognitionPending;
+        }
+        TaskEvent::ObjectsRecognized(e) => {
+            for r in &e.objects {
+                if let Some(o) = task.objects.get_mut(&r.object_id) {
+                    o.class_id = Some(r.class_id);
+                }
+                task.unrecognized.remove(&r.object_id);
+            }
+            task.last_model = Some(e.model.clone());
+            task.stage = if task.operator_touched { Stage::Annotated } else { Stage::Detected };
+        }
+        TaskEvent::ModelNotFound(e) => {
+            if e.step == RECOGNITION_STEP {
+                // the operators classify them instead
+                task.unrecognized.clear();
+            }
+            task.stage = Stage::ModelMissing;
+        }
         TaskEvent::AssistanceRequested(_) => {
             task.stage = Stage::AwaitingOperator(SessionPurpose::Annotation);
         }
@@ -208,6 +239,12 @@ fn apply(task: &mut Task, event: &TaskEvent) {
                     score: None,
                     source: ObjectSource::Operator,
                 };
+                // a box drawn (or redrawn) without a class waits for the recognition step
+                if o.class_id.is_none() {
+                    task.unrecognized.insert(o.object_id.clone());
+                } else {
+                    task.unrecognized.remove(&o.object_id);
+                }
                 task.objects.insert(o.object_id.clone(), object);
             }
             task.operator_touched = true;
@@ -216,6 +253,7 @@ fn apply(task: &mut Task, event: &TaskEvent) {
         TaskEvent::ObjectsRemoved(e) => {
             for id in &e.object_ids {
                 task.objects.remove(id);
+                task.unrecognized.remove(id);
             }
             task.operator_touched = true;
             task.changed_since_result = true;
@@ -225,6 +263,7 @@ fn apply(task: &mut Task, event: &TaskEvent) {
                 if let Some(o) = task.objects.get_mut(&label.object_id) {
                     o.class_id = Some(label.class_id);
                 }
+                task.unrecognized.remove(&label.object_id);
             }
             task.operator_touched = true;
             task.changed_since_result = true;
@@ -274,6 +313,8 @@ fn apply(task: &mut Task, event: &TaskEvent) {
                     (o.object_id.clone(), object)
                 })
                 .collect();
+            task.unrecognized =
+                task.objects.iter().filter(|(_, o)| o.class_id.is_none()).map(|(id, _)| id.clone()).collect();
             task.last_model = e.model.clone();
             task.quality_check_requested = false;
             // the restored objects wait for their result, as after a model run or a sealed session
@@ -285,7 +326,27 @@ fn apply(task: &mut Task, event: &TaskEvent) {
     }
 }
 
+/// The step name of recognition in `ModelNotFound` (detection's is `"detection"`).
+pub const RECOGNITION_STEP: &str = "recognition";
+/// The step name of detection in `ModelNotFound`.
+pub const DETECTION_STEP: &str = "detection";
+
 impl Task {
+    /// The boxes the recognition step still owes, when the recipe has one: every box no
+    /// recognizer or operator has classified since it was drawn. Empty for detection only.
+    pub fn recognition_targets(&self) -> Vec<RecognitionTarget> {
+        if self.recipe != Recipe::DetectionAndRecognition {
+            return Vec::new();
+        }
+        self.unrecognized
+            .iter()
+            .filter_map(|id| {
+                let o = self.objects.get(id)?;
+                Some(RecognitionTarget { object_id: id.clone(), image: o.image, bbox: o.bbox })
+            })
+            .collect()
+    }
+
     /// Returns the current objects as result objects, ordered by id.
     pub fn result_objects(&self) -> Vec<ResultObject> {
         self.objects

@@ -672,3 +672,202 @@ fn a_task_names_only_its_customers_photos_in_the_store() {
     }
     assert_eq!(image_folder("acme.eu"), "images/acme%2Eeu/", "one segment, escaped");
 }
+
+fn recognition_created() -> TaskEvent {
+    let TaskEvent::TaskCreated(mut e) = created() else { unreachable!() };
+    e.recipe = Recipe::DetectionAndRecognition;
+    TaskEvent::TaskCreated(e)
+}
+
+fn detected_two() -> TaskEvent {
+    let det = |i: u32, x: f32| DetectedObject {
+        object_id: format!("d1.{i}").into(),
+        image: 0,
+        bbox: bbox(x, 10.0, 40.0, 80.0),
+        class_id: Some(1),
+        score: 0.9,
+    };
+    TaskEvent::ObjectsDetected(ObjectsDetected {
+        attempt: 1,
+        model: ModelRef { model_id: "acme:ice-cream:detector".into(), version: 1 },
+        objects: vec![det(0, 10.0), det(1, 100.0)],
+    })
+}
+
+fn recognizer() -> ModelRef {
+    ModelRef { model_id: "acme:ice-cream:recognizer".into(), version: 1 }
+}
+
+fn recognized(attempt: u32, classes: &[(&str, u32)]) -> TaskEvent {
+    TaskEvent::ObjectsRecognized(ObjectsRecognized {
+        attempt,
+        model: recognizer(),
+        objects: classes
+            .iter()
+            .map(|(id, c)| Recognition { object_id: (*id).into(), class_id: *c, score: 0.8 })
+            .collect(),
+    })
+}
+
+fn target(id: &str, x: f32) -> RecognitionTarget {
+    RecognitionTarget { object_id: id.into(), image: 0, bbox: bbox(x, 10.0, 40.0, 80.0) }
+}
+
+#[test]
+fn detection_and_recognition_recognizes_every_detected_box_then_makes_the_result() {
+    let history =
+        vec![recognition_created(), TaskEvent::DetectionRequested(DetectionRequested { attempt: 1 }), detected_two()];
+    // the result waits for the recipe's second step, on every box of the model run
+    let request = TaskEvent::RecognitionRequested(RecognitionRequested {
+        attempt: 1,
+        objects: vec![target("d1.0", 10.0), target("d1.1", 100.0)],
+    });
+    given(&history).when(TaskCommand::GenerateResult(GenerateResult {})).then_events(std::slice::from_ref(&request));
+    let mut history = [history, vec![request]].concat();
+    // a partial, foreign, duplicate or out-of-group answer is refused
+    let answer = |r: Vec<(&str, u32, f32)>| {
+        TaskCommand::RecordRecognitions(RecordRecognitions {
+            model: recognizer(),
+            recognitions: r
+                .into_iter()
+                .map(|(id, c, s)| Recognition { object_id: id.into(), class_id: c, score: s })
+                .collect(),
+        })
+    };
+    given(&history).when(answer(vec![("d1.0", 2, 0.8)])).then_rejected("invalid_field");
+    given(&history).when(answer(vec![("d1.0", 2, 0.8), ("x", 1, 0.8)])).then_rejected("unknown_object");
+    given(&history).when(answer(vec![("d1.0", 2, 0.8), ("d1.0", 1, 0.8)])).then_rejected("duplicate_object");
+    given(&history).when(answer(vec![("d1.0", 9, 0.8), ("d1.1", 1, 0.8)])).then_rejected("unknown_class");
+    given(&history).when(answer(vec![("d1.0", 2, 1.5), ("d1.1", 1, 0.8)])).then_rejected("invalid_score");
+    given(&history).when(TaskCommand::GenerateResult(GenerateResult {})).then_rejected("invalid_stage");
+    let recognized_event = recognized(1, &[("d1.0", 2), ("d1.1", 1)]);
+    given(&history)
+        .when(answer(vec![("d1.0", 2, 0.8), ("d1.1", 1, 0.8)]))
+        .then_events(std::slice::from_ref(&recognized_event));
+    history.push(recognized_event);
+    // the result carries the recognizer's classes, made by the models alone
+    let events = given(&history).when(TaskCommand::GenerateResult(GenerateResult {})).events();
+    let [TaskEvent::TaskResultGenerated(result)] = events.as_slice() else { panic!("{events:?}") };
+    assert_eq!(result.source, ResultSource::Automatic);
+    assert_eq!(result.model, Some(recognizer()));
+    let classes: Vec<_> = result.objects.iter().map(|o| (o.object_id.as_str(), o.class_id)).collect();
+    assert_eq!(classes, [("d1.0", Some(2)), ("d1.1", Some(1))]);
+}
+
+#[test]
+fn a_detection_only_recipe_never_asks_for_recognition() {
+    let history = vec![created(), TaskEvent::DetectionRequested(DetectionRequested { attempt: 1 }), detected_two()];
+    let events = given(&history).when(TaskCommand::GenerateResult(GenerateResult {})).events();
+    assert!(matches!(events.as_slice(), [TaskEvent::TaskResultGenerated(_)]), "{events:?}");
+}
+
+#[test]
+fn an_operators_box_correction_sends_only_the_changed_boxes_back_to_the_recognizer() {
+    // ping-pong (seed 000): models, operator, models again, as often as the events say
+    let mut history = vec![
+        recognition_created(),
+        TaskEvent::DetectionRequested(DetectionRequested { attempt: 1 }),
+        detected_two(),
+        TaskEvent::RecognitionRequested(RecognitionRequested {
+            attempt: 1,
+            objects: vec![target("d1.0", 10.0), target("d1.1", 100.0)],
+        }),
+        recognized(1, &[("d1.0", 2), ("d1.1", 1)]),
+        TaskEvent::TaskResultGenerated(TaskResultGenerated {
+            revision: 1,
+            source: ResultSource::Automatic,
+            model: Some(recognizer()),
+            objects: vec![],
+        }),
+        TaskEvent::ReprocessRequested(ReprocessRequested { mode: ReprocessMode::ResendToOperator }),
+        TaskEvent::AssistanceRequested(AssistanceRequested { reason: AssistanceReason::Resend }),
+        TaskEvent::OperatorAssigned(OperatorAssigned {
+            operator: "ann".into(),
+            session_id: "s1".into(),
+            purpose: SessionPurpose::Annotation,
+        }),
+        // the operator moves one box (removes it, draws it again), adds a missed one without a
+        // class, and draws one more with the class it knows
+        TaskEvent::ObjectsRemoved(ObjectsRemoved {
+            operator: "ann".into(),
+            session_id: "s1".into(),
+            object_ids: vec!["d1.1".into()],
+        }),
+        TaskEvent::ObjectsAdded(ObjectsAdded {
+            operator: "ann".into(),
+            session_id: "s1".into(),
+            objects: vec![
+                object("moved", bbox(104.0, 10.0, 40.0, 80.0), None),
+                object("missed", bbox(200.0, 10.0, 40.0, 80.0), None),
+                object("known", bbox(300.0, 10.0, 40.0, 80.0), Some(1)),
+            ],
+        }),
+        TaskEvent::OperatorFinished(OperatorFinished {
+            operator: "ann".into(),
+            session_id: "s1".into(),
+            purpose: SessionPurpose::Annotation,
+        }),
+    ];
+    let events = given(&history).when(TaskCommand::GenerateResult(GenerateResult {})).events();
+    let [TaskEvent::RecognitionRequested(request)] = events.as_slice() else { panic!("{events:?}") };
+    assert_eq!(request.attempt, 2);
+    let ids: Vec<_> = request.objects.iter().map(|o| o.object_id.as_str()).collect();
+    assert_eq!(ids, ["missed", "moved"], "only the boxes drawn without a class, not d1.0 nor the labelled one");
+    history.extend(events);
+    history.push(recognized(2, &[("missed", 2), ("moved", 1)]));
+    let events = given(&history).when(TaskCommand::GenerateResult(GenerateResult {})).events();
+    let [TaskEvent::TaskResultGenerated(result)] = events.as_slice() else { panic!("{events:?}") };
+    assert_eq!((result.revision, result.source), (2, ResultSource::Operator));
+    let classes: Vec<_> = result.objects.iter().map(|o| (o.object_id.as_str(), o.class_id)).collect();
+    assert_eq!(classes, [("d1.0", Some(2)), ("known", Some(1)), ("missed", Some(2)), ("moved", Some(1))]);
+}
+
+#[test]
+fn without_a_recognizer_the_operators_give_the_classes() {
+    let history = vec![
+        recognition_created(),
+        TaskEvent::DetectionRequested(DetectionRequested { attempt: 1 }),
+        detected_two(),
+        TaskEvent::RecognitionRequested(RecognitionRequested {
+            attempt: 1,
+            objects: vec![target("d1.0", 10.0), target("d1.1", 100.0)],
+        }),
+    ];
+    let missing = |step: &str| TaskCommand::RecordModelNotFound(RecordModelNotFound { step: step.into() });
+    // a detection worker's late answer is not recorded against recognition
+    given(&history).when(missing("detection")).then_rejected("invalid_field");
+    let events = given(&history).when(missing("recognition")).events();
+    assert_eq!(
+        events,
+        [TaskEvent::ModelNotFound(ModelNotFound {
+            step: "recognition".into(),
+            class_group_key: "acme/ice-cream".into()
+        })]
+    );
+    let history = [
+        history,
+        events,
+        vec![
+            TaskEvent::AssistanceRequested(AssistanceRequested { reason: AssistanceReason::ModelNotFound }),
+            TaskEvent::OperatorAssigned(OperatorAssigned {
+                operator: "ann".into(),
+                session_id: "s1".into(),
+                purpose: SessionPurpose::Annotation,
+            }),
+            TaskEvent::ObjectsLabeled(ObjectsLabeled {
+                operator: "ann".into(),
+                session_id: "s1".into(),
+                labels: vec![ObjectLabel { object_id: "d1.0".into(), class_id: 2 }],
+            }),
+            TaskEvent::OperatorFinished(OperatorFinished {
+                operator: "ann".into(),
+                session_id: "s1".into(),
+                purpose: SessionPurpose::Annotation,
+            }),
+        ],
+    ]
+    .concat();
+    // the operator's session ends the owed recognition: the result is made, not asked again
+    let events = given(&history).when(TaskCommand::GenerateResult(GenerateResult {})).events();
+    assert!(matches!(events.as_slice(), [TaskEvent::TaskResultGenerated(r)] if r.source == ResultSource::Operator));
+}

@@ -138,6 +138,29 @@ pub struct DetectedObject {
     pub score: f32,
 }
 
+/// An object the recognition step is asked to classify: the box a detector or an operator
+/// drew, named by its id in the task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecognitionTarget {
+    /// Object id inside the task.
+    pub object_id: ObjectId,
+    /// Index of the image in the task.
+    pub image: u32,
+    /// The box.
+    pub bbox: BoundingBox,
+}
+
+/// What a recognizer said of one object: its class and the probability it gave it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recognition {
+    /// The object.
+    pub object_id: ObjectId,
+    /// The class of the group.
+    pub class_id: u32,
+    /// Probability in `[0, 1]`.
+    pub score: f32,
+}
+
 /// One box drawn by an operator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AnnotatedObject {

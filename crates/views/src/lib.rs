@@ -18,5 +18,7 @@ pub mod views;
 pub use extractions::{EXTRACTIONS, Extraction, extraction};
 pub use history::{HistoryReadError, HistorySource, batch_tasks, task_history};
 pub use queries::{list_summaries, summary};
-pub use task_view::{DetectionRun, GroundTruth, OperatorSession, TaskView, ViewObject, civil_date, day, month};
+pub use task_view::{
+    DetectionRun, GroundTruth, OperatorSession, RecognitionRun, TaskView, ViewObject, civil_date, day, month,
+};
 pub use views::TaskSummary;

@@ -39,6 +39,22 @@ pub struct DetectionRun {
     pub predictions: Vec<ViewObject>,
 }
 
+/// One recognition run: a recognizer's classes for some of the task's objects (a prediction
+/// event, like a detection run).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecognitionRun {
+    /// Which recognition run of the task.
+    pub attempt: u32,
+    /// The model that ran.
+    pub model: ModelRef,
+    /// When it was recorded (ms).
+    pub at_ms: i64,
+    /// The task version of the run.
+    pub version: u64,
+    /// Object id, class and probability, per object it classified.
+    pub predictions: Vec<(String, u32, f32)>,
+}
+
 /// The objects as an operator left them when sealing a session: ground truth.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GroundTruth {
@@ -118,6 +134,8 @@ pub struct TaskView {
     pub truth: Option<GroundTruth>,
     /// Every operator session.
     pub sessions: Vec<OperatorSession>,
+    /// Every recognition run (a view format change: deploying it means `views rebuild`).
+    pub recognitions: Vec<RecognitionRun>,
 }
 
 fn purpose_name(p: SessionPurpose) -> &'static str {
@@ -182,6 +200,22 @@ impl TaskView {
                     predictions,
                 });
                 Some("detected")
+            }
+            TaskEvent::RecognitionRequested(_) => Some("recognition_pending"),
+            TaskEvent::ObjectsRecognized(e) => {
+                for r in &e.objects {
+                    if let Some(o) = self.objects.get_mut(r.object_id.as_str()) {
+                        o.class_id = Some(r.class_id);
+                    }
+                }
+                self.recognitions.push(RecognitionRun {
+                    attempt: e.attempt,
+                    model: e.model.clone(),
+                    at_ms,
+                    version,
+                    predictions: e.objects.iter().map(|r| (r.object_id.to_string(), r.class_id, r.score)).collect(),
+                });
+                Some("recognized")
             }
             TaskEvent::ModelNotFound(_) => Some("model_missing"),
             TaskEvent::AssistanceRequested(_) => Some("awaiting_operator"),

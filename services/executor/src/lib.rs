@@ -6,9 +6,15 @@
 //! expects the version of the event that caused it, so a task that moved on in the meantime
 //! (cancelled, say) refuses it.
 //!
-//! Detection requests are answered by the inference workers (`visionlog-inference`): with the
-//! deployed model's boxes, or `ModelNotFound` for a new project, after which the executor
-//! hands the task to an operator.
+//! Detection and recognition requests are answered by the inference workers
+//! (`visionlog-inference`): with the deployed model's boxes or classes, or `ModelNotFound` for
+//! a new project, after which the executor hands the task to an operator.
+//!
+//! Which step comes next is decided by the aggregate from the task's events (ADR 0021): after
+//! a model run or an operator's annotation the executor asks for the result, and where the
+//! recipe's recognition step still owes some boxes a class, the aggregate records
+//! `RecognitionRequested` for exactly those boxes instead. So an operator's correction of the
+//! boxes sends only the boxes it changed back to the recognizer, as often as it happens.
 
 use visionlog_domain::{
     AssistanceReason, GenerateResult, ReprocessMode, RequestAssistance, RequestDetection, RequestQualityCheck,
@@ -41,8 +47,13 @@ pub fn next_command(task_id: &str, version: u64, event: &TaskEvent, qc_per_mille
         TaskEvent::ModelNotFound(_) => {
             TaskCommand::RequestAssistance(RequestAssistance { reason: AssistanceReason::ModelNotFound })
         }
-        // restored objects (an undone batch) make a new result, like a model run's objects
-        TaskEvent::ObjectsDetected(_) | TaskEvent::BatchReverted(_) => TaskCommand::GenerateResult(GenerateResult {}),
+        // restored objects (an undone batch) make a new result, like a model run's objects; in
+        // a recipe with recognition the aggregate answers GenerateResult with the recognition
+        // request for the boxes that still need a class, and the recognizer's answer comes back
+        // here for the result
+        TaskEvent::ObjectsDetected(_) | TaskEvent::ObjectsRecognized(_) | TaskEvent::BatchReverted(_) => {
+            TaskCommand::GenerateResult(GenerateResult {})
+        }
         TaskEvent::OperatorFinished(e) if e.purpose == SessionPurpose::Annotation => {
             TaskCommand::GenerateResult(GenerateResult {})
         }
