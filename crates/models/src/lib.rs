@@ -25,5 +25,6 @@ mod stream;
 pub use import::{ArtifactImport, ImportError, import_detector};
 pub use registry::{Outcome, Registry, RegistryError};
 pub use stream::{
-    ModelCommand, ModelEvent, ModelKey, ModelRejection, ModelStream, ModelVersion, Status, decide, evolve,
+    DETECTOR, ModelCommand, ModelEvent, ModelKey, ModelRejection, ModelStream, ModelVersion, RECOGNIZER, Status,
+    decide, evolve,
 };

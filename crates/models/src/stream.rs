@@ -3,6 +3,11 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The kind of a detector's stream.
+pub const DETECTOR: &str = "detector";
+/// The kind of a crop recognizer's stream.
+pub const RECOGNIZER: &str = "recognizer";
+
 /// Names a model stream: whose, for which class group, doing what.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ModelKey {
@@ -17,7 +22,17 @@ pub struct ModelKey {
 impl ModelKey {
     /// A detector's key.
     pub fn detector(customer: &str, class_group: &str) -> Self {
-        Self { customer: customer.to_owned(), class_group: class_group.to_owned(), kind: "detector".into() }
+        Self { customer: customer.to_owned(), class_group: class_group.to_owned(), kind: DETECTOR.into() }
+    }
+
+    /// A crop recognizer's key.
+    pub fn recognizer(customer: &str, class_group: &str) -> Self {
+        Self { customer: customer.to_owned(), class_group: class_group.to_owned(), kind: RECOGNIZER.into() }
+    }
+
+    /// Whether this is a recognizer's stream.
+    pub fn is_recognizer(&self) -> bool {
+        self.kind == RECOGNIZER
     }
 
     /// The model id written on predictions, an id as the domain accepts them: the class

@@ -39,8 +39,9 @@ pub struct TaskRecord {
 }
 
 /// The snapshot encoding's version: a snapshot of another is rebuilt from the journal. 2: the
-/// task state gained `changed_since_result`.
-const SNAPSHOT_FORMAT: u8 = 2;
+/// task state gained `changed_since_result`; 3: the recognition step (`recognition_attempts`,
+/// `unrecognized`, the `RecognitionPending` stage).
+const SNAPSHOT_FORMAT: u8 = 3;
 
 impl TaskRecord {
     /// Finds the decision of a command id.

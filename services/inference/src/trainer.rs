@@ -16,7 +16,9 @@ use visionlog_store::ReadStore;
 use visionlog_views::queries::{self, Backtest};
 use visionlog_views::views::{LabelledRow, score, sealed_before};
 use visionlog_vision::train::{ExamplePool, Flow, TrainConfig, TrainingImage, evaluate, train_from, training_image};
-use visionlog_vision::{DETECTOR_INPUT, DecodeConfig, Detector, Expect, ModelKind, TrainingInfo};
+use visionlog_vision::{
+    DETECTOR_INPUT, DecodeConfig, Detector, Expect, ModelKind, RECOGNIZER_INPUT, Recognizer, TrainingInfo,
+};
 
 /// Why a training run did not end in a recorded version.
 #[derive(Debug, thiserror::Error)]
@@ -215,8 +217,11 @@ impl Trainer {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                if let Err(e) = self.consider(&customer, &class_group) {
-                    tracing::warn!(customer, class_group, error = %e, "trainer: will try again");
+                for key in [ModelKey::detector(&customer, &class_group), ModelKey::recognizer(&customer, &class_group)]
+                {
+                    if let Err(e) = self.consider_key(&key) {
+                        tracing::warn!(model = key.model_id(), error = %e, "trainer: will try again");
+                    }
                 }
             }
             std::thread::sleep(self.config.poll);
@@ -239,12 +244,20 @@ impl Trainer {
     /// `min_new_tasks` training tasks labelled since the last version trained here. It reads
     /// the labels sealed since then (a range of the `labelled` view), never the whole repository.
     pub fn consider(&self, customer: &str, class_group: &str) -> Result<Option<TrainingRun>, TrainerError> {
-        let key = ModelKey::detector(customer, class_group);
-        let stream = self.registry.stream(&key)?;
+        self.consider_key(&ModelKey::detector(customer, class_group))
+    }
+
+    /// Trains a class group's crop recognizer by the same policy, from the same labels.
+    pub fn consider_recognizer(&self, customer: &str, class_group: &str) -> Result<Option<TrainingRun>, TrainerError> {
+        self.consider_key(&ModelKey::recognizer(customer, class_group))
+    }
+
+    fn consider_key(&self, key: &ModelKey) -> Result<Option<TrainingRun>, TrainerError> {
+        let stream = self.registry.stream(key)?;
         let last_trained = stream.versions.values().filter(|v| v.trained).map(|v| v.created_ms).max();
         let after = last_trained.map(sealed_before);
         let (mut new, mut newest) = (0u64, None);
-        for row in queries::labelled(self.store.as_ref(), customer, class_group, after)? {
+        for row in queries::labelled(self.store.as_ref(), &key.customer, &key.class_group, after)? {
             let row = row?;
             if !held_out(&row.task_id) {
                 new += 1;
@@ -256,17 +269,17 @@ impl Trainer {
         if !(asked || policy) {
             return Ok(None);
         }
-        if new == 0 && self.rows(&key, false)?.next().is_none() {
+        if new == 0 && self.rows(key, false)?.next().is_none() {
             return Ok(None); // asked, but nothing is labelled yet
         }
         let mark = (new, newest);
-        if self.failed_at.lock().expect("trainer lock").get(&key) == Some(&mark) {
+        if self.failed_at.lock().expect("trainer lock").get(key) == Some(&mark) {
             return Ok(None);
         }
-        tracing::info!(model = key.model_id(), new_labels = new, asked, "trainer: training a detector");
-        let run = self.train_and_promote(&key);
+        tracing::info!(model = key.model_id(), new_labels = new, asked, "trainer: training");
+        let run = if key.is_recognizer() { self.train_recognizer(key) } else { self.train_and_promote(key) };
         if run.is_err() {
-            self.failed_at.lock().expect("trainer lock").insert(key, mark);
+            self.failed_at.lock().expect("trainer lock").insert(key.clone(), mark);
         }
         run.map(Some)
     }
@@ -277,16 +290,7 @@ impl Trainer {
     /// first pass over the rows (classes, snapshot, counts), then the photos through a pool of
     /// at most `memory_bytes`, then the held-out photos a batch at a time.
     pub fn train_and_promote(&self, key: &ModelKey) -> Result<TrainingRun, TrainerError> {
-        let (mut classes, mut hasher, mut training_tasks) = (BTreeSet::new(), Sha256::new(), 0u64);
-        for row in self.rows(key, false)? {
-            let row = row?;
-            classes.extend(row.classes.iter().copied());
-            hasher.update(format!("{}@{}\n", row.task_id, row.truth_version).as_bytes());
-            training_tasks += 1;
-        }
-        let held_tasks = self.rows(key, true)?.count() as u64;
-        let classes: Vec<u32> = classes.into_iter().collect();
-        let snapshot: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let TrainingSet { classes, snapshot, training_tasks, held_tasks } = self.training_set(key)?;
         let mut pool = PhotoPool::fill(self, key, &classes, self.config.memory_bytes, self.config.train.batch)?;
         if pool.examples.is_empty() {
             return Err(TrainerError::NoData("no readable training photos".into()));
@@ -344,8 +348,42 @@ impl Trainer {
         metrics.insert("backtest_recall".to_owned(), r);
         metrics.insert("backtest_f1".to_owned(), f1);
         let artifact = det.to_artifact(Some(info.clone()), metrics)?;
+        self.record_and_promote(key, &artifact, info, snapshot, held_tasks, (p, r, f1), baseline, "F1")
+    }
+
+    /// What a training run trains on: the classes, a digest of the labelled tasks and versions
+    /// (the data snapshot), and how many tasks train and how many are held out.
+    fn training_set(&self, key: &ModelKey) -> Result<TrainingSet, TrainerError> {
+        let (mut classes, mut hasher, mut training_tasks) = (BTreeSet::new(), Sha256::new(), 0u64);
+        for row in self.rows(key, false)? {
+            let row = row?;
+            classes.extend(row.classes.iter().copied());
+            hasher.update(format!("{}@{}\n", row.task_id, row.truth_version).as_bytes());
+            training_tasks += 1;
+        }
+        let held_tasks = self.rows(key, true)?.count() as u64;
+        let snapshot: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(TrainingSet { classes: classes.into_iter().collect(), snapshot, training_tasks, held_tasks })
+    }
+
+    /// Stores a candidate's artifact, records its training and backtest on the model stream
+    /// (and for the engine monitor), and promotes it if it scores at least `min_f1` and beats
+    /// the deployed version's score on the same held-out tasks. `measure` names the score.
+    #[allow(clippy::too_many_arguments)]
+    fn record_and_promote(
+        &self,
+        key: &ModelKey,
+        artifact: &visionlog_vision::Artifact,
+        info: TrainingInfo,
+        snapshot: String,
+        held_tasks: u64,
+        (p, r, f1): (f64, f64, f64),
+        baseline: Option<(u32, f64)>,
+        measure: &str,
+    ) -> Result<TrainingRun, TrainerError> {
+        let model_id = key.model_id();
         let folder = artifacts::folder(&model_id, &format!("{}-{}", &snapshot[..16], self.config.train.steps));
-        artifacts::put(&self.objects, &folder, &artifact)?;
+        artifacts::put(&self.objects, &folder, artifact)?;
 
         let exec = |id: &str, c: ModelCommand| -> Result<Outcome, TrainerError> {
             Ok(self.registry.execute(key, &deterministic_id(&[&model_id, &folder, id]), &c, now_ms())?)
@@ -381,8 +419,8 @@ impl Trainer {
         let better = f1 >= self.config.min_f1 && baseline.is_none_or(|(_, b)| f1 > b);
         if better {
             let reason = match baseline {
-                Some((v, b)) => format!("F1 {f1:.3} on {held_tasks} held-out tasks beats version {v}'s {b:.3}"),
-                None => format!("F1 {f1:.3} on {held_tasks} held-out tasks, first model"),
+                Some((v, b)) => format!("{measure} {f1:.3} on {held_tasks} held-out tasks beats version {v}'s {b:.3}"),
+                None => format!("{measure} {f1:.3} on {held_tasks} held-out tasks, first model"),
             };
             exec("promoted", ModelCommand::Promote { version, reason })?;
         }
@@ -398,6 +436,175 @@ impl Trainer {
         );
         Ok(TrainingRun { model_id, version, info, backtest: (p, r, f1, held_tasks), baseline, promoted: better })
     }
+}
+
+/// What a training run trains on (see [`Trainer::training_set`]).
+struct TrainingSet {
+    classes: Vec<u32>,
+    snapshot: String,
+    training_tasks: u64,
+    held_tasks: u64,
+}
+
+/// Crops per batch when a recognizer is scored.
+const CROP_BATCH: usize = 256;
+
+impl Trainer {
+    /// The labelled boxes of a row's photos, cropped, with their classes.
+    fn crops(&self, row: &LabelledRow) -> Vec<(visionlog_imaging::Rgb, u32)> {
+        let mut out = Vec::new();
+        for (px, boxes) in self.photos(row) {
+            for (b, class) in boxes {
+                match px.crop(b.x, b.y, b.w, b.h) {
+                    Ok(c) => out.push((c, class)),
+                    Err(e) => tracing::debug!(task = row.task_id, error = %e, "trainer: box not cropped"),
+                }
+            }
+        }
+        out
+    }
+
+    /// Trains a crop recognizer on the labelled boxes of the training tasks (as many crops as
+    /// `memory_bytes` holds, in seal order), scores it on every held-out task's boxes (top-1
+    /// accuracy), scores the deployed recognizer on the same boxes — replaying its recorded
+    /// `ObjectsRecognized` where it already classified a task before the truth was sealed —
+    /// and promotes the candidate if it is better (seed 002).
+    pub fn train_recognizer(&self, key: &ModelKey) -> Result<TrainingRun, TrainerError> {
+        let TrainingSet { classes, snapshot, training_tasks, held_tasks } = self.training_set(key)?;
+        let mut crops = Vec::new();
+        let mut bytes = 0usize;
+        for row in self.rows(key, false)? {
+            for c in self.crops(&row?) {
+                bytes += c.0.pixels.len();
+                crops.push(c);
+            }
+            if bytes >= self.config.memory_bytes {
+                break;
+            }
+        }
+        if crops.is_empty() {
+            return Err(TrainerError::NoData("no readable labelled boxes".into()));
+        }
+        let device = visionlog_vision::device_choice().device;
+        let seed = i64::from_str_radix(&snapshot[..8], 16).unwrap_or(0);
+        let mut rec = Recognizer::new(&classes, device, seed)?;
+        let cfg = TrainConfig { batch: 32, ..self.config.train.clone() };
+        let model_id = key.model_id();
+        tracing::info!(model = model_id, training_tasks, crops = crops.len(), "trainer: training a recognizer");
+        let mut info = rec.train(&crops, &cfg)?;
+        drop(crops);
+        info.tasks = training_tasks;
+        info.snapshot = snapshot.clone();
+
+        let (mut right, mut total) = (0u64, 0u64);
+        let mut batch = Vec::new();
+        for row in self.rows(key, true)? {
+            batch.extend(self.crops(&row?));
+            if batch.len() >= CROP_BATCH {
+                let (r, t) = accuracy(&rec, &std::mem::take(&mut batch))?;
+                (right, total) = (right + r, total + t);
+            }
+        }
+        let (r, t) = accuracy(&rec, &batch)?;
+        (right, total) = (right + r, total + t);
+        let acc = if total == 0 { 0.0 } else { right as f64 / total as f64 };
+        let stream = self.registry.stream(key)?;
+        let expect = Expect { kind: ModelKind::Recognizer, classes: classes.clone(), input: RECOGNIZER_INPUT };
+        let baseline = match stream.deployed {
+            Some(v) => Some((v, self.deployed_accuracy(key, v, &stream.versions[&v].artifact, &expect)?)),
+            None => None,
+        };
+        let mut metrics = BTreeMap::new();
+        metrics.insert("backtest_accuracy".to_owned(), acc);
+        metrics.insert("backtest_crops".to_owned(), total as f64);
+        let artifact = rec.to_artifact(Some(info.clone()), metrics)?;
+        // one class per box: micro-averaged precision, recall and F1 all equal the accuracy
+        self.record_and_promote(key, &artifact, info, snapshot, held_tasks, (acc, acc, acc), baseline, "accuracy")
+    }
+
+    /// The deployed recognizer's accuracy on the held-out tasks' boxes: its recorded answers
+    /// where it classified a task's boxes before their truth was sealed (matched by object id),
+    /// else its answers now on the boxes' crops. An artifact that no longer loads scores 0.
+    fn deployed_accuracy(
+        &self,
+        key: &ModelKey,
+        version: u32,
+        artifact: &str,
+        expect: &Expect,
+    ) -> Result<f64, TrainerError> {
+        let model = visionlog_domain::ModelRef { model_id: key.model_id(), version };
+        let (mut right, mut total, mut replayed, mut rerun) = (0u64, 0u64, 0u64, 0u64);
+        let mut current: Option<Recognizer> = None;
+        let mut batch = Vec::new();
+        for row in self.rows(key, true)? {
+            let row = row?;
+            let view = queries::task_view(self.store.as_ref(), &row.task_id)?;
+            let truth = view.as_ref().and_then(|v| v.truth.as_ref().map(|t| (v, t)));
+            if let Some((view, truth)) = truth
+                && let Some(run) =
+                    view.recognitions.iter().rev().find(|r| r.model == model && r.version < truth.version)
+            {
+                let classes: BTreeMap<&str, u32> =
+                    truth.objects.iter().filter_map(|o| Some((o.object_id.as_str(), o.class_id?))).collect();
+                for (object, class, _) in &run.predictions {
+                    if let Some(want) = classes.get(object.as_str()) {
+                        total += 1;
+                        right += u64::from(want == class);
+                    }
+                }
+                replayed += 1;
+                continue;
+            }
+            rerun += 1;
+            if current.is_none() {
+                let loaded = artifacts::get(&self.objects, artifact).map_err(|e| e.to_string()).and_then(|a| {
+                    Recognizer::load(&a, expect, visionlog_vision::device_choice().device).map_err(|e| e.to_string())
+                });
+                match loaded {
+                    Ok(r) => current = Some(r),
+                    Err(e) => {
+                        tracing::warn!(
+                            model = model.model_id,
+                            version,
+                            error = e,
+                            "trainer: the deployed artifact does not load; it scores 0"
+                        );
+                        return Ok(0.0);
+                    }
+                }
+            }
+            batch.extend(self.crops(&row));
+            if batch.len() >= CROP_BATCH {
+                let (r, t) = accuracy(current.as_ref().expect("loaded above"), &std::mem::take(&mut batch))?;
+                (right, total) = (right + r, total + t);
+            }
+        }
+        if let Some(rec) = &current {
+            let (r, t) = accuracy(rec, &batch)?;
+            (right, total) = (right + r, total + t);
+        }
+        let acc = if total == 0 { 0.0 } else { right as f64 / total as f64 };
+        tracing::info!(
+            model = model.model_id,
+            version,
+            replayed,
+            rerun,
+            accuracy = acc,
+            "trainer: deployed recognizer scored"
+        );
+        Ok(acc)
+    }
+}
+
+/// How many of the crops a recognizer classifies right, of how many.
+fn accuracy(rec: &Recognizer, crops: &[(visionlog_imaging::Rgb, u32)]) -> Result<(u64, u64), TrainerError> {
+    if crops.is_empty() {
+        return Ok((0, 0));
+    }
+    let refs: Vec<_> = crops.iter().map(|(c, _)| c).collect();
+    let got = rec.classify(&refs)?;
+    let right = got.iter().zip(crops).filter(|((g, _), (_, want))| g == want).count();
+    Ok((right as u64, crops.len() as u64))
 }
 
 /// The photos a training run draws from: prepared photos up to a memory bound; when the

@@ -12,9 +12,9 @@ use visionlog_journal::{CommandBus, ConsumeError, EventHandler, HandledEvent, ca
 /// The consumer group of the operator pool.
 pub const GROUP: &str = "operators";
 
-/// What a quality-checking operator sees of a task: its objects now, if the task has been
-/// detected (`None` while the read side has not caught up yet).
-pub type TaskObjects = Box<dyn Fn(&str) -> Result<Option<Vec<DetectedObject>>, String> + Send>;
+/// What an operator sees of a task: its objects as of at least the version given (`None`
+/// while the read side has not caught up with it yet).
+pub type TaskObjects = Box<dyn Fn(&str, u64) -> Result<Option<Vec<DetectedObject>>, String> + Send>;
 
 /// Operators played by code: they take waiting tasks, annotate them from ground truth, and in
 /// quality checks correct a model's result to the ground truth.
@@ -37,12 +37,11 @@ impl SimulatedOperators {
         self
     }
 
-    /// Quality checks see the task's objects in the read models (`task_view`), once a model
-    /// has run on it.
+    /// Operators see the task's objects in the read models (`task_view`).
     pub fn seeing_views(self, store: std::sync::Arc<dyn visionlog_store::ReadStore>) -> Self {
-        self.with_task_objects(Box::new(move |task| {
+        self.with_task_objects(Box::new(move |task, version| {
             let view = visionlog_views::queries::task_view(store.as_ref(), task).map_err(|e| e.to_string())?;
-            Ok(view.filter(|v| !v.runs.is_empty()).map(|v| {
+            Ok(view.filter(|v| v.version >= version).map(|v| {
                 v.objects
                     .into_values()
                     .map(|o| DetectedObject {
@@ -171,16 +170,29 @@ impl EventHandler for SimulatedOperators {
             TaskEvent::OperatorAssigned(a) => {
                 let mut commands = Vec::new();
                 let truth = scenario(&env.task_id, &env.tenant).truth;
-                if a.purpose == SessionPurpose::Annotation {
+                // a task a model already boxed (its recognizer missing, or sent back to an
+                // operator) is corrected like a quality check; a new project's is drawn anew
+                let seen = match &self.objects {
+                    Some(objects) => Some(
+                        objects(&env.task_id, env.version.saturating_sub(1))
+                            .map_err(ConsumeError::Transient)?
+                            .ok_or_else(|| {
+                                ConsumeError::NotYet(format!(
+                                    "task {} is not projected up to its assignment yet",
+                                    env.task_id
+                                ))
+                            })?,
+                    ),
+                    None => None,
+                };
+                let boxed = seen.as_ref().is_some_and(|o| !o.is_empty());
+                if a.purpose == SessionPurpose::Annotation && !boxed {
                     let actions = Self::session_actions(&env.task_id, a.session_id.as_str(), &truth);
                     let summary = summarize(&BTreeMap::new(), &actions)
                         .map_err(|err| ConsumeError::Transient(err.to_string()))?;
                     commands = summary.into_commands(&a.session_id);
-                } else if let Some(objects) = &self.objects {
-                    // a quality check: the model's result, corrected to what is on the shelf
-                    let now = objects(&env.task_id).map_err(ConsumeError::Transient)?.ok_or_else(|| {
-                        ConsumeError::NotYet(format!("task {} is not projected up to its detection yet", env.task_id))
-                    })?;
+                } else if let Some(now) = seen {
+                    // a model's objects, corrected to what is on the shelf
                     commands = Self::corrections(a.session_id.as_str(), &now, &truth);
                 }
                 commands.push(TaskCommand::FinishOperatorSession(FinishOperatorSession {

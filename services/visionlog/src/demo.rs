@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use visionlog_codec::envelope::CommandEnvelope;
-use visionlog_domain::TaskCommand;
+use visionlog_domain::{Recipe, TaskCommand};
 use visionlog_journal::{audit, deterministic_id, now_ms};
 use visionlog_models::ModelKey;
 
@@ -42,6 +42,11 @@ pub(crate) struct DemoArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
+    /// The recipe of the tasks: `detection-and-recognition` (a detector boxes the products, a
+    /// crop recognizer classifies them; both are trained from the first wave) or `detection`
+    /// (one detector boxes and classifies).
+    #[arg(long, default_value = "detection-and-recognition", value_parser = ["detection", "detection-and-recognition"])]
+    recipe: String,
     /// Attach personal data to each task (a store contact and a note), sealed under one of ten
     /// data subjects `subject-0`..`subject-9` (task i belongs to subject i mod 10; its contact is
     /// "Store manager N", manager.N@store-N.example), for trying `visionlog subject shred`.
@@ -117,12 +122,25 @@ pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
     submit(&rt, args, 0..first_wave)?;
     progress.say("by operators");
     let mut completed = wait_for(&rt, first_wave, deadline, &progress)?;
-    let key =
-        ModelKey::detector(&args.customer, &visionlog_simulated_operators::scenario::class_group_key(&args.customer));
+    let group = visionlog_simulated_operators::scenario::class_group_key(&args.customer);
+    let key = ModelKey::detector(&args.customer, &group);
+    let recognizer_key = ModelKey::recognizer(&args.customer, &group);
+    // the models the second wave needs: the detector, and the recognizer where the recipe has one
+    let mut needed = vec![key.clone()];
+    if recipe(args) == Recipe::DetectionAndRecognition {
+        needed.push(recognizer_key.clone());
+    }
     if first_wave < args.tasks {
         // the trainer's policy sees the first wave's ground truth, trains, backtests, promotes
-        progress.say("training the first model");
-        while rt.registry.stream(&key)?.deployed.is_none() && Instant::now() < deadline {
+        progress.say("training the first models");
+        loop {
+            let mut deployed = true;
+            for k in &needed {
+                deployed &= rt.registry.stream(k)?.deployed.is_some();
+            }
+            if deployed || Instant::now() >= deadline {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(250));
         }
         submit(&rt, args, first_wave..args.tasks)?;
@@ -138,9 +156,15 @@ pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
     let created = a.events_by_type.get("TaskCreated").copied().unwrap_or(0);
     let count = |t: &str| a.events_by_type.get(t).copied().unwrap_or(0);
     let stream = rt.registry.stream(&key)?;
-    let promoted = stream.deployments.iter().filter(|(_, v)| v.is_some()).count();
-    let held_out = match stream.deployed {
-        Some(v) if training => Some(held_out_score(&rt, &stream.versions[&v].artifact)?),
+    let recognizers = rt.registry.stream(&recognizer_key)?;
+    let promoted = [&stream, &recognizers]
+        .iter()
+        .map(|s| s.deployments.iter().filter(|(_, v)| v.is_some()).count())
+        .sum::<usize>();
+    let artifact = |s: &visionlog_models::ModelStream| s.deployed.map(|v| s.versions[&v].artifact.clone());
+    let recognizer = artifact(&recognizers).filter(|_| needed.len() > 1);
+    let held_out = match artifact(&stream) {
+        Some(detector) if training => Some(held_out_score(&rt, &detector, recognizer.as_deref())?),
         _ => None,
     };
     let report = json!({
@@ -162,9 +186,14 @@ pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
         "automatic_tasks": count("ObjectsDetected"),
         "assisted_tasks": count("AssistanceRequested"),
         "quality_checks": count("QualityCheckRequested"),
-        "held_out_precision": held_out.map(|(p, _, _)| p),
-        "held_out_recall": held_out.map(|(_, r, _)| r),
-        "held_out_scenes": held_out.map(|(_, _, n)| n),
+        "recipe": args.recipe,
+        "deployed_recognizer": recognizers.deployed.map(|v| format!("{}@v{v}", recognizer_key.model_id())),
+        "recognized_tasks": count("ObjectsRecognized"),
+        "held_out_precision": held_out.as_ref().map(|h| h.precision),
+        "held_out_recall": held_out.as_ref().map(|h| h.recall),
+        "held_out_recognition_accuracy": held_out.as_ref().and_then(|h| h.recognition_accuracy),
+        "held_out_scenes": held_out.as_ref().map(|h| h.scenes),
+        "per_class": held_out.as_ref().map(|h| &h.per_class),
         "data_dir": backends.data_dir.display().to_string(),
     });
     if args.json {
@@ -190,8 +219,11 @@ pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
             "automatic_tasks",
             "assisted_tasks",
             "quality_checks",
+            "deployed_recognizer",
+            "recognized_tasks",
             "held_out_precision",
             "held_out_recall",
+            "held_out_recognition_accuracy",
         ] {
             crate::output::line(format!("  {key:<18} {}", report[key]));
         }
@@ -217,6 +249,7 @@ fn submit(rt: &Runtime, args: &DemoArgs, range: std::ops::Range<usize>) -> anyho
             }
         }
         let mut create = scenario.create;
+        create.recipe = recipe(args);
         if args.personal_data {
             // sealed here, at the edge: no topic ever holds the plaintext
             let (subject, personal) = demo_personal(i);
@@ -269,21 +302,109 @@ fn wait_for(
     }
 }
 
-/// Precision and recall of a deployed detector on shelf scenes generated for this check alone
-/// (never a task's), and how many.
-fn held_out_score(rt: &Runtime, artifact: &str) -> anyhow::Result<(f64, f64, usize)> {
-    use visionlog_vision::{DETECTOR_INPUT, DecodeConfig, Detector, Expect, ModelKind};
+/// The recipe the demo's tasks ask for.
+fn recipe(args: &DemoArgs) -> Recipe {
+    if args.recipe == "detection" { Recipe::Detection } else { Recipe::DetectionAndRecognition }
+}
+
+/// How the deployed models do on shelf scenes generated for this check alone (never a task's).
+#[derive(Debug, serde::Serialize)]
+struct HeldOut {
+    /// Detection: boxes found (IoU >= 0.5; with the detector's own classes where there is no
+    /// recognizer) over boxes predicted, and over true boxes.
+    precision: f64,
+    recall: f64,
+    /// The recognizer's top-1 accuracy on the true boxes' crops.
+    recognition_accuracy: Option<f64>,
+    scenes: usize,
+    /// Per class name: precision and recall of the final classes (detector boxes, recognizer
+    /// classes) and the recognizer's accuracy on that class's true boxes.
+    per_class: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// Scores the deployed detector (and recognizer) on [`HeldOut`] scenes.
+fn held_out_score(rt: &Runtime, detector: &str, recognizer: Option<&str>) -> anyhow::Result<HeldOut> {
+    use visionlog_domain::scoring::{self, Counts, Placed};
+    use visionlog_vision::{DETECTOR_INPUT, DecodeConfig, Detector, Expect, ModelKind, RECOGNIZER_INPUT, Recognizer};
     const SCENES: usize = 40;
-    let a = visionlog_inference::artifacts::get(&rt.objects, artifact)?;
+    let device = visionlog_vision::device_choice().device;
     let classes = visionlog_simulated_operators::scenario::class_ids();
+    let names: std::collections::BTreeMap<u32, String> =
+        visionlog_simulated_operators::scenario::scenario("names", "acme")
+            .create
+            .class_group
+            .classes
+            .into_iter()
+            .map(|c| (c.id, c.name))
+            .collect();
     let expect = Expect { kind: ModelKind::Detector, classes: classes.clone(), input: DETECTOR_INPUT };
-    let det = Detector::load(&a, &expect, visionlog_vision::device_choice().device)?;
-    let scenes: Vec<_> = (0..SCENES)
-        .map(|i| visionlog_simulated_operators::scenario::labelled_photo(&format!("demo-held-out/{i}")))
-        .collect();
-    let e = visionlog_vision::train::evaluate(&det, &scenes, 8, &DecodeConfig::default())?;
+    let det = Detector::load(&visionlog_inference::artifacts::get(&rt.objects, detector)?, &expect, device)?;
+    let rec = match recognizer {
+        Some(a) => {
+            let expect = Expect { kind: ModelKind::Recognizer, classes: classes.clone(), input: RECOGNIZER_INPUT };
+            Some(Recognizer::load(&visionlog_inference::artifacts::get(&rt.objects, a)?, &expect, device)?)
+        }
+        None => None,
+    };
+    let (mut boxes, mut final_classes) = (Counts::default(), std::collections::BTreeMap::<u32, Counts>::new());
+    let mut recognized: std::collections::BTreeMap<u32, (u64, u64)> = Default::default();
+    for i in 0..SCENES {
+        let (photo, truth) = visionlog_simulated_operators::scenario::labelled_photo(&format!("demo-held-out/{i}"));
+        let found = det.detect(&[&photo], &DecodeConfig::default())?.remove(0);
+        let t: Vec<Placed> = truth.iter().map(|(b, c)| Placed { image: 0, bbox: *b, class_id: Some(*c) }).collect();
+        let mut p: Vec<Placed> =
+            found.iter().map(|d| Placed { image: 0, bbox: d.bbox, class_id: d.class_id }).collect();
+        if let Some(rec) = &rec {
+            // the recipe's two steps: the detector's boxes, the recognizer's classes
+            let crops = found
+                .iter()
+                .map(|d| photo.crop(d.bbox.x, d.bbox.y, d.bbox.w, d.bbox.h))
+                .collect::<Result<Vec<_>, _>>()?;
+            let got = rec.classify(&crops.iter().collect::<Vec<_>>())?;
+            for (p, (class, _)) in p.iter_mut().zip(got) {
+                p.class_id = Some(class);
+            }
+            let unclassed: Vec<Placed> = p.iter().map(|p| Placed { class_id: None, ..*p }).collect();
+            boxes.add(&scoring::total(&scoring::score(&unclassed, &t)));
+            let crops = truth.iter().map(|(b, _)| photo.crop(b.x, b.y, b.w, b.h)).collect::<Result<Vec<_>, _>>()?;
+            for ((_, want), (got, _)) in truth.iter().zip(rec.classify(&crops.iter().collect::<Vec<_>>())?) {
+                let e = recognized.entry(*want).or_default();
+                e.0 += u64::from(got == *want);
+                e.1 += 1;
+            }
+        }
+        let per_class = scoring::score(&p, &t);
+        if rec.is_none() {
+            boxes.add(&scoring::total(&per_class));
+        }
+        for (class, c) in per_class {
+            final_classes.entry(class).or_default().add(&c);
+        }
+    }
     let round = |x: Option<f64>| (x.unwrap_or(0.0) * 1000.0).round() / 1000.0;
-    Ok((round(e.total.precision()), round(e.total.recall()), SCENES))
+    let ratio = |(right, all): (u64, u64)| (all > 0).then(|| right as f64 / all as f64);
+    let per_class = classes
+        .iter()
+        .map(|c| {
+            let counts = final_classes.get(c).copied().unwrap_or_default();
+            let value = json!({
+                "class_id": c,
+                "precision": round(counts.precision()),
+                "recall": round(counts.recall()),
+                "recognition_accuracy": rec.as_ref().map(|_| round(recognized.get(c).copied().and_then(ratio))),
+                "true_boxes": counts.tp + counts.fn_,
+            });
+            (names.get(c).cloned().unwrap_or_else(|| c.to_string()), value)
+        })
+        .collect();
+    let all = recognized.values().fold((0, 0), |a, (r, n)| (a.0 + r, a.1 + n));
+    Ok(HeldOut {
+        precision: round(boxes.precision()),
+        recall: round(boxes.recall()),
+        recognition_accuracy: rec.as_ref().map(|_| round(ratio(all))),
+        scenes: SCENES,
+        per_class,
+    })
 }
 
 /// `<this binary> --data-dir <dir> [--log ...] [--store ...]`, shell-quoted where needed, with

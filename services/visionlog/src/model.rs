@@ -15,11 +15,17 @@ pub(crate) struct Which {
     /// The class group key.
     #[arg(long)]
     class_group: String,
+    /// Which model of the class group: its detector or its crop recognizer.
+    #[arg(long, default_value = "detector", value_parser = [visionlog_models::DETECTOR, visionlog_models::RECOGNIZER])]
+    kind: String,
 }
 
 impl Which {
     fn key(&self) -> ModelKey {
-        ModelKey::detector(&self.customer, &self.class_group)
+        match self.kind.as_str() {
+            visionlog_models::RECOGNIZER => ModelKey::recognizer(&self.customer, &self.class_group),
+            _ => ModelKey::detector(&self.customer, &self.class_group),
+        }
     }
 }
 
@@ -231,6 +237,9 @@ pub(crate) fn run(b: &Backends, cmd: &ModelCmd) -> anyhow::Result<()> {
         ModelCmd::Import { which, file, classes } => {
             let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
             let key = which.key();
+            if key.is_recognizer() {
+                bail!("only detectors are imported as TorchScript modules so far; recognizers are trained here");
+            }
             // the operator's own file, checked in this process
             let artifacts = visionlog_inference::TorchImport { objects: rt.objects.clone(), isolated: None };
             let c =
