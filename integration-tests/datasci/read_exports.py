@@ -50,6 +50,12 @@ for name in card["datasets"]:
         entry["reviewed"] = sum(1 for r in rows if r["reviewed"])
         entry["per_model"] = {f'{m}:{v}': n for m, v, n in con.execute(
             f"SELECT model_id, model_version, count(*) FROM read_parquet('{glob}') GROUP BY 1, 2").fetchall()}
+    if name in ("training_examples", "predictions"):
+        entry["class_names"] = {str(r["class_id"]): r["class_name"] for r in rows if r["class_id"] is not None}
+    if name == "predictions":
+        entry["per_kind"] = {}
+        for r in rows:
+            entry["per_kind"][r["kind"]] = entry["per_kind"].get(r["kind"], 0) + 1
     if name == "operator_sessions":
         entry["operators"] = sorted({r["operator"] for r in rows})
     out["datasets"][name] = entry

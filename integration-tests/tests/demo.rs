@@ -5,8 +5,9 @@ use visionlog_integration_tests::{Leftovers, last_json, terminate, visionlog};
 use visionlog_journal::audit;
 
 /// `visionlog demo --tasks 200 --json` runs the whole loop with a clean journal: the first 60
-/// tasks go to operators, their ground truth trains a detector on the CPU, it is backtested and
-/// promoted, and the other 140 are done by the model (a sample checked by operators).
+/// tasks go to operators, their ground truth trains a detector and a crop recognizer on the
+/// CPU, both are backtested and promoted, and the other 140 are done by the two models in the
+/// detection-and-recognition recipe (a sample checked by operators).
 #[test]
 fn the_demo_completes_200_tasks_with_no_gaps_or_duplicates() {
     let dir = tempfile::tempdir().unwrap();
@@ -26,32 +27,62 @@ fn the_demo_completes_200_tasks_with_no_gaps_or_duplicates() {
     assert_eq!(report["duplicate_events"], 0);
     assert_eq!(report["rejected_commands"], 0);
     assert_eq!(report["dead_letters"], 0);
-    assert_eq!(report["models_promoted"], 1, "{report}");
+    assert_eq!(report["models_promoted"], 2, "{report}");
     assert_eq!(report["deployed_model"], "acme:ice-cream:detector@v1");
+    assert_eq!(report["deployed_recognizer"], "acme:ice-cream:recognizer@v1");
+    assert_eq!(report["recognized_tasks"], 140, "{report}");
     assert_eq!(report["assisted_tasks"], 60, "{report}");
     assert_eq!(report["automatic_tasks"], 140, "{report}");
     assert!(report["quality_checks"].as_u64().unwrap() > 0, "{report}");
-    // the promoted detector on scenes no task ever showed: chance is ~0 for boxes of 8 classes
+    // the promoted models on scenes no task ever showed (classes in pairs that differ by shade
+    // and small print, look-alike distractors, signs and tags over the packages): the detector's
+    // boxes, and the recognizer's classes on the true boxes; chance is 1/8
     let (p, r) = (report["held_out_precision"].as_f64().unwrap(), report["held_out_recall"].as_f64().unwrap());
     assert!(p >= 0.7 && r >= 0.6, "held-out precision {p} recall {r}");
-    // an automatic task: detected by the promoted model, result generated without an operator
+    let accuracy = report["held_out_recognition_accuracy"].as_f64().unwrap();
+    assert!(accuracy >= 0.8, "held-out recognition accuracy {accuracy}");
+    let per_class = report["per_class"].as_object().unwrap();
+    assert_eq!(per_class.len(), 8, "{report}");
+    for (name, c) in per_class {
+        assert!(c["true_boxes"].as_u64().unwrap() > 0, "{name}: {c}");
+        for figure in ["precision", "recall", "recognition_accuracy"] {
+            assert!(c[figure].as_f64().is_some_and(|x| (0.0..=1.0).contains(&x)), "{name}.{figure}: {c}");
+        }
+    }
+    // an automatic task: boxed by the detector, classified by the recognizer, no operator
     let out = visionlog(&data).args(["task", "show", "task-000150"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let types: Vec<_> = text.lines().map(|l| l.split_whitespace().nth(1).unwrap_or_default()).collect();
-    assert_eq!(types[..4], ["TaskCreated", "DetectionRequested", "ObjectsDetected", "TaskResultGenerated"], "{text}");
-    assert!(text.contains("acme:ice-cream:detector"), "{text}");
+    assert_eq!(
+        types[..6],
+        [
+            "TaskCreated",
+            "DetectionRequested",
+            "ObjectsDetected",
+            "RecognitionRequested",
+            "ObjectsRecognized",
+            "TaskResultGenerated"
+        ],
+        "{text}"
+    );
+    assert!(text.contains("acme:ice-cream:detector") && text.contains("acme:ice-cream:recognizer"), "{text}");
     // the model stream says what was trained, backtested and promoted
     let out = visionlog(&data).args(["model", "list", "--json"]).output().unwrap();
-    let model = last_json(&out.stdout);
-    assert_eq!(model["deployed"], 1, "{model}");
+    let models: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ids: Vec<_> = models.iter().map(|m| (m["model_id"].as_str().unwrap(), m["deployed"].as_u64())).collect();
+    assert_eq!(ids, [("acme:ice-cream:detector", Some(1)), ("acme:ice-cream:recognizer", Some(1))], "{models:?}");
     // the engine monitor: every quality check scores the model's run against the corrected truth,
     // next to the trainer's backtest
-    let out = visionlog(&data).args(["report", "accuracy", "--json"]).output().unwrap();
-    let accuracy = last_json(&out.stdout);
-    assert_eq!(accuracy["model"], "acme:ice-cream:detector@1", "{accuracy}");
-    assert_eq!(accuracy["total"]["runs"], report["quality_checks"], "{accuracy}");
-    assert!(accuracy["total"]["precision"].as_f64().unwrap() >= 0.7, "{accuracy}");
-    assert!(accuracy["backtest"]["recall"].as_f64().unwrap() >= 0.6, "{accuracy}");
+    // (the detector on its boxes; the recognizer per class, both next to their backtests)
+    for model in ["acme:ice-cream:detector@1", "acme:ice-cream:recognizer@1"] {
+        let out = visionlog(&data).args(["report", "accuracy", "--json", "--model", model]).output().unwrap();
+        let accuracy = last_json(&out.stdout);
+        assert_eq!(accuracy["model"], model, "{accuracy}");
+        assert_eq!(accuracy["total"]["runs"], report["quality_checks"], "{accuracy}");
+        assert!(accuracy["total"]["precision"].as_f64().unwrap() >= 0.7, "{accuracy}");
+        assert!(accuracy["backtest"]["recall"].as_f64().unwrap() >= 0.6, "{accuracy}");
+    }
     // the "Train" button: a second version, backtested against the deployed one on the same
     // held-out tasks (its quality-checked ones by their recorded predictions), promoted only if better
     let which = ["--customer", "acme", "--class-group", "acme/ice-cream"];

@@ -56,6 +56,11 @@ fn expected(history: &[(i64, String, TaskEvent)], as_of: i64) -> Expected {
                 *x.predictions_per_model.entry(format!("{}:{}", d.model.model_id, d.model.version)).or_default() +=
                     d.objects.len() as u64;
             }
+            TaskEvent::ObjectsRecognized(r) => {
+                x.predictions += r.objects.len() as u64;
+                *x.predictions_per_model.entry(format!("{}:{}", r.model.model_id, r.model.version)).or_default() +=
+                    r.objects.len() as u64;
+            }
             TaskEvent::OperatorAssigned(_) => x.sessions += 1,
             _ => {}
         }
@@ -98,6 +103,20 @@ fn check(card: &serde_json::Value, read: &serde_json::Value, x: &Expected) {
     let first: BTreeMap<String, u64> =
         serde_json::from_value(datasets["task_results"]["per_task_objects"].clone()).unwrap();
     assert_eq!(first, x.first_result_objects, "objects per first result, task by task");
+    // class names beside class ids, as the tasks' class group names them
+    let names: BTreeMap<String, String> = visionlog_simulated_operators::scenario::scenario("names", "acme")
+        .create
+        .class_group
+        .classes
+        .into_iter()
+        .map(|c| (c.id.to_string(), c.name))
+        .collect();
+    for name in ["training_examples", "predictions"] {
+        let seen: BTreeMap<String, String> = serde_json::from_value(datasets[name]["class_names"].clone()).unwrap();
+        assert!(!seen.is_empty() && seen.iter().all(|(id, n)| names.get(id) == Some(n)), "{name}: {seen:?}");
+    }
+    let kinds: BTreeMap<String, u64> = serde_json::from_value(datasets["predictions"]["per_kind"].clone()).unwrap();
+    assert!(kinds.get("RECOGNITION").is_some_and(|n| *n > 0), "the recognizer's predictions: {kinds:?}");
     let examples: BTreeMap<String, u64> =
         serde_json::from_value(datasets["training_examples"]["per_task"].clone()).unwrap();
     assert_eq!(examples, x.examples_per_task, "training examples, task by task");
@@ -116,7 +135,7 @@ fn exports_read_from_s3_by_pyarrow_and_duckdb_match_the_log_now_and_as_of_an_ear
         .output()
         .unwrap();
     assert!(out.status.success(), "demo: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(last_json(&out.stdout)["models_promoted"], 1, "a model predicted the second wave");
+    assert_eq!(last_json(&out.stdout)["models_promoted"], 2, "a detector and a recognizer predicted the second wave");
     let history = history(&data);
 
     // now
@@ -185,7 +204,7 @@ fn an_incremental_export_holds_the_rows_of_a_full_one_and_folds_only_the_tasks_t
         last_json(&out.stdout)
     };
     let demo = run(&["--fsync", "never", "demo", "--tasks", "60", "--train-after", "30", "--json"]);
-    assert_eq!(demo["models_promoted"], 1, "a model predicted the second wave");
+    assert_eq!(demo["models_promoted"], 2, "a detector and a recognizer predicted the second wave");
     let history = history(&data);
     let mut result_times: Vec<i64> =
         history.iter().filter(|(_, _, e)| matches!(e, TaskEvent::TaskResultGenerated(_))).map(|(at, ..)| *at).collect();

@@ -14,7 +14,10 @@ fn events(data: &Path, task: &str) -> String {
 fn an_imported_torchscript_detector_serves_until_its_artifact_is_damaged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = visionlog(&data).args(["demo", "--tasks", "12", "--no-training", "--json"]).output().unwrap();
+    let out = visionlog(&data)
+        .args(["demo", "--tasks", "12", "--no-training", "--recipe", "detection", "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "demo: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(last_json(&out.stdout)["models_promoted"], 0);
     let which = ["--customer", "acme", "--class-group", "acme/ice-cream"];

@@ -128,6 +128,10 @@ pub struct Task {
     /// The boxes no recognizer or operator has classified since they were drawn: what the
     /// recognition step of a recipe with recognition still owes (see [`Task::recognition_targets`]).
     pub unrecognized: BTreeSet<ObjectId>,
+    /// The classes of the boxes removed in the open operator session: a box the tool removes
+    /// and adds again under its id was moved, and one that comes back with the class it had
+    /// was not classified by the operator (the tool carried the class over).
+    pub removed_in_session: BTreeMap<ObjectId, Option<u32>>,
 }
 
 /// The state of a task stream: `None` until `TaskCreated`.
@@ -160,6 +164,7 @@ pub fn evolve(state: TaskState, event: &TaskEvent) -> TaskState {
             changed_since_result: false,
             recognition_attempts: 0,
             unrecognized: BTreeSet::new(),
+            removed_in_session: BTreeMap::new(),
         }),
         (None, _) => None,
         (Some(mut task), event) => {
@@ -222,6 +227,7 @@ fn apply(task: &mut Task, event: &TaskEvent) {
         }
         TaskEvent::OperatorAssigned(e) => {
             task.sessions_opened += 1;
+            task.removed_in_session.clear();
             task.stage =
                 Stage::InSession { operator: e.operator.clone(), session_id: e.session_id.clone(), purpose: e.purpose };
         }
@@ -239,8 +245,10 @@ fn apply(task: &mut Task, event: &TaskEvent) {
                     score: None,
                     source: ObjectSource::Operator,
                 };
-                // a box drawn (or redrawn) without a class waits for the recognition step
-                if o.class_id.is_none() {
+                // a box drawn without a class, or moved with the class it had, waits for the
+                // recognition step; one the operator gave a class has it
+                let moved = task.removed_in_session.remove(&o.object_id).is_some_and(|before| before == o.class_id);
+                if o.class_id.is_none() || moved {
                     task.unrecognized.insert(o.object_id.clone());
                 } else {
                     task.unrecognized.remove(&o.object_id);
@@ -252,7 +260,9 @@ fn apply(task: &mut Task, event: &TaskEvent) {
         }
         TaskEvent::ObjectsRemoved(e) => {
             for id in &e.object_ids {
-                task.objects.remove(id);
+                if let Some(o) = task.objects.remove(id) {
+                    task.removed_in_session.insert(id.clone(), o.class_id);
+                }
                 task.unrecognized.remove(id);
             }
             task.operator_touched = true;

@@ -786,17 +786,19 @@ fn an_operators_box_correction_sends_only_the_changed_boxes_back_to_the_recogniz
             session_id: "s1".into(),
             purpose: SessionPurpose::Annotation,
         }),
-        // the operator moves one box (removes it, draws it again), adds a missed one without a
+        // the operator moves one box (the tool removes it and adds it again under its id, with
+        // the class it had), redraws another without a class, adds a missed one without a
         // class, and draws one more with the class it knows
         TaskEvent::ObjectsRemoved(ObjectsRemoved {
             operator: "ann".into(),
             session_id: "s1".into(),
-            object_ids: vec!["d1.1".into()],
+            object_ids: vec!["d1.1".into(), "d1.0".into()],
         }),
         TaskEvent::ObjectsAdded(ObjectsAdded {
             operator: "ann".into(),
             session_id: "s1".into(),
             objects: vec![
+                object("d1.0", bbox(12.0, 10.0, 40.0, 80.0), Some(2)),
                 object("moved", bbox(104.0, 10.0, 40.0, 80.0), None),
                 object("missed", bbox(200.0, 10.0, 40.0, 80.0), None),
                 object("known", bbox(300.0, 10.0, 40.0, 80.0), Some(1)),
@@ -812,14 +814,15 @@ fn an_operators_box_correction_sends_only_the_changed_boxes_back_to_the_recogniz
     let [TaskEvent::RecognitionRequested(request)] = events.as_slice() else { panic!("{events:?}") };
     assert_eq!(request.attempt, 2);
     let ids: Vec<_> = request.objects.iter().map(|o| o.object_id.as_str()).collect();
-    assert_eq!(ids, ["missed", "moved"], "only the boxes drawn without a class, not d1.0 nor the labelled one");
+    assert_eq!(ids, ["d1.0", "missed", "moved"], "only the changed boxes, not the one the operator classed");
+    assert_eq!(request.objects[0].bbox, bbox(12.0, 10.0, 40.0, 80.0), "where the operator moved it");
     history.extend(events);
-    history.push(recognized(2, &[("missed", 2), ("moved", 1)]));
+    history.push(recognized(2, &[("d1.0", 1), ("missed", 2), ("moved", 1)]));
     let events = given(&history).when(TaskCommand::GenerateResult(GenerateResult {})).events();
     let [TaskEvent::TaskResultGenerated(result)] = events.as_slice() else { panic!("{events:?}") };
     assert_eq!((result.revision, result.source), (2, ResultSource::Operator));
     let classes: Vec<_> = result.objects.iter().map(|o| (o.object_id.as_str(), o.class_id)).collect();
-    assert_eq!(classes, [("d1.0", Some(2)), ("known", Some(1)), ("missed", Some(2)), ("moved", Some(1))]);
+    assert_eq!(classes, [("d1.0", Some(1)), ("known", Some(1)), ("missed", Some(2)), ("moved", Some(1))]);
 }
 
 #[test]

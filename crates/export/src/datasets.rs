@@ -27,6 +27,7 @@ pub const TRAINING_EXAMPLES: &[Column] = &[
     col!("image_index", UInt32, false, "index of the image in the task"),
     col!("image_uri", String, false, "the image the box is on"),
     col!("class_id", UInt32, false, "the product class"),
+    col!("class_name", String, false, "its name in the task's class group"),
     col!("x", Float32, false, "box left edge, image pixels"),
     col!("y", Float32, false, "box top edge, image pixels"),
     col!("w", Float32, false, "box width, image pixels"),
@@ -38,18 +39,27 @@ pub const TRAINING_EXAMPLES: &[Column] = &[
     col!("result_revision", UInt32, false, "the result revision it comes from"),
 ];
 
-/// Prediction events: one row per object a model predicted, with the ground truth where an
-/// operator reviewed the task afterwards.
+/// Prediction events: one row per object a model predicted — a detector's box, or a recognizer's
+/// class for a box — with the ground truth that followed it: the objects as the first operator
+/// session sealed after the prediction left them (not the task's final state, which later runs
+/// and sessions may have changed).
 pub const PREDICTIONS: &[Column] = &[
     col!("task_id", String, false, "the task"),
     col!("customer", String, false, "the customer (tenant)"),
     col!("class_group", String, false, "the class group"),
     col!("model_id", String, false, "the model"),
     col!("model_version", UInt32, false, "its version"),
-    col!("attempt", UInt32, false, "the detection run of the task"),
+    col!(
+        "kind",
+        String,
+        false,
+        "DETECTION (a box, with the detector's class if any) or RECOGNITION (a class for a box)"
+    ),
+    col!("attempt", UInt32, false, "the detection or recognition run of the task"),
     col!("object_id", String, false, "the predicted object"),
     col!("image_index", UInt32, false, "index of the image"),
     col!("class_id", UInt32, true, "the predicted class (null: box only)"),
+    col!("class_name", String, true, "its name in the task's class group"),
     col!("score", Float32, false, "the model's confidence"),
     col!("x", Float32, false, "box left edge"),
     col!("y", Float32, false, "box top edge"),
@@ -57,8 +67,9 @@ pub const PREDICTIONS: &[Column] = &[
     col!("h", Float32, false, "box height"),
     col!("predicted_at_ms", Int64, false, "when the prediction was recorded"),
     col!("reviewed", Bool, false, "an operator sealed a session on the task after this prediction (as of the export)"),
-    col!("truth_kept", Bool, true, "reviewed: the object is in the reviewed result"),
-    col!("truth_class_id", UInt32, true, "reviewed and kept: its class in the reviewed result"),
+    col!("truth_kept", Bool, true, "reviewed: the object was in the objects that session sealed"),
+    col!("truth_class_id", UInt32, true, "reviewed and kept: its class in the objects that session sealed"),
+    col!("truth_class_name", String, true, "the name of that class"),
     col!("event_partition", UInt32, false, "partition of the event"),
     col!("event_offset", Int64, false, "offset of the event"),
 ];
@@ -149,8 +160,9 @@ impl std::str::FromStr for Dataset {
 struct Prediction {
     row: Vec<Cell>,
     object_id: String,
-    at_ms: i64,
     date: String,
+    /// The truth that followed: (kept, class) as the next sealed session left the object.
+    truth: Option<(bool, Option<u32>)>,
 }
 
 struct Session {
@@ -167,9 +179,9 @@ struct TaskFold {
     created_at_ms: i64,
     annotators: HashMap<String, String>,
     predictions: Vec<Prediction>,
+    /// How many of `predictions` have the truth that followed them.
+    reviewed: usize,
     sessions: HashMap<String, Session>,
-    /// When an operator last sealed a session on the task.
-    reviewed_at_ms: Option<i64>,
     last_result_at_ms: i64,
 }
 
@@ -209,10 +221,12 @@ impl Fold {
                             s(group),
                             s(&d.model.model_id),
                             Cell::U(Some(d.model.version)),
+                            s("DETECTION"),
                             Cell::U(Some(d.attempt)),
                             s(o.object_id.as_str()),
                             Cell::U(Some(o.image)),
                             Cell::U(o.class_id),
+                            Cell::S(o.class_id.and_then(|c| class_name(task, c))),
                             Cell::F(Some(o.score)),
                             Cell::F(Some(o.bbox.x)),
                             Cell::F(Some(o.bbox.y)),
@@ -224,8 +238,39 @@ impl Fold {
                         t.predictions.push(Prediction {
                             row: row.into_iter().chain(tail).collect(),
                             object_id: o.object_id.as_str().to_owned(),
-                            at_ms: at,
                             date: day(at),
+                            truth: None,
+                        });
+                    }
+                }
+                TaskEvent::ObjectsRecognized(r) => {
+                    for o in &r.objects {
+                        let Some(placed) = task.objects.get(&o.object_id) else { continue };
+                        let row = vec![
+                            s(task_id),
+                            s(customer),
+                            s(group),
+                            s(&r.model.model_id),
+                            Cell::U(Some(r.model.version)),
+                            s("RECOGNITION"),
+                            Cell::U(Some(r.attempt)),
+                            s(o.object_id.as_str()),
+                            Cell::U(Some(placed.image)),
+                            Cell::U(Some(o.class_id)),
+                            Cell::S(class_name(task, o.class_id)),
+                            Cell::F(Some(o.score)),
+                            Cell::F(Some(placed.bbox.x)),
+                            Cell::F(Some(placed.bbox.y)),
+                            Cell::F(Some(placed.bbox.w)),
+                            Cell::F(Some(placed.bbox.h)),
+                            Cell::I(Some(at)),
+                        ];
+                        let tail = [Cell::U(Some(partition)), Cell::I(Some(offset as i64))];
+                        t.predictions.push(Prediction {
+                            row: row.into_iter().chain(tail).collect(),
+                            object_id: o.object_id.as_str().to_owned(),
+                            date: day(at),
+                            truth: None,
                         });
                     }
                 }
@@ -261,8 +306,13 @@ impl Fold {
                     }
                 }
                 TaskEvent::OperatorFinished(f) => {
-                    // a sealed session (annotation or quality check) reviews what the models said
-                    t.reviewed_at_ms = Some(at);
+                    // a sealed session (annotation or quality check) is the truth of what the
+                    // models said before it, as it leaves the objects
+                    for p in &mut t.predictions[t.reviewed..] {
+                        let o = task.objects.get(&visionlog_domain::ObjectId(p.object_id.clone()));
+                        p.truth = Some((o.is_some(), o.and_then(|o| o.class_id)));
+                    }
+                    t.reviewed = t.predictions.len();
                     if let Some(session) = t.sessions.remove(f.session_id.as_str()) {
                         self.sessions.push(day(session.started_at_ms), session.row(Some(at), "FINISHED"));
                     }
@@ -318,13 +368,13 @@ impl Fold {
             }
             // a prediction is reviewed when an operator sealed a session after it
             for p in t.predictions {
-                let reviewed = t.reviewed_at_ms.is_some_and(|r| r >= p.at_ms);
-                let truth = task.objects.get(&visionlog_domain::ObjectId(p.object_id.clone()));
                 let mut row = p.row;
+                let class = p.truth.and_then(|(_, c)| c);
                 let tail = [
-                    Cell::B(Some(reviewed)),
-                    Cell::B(reviewed.then_some(truth.is_some())),
-                    Cell::U(if reviewed { truth.and_then(|o| o.class_id) } else { None }),
+                    Cell::B(Some(p.truth.is_some())),
+                    Cell::B(p.truth.map(|(kept, _)| kept)),
+                    Cell::U(class),
+                    Cell::S(class.and_then(|c| class_name(task, c))),
                 ];
                 let position = row.len() - 2;
                 row.splice(position..position, tail);
@@ -351,6 +401,7 @@ impl Fold {
                         Cell::U(Some(o.image)),
                         s(image_uri),
                         Cell::U(Some(class_id)),
+                        Cell::S(class_name(task, class_id)),
                         Cell::F(Some(o.bbox.x)),
                         Cell::F(Some(o.bbox.y)),
                         Cell::F(Some(o.bbox.w)),
@@ -371,6 +422,11 @@ impl Fold {
             (Dataset::OperatorSessions, self.sessions),
         ])
     }
+}
+
+/// A class's name in the task's class group.
+fn class_name(task: &visionlog_domain::Task, class_id: u32) -> Option<String> {
+    task.class_group.classes.iter().find(|c| c.id == class_id).map(|c| c.name.clone())
 }
 
 impl Session {
@@ -538,6 +594,78 @@ mod tests {
         // no result was generated: no examples, no results (either instant)
         assert!(rows(&now[&Dataset::TaskResults]).is_empty());
         assert!(rows(&then[&Dataset::TrainingExamples]).is_empty());
+    }
+
+    #[test]
+    fn a_prediction_is_labelled_by_the_truth_that_followed_it_not_by_the_final_state() {
+        let col = |name: &str| PREDICTIONS.iter().position(|c| c.name == name).unwrap();
+        // after the check, a recognizer classifies o1 again and a second session relabels it
+        let (op, s2) = (OperatorId("op-2".into()), SessionId("s-2".into()));
+        let later = [
+            (
+                7_000,
+                TaskEvent::ObjectsRecognized(visionlog_domain::ObjectsRecognized {
+                    attempt: 1,
+                    model: ModelRef { model_id: "r".into(), version: 1 },
+                    objects: vec![visionlog_domain::Recognition {
+                        object_id: ObjectId("o1".into()),
+                        class_id: 1,
+                        score: 0.7,
+                    }],
+                }),
+            ),
+            (
+                8_000,
+                TaskEvent::OperatorAssigned(OperatorAssigned {
+                    operator: op.clone(),
+                    session_id: s2.clone(),
+                    purpose: SessionPurpose::QualityCheck,
+                }),
+            ),
+            (
+                9_000,
+                TaskEvent::ObjectsLabeled(ObjectsLabeled {
+                    operator: op.clone(),
+                    session_id: s2.clone(),
+                    labels: vec![ObjectLabel { object_id: ObjectId("o1".into()), class_id: 2 }],
+                }),
+            ),
+            (
+                10_000,
+                TaskEvent::OperatorFinished(OperatorFinished {
+                    operator: op,
+                    session_id: s2,
+                    purpose: SessionPurpose::QualityCheck,
+                }),
+            ),
+        ];
+        let objects = Objects::open(&format!("file://{}", std::env::temp_dir().display())).unwrap();
+        let mut fold = Fold::default();
+        for (v, (at, e)) in history().into_iter().chain(later).enumerate() {
+            fold.apply(0, v as u64 + 1, &event("t1", v as u64 + 1, at), &e);
+        }
+        let p = rows(&fold.finish(&objects)[&Dataset::Predictions]);
+        let o1: Vec<_> = p
+            .iter()
+            .filter(|r| r[col("object_id")] == s("o1"))
+            .map(|r| {
+                (
+                    r[col("kind")].clone(),
+                    r[col("class_name")].clone(),
+                    r[col("truth_class_id")].clone(),
+                    r[col("truth_class_name")].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            o1,
+            [
+                // the detector's o1 was class 1 by the first check, though the task's final state says 2
+                (s("DETECTION"), s("a"), Cell::U(Some(1)), s("a")),
+                // the recognizer's answer is labelled by the second check, which followed it
+                (s("RECOGNITION"), s("a"), Cell::U(Some(2)), s("b")),
+            ]
+        );
     }
 
     #[test]

@@ -365,17 +365,61 @@ impl TaskView {
                 value,
             ));
         }
-        // engine monitor: every run before the latest ground truth is scored against it
+        // engine monitor: every run before the latest ground truth is scored against it; in the
+        // two-step recipe a detector owes the boxes (the recognizer's runs are scored below), so
+        // its boxes are scored whatever their class, as its backtest is
         if let Some(truth) = &self.truth {
+            let boxes_only = self.recipe == "DETECTION_AND_RECOGNITION";
             for run in self.runs.iter().filter(|r| r.version < truth.version) {
                 let model = format!("{}@{}", run.model.model_id, run.model.version);
                 let day = day(run.at_ms);
+                let classes = if boxes_only {
+                    let unclassed: Vec<ViewObject> =
+                        run.predictions.iter().map(|p| ViewObject { class_id: None, ..p.clone() }).collect();
+                    score(&unclassed, &truth.objects)
+                } else {
+                    score(&run.predictions, &truth.objects)
+                };
                 let value = RunScore {
                     task_id: self.task_id.clone(),
                     attempt: run.attempt,
                     model: model.clone(),
                     day: day.clone(),
-                    classes: score(&run.predictions, &truth.objects),
+                    classes,
+                };
+                out.push(row(
+                    ENGINE_MONITOR,
+                    format!("{model}|{day}"),
+                    format!("{}|{:06}", self.task_id, run.attempt),
+                    encode(&value),
+                ));
+            }
+        }
+        // and every recognition run before it, on the boxes the truth kept (matched by object
+        // id): a right class is a hit of that class, a wrong one a false positive of the class
+        // said and a miss of the class true
+        if let Some(truth) = &self.truth {
+            let classes: BTreeMap<&str, u32> =
+                truth.objects.iter().filter_map(|o| Some((o.object_id.as_str(), o.class_id?))).collect();
+            for run in self.recognitions.iter().filter(|r| r.version < truth.version) {
+                let model = format!("{}@{}", run.model.model_id, run.model.version);
+                let day = day(run.at_ms);
+                let mut counts: BTreeMap<u32, Counts> = BTreeMap::new();
+                for (object, said, _) in &run.predictions {
+                    let Some(&want) = classes.get(object.as_str()) else { continue };
+                    if *said == want {
+                        counts.entry(want).or_default().tp += 1;
+                    } else {
+                        counts.entry(*said).or_default().fp += 1;
+                        counts.entry(want).or_default().fn_ += 1;
+                    }
+                }
+                let value = RunScore {
+                    task_id: self.task_id.clone(),
+                    attempt: run.attempt,
+                    model: model.clone(),
+                    day: day.clone(),
+                    classes: counts,
                 };
                 out.push(row(
                     ENGINE_MONITOR,

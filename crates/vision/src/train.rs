@@ -212,6 +212,9 @@ pub struct Evaluation {
     pub classes: BTreeMap<u32, Counts>,
     /// Over all classes.
     pub total: Counts,
+    /// The boxes alone, whatever their class (what a detector owes a recipe whose recognizer
+    /// gives the classes).
+    pub boxes: Counts,
 }
 
 /// Scores a detector on photos with their ground truth (in photo pixels), in batches.
@@ -222,6 +225,7 @@ pub fn evaluate(
     cfg: &DecodeConfig,
 ) -> Result<Evaluation, VisionError> {
     let mut classes: BTreeMap<u32, Counts> = BTreeMap::new();
+    let mut boxes = Counts::default();
     for chunk in photos.chunks(batch_size.max(1)) {
         let images: Vec<&Rgb> = chunk.iter().map(|(p, _)| p).collect();
         let found = det.detect(&images, cfg)?;
@@ -232,8 +236,10 @@ pub fn evaluate(
             for (class, c) in scoring::score(&p, &t) {
                 classes.entry(class).or_default().add(&c);
             }
+            let unclassed: Vec<Placed> = p.iter().map(|p| Placed { class_id: None, ..*p }).collect();
+            boxes.add(&scoring::total(&scoring::score(&unclassed, &t)));
         }
     }
     let total = scoring::total(&classes);
-    Ok(Evaluation { classes, total })
+    Ok(Evaluation { classes, total, boxes })
 }

@@ -88,7 +88,12 @@ impl Trainer {
             if let Some((view, truth)) = truth
                 && let Some(run) = view.runs.iter().rev().find(|r| r.model == model && r.version < truth.version)
             {
-                total.add(&scoring::total(&score(&run.predictions, &truth.objects)));
+                let boxes: Vec<_> = run
+                    .predictions
+                    .iter()
+                    .map(|p| visionlog_views::ViewObject { class_id: None, ..p.clone() })
+                    .collect();
+                total.add(&scoring::total(&score(&boxes, &truth.objects)));
                 replayed += 1;
                 continue;
             }
@@ -113,11 +118,11 @@ impl Trainer {
             photos.extend(self.photos(&row));
             if photos.len() >= EVAL_BATCH {
                 let det = current.as_ref().expect("loaded above");
-                total.add(&evaluate(det, &std::mem::take(&mut photos), EVAL_BATCH, &DecodeConfig::default())?.total);
+                total.add(&evaluate(det, &std::mem::take(&mut photos), EVAL_BATCH, &DecodeConfig::default())?.boxes);
             }
         }
         if let (Some(det), false) = (&current, photos.is_empty()) {
-            total.add(&evaluate(det, &photos, EVAL_BATCH, &DecodeConfig::default())?.total);
+            total.add(&evaluate(det, &photos, EVAL_BATCH, &DecodeConfig::default())?.boxes);
         }
         tracing::info!(
             model = model.model_id,
@@ -325,15 +330,19 @@ impl Trainer {
 
         // backtest: the candidate and the deployed model on the same held-out tasks
         let decode = DecodeConfig::default();
-        let (mut score, mut photos) = (Counts::default(), Vec::new());
+        // a detector is scored on its boxes (in the two-step recipe a recognizer gives the
+        // classes); its own classes' scores go into the artifact's metrics beside
+        let (mut score, mut classed, mut photos) = (Counts::default(), Counts::default(), Vec::new());
         for row in self.rows(key, true)? {
             photos.extend(self.photos(&row?));
             if photos.len() >= EVAL_BATCH {
-                score.add(&evaluate(&det, &std::mem::take(&mut photos), EVAL_BATCH, &decode)?.total);
+                let e = evaluate(&det, &std::mem::take(&mut photos), EVAL_BATCH, &decode)?;
+                (score.add(&e.boxes), classed.add(&e.total));
             }
         }
         if !photos.is_empty() {
-            score.add(&evaluate(&det, &photos, EVAL_BATCH, &decode)?.total);
+            let e = evaluate(&det, &photos, EVAL_BATCH, &decode)?;
+            (score.add(&e.boxes), classed.add(&e.total));
         }
         let (p, r, f1) = (score.precision().unwrap_or(0.0), score.recall().unwrap_or(0.0), score.f1());
         let stream = self.registry.stream(key)?;
@@ -347,6 +356,9 @@ impl Trainer {
         metrics.insert("backtest_precision".to_owned(), p);
         metrics.insert("backtest_recall".to_owned(), r);
         metrics.insert("backtest_f1".to_owned(), f1);
+        metrics.insert("backtest_class_precision".to_owned(), classed.precision().unwrap_or(0.0));
+        metrics.insert("backtest_class_recall".to_owned(), classed.recall().unwrap_or(0.0));
+        metrics.insert("backtest_class_f1".to_owned(), classed.f1());
         let artifact = det.to_artifact(Some(info.clone()), metrics)?;
         self.record_and_promote(key, &artifact, info, snapshot, held_tasks, (p, r, f1), baseline, "F1")
     }
