@@ -338,10 +338,15 @@ pub fn write_tenants(dir: &Path) -> PathBuf {
 /// loopback allow-listed for callbacks; waits until the gateway answers.
 pub fn run_with_gateway(data_dir: &Path, operators: u32, envs: &[(&str, &str)]) -> (Running, Api) {
     let tenants = write_tenants(data_dir);
+    run_with_tenants(data_dir, &tenants, operators, envs)
+}
+
+/// [`run_with_gateway`] with a tenants file of the caller's.
+pub fn run_with_tenants(data_dir: &Path, tenants: &Path, operators: u32, envs: &[(&str, &str)]) -> (Running, Api) {
     let addr = free_loopback_addr();
     let child = visionlog(data_dir)
         .arg("--tenants")
-        .arg(&tenants)
+        .arg(tenants)
         .args(["--fsync", "never", "run", "--operators", &operators.to_string(), "--gateway-addr", &addr.to_string()])
         .env("VISIONLOG_URL_ALLOW", "127.0.0.0/8")
         .envs(envs.iter().copied())

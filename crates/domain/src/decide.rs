@@ -129,6 +129,11 @@ pub fn decide(state: &TaskState, command: &TaskCommand, ctx: &DecideContext<'_>)
                 (_, Actor::Customer(_)) => {
                     return Err(Rejection::NotAssigned { actor: ctx.actor.to_string() });
                 }
+                (Stage::AwaitingOperator(SessionPurpose::QualityCheck), _)
+                    if task.annotator.as_ref() == Some(&c.operator) =>
+                {
+                    return Err(Rejection::OwnWork { operator: c.operator.to_string() });
+                }
                 (Stage::AwaitingOperator(purpose), _) => TaskEvent::OperatorAssigned(OperatorAssigned {
                     operator: c.operator.clone(),
                     session_id: c.session_id.clone(),

@@ -126,6 +126,12 @@ pub enum Rejection {
         /// The operator holding it.
         operator: String,
     },
+    /// An operator may not quality-check the annotation it made itself.
+    #[error("{operator} annotated this result and may not check it")]
+    OwnWork {
+        /// The operator.
+        operator: String,
+    },
     /// An object id is unknown.
     #[error("object {object_id} does not exist")]
     UnknownObject {
@@ -192,6 +198,7 @@ impl Rejection {
             Self::DuplicateObject { .. } => "duplicate_object",
             Self::EmptyCommand => "empty_command",
             Self::NothingToRedeliver { .. } => "nothing_to_redeliver",
+            Self::OwnWork { .. } => "own_work",
             Self::TenantMismatch { .. } => "tenant_mismatch",
             Self::NotPermitted { .. } => "not_permitted",
         }

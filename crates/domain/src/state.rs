@@ -132,6 +132,9 @@ pub struct Task {
     /// and adds again under its id was moved, and one that comes back with the class it had
     /// was not classified by the operator (the tool carried the class over).
     pub removed_in_session: BTreeMap<ObjectId, Option<u32>>,
+    /// The operator whose annotation session made the objects now, if one did: a quality check
+    /// of them is another operator's.
+    pub annotator: Option<OperatorId>,
 }
 
 /// The state of a task stream: `None` until `TaskCreated`.
@@ -165,6 +168,7 @@ pub fn evolve(state: TaskState, event: &TaskEvent) -> TaskState {
             recognition_attempts: 0,
             unrecognized: BTreeSet::new(),
             removed_in_session: BTreeMap::new(),
+            annotator: None,
         }),
         (None, _) => None,
         (Some(mut task), event) => {
@@ -199,6 +203,7 @@ fn apply(task: &mut Task, event: &TaskEvent) {
             task.unrecognized = task.objects.keys().cloned().collect();
             task.last_model = Some(e.model.clone());
             task.operator_touched = false;
+            task.annotator = None;
             task.stage = Stage::Detected;
         }
         TaskEvent::RecognitionRequested(e) => {
@@ -280,6 +285,9 @@ fn apply(task: &mut Task, event: &TaskEvent) {
         }
         TaskEvent::OperatorFinished(e) => {
             task.operator_touched = true;
+            if e.purpose == SessionPurpose::Annotation {
+                task.annotator = Some(e.operator.clone());
+            }
             task.stage = match e.purpose {
                 SessionPurpose::Annotation => Stage::Annotated,
                 SessionPurpose::QualityCheck => Stage::ResultGenerated,

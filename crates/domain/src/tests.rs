@@ -874,3 +874,32 @@ fn without_a_recognizer_the_operators_give_the_classes() {
     let events = given(&history).when(TaskCommand::GenerateResult(GenerateResult {})).events();
     assert!(matches!(events.as_slice(), [TaskEvent::TaskResultGenerated(r)] if r.source == ResultSource::Operator));
 }
+
+#[test]
+fn an_operator_does_not_check_its_own_annotation() {
+    let mut history = new_project_until_assigned();
+    history.extend([
+        TaskEvent::ObjectsAdded(ObjectsAdded {
+            operator: "ann".into(),
+            session_id: "s1".into(),
+            objects: vec![object("a", bbox(1.0, 1.0, 20.0, 20.0), Some(1))],
+        }),
+        TaskEvent::OperatorFinished(OperatorFinished {
+            operator: "ann".into(),
+            session_id: "s1".into(),
+            purpose: SessionPurpose::Annotation,
+        }),
+        TaskEvent::TaskResultGenerated(TaskResultGenerated {
+            revision: 1,
+            source: ResultSource::Operator,
+            model: None,
+            objects: vec![],
+        }),
+        TaskEvent::QualityCheckRequested(QualityCheckRequested { revision: 1 }),
+    ]);
+    let assign =
+        |who: &str| TaskCommand::AssignOperator(AssignOperator { operator: who.into(), session_id: "s2".into() });
+    given(&history).by(ann()).when(assign("ann")).then_rejected("own_work");
+    let events = given(&history).by(Actor::Operator("bob".into())).when(assign("bob")).events();
+    assert!(matches!(&events[..], [TaskEvent::OperatorAssigned(a)] if a.purpose == SessionPurpose::QualityCheck));
+}

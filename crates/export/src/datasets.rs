@@ -390,7 +390,8 @@ impl Fold {
                     ObjectSource::Model => "MODEL",
                     ObjectSource::Operator => "OPERATOR",
                 };
-                let crop = crop_location(&task.class_group.key, class_id, &task_id, id.as_str());
+                let crop =
+                    crop_location(task.customer.as_str(), &task.class_group.key, class_id, &task_id, id.as_str());
                 examples.push(
                     day(t.last_result_at_ms),
                     vec![

@@ -63,6 +63,7 @@ impl Problem {
             "not_assigned" => (StatusCode::CONFLICT, "not_assigned"),
             "session_mismatch" => (StatusCode::CONFLICT, "session_mismatch"),
             "nothing_to_redeliver" => (StatusCode::CONFLICT, "nothing_to_redeliver"),
+            "own_work" => (StatusCode::FORBIDDEN, "own_work"),
             "task_not_found" => (StatusCode::NOT_FOUND, "task_not_found"),
             other => (StatusCode::UNPROCESSABLE_ENTITY, stable(other)),
         };

@@ -47,7 +47,7 @@ pub fn import_detector(
     classes: Vec<u32>,
     by: &str,
 ) -> Result<ModelCommand, ImportError> {
-    let group = visionlog_views::queries::class_group(store, &key.class_group)?
+    let group = visionlog_views::queries::class_group(store, &key.customer, &key.class_group)?
         .ok_or_else(|| ImportError::UnknownClassGroup(key.class_group.clone()))?;
     let group_classes: Vec<u32> = group.classes.keys().copied().collect();
     let folder =

@@ -61,7 +61,7 @@ pub fn labelled<'a>(
     class_group: &str,
     after: Option<String>,
 ) -> Result<Paged<'a, LabelledRow>, StoreError> {
-    Ok(paged(store, serving(store, LABELLED)?, format!("{customer}|{class_group}"), after, PAGE))
+    Ok(paged(store, serving(store, LABELLED)?, class_group_scope(customer, class_group), after, PAGE))
 }
 
 /// The live rows of a partition after `after`, decoded, read `page` rows at a time.
@@ -120,21 +120,25 @@ impl<T: serde::de::DeserializeOwned> Iterator for Paged<'_, T> {
 /// Rows read per page by the paging readers.
 const PAGE: usize = 256;
 
-/// The last definition of a class group.
-pub fn class_group(store: &dyn ReadStore, key: &str) -> Result<Option<ClassGroupRow>, StoreError> {
-    Ok(store.get(&serving(store, CLASS_GROUPS)?, key, "")?.filter(|r| !r.is_tombstone()).and_then(|r| decode(&r.value)))
+/// The last definition of a customer's class group.
+pub fn class_group(store: &dyn ReadStore, customer: &str, key: &str) -> Result<Option<ClassGroupRow>, StoreError> {
+    Ok(store
+        .get(&serving(store, CLASS_GROUPS)?, &class_group_scope(customer, key), "")?
+        .filter(|r| !r.is_tombstone())
+        .and_then(|r| decode(&r.value)))
 }
 
-/// Every class group with the customer of the task that defined it last (a scan of a small
-/// table: one row per class group).
+/// Every class group with its customer (a scan of a small table: one row per customer's class
+/// group).
 pub fn class_groups(store: &dyn ReadStore) -> Result<Vec<(String, String)>, StoreError> {
-    let rows: Vec<ClassGroupRow> = scan_of(store, &serving(store, CLASS_GROUPS)?)?;
+    let t = serving(store, CLASS_GROUPS)?;
     let mut out = Vec::new();
-    for row in rows {
-        if let Some(s) = summary(store, &row.task_id)? {
-            out.push((s.customer, row.key));
+    for_each_row(store, &t, |r| {
+        if let (Some((customer, _)), Some(row)) = (r.partition.split_once('|'), decode::<ClassGroupRow>(&r.value)) {
+            out.push((customer.to_owned(), row.key));
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -376,6 +380,16 @@ pub struct OperatorLine {
     pub corrections: u64,
     /// Corrections per object checked.
     pub correction_rate: Option<f64>,
+    /// This operator's annotation sessions another operator's quality check followed.
+    pub annotations_rechecked: u64,
+    /// Of the objects this operator annotated, how many another operator's quality check looked at.
+    pub objects_rechecked: u64,
+    /// The corrections those checks made to this operator's annotations.
+    pub corrections_received: u64,
+    /// 1 - corrections received per object rechecked (seed 000: each operator's accuracy).
+    pub accuracy: Option<f64>,
+    /// The accuracy by the day the annotation sessions started (over time).
+    pub accuracy_by_day: BTreeMap<String, f64>,
 }
 
 /// The operator monitor, for sessions started on days in `[from, to]`.
@@ -387,6 +401,7 @@ pub fn operators(
 ) -> Result<Vec<OperatorLine>, StoreError> {
     let t = serving(store, OPERATOR_SESSIONS)?;
     let mut by: BTreeMap<String, (OperatorLine, f64)> = BTreeMap::new();
+    let mut checked_days: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
     for_each_row(store, &t, |r| {
         let Some(row) = decode::<SessionRow>(&r.value) else { return Ok(()) };
         let s = &row.session;
@@ -407,6 +422,15 @@ pub fn operators(
                 l.annotation_sessions += 1;
                 l.objects_annotated += u64::from(s.added);
                 *annotation_minutes += minutes;
+                if let Some(c) = &row.checked {
+                    // a check that adds boxes looked at more than the annotator drew
+                    let looked_at = u64::from(c.objects.max(c.corrections));
+                    l.annotations_rechecked += 1;
+                    l.objects_rechecked += looked_at;
+                    l.corrections_received += u64::from(c.corrections);
+                    let d = checked_days.entry((s.operator.clone(), day.clone())).or_default();
+                    (d.0, d.1) = (d.0 + looked_at, d.1 + u64::from(c.corrections));
+                }
             }
             ("finished", _) => {
                 l.quality_check_sessions += 1;
@@ -425,6 +449,14 @@ pub fn operators(
             l.objects_per_minute = (l.annotation_sessions > 0)
                 .then(|| l.objects_annotated as f64 / annotation_minutes.max(1.0 / 60_000.0));
             l.correction_rate = (l.objects_checked > 0).then(|| l.corrections as f64 / l.objects_checked as f64);
+            let accuracy = |looked: u64, fixed: u64| 1.0 - fixed.min(looked) as f64 / looked as f64;
+            l.accuracy = (l.objects_rechecked > 0).then(|| accuracy(l.objects_rechecked, l.corrections_received));
+            l.accuracy_by_day = checked_days
+                .range((l.operator.clone(), String::new())..)
+                .take_while(|((o, _), _)| *o == l.operator)
+                .filter(|(_, (looked, _))| *looked > 0)
+                .map(|((_, day), (looked, fixed))| (day.clone(), accuracy(*looked, *fixed)))
+                .collect();
             l
         })
         .collect())
@@ -471,6 +503,8 @@ pub fn billing(store: &dyn ReadStore, customer: &str, month: &str) -> Result<Vec
 /// The training data of one class.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TrainingLine {
+    /// The customer whose class group it is.
+    pub customer: String,
     /// The class group.
     pub class_group: String,
     /// The class id.
@@ -483,17 +517,23 @@ pub struct TrainingLine {
     pub tasks: u64,
 }
 
-/// Training examples per class group and class.
-pub fn training(store: &dyn ReadStore, class_group: Option<&str>) -> Result<Vec<TrainingLine>, StoreError> {
+/// Training examples per customer's class group and class.
+pub fn training(
+    store: &dyn ReadStore,
+    customer: Option<&str>,
+    class_group: Option<&str>,
+) -> Result<Vec<TrainingLine>, StoreError> {
     let g = generations::read(store)?.0.serving;
     let mut by: BTreeMap<(String, u32), TrainingLine> = BTreeMap::new();
     for_each_row(store, &table(TRAINING_INDEX, g), |r| {
-        let Some((group, class)) = r.partition.rsplit_once('|') else { return Ok(()) };
+        let Some((scope, class)) = r.partition.rsplit_once('|') else { return Ok(()) };
+        let Some((who, group)) = scope.split_once('|') else { return Ok(()) };
         let (Some(row), Ok(class_id)) = (decode::<TrainingRow>(&r.value), class.parse::<u32>()) else { return Ok(()) };
-        if class_group.is_some_and(|c| c != group) {
+        if customer.is_some_and(|c| c != who) || class_group.is_some_and(|c| c != group) {
             return Ok(());
         }
-        let l = by.entry((group.to_owned(), class_id)).or_insert_with(|| TrainingLine {
+        let l = by.entry((scope.to_owned(), class_id)).or_insert_with(|| TrainingLine {
+            customer: who.to_owned(),
             class_group: group.to_owned(),
             class_id,
             ..Default::default()
@@ -504,12 +544,12 @@ pub fn training(store: &dyn ReadStore, class_group: Option<&str>) -> Result<Vec<
     })?;
     let groups = table(CLASS_GROUPS, g);
     let mut names: BTreeMap<String, Option<ClassGroupRow>> = BTreeMap::new();
-    for l in by.values_mut() {
-        let def = match names.get(&l.class_group) {
+    for ((scope, _), l) in by.iter_mut() {
+        let def = match names.get(scope) {
             Some(d) => d.clone(),
             None => {
-                let d = store.get(&groups, &l.class_group, "")?.and_then(|r| decode::<ClassGroupRow>(&r.value));
-                names.insert(l.class_group.clone(), d.clone());
+                let d = store.get(&groups, scope, "")?.and_then(|r| decode::<ClassGroupRow>(&r.value));
+                names.insert(scope.clone(), d.clone());
                 d
             }
         };
@@ -518,11 +558,14 @@ pub fn training(store: &dyn ReadStore, class_group: Option<&str>) -> Result<Vec<
     Ok(by.into_values().collect())
 }
 
-/// The crops of one class: where each is, from which task (one partition read).
+/// The crops of one class of a customer's class group: where each is, from which task (one
+/// partition read).
 pub fn training_examples(
     store: &dyn ReadStore,
+    customer: &str,
     class_group: &str,
     class_id: u32,
 ) -> Result<Vec<TrainingRow>, StoreError> {
-    Ok(rows_of(read_partition(store, &serving(store, TRAINING_INDEX)?, &format!("{class_group}|{class_id}"))?))
+    let partition = format!("{}|{class_id}", class_group_scope(customer, class_group));
+    Ok(rows_of(read_partition(store, &serving(store, TRAINING_INDEX)?, &partition)?))
 }

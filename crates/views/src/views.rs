@@ -183,6 +183,20 @@ pub struct SessionRow {
     pub task_id: String,
     /// The session.
     pub session: crate::task_view::OperatorSession,
+    /// For an annotation session another operator's quality check followed: what the check
+    /// found (the annotator's accuracy sample).
+    pub checked: Option<Checked>,
+}
+
+/// What a quality check found of the annotation session before it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checked {
+    /// The checking operator.
+    pub checker: String,
+    /// Objects the check started from (the annotator's).
+    pub objects: u32,
+    /// Its corrections: boxes added, removed and relabelled.
+    pub corrections: u32,
 }
 
 /// The billing row of one task.
@@ -263,10 +277,20 @@ pub struct ClassGroupRow {
 /// id can climb out of its folder.
 pub use visionlog_domain::path_segment;
 
-/// Where the crop of an object lives in the training-data repository.
-pub fn crop_location(class_group: &str, class_id: u32, task_id: &str, object_id: &str) -> String {
+/// A class group as it names rows: its key within its customer's namespace. Keys are the
+/// customer's own names, so two customers may use one key; every row keyed by a class group
+/// (its definition, labels, training crops) is keyed by this, and never by the key alone.
+/// Customer ids hold no `|`, so no two (customer, key) pairs meet.
+pub fn class_group_scope(customer: &str, key: &str) -> String {
+    format!("{customer}|{key}")
+}
+
+/// Where the crop of an object lives in the training-data repository: under its customer, then
+/// its class group.
+pub fn crop_location(customer: &str, class_group: &str, class_id: u32, task_id: &str, object_id: &str) -> String {
     format!(
-        "training/{}/{class_id}/{}/{}.png",
+        "training/{}/{}/{class_id}/{}/{}.png",
+        path_segment(customer),
         path_segment(class_group),
         path_segment(task_id),
         path_segment(object_id)
@@ -429,8 +453,21 @@ impl TaskView {
                 ));
             }
         }
-        for s in &self.sessions {
-            let value = SessionRow { task_id: self.task_id.clone(), session: s.clone() };
+        for (i, s) in self.sessions.iter().enumerate() {
+            // an annotation sealed, then the next session a finished check by someone else
+            let check = self.sessions.get(i + 1).filter(|q| {
+                s.purpose == "annotation"
+                    && s.outcome == "finished"
+                    && q.purpose == "quality_check"
+                    && q.outcome == "finished"
+                    && q.operator != s.operator
+            });
+            let checked = check.map(|q| Checked {
+                checker: q.operator.clone(),
+                objects: q.objects_at_start,
+                corrections: q.added + q.removed + q.labeled,
+            });
+            let value = SessionRow { task_id: self.task_id.clone(), session: s.clone(), checked };
             out.push(row(
                 OPERATOR_SESSIONS,
                 format!("{}|{}", s.operator, day(s.started_ms)),
@@ -461,7 +498,7 @@ impl TaskView {
             };
             out.push(row(
                 LABELLED,
-                format!("{}|{}", self.customer, self.class_group),
+                class_group_scope(&self.customer, &self.class_group),
                 format!("{}|{}", ts(truth.at_ms), self.task_id),
                 encode(&labelled),
             ));
@@ -474,14 +511,14 @@ impl TaskView {
                     object_id: o.object_id.clone(),
                     image: o.image,
                     bbox: o.bbox,
-                    location: crop_location(&self.class_group, class_id, &self.task_id, &o.object_id),
+                    location: crop_location(&self.customer, &self.class_group, class_id, &self.task_id, &o.object_id),
                 });
             }
             for (class_id, crops) in by_class {
                 let value = TrainingRow { task_id: self.task_id.clone(), truth_version: truth.version, crops };
                 out.push(row(
                     TRAINING_INDEX,
-                    format!("{}|{class_id}", self.class_group),
+                    format!("{}|{class_id}", class_group_scope(&self.customer, &self.class_group)),
                     self.task_id.clone(),
                     encode(&value),
                 ));
@@ -503,7 +540,7 @@ impl TaskView {
         };
         out.push(ViewRow {
             table: CLASS_GROUPS,
-            partition: self.class_group.clone(),
+            partition: class_group_scope(&self.customer, &self.class_group),
             clustering: String::new(),
             version: Some(millis << CLASS_GROUP_TIE_BITS | tie),
             value: encode(&group),
@@ -567,7 +604,7 @@ mod tests {
     #[test]
     fn path_segments_cannot_climb() {
         assert_eq!(path_segment("../etc/passwd"), "%2E%2E%2Fetc%2Fpasswd");
-        assert_eq!(crop_location("acme/ice", 3, "t-1", "s1.0"), "training/acme%2Fice/3/t-1/s1%2E0.png");
+        assert_eq!(crop_location("acme", "acme/ice", 3, "t-1", "s1.0"), "training/acme/acme%2Fice/3/t-1/s1%2E0.png");
     }
 
     #[test]

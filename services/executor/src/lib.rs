@@ -57,8 +57,10 @@ pub fn next_command(task_id: &str, version: u64, event: &TaskEvent, qc_per_mille
         TaskEvent::OperatorFinished(e) if e.purpose == SessionPurpose::Annotation => {
             TaskCommand::GenerateResult(GenerateResult {})
         }
+        // a sample of the models' results, and of the operators' first results (their
+        // accuracy, checked by another operator); a check's own correction is not checked again
         TaskEvent::TaskResultGenerated(e)
-            if e.source == ResultSource::Automatic && sampled(task_id, version, qc_per_mille) =>
+            if (e.source == ResultSource::Automatic || e.revision == 1) && sampled(task_id, version, qc_per_mille) =>
         {
             TaskCommand::RequestQualityCheck(RequestQualityCheck {})
         }

@@ -57,6 +57,12 @@ pub struct TrainerConfig {
     /// Bytes of prepared photos a training run keeps in memory; a larger training set streams
     /// through a pool of this size.
     pub memory_bytes: usize,
+    /// Drift triggers training: when every day of this many days (today included) has checked
+    /// runs of a deployed model below its backtest (the engine monitor's drift), a training
+    /// request is recorded with the figures as its reason. `None`: never.
+    pub drift_window_days: Option<u32>,
+    /// How often the engine monitor is read for drift (it is a scan of the monitor's rows).
+    pub drift_every: Duration,
 }
 
 impl Default for TrainerConfig {
@@ -67,6 +73,8 @@ impl Default for TrainerConfig {
             train: TrainConfig::default(),
             poll: Duration::from_secs(2),
             memory_bytes: 1 << 30,
+            drift_window_days: Some(3),
+            drift_every: Duration::from_secs(600),
         }
     }
 }
@@ -217,13 +225,21 @@ impl Trainer {
 
     /// Looks for work until `stop` is set: a training request, or enough new ground truth.
     pub fn run(&self, class_groups: &dyn Fn() -> Vec<(String, String)>, stop: &AtomicBool) {
+        let mut drift_checked: Option<std::time::Instant> = None;
         while !stop.load(Ordering::Relaxed) {
+            let check_drift = drift_checked.is_none_or(|t| t.elapsed() >= self.config.drift_every);
+            if check_drift {
+                drift_checked = Some(std::time::Instant::now());
+            }
             for (customer, class_group) in class_groups() {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
                 for key in [ModelKey::detector(&customer, &class_group), ModelKey::recognizer(&customer, &class_group)]
                 {
+                    if check_drift && let Err(e) = self.request_on_drift(&key, now_ms()) {
+                        tracing::warn!(model = key.model_id(), error = %e, "trainer: drift unread; will try again");
+                    }
                     if let Err(e) = self.consider_key(&key) {
                         tracing::warn!(model = key.model_id(), error = %e, "trainer: will try again");
                     }
@@ -243,6 +259,55 @@ impl Trainer {
             })
         };
         self.run(&groups, stop);
+    }
+
+    /// Records a training request for the deployed version of `key` when the engine monitor's
+    /// drift held over the whole window ending at `now_ms`: every day of it has checked runs,
+    /// and on each the precision or the recall is more than the tolerance below the version's
+    /// backtest. Not asked again while a request is pending, nor when a version was trained
+    /// since the window began (its answer stands until the drift outlasts a window after it).
+    /// Returns the reason recorded, if any.
+    pub fn request_on_drift(&self, key: &ModelKey, now_ms: i64) -> Result<Option<String>, TrainerError> {
+        const DAY_MS: i64 = 86_400_000;
+        let Some(window) = self.config.drift_window_days.filter(|w| *w > 0) else { return Ok(None) };
+        let stream = self.registry.stream(key)?;
+        let Some(version) = stream.deployed else { return Ok(None) };
+        let start_ms = (now_ms / DAY_MS - i64::from(window) + 1) * DAY_MS;
+        if stream.pending_training.is_some() || stream.versions.values().any(|v| v.trained && v.created_ms >= start_ms)
+        {
+            return Ok(None);
+        }
+        let model = format!("{}@{version}", key.model_id());
+        let (from, to) = (visionlog_views::day(start_ms), visionlog_views::day(now_ms));
+        let Some(m) = queries::accuracy(self.store.as_ref(), Some(&model), Some(&from), Some(&to))?.pop() else {
+            return Ok(None);
+        };
+        let Some(b) = m.backtest else { return Ok(None) };
+        let below = |l: &queries::AccuracyLine| {
+            l.precision.is_some_and(|p| p < b.precision - queries::DRIFT_TOLERANCE)
+                || l.recall.is_some_and(|r| r < b.recall - queries::DRIFT_TOLERANCE)
+        };
+        if m.days.len() < window as usize || !m.days.iter().all(below) {
+            return Ok(None);
+        }
+        let pct = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |x| format!("{x:.3}"));
+        let reason = format!(
+            "drift: precision {} recall {} on {} checked runs from {from} to {to}, every day below the backtest's {:.3} / {:.3}",
+            pct(m.total.precision),
+            pct(m.total.recall),
+            m.total.runs,
+            b.precision,
+            b.recall
+        );
+        let command = ModelCommand::RequestTraining { by: "engine-monitor".into(), reason: reason.clone() };
+        let id = deterministic_id(&[&model, "drift", &from]);
+        match self.registry.execute(key, &id, &command, now_ms)? {
+            Outcome::Appended(..) => {
+                tracing::warn!(model, reason, "trainer: drift; training requested");
+                Ok(Some(reason))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Trains a class group's detector if asked to or if the policy says so: at least

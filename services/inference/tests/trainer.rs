@@ -129,3 +129,59 @@ fn the_policy_counts_the_labels_sealed_since_the_last_trained_version() {
     assert!(second.version > first.version);
     assert!(second.info.tasks > first.info.tasks, "trained on the old labels and the new");
 }
+
+/// Drift triggers training: a deployed version whose checked runs fell below its backtest on
+/// every day of the window gets a training request with the figures as its reason, once; a
+/// window with a good day, or a pending request, asks nothing.
+#[test]
+fn drift_held_over_the_window_records_a_training_request_once() {
+    use visionlog_models::{ModelCommand, Outcome};
+    use visionlog_views::queries::{Backtest, record_backtest};
+    use visionlog_views::views::{Counts, ENGINE_MONITOR, RunScore};
+    const DAY: i64 = 86_400_000;
+    let w = world();
+    let key = ModelKey::recognizer("acme", "acme/shelves");
+    let now = 1_796_083_200_000 + 12 * 3_600_000; // 2026-12-01T12:00Z
+    let exec = |id: &str, c: ModelCommand| w.registry.execute(&key, id, &c, now - 10 * DAY).unwrap();
+    assert!(matches!(
+        exec("r", ModelCommand::Register { artifact: "a/1".into(), by: "t".into() }),
+        Outcome::Appended(..)
+    ));
+    exec("p", ModelCommand::Promote { version: 1, reason: "first".into() });
+    let model = format!("{}@1", key.model_id());
+    record_backtest(w.store.as_ref(), &model, 1, &Backtest { precision: 0.95, recall: 0.95 }).unwrap();
+    // checked runs: right 6 of 10 (precision and recall 0.6) on each of the last three days
+    let run = |n: usize, at: i64, right: u64| {
+        let day = visionlog_views::day(at);
+        let counts = Counts { tp: right, fp: 10 - right, fn_: 10 - right };
+        let value = RunScore {
+            task_id: format!("t{n}"),
+            attempt: 1,
+            model: model.clone(),
+            day: day.clone(),
+            classes: [(1, counts)].into(),
+        };
+        let row = Row {
+            partition: format!("{model}|{day}"),
+            clustering: format!("t{n}|000001"),
+            version: 1,
+            value: encode(&value),
+        };
+        w.store.put(&[Put { table: table(ENGINE_MONITOR, 1), row }]).unwrap();
+    };
+    let trainer = w.trainer(1 << 30);
+    run(0, now - 2 * DAY, 6);
+    run(1, now - DAY, 6);
+    assert_eq!(trainer.request_on_drift(&key, now).unwrap(), None, "two days of drift, not three");
+    run(2, now, 9);
+    assert_eq!(trainer.request_on_drift(&key, now).unwrap(), None, "today's runs are good");
+    run(3, now, 1);
+    let reason = trainer.request_on_drift(&key, now).unwrap().expect("three days below the backtest");
+    assert!(
+        reason.starts_with("drift: precision 0.550 recall 0.550 on 4 checked runs from 2026-11-29 to 2026-12-01"),
+        "{reason}"
+    );
+    let stream = w.registry.stream(&key).unwrap();
+    assert_eq!(stream.pending_training, Some(("engine-monitor".to_owned(), reason)));
+    assert_eq!(trainer.request_on_drift(&key, now).unwrap(), None, "a pending request is not asked again");
+}

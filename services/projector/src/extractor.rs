@@ -63,8 +63,10 @@ impl Extractor {
                 let crop =
                     pixels.crop(b.x, b.y, b.w, b.h).map_err(|e| Failed::Input(format!("{}: {e}", o.object_id)))?;
                 let class_id = o.class_id.expect("filtered above");
-                self.objects
-                    .put(&crop_location(&task.class_group, class_id, &task.task_id, &o.object_id), crop.to_png())?;
+                self.objects.put(
+                    &crop_location(&task.customer, &task.class_group, class_id, &task.task_id, &o.object_id),
+                    crop.to_png(),
+                )?;
                 crops += 1;
             }
         }

@@ -27,10 +27,13 @@ fn bbox(x: f32, y: f32) -> BoundingBox {
     BoundingBox { x, y, w: 40.0, h: 60.0 }
 }
 
-fn classes() -> ClassGroup {
+/// Both customers call their class group `acme/ice-cream` (a key is the customer's own name),
+/// with classes of their own names.
+fn classes(customer: &str) -> ClassGroup {
+    let prefix = if customer == "acme" { "product" } else { "gx" };
     ClassGroup {
         key: "acme/ice-cream".into(),
-        classes: (1..=3).map(|id| ProductClass { id, name: format!("product-{id}") }).collect(),
+        classes: (1..=3).map(|id| ProductClass { id, name: format!("{prefix}-{id}") }).collect(),
     }
 }
 
@@ -39,7 +42,7 @@ fn created(customer: &str) -> TaskEvent {
         customer: CustomerId::from(customer),
         task_type: TaskType::ProductDetection,
         recipe: Recipe::Detection,
-        class_group: classes(),
+        class_group: classes(customer),
         images: vec![ImageRef { uri: "store://images/a.jpg".into(), width: 640, height: 480 }],
         callback_url: None,
         personal: None,
@@ -344,15 +347,39 @@ fn the_other_views_answer_their_queries() {
     let corrections: u64 = ops.iter().map(|o| o.corrections).sum();
     // kind 1 and 2 first QC: 3 objects, 2 corrections; kind 2 second QC: 2 objects, none
     assert_eq!((checked, corrections), (4 * 3 + 2 * 2, 4 * 2));
-    // training data: ground truth of annotated and quality-checked tasks, by class
-    let training = queries::training(s, Some("acme/ice-cream")).unwrap();
+    // training data: ground truth of annotated and quality-checked tasks, by class, each
+    // customer's own though both use one class group key
+    let training = queries::training(s, Some("acme"), Some("acme/ice-cream")).unwrap();
     let examples: u64 = training.iter().map(|l| l.examples).sum();
-    assert_eq!(examples, 2 * 3 + 4 * 2, "2 annotated tasks of 3 objects, 4 checked tasks of 2");
+    assert_eq!(examples, 2 * 3 + 2 * 2, "acme: 2 annotated tasks of 3 objects, 2 checked tasks of 2");
     assert_eq!(training[0].class_name.as_deref(), Some("product-1"));
-    let crops = queries::training_examples(s, "acme/ice-cream", 3).unwrap();
-    assert!(crops.iter().all(|r| r.crops.iter().all(|c| c.location.starts_with("training/acme%2Fice-cream/3/"))));
+    let theirs = queries::training(s, Some("globex"), Some("acme/ice-cream")).unwrap();
+    assert_eq!(theirs.iter().map(|l| l.examples).sum::<u64>(), 2 * 2, "globex: 2 checked tasks of 2");
+    assert!(
+        theirs.iter().all(|l| l.customer == "globex" && l.class_name.as_deref().is_some_and(|n| n.starts_with("gx-")))
+    );
+    assert_eq!(queries::training(s, None, None).unwrap().iter().map(|l| l.examples).sum::<u64>(), 14);
+    let crops = queries::training_examples(s, "acme", "acme/ice-cream", 3).unwrap();
+    assert!(crops.iter().all(|r| r.crops.iter().all(|c| c.location.starts_with("training/acme/acme%2Fice-cream/3/"))));
+    let globex_crops = queries::training_examples(s, "globex", "acme/ice-cream", 3).unwrap();
+    assert!(!globex_crops.is_empty() && globex_crops.iter().all(|r| r.task_id.ends_with(['1', '3', '5', '7'])));
+    assert!(crops.iter().all(|r| r.task_id.ends_with(['0', '2', '4', '6'])), "acme's crops are acme's tasks'");
+    // one class-group key, two tenants: each its own definition, labels and training set
+    let acme = queries::class_group(s, "acme", "acme/ice-cream").unwrap().unwrap();
+    let globex = queries::class_group(s, "globex", "acme/ice-cream").unwrap().unwrap();
+    assert_eq!((acme.classes[&1].as_str(), globex.classes[&1].as_str()), ("product-1", "gx-1"));
+    let mut groups = queries::class_groups(s).unwrap();
+    groups.sort();
+    let key = "acme/ice-cream".to_owned();
+    assert_eq!(groups, [("acme".to_owned(), key.clone()), ("globex".to_owned(), key)]);
+    for (customer, tasks) in [("acme", ['0', '2', '4', '6']), ("globex", ['1', '3', '5', '7'])] {
+        let labelled: Vec<_> =
+            queries::labelled(s, customer, "acme/ice-cream", None).unwrap().map(|r| r.unwrap()).collect();
+        assert!(!labelled.is_empty(), "{customer}");
+        assert!(labelled.iter().all(|r| r.task_id.ends_with(tasks)), "{customer}: only its own labels");
+    }
     // the relabelled object left class 2 (tombstoned) and appears in class 3
-    let class2 = queries::training_examples(s, "acme/ice-cream", 2).unwrap();
+    let class2 = queries::training_examples(s, "acme", "acme/ice-cream", 2).unwrap();
     assert!(class2.iter().all(|r| r.crops.iter().all(|c| c.object_id != "m1.1")));
 }
 
@@ -374,7 +401,7 @@ fn crops_are_written_before_the_index_even_across_a_failure() {
     );
     objects.put("images/a.jpg", image.to_png()).unwrap();
     // class 2's folder cannot be made: a file sits where it goes
-    let blocker = dir.path().join("training/acme%2Fice-cream/2");
+    let blocker = dir.path().join("training/acme/acme%2Fice-cream/2");
     std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
     std::fs::write(&blocker, b"in the way").unwrap();
 
@@ -388,7 +415,7 @@ fn crops_are_written_before_the_index_even_across_a_failure() {
     }
     assert!(p.flush().is_err(), "the crop of class 2 could not be written");
     assert!(extraction(store.as_ref(), "task-000").unwrap().is_none());
-    assert!(queries::training(store.as_ref(), None).unwrap().is_empty(), "no index row before its crops");
+    assert!(queries::training(store.as_ref(), None, None).unwrap().is_empty(), "no index row before its crops");
 
     // the consumer retries from its position: the same events again, now with room for class 2
     std::fs::remove_file(&blocker).unwrap();
@@ -397,7 +424,7 @@ fn crops_are_written_before_the_index_even_across_a_failure() {
     let record = extraction(store.as_ref(), "task-000").unwrap().unwrap();
     assert_eq!((record.crops, record.error), (3, None));
     for class_id in 1..=3 {
-        let rows = queries::training_examples(store.as_ref(), "acme/ice-cream", class_id).unwrap();
+        let rows = queries::training_examples(store.as_ref(), "acme", "acme/ice-cream", class_id).unwrap();
         let crop = &rows[0].crops[0];
         let png = objects.get(&crop.location, 1 << 20).unwrap();
         let pixels = visionlog_imaging::Rgb::from_png(&png).unwrap();
@@ -415,7 +442,7 @@ fn crops_are_written_before_the_index_even_across_a_failure() {
     let record = extraction(store2.as_ref(), "task-000").unwrap().unwrap();
     assert_eq!(record.crops, 0);
     assert!(record.error.unwrap().contains("no object at images/a.jpg"));
-    assert_eq!(queries::training(store2.as_ref(), None).unwrap().len(), 3, "the index still lists the examples");
+    assert_eq!(queries::training(store2.as_ref(), None, None).unwrap().len(), 3, "the index still lists the examples");
 }
 
 /// A store whose first write of the `task_state` table fails (after the view rows of the same

@@ -11,4 +11,4 @@
 mod pool;
 pub mod scenario;
 
-pub use pool::{GROUP, SimulatedOperators, TaskObjects};
+pub use pool::{GROUP, SeenTask, SimulatedOperators, TaskObjects};

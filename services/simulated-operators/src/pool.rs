@@ -12,9 +12,18 @@ use visionlog_journal::{CommandBus, ConsumeError, EventHandler, HandledEvent, ca
 /// The consumer group of the operator pool.
 pub const GROUP: &str = "operators";
 
-/// What an operator sees of a task: its objects as of at least the version given (`None`
-/// while the read side has not caught up with it yet).
-pub type TaskObjects = Box<dyn Fn(&str, u64) -> Result<Option<Vec<DetectedObject>>, String> + Send>;
+/// What an operator sees of a task as of at least the version given (`None` while the read
+/// side has not caught up with it yet).
+pub type TaskObjects = Box<dyn Fn(&str, u64) -> Result<Option<SeenTask>, String> + Send>;
+
+/// A task as the operator tool shows it.
+#[derive(Clone, Debug, Default)]
+pub struct SeenTask {
+    /// Its objects now.
+    pub objects: Vec<DetectedObject>,
+    /// Who annotated them, if an operator did (a check is another operator's).
+    pub annotator: Option<String>,
+}
 
 /// Operators played by code: they take waiting tasks, annotate them from ground truth, and in
 /// quality checks correct a model's result to the ground truth.
@@ -42,7 +51,14 @@ impl SimulatedOperators {
         self.with_task_objects(Box::new(move |task, version| {
             let view = visionlog_views::queries::task_view(store.as_ref(), task).map_err(|e| e.to_string())?;
             Ok(view.filter(|v| v.version >= version).map(|v| {
-                v.objects
+                let annotator = v
+                    .sessions
+                    .iter()
+                    .rev()
+                    .find(|s| s.purpose == "annotation" && s.outcome == "finished")
+                    .map(|s| s.operator.clone());
+                let objects = v
+                    .objects
                     .into_values()
                     .map(|o| DetectedObject {
                         object_id: ObjectId(o.object_id),
@@ -51,7 +67,8 @@ impl SimulatedOperators {
                         class_id: o.class_id,
                         score: o.score.unwrap_or(1.0),
                     })
-                    .collect()
+                    .collect();
+                SeenTask { objects, annotator }
             }))
         }))
     }
@@ -121,11 +138,21 @@ impl SimulatedOperators {
         Ok(())
     }
 
-    /// The actions a person would take to draw the ground truth, mistakes included.
-    fn session_actions(task_id: &str, session: &str, truth: &[AnnotatedObject]) -> Vec<UiAction> {
+    /// How often an operator overlooks a product when annotating, per thousand: `op-N` misses
+    /// N * 40 ‰ (op-0 none), so the operator monitor's accuracies differ as people's do.
+    fn misses_per_mille(operator: &str) -> u64 {
+        operator.strip_prefix("op-").and_then(|n| n.parse::<u64>().ok()).map_or(0, |n| (n * 40).min(500))
+    }
+
+    /// The actions a person would take to draw the ground truth, mistakes included (some
+    /// corrected in the session, some products overlooked: see [`Self::misses_per_mille`]).
+    fn session_actions(task_id: &str, session: &str, truth: &[AnnotatedObject], misses: u64) -> Vec<UiAction> {
         let mut rng = Rng::from_key(&format!("{task_id}/{session}"));
         let mut actions = Vec::new();
         for (i, o) in truth.iter().enumerate() {
+            if rng.below(1000) < misses {
+                continue;
+            }
             let id = ObjectId(format!("{session}.{i}"));
             let unlabeled_first = rng.below(4) == 0;
             let drawn_off = rng.below(5) == 0;
@@ -159,8 +186,17 @@ impl EventHandler for SimulatedOperators {
         let env = e.envelope;
         match e.event {
             TaskEvent::AssistanceRequested(_) | TaskEvent::QualityCheckRequested(_) => {
-                let pick = Rng::from_key(&format!("{}/{}", env.task_id, env.version)).below(self.operators.len() as u64)
-                    as usize;
+                let mut pick = Rng::from_key(&format!("{}/{}", env.task_id, env.version))
+                    .below(self.operators.len() as u64) as usize;
+                if let (TaskEvent::QualityCheckRequested(_), Some(seen)) = (e.event, &self.objects) {
+                    // a check is another operator's than the annotator's
+                    let task = seen(&env.task_id, env.version).map_err(ConsumeError::Transient)?.ok_or_else(|| {
+                        ConsumeError::NotYet(format!("task {} is not projected up to its check yet", env.task_id))
+                    })?;
+                    if task.annotator.as_deref() == Some(self.operators[pick].as_str()) {
+                        pick = (pick + 1) % self.operators.len();
+                    }
+                }
                 let operator = self.operators[pick].clone();
                 let session_id = SessionId(format!("s{}", env.version));
                 let assign =
@@ -185,9 +221,11 @@ impl EventHandler for SimulatedOperators {
                     ),
                     None => None,
                 };
+                let seen = seen.map(|s| s.objects);
                 let boxed = seen.as_ref().is_some_and(|o| !o.is_empty());
                 if a.purpose == SessionPurpose::Annotation && !boxed {
-                    let actions = Self::session_actions(&env.task_id, a.session_id.as_str(), &truth);
+                    let misses = Self::misses_per_mille(a.operator.as_str());
+                    let actions = Self::session_actions(&env.task_id, a.session_id.as_str(), &truth, misses);
                     let summary = summarize(&BTreeMap::new(), &actions)
                         .map_err(|err| ConsumeError::Transient(err.to_string()))?;
                     commands = summary.into_commands(&a.session_id);
@@ -245,7 +283,7 @@ mod tests {
     #[test]
     fn a_simulated_session_summarizes_to_the_ground_truth() {
         let truth = scenario("task-3", "acme").truth;
-        let actions = SimulatedOperators::session_actions("task-3", "s5", &truth);
+        let actions = SimulatedOperators::session_actions("task-3", "s5", &truth, 0);
         assert!(actions.len() > truth.len(), "mistakes were made and fixed");
         let summary = summarize(&BTreeMap::new(), &actions).unwrap();
         assert!(summary.removed.is_empty() && summary.labeled.is_empty());

@@ -167,6 +167,14 @@ pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
         Some(detector) if training => Some(held_out_score(&rt, &detector, recognizer.as_deref())?),
         _ => None,
     };
+    // the operator monitor: each operator's accuracy where another operator checked its work
+    let operator_accuracy: serde_json::Map<String, serde_json::Value> =
+        visionlog_views::queries::operators(rt.store.as_ref(), None, None, None)?
+            .into_iter()
+            .filter_map(|l| {
+                Some((l.operator, json!({"accuracy": l.accuracy?, "annotations_checked": l.annotations_rechecked})))
+            })
+            .collect();
     let report = json!({
         "tasks_created": created,
         "tasks_completed": completed,
@@ -186,6 +194,7 @@ pub(crate) fn run(backends: &Backends, args: &DemoArgs) -> anyhow::Result<()> {
         "automatic_tasks": count("ObjectsDetected"),
         "assisted_tasks": count("AssistanceRequested"),
         "quality_checks": count("QualityCheckRequested"),
+        "operator_accuracy": operator_accuracy,
         "recipe": args.recipe,
         "deployed_recognizer": recognizers.deployed.map(|v| format!("{}@v{v}", recognizer_key.model_id())),
         "recognized_tasks": count("ObjectsRecognized"),

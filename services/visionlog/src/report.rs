@@ -67,11 +67,14 @@ pub(crate) enum ReportCmd {
     },
     /// Training data: examples per class group and class (with --class, each crop's location).
     Training {
+        /// Only this customer's class groups.
+        #[arg(long)]
+        customer: Option<String>,
         /// Only this class group.
         #[arg(long)]
         class_group: Option<String>,
-        /// List the crops of this class (needs --class-group).
-        #[arg(long, requires = "class_group")]
+        /// List the crops of this class (needs --customer and --class-group).
+        #[arg(long, requires_all = ["customer", "class_group"])]
         class: Option<u32>,
         /// One JSON object per line.
         #[arg(long)]
@@ -193,12 +196,21 @@ pub(crate) fn run(backends: &Backends, cmd: &ReportCmd) -> anyhow::Result<()> {
                 return json_lines(&lines);
             }
             line(format!(
-                "{:<14} {:>8} {:>10} {:>4} {:>8} {:>9} {:>9} {:>11} {:>10}",
-                "operator", "sessions", "annotation", "qc", "released", "minutes", "objects", "objects/min", "qc fixes"
+                "{:<14} {:>8} {:>10} {:>4} {:>8} {:>9} {:>9} {:>11} {:>10} {:>9}",
+                "operator",
+                "sessions",
+                "annotation",
+                "qc",
+                "released",
+                "minutes",
+                "objects",
+                "objects/min",
+                "qc fixes",
+                "accuracy"
             ));
             for l in &lines {
                 line(format!(
-                    "{:<14} {:>8} {:>10} {:>4} {:>8} {:>9.2} {:>9} {:>11} {:>10}",
+                    "{:<14} {:>8} {:>10} {:>4} {:>8} {:>9.2} {:>9} {:>11} {:>10} {:>9}",
                     l.operator,
                     l.sessions,
                     l.annotation_sessions,
@@ -207,7 +219,8 @@ pub(crate) fn run(backends: &Backends, cmd: &ReportCmd) -> anyhow::Result<()> {
                     l.minutes,
                     l.objects_annotated,
                     l.objects_per_minute.map_or_else(|| "-".into(), |v| format!("{v:.1}")),
-                    pct(l.correction_rate)
+                    pct(l.correction_rate),
+                    pct(l.accuracy)
                 ));
             }
         }
@@ -223,9 +236,9 @@ pub(crate) fn run(backends: &Backends, cmd: &ReportCmd) -> anyhow::Result<()> {
                 line(format!("  {:<28} {:>8} {:>14} {:>15}", l.recipe, l.tasks, l.billable_tasks, l.billable_images));
             }
         }
-        ReportCmd::Training { class_group, class, json } => {
-            if let (Some(group), Some(class)) = (class_group, class) {
-                let rows = queries::training_examples(store, group, *class)?;
+        ReportCmd::Training { customer, class_group, class, json } => {
+            if let (Some(customer), Some(group), Some(class)) = (customer, class_group, class) {
+                let rows = queries::training_examples(store, customer, group, *class)?;
                 if *json {
                     return json_lines(&rows);
                 }
@@ -244,14 +257,18 @@ pub(crate) fn run(backends: &Backends, cmd: &ReportCmd) -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
-            let lines = queries::training(store, class_group.as_deref())?;
+            let lines = queries::training(store, customer.as_deref(), class_group.as_deref())?;
             if *json {
                 return json_lines(&lines);
             }
-            line(format!("{:<24} {:>6} {:<18} {:>9} {:>7}", "class group", "class", "name", "examples", "tasks"));
+            line(format!(
+                "{:<12} {:<24} {:>6} {:<18} {:>9} {:>7}",
+                "customer", "class group", "class", "name", "examples", "tasks"
+            ));
             for l in &lines {
                 line(format!(
-                    "{:<24} {:>6} {:<18} {:>9} {:>7}",
+                    "{:<12} {:<24} {:>6} {:<18} {:>9} {:>7}",
+                    l.customer,
                     l.class_group,
                     l.class_id,
                     l.class_name.as_deref().unwrap_or("?"),

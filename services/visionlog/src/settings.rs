@@ -115,6 +115,12 @@ pub(crate) struct Settings {
     #[arg(long, env = "VISIONLOG_TRAIN_MEMORY_MB", default_value_t = 1024, global = true, help_heading = "Trainer",
           value_parser = RangedU64ValueParser::<u64>::new().range(16..=1_048_576))]
     pub(crate) train_memory_mb: u64,
+    /// Drift triggers training: days (today included) on each of which a deployed model's
+    /// quality-checked runs fell below its backtest before a training request is recorded with
+    /// the figures as its reason; 0: never.
+    #[arg(long, env = "VISIONLOG_DRIFT_WINDOW_DAYS", default_value_t = 3, global = true, help_heading = "Trainer",
+          value_parser = RangedU64ValueParser::<u32>::new().range(0..=365))]
+    pub(crate) drift_window_days: u32,
     /// `GET /readyz` answers 503 while a service lags more than this many records behind.
     #[arg(long, env = "VISIONLOG_READY_MAX_LAG", default_value_t = 1_000, global = true, help_heading = "Health")]
     pub(crate) ready_max_lag: u64,
@@ -185,6 +191,7 @@ impl Settings {
         c.train.steps = self.train_steps;
         c.min_new_tasks = self.train_min_tasks;
         c.memory_bytes = (self.train_memory_mb as usize) << 20;
+        c.drift_window_days = Some(self.drift_window_days).filter(|d| *d > 0);
         c
     }
 
