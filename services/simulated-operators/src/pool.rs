@@ -128,12 +128,13 @@ impl SimulatedOperators {
         cause: &HandledEvent<'_>,
         step: usize,
         operator: &str,
-        expected: u64,
+        expected: Option<u64>,
         command: &TaskCommand,
     ) -> Result<(), ConsumeError> {
         let env = cause.envelope;
         let command_id = deterministic_id(&[&env.event_id, GROUP, &step.to_string()]);
-        let envelope = caused_by(env, command_id, command, expected, format!("operator:{operator}"));
+        let mut envelope = caused_by(env, command_id, command, env.version, format!("operator:{operator}"));
+        envelope.expected_version = expected;
         self.bus.send(&envelope, command).map_err(|e| ConsumeError::Transient(e.to_string()))?;
         Ok(())
     }
@@ -201,7 +202,10 @@ impl EventHandler for SimulatedOperators {
                 let session_id = SessionId(format!("s{}", env.version));
                 let assign =
                     TaskCommand::AssignOperator(AssignOperator { operator: OperatorId(operator.clone()), session_id });
-                self.send(&e, 0, &operator, env.version, &assign)
+                // taking a waiting task is decided on the task as it is then (the aggregate
+                // refuses one taken or no longer waiting): a delivery report recorded since the
+                // request must not make the assignment a version conflict
+                self.send(&e, 0, &operator, None, &assign)
             }
             TaskEvent::OperatorAssigned(a) => {
                 let mut commands = Vec::new();
@@ -237,7 +241,7 @@ impl EventHandler for SimulatedOperators {
                     session_id: a.session_id.clone(),
                 }));
                 for (i, command) in commands.iter().enumerate() {
-                    self.send(&e, i + 1, a.operator.as_str(), env.version + i as u64, command)?;
+                    self.send(&e, i + 1, a.operator.as_str(), Some(env.version + i as u64), command)?;
                 }
                 Ok(())
             }
