@@ -124,7 +124,7 @@ impl Scene {
 pub fn package_color(class_id: u32) -> [u8; 3] {
     let family = (class_id.max(1) - 1) / 2;
     let base = crate::class_color(family + 1);
-    if (class_id.max(1) - 1) % 2 == 0 { base } else { base.map(|c| (f32::from(c) * 0.86) as u8) }
+    if (class_id.max(1) - 1).is_multiple_of(2) { base } else { base.map(|c| (f32::from(c) * 0.86) as u8) }
 }
 
 /// The print of a class: its pair's colour and pattern; the second of a pair is a darker shade
@@ -159,7 +159,7 @@ fn paint_package(img: &mut Rgb, p: &Package) {
         // a band at the bottom
         _ => img.fill_rect(bx, by + bh * 2 / 3, bw, (bh / 6).max(1), ink),
     }
-    if (p.class_id - 1) % 2 == 1 {
+    if !(p.class_id - 1).is_multiple_of(2) {
         // the dark variant's badge: small print in the top-right corner
         let side = (bw / 6).max(3);
         img.fill_rect(bx + bw - side - 1, by + 1, side, side, [250, 250, 250]);

@@ -402,12 +402,14 @@ impl Trainer {
             photos.extend(self.photos(&row?));
             if photos.len() >= EVAL_BATCH {
                 let e = evaluate(&det, &std::mem::take(&mut photos), EVAL_BATCH, &decode)?;
-                (score.add(&e.boxes), classed.add(&e.total));
+                score.add(&e.boxes);
+                classed.add(&e.total);
             }
         }
         if !photos.is_empty() {
             let e = evaluate(&det, &photos, EVAL_BATCH, &decode)?;
-            (score.add(&e.boxes), classed.add(&e.total));
+            score.add(&e.boxes);
+            classed.add(&e.total);
         }
         let (p, r, f1) = (score.precision().unwrap_or(0.0), score.recall().unwrap_or(0.0), score.f1());
         let stream = self.registry.stream(key)?;
@@ -565,7 +567,7 @@ impl Trainer {
         let device = visionlog_vision::device_choice().device;
         let seed = i64::from_str_radix(&snapshot[..8], 16).unwrap_or(0);
         let mut rec = Recognizer::new(&classes, device, seed)?;
-        let cfg = TrainConfig { batch: 32, ..self.config.train.clone() };
+        let cfg = TrainConfig { batch: 32, ..self.config.train };
         let model_id = key.model_id();
         tracing::info!(model = model_id, training_tasks, crops = crops.len(), "trainer: training a recognizer");
         let mut info = rec.train(&crops, &cfg)?;
