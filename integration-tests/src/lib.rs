@@ -42,7 +42,10 @@ pub fn python() -> PathBuf {
 /// Returns a `visionlog` command on a data directory.
 pub fn visionlog(data_dir: &Path) -> Command {
     let mut c = Command::new(binary());
-    c.arg("--data-dir").arg(data_dir).stdin(Stdio::null());
+    // the tests run two model processes at once on two cores: one libtorch thread each keeps
+    // their thread pools from spinning against each other (two demos that train took 6 min
+    // side by side with a thread per core, 1.5 min with one thread each)
+    c.arg("--data-dir").arg(data_dir).stdin(Stdio::null()).env("VISIONLOG_TORCH_THREADS", "1");
     c
 }
 
@@ -222,9 +225,15 @@ pub fn envelope(
 /// (at most 20 rounds); the embedded log is one process's at a time, so commands sent by the
 /// CLI go in between rounds.
 pub fn run_until(data_dir: &Path, operators: u32, done: impl Fn() -> bool) {
+    run_until_with(data_dir, operators, &[], done)
+}
+
+/// [`run_until`] with environment variables of the caller's.
+pub fn run_until_with(data_dir: &Path, operators: u32, envs: &[(&str, &str)], done: impl Fn() -> bool) {
     for _ in 0..20 {
         let mut run = visionlog(data_dir)
             .args(["--fsync", "never", "run", "--operators", &operators.to_string()])
+            .envs(envs.iter().copied())
             .spawn()
             .expect("visionlog run starts");
         std::thread::sleep(std::time::Duration::from_secs(3));

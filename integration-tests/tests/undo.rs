@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 use std::path::Path;
-use visionlog_integration_tests::{last_json, run_until, traced_detector, view_rows, visionlog};
+use visionlog_integration_tests::{last_json, run_until_with, traced_detector, view_rows, visionlog};
 
 const BATCH: &str = "reprocess-2026-12-03-bad-detector";
 
@@ -56,8 +56,15 @@ fn undo(data: &Path, extra: &[&str]) -> (Vec<Value>, Value) {
 fn a_faulty_reprocess_batch_is_undone_and_the_views_follow() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    // no quality checks (acme's rate is 0 in the tests' tenants file): one result per task,
+    // and the batch's results are the bad model's alone
+    let tenants = visionlog_integration_tests::write_tenants(dir.path());
+    let tenants = tenants.to_str().unwrap();
+    let no_checks = [("VISIONLOG_TENANTS", tenants)];
+    let run_until = |done: &dyn Fn() -> bool| run_until_with(&data, 2, &no_checks, done);
     // the detection recipe: the faulty detector's boxes make the results by themselves
     let out = visionlog(&data)
+        .env("VISIONLOG_TENANTS", tenants)
         .args(["demo", "--tasks", "12", "--no-training", "--recipe", "detection", "--json"])
         .output()
         .unwrap();
@@ -80,7 +87,7 @@ fn a_faulty_reprocess_batch_is_undone_and_the_views_follow() {
     assert!(out.status.success(), "promote: {}", String::from_utf8_lossy(&out.stderr));
     let out = visionlog(&data).args(["task", "reprocess", "--correlation-id", BATCH]).args(batch).output().unwrap();
     assert!(out.status.success(), "reprocess: {}", String::from_utf8_lossy(&out.stderr));
-    run_until(&data, 2, || batch.iter().all(|t| results(&events(&data, t)).len() >= 2));
+    run_until(&|| batch.iter().all(|t| results(&events(&data, t)).len() >= 2));
     for t in batch {
         let evs = events(&data, t);
         let detected = evs.iter().find(|e| e["type"] == "ObjectsDetected").expect("the bad model ran");
@@ -115,10 +122,10 @@ fn a_faulty_reprocess_batch_is_undone_and_the_views_follow() {
         }
         assert!(round < 10, "the undo is still refused after 10 rounds: {summary}");
         sent += pending;
-        run_until(&data, 2, || true);
+        run_until(&|| true);
     }
     assert!(sent >= 6, "one RevertBatch per task of the batch at least");
-    run_until(&data, 2, || batch.iter().all(|t| reverted(&events(&data, t))));
+    run_until(&|| batch.iter().all(|t| reverted(&events(&data, t))));
     for (i, t) in batch.iter().enumerate() {
         let evs = events(&data, t);
         assert!(reverted(&evs), "{t} was reverted");

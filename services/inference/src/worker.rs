@@ -163,8 +163,8 @@ impl InferenceWorker {
         let per_pass = (self.config.max_batch * CROPS_PER_PHOTO).max(1);
         for ((key, version), (recognizer, jobs)) in by_model {
             let model = ModelRef { model_id: key.model_id(), version };
-            // crops are small (32x32 once prepared); a job's photos are read one at a time and
-            // dropped once cropped
+            // a job's photos are read one at a time and dropped once cropped; the crops are
+            // held at their boxes' size (a few KB each) until their forward pass
             let mut crops: Vec<(usize, visionlog_domain::ObjectId, Rgb)> = Vec::new();
             let mut ok = vec![true; jobs.len()];
             for (j, job) in jobs.iter().enumerate() {

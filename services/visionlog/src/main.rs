@@ -171,6 +171,9 @@ fn main() -> anyhow::Result<()> {
     if b.settings.device.as_deref() == Some("cpu") {
         visionlog_vision::force_cpu();
     }
+    if b.settings.torch_threads > 0 {
+        tch::set_num_threads(b.settings.torch_threads as i32);
+    }
     match &cli.command {
         Command::Demo(args) => demo::run(b, args),
         Command::Run { operators, gateway_addr } => {

@@ -147,6 +147,12 @@ pub(crate) struct Settings {
     #[arg(long, env = "VISIONLOG_DEVICE", global = true, help_heading = "Models",
           value_parser = ["cpu", "auto"])]
     pub(crate) device: Option<String>,
+    /// CPU threads of libtorch's operators (0: libtorch's own choice, one per core). Where
+    /// several model processes share a few cores, 1 each keeps their thread pools from
+    /// spinning against each other.
+    #[arg(long, env = "VISIONLOG_TORCH_THREADS", default_value_t = 0, global = true, help_heading = "Models",
+          value_parser = RangedU64ValueParser::<u32>::new().range(0..=1024))]
+    pub(crate) torch_threads: u32,
 }
 
 impl Settings {
