@@ -27,7 +27,7 @@ fn a_rebuild_of_a_10000_task_history_from_cold_segments_gives_the_live_views() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let out = visionlog(&data, &s3)
-        .args(["--fsync", "never", "demo", "--tasks", "10000", "--no-images", "--json"])
+        .args(["--fsync", "never", "demo", "--tasks", "10000", "--no-images", "--timeout-s", "1800", "--json"])
         .output()
         .unwrap();
     assert!(out.status.success(), "demo: {}", String::from_utf8_lossy(&out.stderr));
