@@ -167,8 +167,8 @@ fn a_quality_check_correction_is_delivered_as_a_new_revision(dir: &std::path::Pa
     let uploaded = api.send_bytes("/v1/images", ACME, "image/png", photo.to_png());
     assert_eq!(uploaded.status, 201, "{uploaded:?}");
     let mut body = visionlog_integration_tests::task_request(uploaded.body["uri"].as_str().unwrap(), Some(&url));
+    // three images, as the scenario the simulated checker corrects to may draw on three
     body["recipe"] = json!("DETECTION_AND_RECOGNITION");
-    body["images"] = json!([body["images"][0]]);
     let created = api.post("/v1/tasks", ACME, &body);
     assert_eq!(created.status, 201, "{created:?}");
     let task = created.body["task_id"].as_str().unwrap().to_owned();
