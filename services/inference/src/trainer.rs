@@ -41,6 +41,9 @@ pub enum TrainerError {
     /// The model stream refused what the trainer recorded.
     #[error("model stream refused the {0}")]
     Refused(String),
+    /// The process is stopping: the run was given up between two labelled tasks.
+    #[error("stopped: the process is shutting down")]
+    Stopped,
 }
 
 /// When and how to train.
@@ -144,7 +147,10 @@ impl Trainer {
     }
 
     /// The labelled rows of a model's class group, the held-out ones or the training ones,
-    /// streamed a page at a time.
+    /// streamed a page at a time. Once the process is stopping the next row is
+    /// [`TrainerError::Stopped`]: every pass over the rows (counting, filling the photo pool,
+    /// cropping, backtesting) reads a photo per row, and a class group of thousands of tasks
+    /// must not hold SIGTERM for as long as one pass takes.
     fn rows<'a>(
         &'a self,
         key: &ModelKey,
@@ -152,8 +158,13 @@ impl Trainer {
     ) -> Result<impl Iterator<Item = Result<LabelledRow, TrainerError>> + 'a, TrainerError> {
         let rows = queries::labelled(self.store.as_ref(), &key.customer, &key.class_group, None)?;
         Ok(rows
-            .map(|r| r.map_err(TrainerError::from))
+            .map(|r| if self.stopping() { Err(TrainerError::Stopped) } else { r.map_err(TrainerError::from) })
             .filter(move |r| r.as_ref().map_or(true, |r| held_out(&r.task_id) == held)))
+    }
+
+    /// Whether the process is stopping.
+    fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed))
     }
 
     /// A labelled task's readable photos with their classified boxes (unreadable ones are skipped).
@@ -240,8 +251,10 @@ impl Trainer {
                     if check_drift && let Err(e) = self.request_on_drift(&key, now_ms()) {
                         tracing::warn!(model = key.model_id(), error = %e, "trainer: drift unread; will try again");
                     }
-                    if let Err(e) = self.consider_key(&key) {
-                        tracing::warn!(model = key.model_id(), error = %e, "trainer: will try again");
+                    match self.consider_key(&key) {
+                        Err(TrainerError::Stopped) => return,
+                        Err(e) => tracing::warn!(model = key.model_id(), error = %e, "trainer: will try again"),
+                        Ok(_) => {}
                     }
                 }
             }
@@ -387,7 +400,7 @@ impl Trainer {
                     "trainer: training"
                 );
             }
-            if self.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) { Flow::Stop } else { Flow::Continue }
+            if self.stopping() { Flow::Stop } else { Flow::Continue }
         })?;
         drop(pool);
         info.tasks = training_tasks;
