@@ -1,13 +1,15 @@
 //! Detection and recognition through the binary: a task of the two-step recipe is boxed by the
 //! trained detector and classified by the trained recognizer, and when an operator corrects its
 //! boxes (the HTTP operator tool: one box moved, one missed box drawn without a class) the
-//! recognizer runs again on exactly those boxes, and the customer gets the new result.
+//! recognizer runs again on exactly those boxes, and the customer gets the new result. The
+//! customer leaves the classes to the recognizer (`operator_subtasks`), so the tool shows the
+//! operator the boxes only and refuses a class given by hand.
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use visionlog_integration_tests::{last_json, run_with_gateway, run_with_tenants, visionlog};
+use visionlog_integration_tests::{last_json, run_with_tenants, visionlog, write_tenants};
 
 const ANNA: &str = "anna-token";
 const ACME: &str = "acme-token";
@@ -42,7 +44,12 @@ fn recognition_runs_again_on_corrected_boxes_and_checked_results_are_delivered_a
 }
 
 fn a_box_correction_sends_only_the_changed_boxes_back_to_the_recognizer(data: &std::path::Path) {
-    let (_run, api) = run_with_gateway(data, 0, &[]);
+    // the tests' tenants, where acme's operators annotate only the boxes of its two-step tasks
+    let tenants = write_tenants(data);
+    let mut file: Value = serde_json::from_str(&std::fs::read_to_string(&tenants).unwrap()).unwrap();
+    file["tenants"][0]["operator_subtasks"] = json!({"DETECTION_AND_RECOGNITION": ["detection"]});
+    std::fs::write(&tenants, file.to_string()).unwrap();
+    let (_run, api) = run_with_tenants(data, &tenants, 0, &[]);
     let task = "task-000035";
     let events = api.get(&format!("/v1/tasks/{task}/events"), ACME);
     assert_eq!(
@@ -77,6 +84,7 @@ fn a_box_correction_sends_only_the_changed_boxes_back_to_the_recognizer(data: &s
     assert_eq!(assigned.status, 200, "{assigned:?}");
     let session = assigned.body["session_id"].as_str().unwrap().to_owned();
     let view = api.get(&format!("/v1/operator/tasks/{task}"), ANNA);
+    assert_eq!(view.body["subtasks"], json!(["detection"]), "{view:?}");
     let moved = view.body["objects"][0].clone();
     let moved_id = moved["object_id"].as_str().unwrap().to_owned();
     let bbox = &moved["bbox"];
@@ -86,6 +94,20 @@ fn a_box_correction_sends_only_the_changed_boxes_back_to_the_recognizer(data: &s
         {"op": "add", "object_id": "missed", "image": 0, "bbox": {"x": 1.0, "y": 1.0, "w": 30.0, "h": 60.0}},
     ]);
     let base = view.body["version"].as_u64().unwrap();
+    // a class given by hand is refused whole: relabelling a box, or drawing one with a class
+    let other = view.body["objects"][1]["object_id"].clone();
+    let by_hand = [
+        json!([{"op": "label", "object_id": other, "class_id": 1}]),
+        json!([{"op": "add", "object_id": "classed", "image": 0, "bbox": {"x": 1.0, "y": 1.0, "w": 30.0, "h": 60.0}, "class_id": 1}]),
+    ];
+    for refused in by_hand {
+        let sent = api.post(
+            &format!("/v1/operator/tasks/{task}/session"),
+            ANNA,
+            &json!({"session_id": session, "base_version": base, "actions": refused, "finish": true}),
+        );
+        assert_eq!((sent.status, sent.body["code"].as_str()), (422, Some("subtask_hidden")), "{sent:?}");
+    }
     let sent = api.post(
         &format!("/v1/operator/tasks/{task}/session"),
         ANNA,

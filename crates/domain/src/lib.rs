@@ -18,6 +18,7 @@ mod rejection;
 pub mod revert;
 pub mod scoring;
 mod state;
+pub mod subtasks;
 pub mod summarizer;
 mod validate;
 mod values;

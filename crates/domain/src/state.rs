@@ -345,9 +345,9 @@ fn apply(task: &mut Task, event: &TaskEvent) {
 }
 
 /// The step name of recognition in `ModelNotFound` (detection's is `"detection"`).
-pub const RECOGNITION_STEP: &str = "recognition";
+pub const RECOGNITION_STEP: &str = Subtask::Recognition.name();
 /// The step name of detection in `ModelNotFound`.
-pub const DETECTION_STEP: &str = "detection";
+pub const DETECTION_STEP: &str = Subtask::Detection.name();
 
 impl Task {
     /// The boxes the recognition step still owes, when the recipe has one: every box no

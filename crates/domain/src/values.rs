@@ -14,13 +14,44 @@ pub enum TaskType {
 }
 
 /// Says which steps a task goes through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Recipe {
     /// One detector that boxes and classifies products; operators fill in when no model exists.
     Detection,
     /// A detector for boxes, then a crop recognizer for classes.
     DetectionAndRecognition,
+}
+
+impl Recipe {
+    /// Its subtasks, in the order they run.
+    pub fn subtasks(self) -> &'static [Subtask] {
+        match self {
+            Recipe::Detection => &[Subtask::Detection],
+            Recipe::DetectionAndRecognition => &[Subtask::Detection, Subtask::Recognition],
+        }
+    }
+}
+
+/// A step of a recipe that a model does and an operator may do or correct (seed 000's
+/// subtasks): detection draws the boxes, recognition gives each box its class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Subtask {
+    /// The boxes (adding, moving, removing them).
+    Detection,
+    /// The class of each box.
+    Recognition,
+}
+
+impl Subtask {
+    /// Its name, as in `ModelNotFound.step` and in tenant settings.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Subtask::Detection => "detection",
+            Subtask::Recognition => "recognition",
+        }
+    }
 }
 
 /// One product class of a class group.

@@ -4,7 +4,8 @@
 //! ```json
 //! {
 //!   "tenants": [{ "id": "acme", "team": "shelves", "tokens": ["sha256:9f86d0..."],
-//!                 "webhook_secrets": ["whsec-new", "whsec-old"], "qc_per_mille": 50 }],
+//!                 "webhook_secrets": ["whsec-new", "whsec-old"], "qc_per_mille": 50,
+//!                 "operator_subtasks": { "DETECTION_AND_RECOGNITION": ["detection"] } }],
 //!   "operators": [{ "id": "anna", "teams": ["shelves"], "skills": ["annotation"],
 //!                   "tokens": ["sha256:..."] }],
 //!   "admins": [{ "id": "ops", "tokens": ["sha256:..."] }]
@@ -18,7 +19,8 @@
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use visionlog_domain::{Recipe, Subtask};
 
 /// The environment variable naming the file.
 pub const TENANTS_ENV: &str = "VISIONLOG_TENANTS";
@@ -44,6 +46,11 @@ pub struct Tenant {
     /// Its automatic results sampled for quality checks, per thousand.
     #[serde(default)]
     pub qc_per_mille: Option<u32>,
+    /// Per recipe, the subtasks its operators annotate (the others, accurate enough, are left
+    /// to the models: seed 000); a recipe not named shows every subtask. A subtask whose model
+    /// is missing shows anyway, and quality checks show them all.
+    #[serde(default)]
+    pub operator_subtasks: BTreeMap<Recipe, Vec<Subtask>>,
 }
 
 /// A human operator.
@@ -189,6 +196,15 @@ impl Tenants {
             if x.qc_per_mille.is_some_and(|q| q > 1000) {
                 return Err(TenantsError::Invalid(format!("tenant {}: qc_per_mille is at most 1000", x.id)));
             }
+            for (recipe, shown) in &x.operator_subtasks {
+                if let Some(s) = shown.iter().find(|s| !recipe.subtasks().contains(s)) {
+                    return Err(TenantsError::Invalid(format!(
+                        "tenant {}: the recipe {recipe:?} has no subtask {}",
+                        x.id,
+                        s.name()
+                    )));
+                }
+            }
             if t.tenants.insert(x.id.clone(), x).is_some() {
                 return Err(TenantsError::Invalid("a tenant id is given twice".into()));
             }
@@ -255,6 +271,12 @@ impl Tenants {
         self.tenants.get(customer).map_or(&[], |t| &t.webhook_secrets)
     }
 
+    /// The subtasks `customer`'s operators annotate in tasks of `recipe`, where it names them
+    /// (see [`visionlog_domain::subtasks::operator_subtasks`]).
+    pub fn operator_subtasks(&self, customer: &str, recipe: Recipe) -> Option<&[Subtask]> {
+        self.tenants.get(customer).and_then(|t| t.operator_subtasks.get(&recipe)).map(Vec::as_slice)
+    }
+
     /// `customer`'s quality-check sampling rate, per thousand.
     pub fn qc_per_mille(&self, customer: &str) -> u32 {
         self.tenants.get(customer).and_then(|t| t.qc_per_mille).unwrap_or(DEFAULT_QC_PER_MILLE)
@@ -288,6 +310,30 @@ mod tests {
         assert_eq!(t.webhook_secrets("acme"), ["new", "old"]);
         assert!(t.webhook_secrets("nobody").is_empty());
         assert_eq!((t.qc_per_mille("acme"), t.qc_per_mille("beta")), (0, DEFAULT_QC_PER_MILLE));
+        assert_eq!(t.operator_subtasks("acme", Recipe::DetectionAndRecognition), None);
+    }
+
+    #[test]
+    fn a_tenant_names_the_subtasks_its_operators_annotate_per_recipe() {
+        let base = FILE.replace("TOKEN_B", &token_entry("beta-token"));
+        let file = base.replace(
+            r#""qc_per_mille": 0}"#,
+            r#""qc_per_mille": 0, "operator_subtasks": {"DETECTION_AND_RECOGNITION": ["detection"]}}"#,
+        );
+        let t = Tenants::parse(&file).unwrap();
+        assert_eq!(t.operator_subtasks("acme", Recipe::DetectionAndRecognition), Some(&[Subtask::Detection][..]));
+        assert_eq!(t.operator_subtasks("acme", Recipe::Detection), None);
+        assert_eq!(t.operator_subtasks("beta", Recipe::DetectionAndRecognition), None);
+        let wrong = base.replace(
+            r#""qc_per_mille": 0}"#,
+            r#""qc_per_mille": 0, "operator_subtasks": {"DETECTION": ["recognition"]}}"#,
+        );
+        let err = Tenants::parse(&wrong).unwrap_err().to_string();
+        assert!(err.contains("the recipe Detection has no subtask recognition"), "{err}");
+        let unknown = base
+            .replace(r#""qc_per_mille": 0}"#, r#""qc_per_mille": 0, "operator_subtasks": {"DETECTION": ["tags"]}}"#);
+        let err = Tenants::parse(&unknown).unwrap_err().to_string();
+        assert!(err.contains("unknown variant `tags`"), "{err}");
     }
 
     #[test]

@@ -10,16 +10,17 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use visionlog_domain::subtasks::{check_session, operator_subtasks};
 use visionlog_domain::summarizer::{SessionObject, UiAction, summarize};
 use visionlog_domain::{
     Actor, AssignOperator, DecideContext, FinishOperatorSession, Limits, ObjectId, OperatorId, ReleaseOperator,
-    SessionId, Stage, Task, TaskCommand, TaskEvent, TaskState, decide, evolve,
+    SessionId, SessionPurpose, Stage, Subtask, Task, TaskCommand, TaskEvent, TaskState, decide, evolve,
 };
 use visionlog_http::problem::{ApiResult, Problem};
 use visionlog_http::request::{body, decided, envelope, query};
 use visionlog_http::{ApiState as Gw, principal};
 use visionlog_journal::{RecordedEvent, deterministic_id, now_ms};
-use visionlog_tenants::Principal;
+use visionlog_tenants::{Principal, Tenants};
 
 /// An operator's id, or 403 for other tokens.
 fn operator_of(who: &Principal) -> ApiResult<&str> {
@@ -93,10 +94,24 @@ pub(crate) async fn queue(
     .await
 }
 
-/// The task as the tool shows it: images, class group, objects now, the step and the session.
-fn tool_view(task_id: &str, history: &[RecordedEvent], me: &str) -> ApiResult<Value> {
+/// The subtasks an operator's session on `task` shows: its customer's setting for the recipe,
+/// read against the task's events (a subtask whose model is missing shows anyway).
+fn subtasks_of(tenants: &Tenants, task: &Task, history: &[RecordedEvent]) -> Vec<Subtask> {
+    let purpose = match &task.stage {
+        Stage::InSession { purpose, .. } | Stage::AwaitingOperator(purpose) => *purpose,
+        _ => SessionPurpose::Annotation,
+    };
+    let shown = tenants.operator_subtasks(task.customer.as_str(), task.recipe);
+    operator_subtasks(task.recipe, shown, purpose, history.iter().map(|r| &r.event))
+}
+
+/// The task as the tool shows it: images, class group, objects now, the step and the session,
+/// and which subtasks the operator works on (`subtasks`; the tool offers classes only where
+/// `recognition` is one, and box edits only where `detection` is).
+fn tool_view(task_id: &str, history: &[RecordedEvent], me: &str, tenants: &Tenants) -> ApiResult<Value> {
     let s = visionlog_journal::state_as_of(history, None, None);
     let Some(task) = s.state else { return Err(Problem::task_not_found(task_id)) };
+    let subtasks = subtasks_of(tenants, &task, history);
     let session = match &task.stage {
         Stage::InSession { operator, session_id, purpose } => {
             json!({ "session_id": session_id, "operator": operator, "purpose": purpose })
@@ -123,6 +138,7 @@ fn tool_view(task_id: &str, history: &[RecordedEvent], me: &str) -> ApiResult<Va
     Ok(json!({
         "task_id": task_id, "version": s.version, "customer": task.customer, "class_group": task.class_group,
         "stage": task.stage.name(), "step": rules::step(&task, me), "session": session, "images": images,
+        "recipe": task.recipe, "subtasks": subtasks,
         "objects": objects, "events": history.iter().map(|r| json!({"version": r.envelope.version, "type": r.envelope.event_type, "actor": r.envelope.actor})).collect::<Vec<_>>(),
     }))
 }
@@ -134,7 +150,7 @@ pub(crate) async fn task(gw: Gw, headers: HeaderMap, Path(task_id): Path<String>
     let me = operator_of(&who)?.to_owned();
     gw.blocking(move |gw| {
         let history = gw.history_for(&who, &task_id)?;
-        Ok(Json(tool_view(&task_id, &history, &me)?))
+        Ok(Json(tool_view(&task_id, &history, &me, &gw.tenants)?))
     })
     .await
 }
@@ -337,6 +353,10 @@ pub(crate) async fn session(
         .collect();
     let summary = summarize(&initial, &req.actions)
         .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_session", e.to_string()))?;
+    // what the customer left to the models stays theirs
+    let shown = subtasks_of(&gw.tenants, &task, &history);
+    check_session(&summary, &initial, &shown)
+        .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "subtask_hidden", e))?;
     let counts =
         json!({ "removed": summary.removed.len(), "added": summary.added.len(), "labeled": summary.labeled.len() });
     let session_id = SessionId(req.session_id.clone());

@@ -61,7 +61,9 @@ async function open(id, quiet) {
   state.redo = saved && saved.base === t.version ? saved.redo : [];
   $("task").textContent = `${t.task_id} (v${t.version}, ${t.customer})`;
   const ul = $("classes"); ul.innerHTML = "";
-  t.class_group.classes.forEach((c, i) => { const li = document.createElement("li"); li.dataset.classId = c.id;
+  // the subtasks the customer leaves to the models are not the operator's (the server refuses them)
+  if (!does("recognition")) ul.innerHTML = '<li class="muted">Classes come from the recognizer: fix the boxes.</li>';
+  else t.class_group.classes.forEach((c, i) => { const li = document.createElement("li"); li.dataset.classId = c.id;
     li.textContent = `${i + 1}. ${c.name}`; li.onclick = () => relabel(c.id); ul.appendChild(li); });
   state.images = await Promise.all(t.images.map(async (im) => {
     const r = await fetch(im.url, { headers: { authorization: "Bearer " + state.token } });
@@ -77,8 +79,9 @@ async function open(id, quiet) {
   clearTimeout(state.poll);
   if (t.step === "waiting") state.poll = setTimeout(() => { if (state.task && state.task.task_id === id) open(id, true).catch(() => {}); }, 1000);
 }
+function does(subtask) { return !state.task || !state.task.subtasks || state.task.subtasks.includes(subtask); }
 function relabel(classId) {
-  if (!state.selected) return;
+  if (!state.selected || !does("recognition")) return;
   act({ op: "label", object_id: state.selected, class_id: classId });
 }
 function draw() {
@@ -109,6 +112,7 @@ function hit(p) {
 $("canvas").addEventListener("mousedown", (e) => {
   if (!state.task || !state.task.session) return;
   const p = at(e), o = hit(p);
+  if (!does("detection")) { state.selected = o ? o.object_id : null; draw(); return; }
   if (o) { state.selected = o.object_id; state.drag = { kind: "move", from: p, orig: { ...o.bbox }, id: o.object_id }; }
   else { state.selected = null; state.drag = { kind: "draw", from: p, box: { x: p.x, y: p.y, w: 0, h: 0 } }; }
   draw();
@@ -158,7 +162,7 @@ document.addEventListener("keydown", (e) => {
   if (ctrl && e.key.toLowerCase() === "z" && !e.shiftKey) { e.preventDefault(); undo(); }
   else if (ctrl && (e.key.toLowerCase() === "y" || (e.key.toLowerCase() === "z" && e.shiftKey))) { e.preventDefault(); redo(); }
   else if (ctrl && e.key === "Enter") { e.preventDefault(); submit(); }
-  else if ((e.key === "Delete" || e.key === "Backspace") && state.selected) { e.preventDefault(); const id = state.selected; state.selected = null; act({ op: "remove", object_id: id }); }
+  else if ((e.key === "Delete" || e.key === "Backspace") && state.selected && does("detection")) { e.preventDefault(); const id = state.selected; state.selected = null; act({ op: "remove", object_id: id }); }
   else if (/^[1-9]$/.test(e.key) && state.task) { const c = state.task.class_group.classes[Number(e.key) - 1]; if (c) relabel(c.id); }
   else if (e.key === "[") image(-1); else if (e.key === "]") image(1);
 });
