@@ -120,9 +120,11 @@ fn serve(
     operators: usize,
     gateway_addr: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
+    // first: a SIGTERM while the backends open (seconds on a large embedded log) stops the
+    // services as they start, instead of killing the process with its default action
+    let stop = stop_on_signals()?;
     let rt = Runtime::open(backends)?;
     runtime::check_signing(&rt, services)?;
-    let stop = stop_on_signals()?;
     let health = health::Health::start(backends.health_addr, rt.settings.ready_max_lag, rt.log.clone(), stop.clone())?;
     tracing::info!(?services, "serving until SIGTERM");
     let gateway = match gateway_addr {
