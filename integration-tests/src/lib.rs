@@ -259,6 +259,20 @@ pub fn traced_detector(classes: &[u32], path: &Path) {
     module.save(path).expect("saved");
 }
 
+/// Writes a TorchScript crop recognizer for `classes` (untrained, traced as `torch.jit.trace`
+/// would) to `path`.
+pub fn traced_recognizer(classes: &[u32], path: &Path) {
+    use tch::{Device, Kind, Tensor};
+    use visionlog_vision::{RECOGNIZER_INPUT, Recognizer};
+    let mut rec = Recognizer::new(classes, Device::Cpu, 9).expect("a recognizer");
+    rec.freeze();
+    let xs = Tensor::zeros([1, 3, RECOGNIZER_INPUT.1, RECOGNIZER_INPUT.0], (Kind::Float, Device::Cpu));
+    let module =
+        tch::CModule::create_by_tracing("Recognizer", "forward", &[xs], &mut |i| vec![rec.forward(&i[0]).unwrap()])
+            .expect("traced");
+    module.save(path).expect("saved");
+}
+
 /// Every live row of every view of read-model generation `generation` in a data directory's
 /// embedded store, by table: what "rebuilt equals live" compares.
 pub fn view_rows(data_dir: &Path, generation: u32) -> Vec<(&'static str, Vec<visionlog_store::Row>)> {

@@ -1,9 +1,12 @@
 //! Models through the binary: a TorchScript detector imported (a mismatched one refused),
 //! promoted, serving a re-processed task; a deployed artifact damaged afterwards is refused by
-//! the workers, and the task goes to an operator instead.
+//! the workers, and the task goes to an operator instead; a TorchScript recognizer imported
+//! over HTTP and classifying the boxes of the detection-and-recognition recipe.
 
 use std::path::Path;
-use visionlog_integration_tests::{Leftovers, last_json, run_until_with, traced_detector as traced, visionlog};
+use visionlog_integration_tests::{
+    Leftovers, last_json, run_until_with, traced_detector as traced, traced_recognizer, visionlog,
+};
 
 fn events(data: &Path, task: &str) -> String {
     let out = visionlog(data).args(["task", "show", task]).output().unwrap();
@@ -130,4 +133,73 @@ fn an_uploaded_module_is_checked_in_a_child_process_under_limits() {
     drop(run);
     let list = last_json(&visionlog(&data).args(["model", "list", "--json"]).output().unwrap().stdout);
     assert_eq!(list["model_id"].as_str(), Some("acme:ice-cream:detector"), "registered after the child's check");
+}
+
+/// A crop recognizer traced elsewhere is imported like a detector (`?kind=recognizer`, checked
+/// in the child process), a detector offered as a recognizer is refused by its probe, and once
+/// promoted it classifies the boxes the imported detector finds on a re-processed task.
+#[test]
+fn an_imported_torchscript_recognizer_classifies_the_detected_boxes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tenants = visionlog_integration_tests::write_tenants(dir.path());
+    let tenants = tenants.to_str().unwrap();
+    let no_checks = [("VISIONLOG_TENANTS", tenants)];
+    let out = visionlog(&data)
+        .env("VISIONLOG_TENANTS", tenants)
+        .args(["demo", "--tasks", "6", "--no-training", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "demo: {}", String::from_utf8_lossy(&out.stderr));
+    let classes = [1, 2, 3, 4, 5, 6, 7, 8];
+    let (detector, recognizer) = (dir.path().join("detector.pt"), dir.path().join("recognizer.pt"));
+    traced(&classes, &detector);
+    traced_recognizer(&classes, &recognizer);
+    let which = ["--customer", "acme", "--class-group", "acme/ice-cream"];
+    let as_recognizer = ["--kind", "recognizer"];
+
+    // the CLI: a detector is not a recognizer
+    let out = visionlog(&data)
+        .args(["model", "import"])
+        .args(which)
+        .args(as_recognizer)
+        .arg("--file")
+        .arg(&detector)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a recognizer"), "{err}");
+    // over HTTP, checked in the child: an unknown kind is a bad query, the recognizer goes in
+    {
+        let (_run, api) = visionlog_integration_tests::run_with_gateway(&data, 0, &[]);
+        let upload = |kind: &str| {
+            let path = format!("/v1/models/acme%2Fice-cream/artifacts?customer=acme&kind={kind}");
+            api.send_bytes(&path, "ops-token", "application/octet-stream", std::fs::read(&recognizer).unwrap())
+        };
+        let a = upload("segmenter");
+        assert_eq!((a.status, a.body["code"].as_str()), (400, Some("invalid_query")), "{a:?}");
+        let a = upload("detector");
+        assert_eq!((a.status, a.body["code"].as_str()), (422, Some("invalid_artifact")), "{a:?}");
+        let a = upload("recognizer");
+        assert_eq!((a.status, a.body["status"].as_str()), (200, Some("appended")), "{a:?}");
+        let a = api.get("/v1/models/acme%2Fice-cream?customer=acme&kind=recognizer", "ops-token");
+        assert_eq!(a.status, 200, "{a:?}");
+        assert!(a.body["versions"]["1"]["artifact"].as_str().unwrap().contains("recognizer"), "{a:?}");
+    }
+    let out = visionlog(&data).args(["model", "import"]).args(which).arg("--file").arg(&detector).output().unwrap();
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    for kind in ["detector", "recognizer"] {
+        let out =
+            visionlog(&data).args(["model", "promote"]).args(which).args(["--kind", kind, "--version", "1"]).output();
+        assert!(out.as_ref().unwrap().status.success(), "promote {kind}: {out:?}");
+    }
+
+    // a re-processed task: the imported detector's boxes, then the imported recognizer's classes
+    assert!(visionlog(&data).args(["task", "reprocess", "task-000003"]).status().unwrap().success());
+    run_until_with(&data, 0, &no_checks, || events(&data, "task-000003").matches("TaskResultGenerated").count() == 2);
+    let text = events(&data, "task-000003");
+    let after = &text[text.find("ReprocessRequested").unwrap_or(0)..];
+    assert!(after.contains("ObjectsDetected") && after.contains("acme:ice-cream:detector"), "{text}");
+    assert!(after.contains("ObjectsRecognized") && after.contains("acme:ice-cream:recognizer"), "{text}");
 }

@@ -84,7 +84,11 @@ fn a_box_correction_sends_only_the_changed_boxes_back_to_the_recognizer(data: &s
     assert_eq!(assigned.status, 200, "{assigned:?}");
     let session = assigned.body["session_id"].as_str().unwrap().to_owned();
     let view = api.get(&format!("/v1/operator/tasks/{task}"), ANNA);
-    assert_eq!(view.body["subtasks"], json!(["detection"]), "{view:?}");
+    assert_eq!(
+        (&view.body["subtasks"], &view.body["hidden"]),
+        (&json!(["detection"]), &json!(["recognition"])),
+        "{view:?}"
+    );
     let moved = view.body["objects"][0].clone();
     let moved_id = moved["object_id"].as_str().unwrap().to_owned();
     let bbox = &moved["bbox"];

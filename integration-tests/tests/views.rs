@@ -34,28 +34,40 @@ fn a_rebuild_of_a_10000_task_history_from_cold_segments_gives_the_live_views() {
     assert_eq!(last_json(&out.stdout)["tasks_completed"], 10000);
 
     // the task manager's commands, sent while the pipeline is down (the embedded log and store
-    // belong to one process at a time), then decided and projected by a running pipeline
-    for (command, task) in [("resend", "task-000007"), ("reprocess", "task-000042"), ("resend", "task-009999")] {
+    // belong to one process at a time), then decided and projected by a running pipeline; a
+    // quality check that corrected an operator's result already made a second result of some
+    // tasks, so each re-done task is counted against its own results before
+    let results = |tasks: &[&str]| -> Vec<u64> {
+        let all = report(&data, &s3, &["tasks", "--limit", "0"]);
+        let of = |id: &str| all.iter().find(|t| t["task_id"] == id).map_or(0, |t| t["results"].as_u64().unwrap());
+        tasks.iter().map(|id| of(id)).collect()
+    };
+    let redo = [("resend", "task-000007"), ("reprocess", "task-000042"), ("resend", "task-009999")];
+    let ids: Vec<&str> = redo.iter().map(|(_, task)| *task).collect();
+    let before = results(&ids);
+    let sessions_before = sessions(&data, &s3);
+    for (command, task) in redo {
         let out = visionlog(&data, &s3).args(["task", command, task]).output().unwrap();
         assert!(out.status.success(), "task {command}: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let mut redone = 0;
+    let want: Vec<u64> = before.iter().map(|n| n + 1).collect();
+    let mut now = before.clone();
     // (each run is given longer: opening a 10,000-task data directory alone takes seconds)
     for i in 0..12 {
         let mut run = visionlog(&data, &s3).args(["--fsync", "never", "run", "--operators", "3"]).spawn().unwrap();
         std::thread::sleep(Duration::from_secs(5 + 2 * i));
         assert!(terminate(&mut run, Duration::from_secs(30)).success());
-        let tasks = report(&data, &s3, &["tasks", "--status", "result_generated", "--limit", "0"]);
-        redone = tasks.iter().filter(|t| t["results"] == 2).count();
-        if redone == 3 {
+        now = results(&ids);
+        if now.iter().zip(&want).all(|(n, w)| n >= w) {
             break;
         }
     }
-    assert_eq!(redone, 3, "the re-sent and re-processed tasks got a second result");
-    // sessions: the 10,000 of the demo and one more per re-done task
-    let operators = report(&data, &s3, &["operators"]);
-    let sessions: u64 = operators.iter().map(|o| o["sessions"].as_u64().unwrap()).sum();
-    assert_eq!(sessions, 10_003);
+    // (a re-processed task goes to an operator, whose result may be checked and corrected: a
+    // result more)
+    let done = now.iter().zip(&want).all(|(n, w)| n >= w);
+    assert!(done, "the re-sent and re-processed tasks got a result more each ({ids:?}): {before:?} -> {now:?}");
+    // sessions: one more per re-done task (and any quality check the demo left waiting)
+    assert!(sessions(&data, &s3) >= sessions_before + 3);
 
     let live = view_rows(&data, 1);
     let summaries = &live.iter().find(|(t, _)| *t == "task_summary").unwrap().1;
@@ -111,6 +123,11 @@ fn a_rebuild_of_a_10000_task_history_from_cold_segments_gives_the_live_views() {
     let billing = report(&data, &s3, &["billing", "--customer", "acme", "--month", &billing_month(summaries)]);
     let tasks: u64 = billing.iter().map(|l| l["tasks"].as_u64().unwrap()).sum();
     assert_eq!(tasks, 10_000);
+}
+
+/// The operator sessions opened, over every operator.
+fn sessions(data: &Path, s3: &LocalS3) -> u64 {
+    report(data, s3, &["operators"]).iter().map(|o| o["sessions"].as_u64().unwrap()).sum()
 }
 
 /// The end offset of each partition of the events topic.

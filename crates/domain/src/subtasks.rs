@@ -42,19 +42,22 @@ pub fn operator_subtasks<'a>(
     all.iter().copied().filter(|s| shown.contains(s) || missing.get(s) == Some(&true)).collect()
 }
 
-/// Refuses a session that changed a subtask it did not show: boxes added, moved or removed
-/// where detection is hidden; classes given where recognition is hidden (a moved box keeps the
-/// class it had: the tool carries it over, and the recognizer classifies the box again).
+/// Refuses a session that changed a subtask of `recipe` it did not show: boxes added, moved or
+/// removed where detection is hidden; classes given where recognition is hidden (a moved box
+/// keeps the class it had: the tool carries it over, and the recognizer classifies the box
+/// again). In a recipe without a recognition step the classes are part of detection.
 /// `initial` is the objects the session started from.
 pub fn check_session(
     summary: &Summary,
     initial: &BTreeMap<ObjectId, SessionObject>,
+    recipe: Recipe,
     shown: &[Subtask],
 ) -> Result<(), String> {
-    if !shown.contains(&Subtask::Detection) && (!summary.added.is_empty() || !summary.removed.is_empty()) {
+    let hidden = |s: Subtask| recipe.subtasks().contains(&s) && !shown.contains(&s);
+    if hidden(Subtask::Detection) && (!summary.added.is_empty() || !summary.removed.is_empty()) {
         return Err("detection is not an operator's subtask here: the boxes stay as they are; fix their classes".into());
     }
-    if !shown.contains(&Subtask::Recognition) {
+    if hidden(Subtask::Recognition) {
         let carried = |o: &crate::values::AnnotatedObject| {
             initial.get(&o.object_id).is_some_and(|before| before.class_id == o.class_id)
         };
@@ -146,19 +149,23 @@ mod tests {
             added: vec![object("a", Some(3)), object("b", None)],
             labeled: vec![],
         };
-        assert_eq!(check_session(&boxes, &initial, BOXES), Ok(()));
-        assert!(check_session(&boxes, &initial, &[Subtask::Recognition]).unwrap_err().contains("detection"));
+        assert_eq!(check_session(&boxes, &initial, DR, BOXES), Ok(()));
+        assert!(check_session(&boxes, &initial, DR, &[Subtask::Recognition]).unwrap_err().contains("detection"));
         let drawn_with_class = Summary { added: vec![object("b", Some(2))], ..Summary::default() };
-        assert!(check_session(&drawn_with_class, &initial, BOXES).unwrap_err().contains("box b is drawn with a class"));
+        assert!(
+            check_session(&drawn_with_class, &initial, DR, BOXES).unwrap_err().contains("box b is drawn with a class")
+        );
         let moved_and_relabelled =
             Summary { removed: vec!["a".into()], added: vec![object("a", Some(2))], labeled: vec![] };
-        assert!(check_session(&moved_and_relabelled, &initial, BOXES).is_err());
+        assert!(check_session(&moved_and_relabelled, &initial, DR, BOXES).is_err());
         let relabelled =
             Summary { labeled: vec![ObjectLabel { object_id: "a".into(), class_id: 2 }], ..Summary::default() };
-        assert!(check_session(&relabelled, &initial, BOXES).unwrap_err().contains("box a is relabelled"));
-        assert_eq!(check_session(&relabelled, &initial, &[Subtask::Recognition]), Ok(()));
+        assert!(check_session(&relabelled, &initial, DR, BOXES).unwrap_err().contains("box a is relabelled"));
+        assert_eq!(check_session(&relabelled, &initial, DR, &[Subtask::Recognition]), Ok(()));
         for s in [&boxes, &drawn_with_class, &moved_and_relabelled, &relabelled] {
-            assert_eq!(check_session(s, &initial, &both), Ok(()));
+            assert_eq!(check_session(s, &initial, DR, &both), Ok(()));
+            // detection alone: its operators draw and classify
+            assert_eq!(check_session(s, &initial, Recipe::Detection, BOXES), Ok(()));
         }
     }
 }

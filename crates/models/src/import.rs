@@ -11,12 +11,13 @@ use visionlog_store::{ReadStore, StoreError};
 
 /// Checks an uploaded artifact and stores it (see the module's documentation).
 pub trait ArtifactImport: Send + Sync {
-    /// Checks `module` (a TorchScript detector) against the class group's `group_classes`
-    /// (`classes`: its output channels in order, the group's ascending if empty), stores it
-    /// under `model_id`, and returns its folder, to be registered. Errs with why it does not fit.
-    fn import_detector(
+    /// Checks `module` (a TorchScript module of the kind `key` names: a detector or a crop
+    /// recognizer) against the class group's `group_classes` (`classes`: its outputs in
+    /// order, the group's ascending if empty), stores it under the key's model id, and returns
+    /// its folder, to be registered. Errs with why it does not fit.
+    fn import_module(
         &self,
-        model_id: &str,
+        key: &ModelKey,
         module: Vec<u8>,
         classes: Vec<u32>,
         group_classes: Vec<u32>,
@@ -37,9 +38,9 @@ pub enum ImportError {
     Store(#[from] StoreError),
 }
 
-/// Checks and stores a detector for `key`'s class group, and returns the command that registers
-/// it (the caller executes it, with its own idempotency).
-pub fn import_detector(
+/// Checks and stores a module for `key` (its class group's detector or recognizer), and
+/// returns the command that registers it (the caller executes it, with its own idempotency).
+pub fn import_module(
     store: &dyn ReadStore,
     artifacts: &dyn ArtifactImport,
     key: &ModelKey,
@@ -50,7 +51,6 @@ pub fn import_detector(
     let group = visionlog_views::queries::class_group(store, &key.customer, &key.class_group)?
         .ok_or_else(|| ImportError::UnknownClassGroup(key.class_group.clone()))?;
     let group_classes: Vec<u32> = group.classes.keys().copied().collect();
-    let folder =
-        artifacts.import_detector(&key.model_id(), module, classes, group_classes).map_err(ImportError::Invalid)?;
+    let folder = artifacts.import_module(key, module, classes, group_classes).map_err(ImportError::Invalid)?;
     Ok(ModelCommand::Register { artifact: folder, by: by.to_owned() })
 }

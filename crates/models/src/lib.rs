@@ -22,7 +22,7 @@ mod record;
 mod registry;
 mod stream;
 
-pub use import::{ArtifactImport, ImportError, import_detector};
+pub use import::{ArtifactImport, ImportError, import_module};
 pub use registry::{Outcome, Registry, RegistryError};
 pub use stream::{
     DETECTOR, ModelCommand, ModelEvent, ModelKey, ModelRejection, ModelStream, ModelVersion, RECOGNIZER, Status,

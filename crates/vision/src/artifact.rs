@@ -7,6 +7,7 @@ use crate::VisionError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use tch::nn;
 
 /// Manifests larger than this are not read.
 pub const MAX_MANIFEST_BYTES: usize = 64 * 1024;
@@ -25,7 +26,20 @@ pub enum ModelKind {
     Recognizer,
 }
 
+/// The input size our workers feed detectors: 256x192 (4:3, like the shelf photos).
+pub const DETECTOR_INPUT: (i64, i64) = (256, 192);
+/// The crop size the recognizer reads.
+pub const RECOGNIZER_INPUT: (i64, i64) = (32, 32);
+
 impl ModelKind {
+    /// The input our workers feed this kind: [`DETECTOR_INPUT`] photos, [`RECOGNIZER_INPUT`] crops.
+    pub fn input(self) -> (i64, i64) {
+        match self {
+            Self::Detector => DETECTOR_INPUT,
+            Self::Recognizer => RECOGNIZER_INPUT,
+        }
+    }
+
     /// The name used in model keys and manifests.
     pub fn name(self) -> &'static str {
         match self {
@@ -156,4 +170,44 @@ impl Artifact {
         }
         Ok(())
     }
+}
+
+/// The variables as a safetensors file's bytes.
+pub(crate) fn save_weights(vs: &nn::VarStore) -> Result<Vec<u8>, VisionError> {
+    let file = tempfile::Builder::new().suffix(".safetensors").tempfile()?;
+    vs.save(file.path())?;
+    Ok(std::fs::read(file.path())?)
+}
+
+/// A TorchScript module from a `.pt` file's bytes, on `device`, in evaluation mode.
+pub(crate) fn load_torchscript(weights: &[u8], device: tch::Device) -> Result<tch::CModule, VisionError> {
+    let mut module = tch::CModule::load_data_on_device(&mut std::io::Cursor::new(weights), device)
+        .map_err(|e| VisionError::artifact(format!("not a TorchScript module: {e}")))?;
+    module.set_eval();
+    Ok(module)
+}
+
+/// Loads a safetensors file's bytes into the variables; every variable must be there, in its shape.
+pub(crate) fn load_weights(vs: &mut nn::VarStore, weights: &[u8]) -> Result<(), VisionError> {
+    let file = tempfile::Builder::new().suffix(".safetensors").tempfile()?;
+    std::fs::write(file.path(), weights)?;
+    vs.load(file.path()).map_err(|e| VisionError::artifact(format!("weights do not load: {e}")))
+}
+
+/// The artifact of a TorchScript module traced elsewhere, a detector or a recognizer: its
+/// manifest says the classes (in output order) and the input our workers feed that kind
+/// ([`ModelKind::input`]); [`crate::Detector::load`] and [`crate::Recognizer::load`] check them
+/// with a probe pass.
+pub fn import_torchscript(module: Vec<u8>, kind: ModelKind, classes: Vec<u32>) -> Artifact {
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        kind,
+        architecture: TORCHSCRIPT.to_owned(),
+        classes,
+        input: kind.input(),
+        weights_sha256: sha256_hex(&module),
+        training: None,
+        metrics: BTreeMap::new(),
+    };
+    Artifact { manifest, weights: module }
 }

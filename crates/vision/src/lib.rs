@@ -12,10 +12,11 @@ mod servable;
 pub mod train;
 
 pub use artifact::{
-    Artifact, Expect, MANIFEST_FORMAT, MAX_MANIFEST_BYTES, Manifest, ModelKind, TORCHSCRIPT, TrainingInfo, sha256_hex,
+    Artifact, Expect, MANIFEST_FORMAT, MAX_MANIFEST_BYTES, Manifest, ModelKind, TORCHSCRIPT, TrainingInfo,
+    import_torchscript, sha256_hex,
 };
 pub use detector::{ARCHITECTURE, DecodeConfig};
 pub use device::{DeviceChoice, device_choice, force_cpu};
 pub use error::VisionError;
 pub use recognizer::{RECOGNIZER_INPUT, Recognizer};
-pub use servable::{DETECTOR_INPUT, Detector, import_torchscript};
+pub use servable::{DETECTOR_INPUT, Detector};

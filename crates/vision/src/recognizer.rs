@@ -3,8 +3,11 @@
 //! detection-and-recognition recipe. Trained on the crops of the training-data repository.
 
 use crate::VisionError;
-use crate::artifact::{Artifact, Expect, MANIFEST_FORMAT, Manifest, ModelKind, TrainingInfo, sha256_hex};
-use crate::servable::{load_weights, save_weights};
+pub use crate::artifact::RECOGNIZER_INPUT;
+use crate::artifact::{
+    Artifact, Expect, MANIFEST_FORMAT, Manifest, ModelKind, TORCHSCRIPT, TrainingInfo, load_torchscript, load_weights,
+    save_weights, sha256_hex,
+};
 use crate::train::TrainConfig;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -15,8 +18,6 @@ use visionlog_imaging::scene::Rng;
 
 /// The architecture name written in manifests.
 pub const RECOGNIZER_ARCHITECTURE: &str = "crop-cnn-v1";
-/// The crop size the recognizer reads.
-pub const RECOGNIZER_INPUT: (i64, i64) = (32, 32);
 
 fn net(p: &nn::Path<'_>, classes: i64) -> nn::Sequential {
     let conv = |name: &str, i, o| nn::conv2d(p / name, i, o, 3, nn::ConvConfig { padding: 1, ..Default::default() });
@@ -30,11 +31,18 @@ fn net(p: &nn::Path<'_>, classes: i64) -> nn::Sequential {
         .add(nn::linear(p / "fc", 64, classes, Default::default()))
 }
 
-/// A crop recognizer and its manifest.
+enum Net {
+    Native { vs: nn::VarStore, net: nn::Sequential },
+    Script(tch::CModule),
+}
+
+/// A crop recognizer and its manifest: trained here (weights in safetensors) or imported
+/// (TorchScript, traced elsewhere: `[n, 3, 32, 32]` crops centred on zero in, `[n, classes]`
+/// logits out).
 pub struct Recognizer {
     manifest: Manifest,
-    vs: nn::VarStore,
-    net: nn::Sequential,
+    net: Net,
+    device: Device,
 }
 
 impl std::fmt::Debug for Recognizer {
@@ -59,6 +67,7 @@ impl Recognizer {
         tch::manual_seed(seed);
         let vs = nn::VarStore::new(device);
         let net = net(&vs.root(), classes.len() as i64);
+        let net = Net::Native { vs, net };
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             kind: ModelKind::Recognizer,
@@ -69,19 +78,58 @@ impl Recognizer {
             training: None,
             metrics: BTreeMap::new(),
         };
-        Ok(Self { manifest, vs, net })
+        Ok(Self { manifest, net, device })
     }
 
-    /// Loads an artifact, checked like a detector's.
+    /// Loads an artifact, checked like a detector's: whole, what `expect` says, and a probe
+    /// pass gives one score per class.
     pub fn load(artifact: &Artifact, expect: &Expect, device: Device) -> Result<Self, VisionError> {
         artifact.check(expect)?;
-        if artifact.manifest.architecture != RECOGNIZER_ARCHITECTURE {
-            return Err(VisionError::artifact(format!("unknown architecture {:?}", artifact.manifest.architecture)));
-        }
-        let mut r = Self::new(&artifact.manifest.classes, device, 0)?;
-        load_weights(&mut r.vs, &artifact.weights)?;
-        r.manifest = artifact.manifest.clone();
+        let m = &artifact.manifest;
+        let net = match m.architecture.as_str() {
+            RECOGNIZER_ARCHITECTURE => {
+                let mut vs = nn::VarStore::new(device);
+                let net = net(&vs.root(), m.classes.len() as i64);
+                load_weights(&mut vs, &artifact.weights)?;
+                Net::Native { vs, net }
+            }
+            TORCHSCRIPT => Net::Script(load_torchscript(&artifact.weights, device)?),
+            other => return Err(VisionError::artifact(format!("unknown architecture {other:?}"))),
+        };
+        let r = Self { manifest: m.clone(), net, device };
+        r.probe()?;
         Ok(r)
+    }
+
+    /// One pass on a blank crop: the output must be `[1, classes]`.
+    fn probe(&self) -> Result<(), VisionError> {
+        let (w, h) = RECOGNIZER_INPUT;
+        let x = Tensor::zeros([1, 3, h, w], (Kind::Float, self.device));
+        let out =
+            tch::no_grad(|| self.forward(&x)).map_err(|e| VisionError::artifact(format!("a probe pass fails: {e}")))?;
+        let want = [1, self.manifest.classes.len() as i64];
+        if out.size() != want {
+            return Err(VisionError::artifact(format!(
+                "output {:?} on a {w}x{h} crop, not {want:?}: wrong classes or not a recognizer",
+                out.size()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The raw scores (logits) on a float batch of crops `[n, 3, 32, 32]`.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor, VisionError> {
+        Ok(match &self.net {
+            Net::Native { net, .. } => net.forward(xs),
+            Net::Script(m) => m.forward_ts(&[xs])?,
+        })
+    }
+
+    /// Stops tracking gradients: for serving, and for tracing into TorchScript.
+    pub fn freeze(&mut self) {
+        if let Net::Native { vs, .. } = &mut self.net {
+            vs.freeze();
+        }
     }
 
     /// The manifest.
@@ -94,8 +142,8 @@ impl Recognizer {
         if crops.is_empty() {
             return Ok(Vec::new());
         }
-        let xs = crops_batch(crops, self.vs.device())?;
-        let probs = tch::no_grad(|| self.net.forward(&xs).softmax(-1, Kind::Float)).to_device(Device::Cpu);
+        let xs = crops_batch(crops, self.device)?;
+        let probs = tch::no_grad(|| self.forward(&xs))?.softmax(-1, Kind::Float).to_device(Device::Cpu);
         let (p, i) = probs.max_dim(1, false);
         let (p, i): (Vec<f32>, Vec<i64>) = (Vec::try_from(p)?, Vec::try_from(i)?);
         Ok(i.into_iter().zip(p).map(|(i, p)| (self.manifest.classes[i as usize], p)).collect())
@@ -103,6 +151,9 @@ impl Recognizer {
 
     /// Trains on labelled crops (class ids of the group), in place.
     pub fn train(&mut self, crops: &[(Rgb, u32)], cfg: &TrainConfig) -> Result<TrainingInfo, VisionError> {
+        let Net::Native { vs, net } = &self.net else {
+            return Err(VisionError::Input("an imported module is served as it was imported, not trained".into()));
+        };
         let labelled: Vec<(&Rgb, i64)> = crops
             .iter()
             .filter_map(|(c, class)| Some((c, self.manifest.classes.iter().position(|k| k == class)? as i64)))
@@ -110,10 +161,10 @@ impl Recognizer {
         if labelled.is_empty() {
             return Err(VisionError::Input("no crops of the recognizer's classes".into()));
         }
-        let device = self.vs.device();
+        let device = self.device;
         let all = crops_batch(&labelled.iter().map(|(c, _)| *c).collect::<Vec<_>>(), Device::Cpu)?;
         let labels = Tensor::from_slice(&labelled.iter().map(|(_, l)| *l).collect::<Vec<_>>());
-        let mut opt = nn::Adam::default().build(&self.vs, cfg.learning_rate)?;
+        let mut opt = nn::Adam::default().build(vs, cfg.learning_rate)?;
         let mut rng = Rng::from_key(&format!("recognizer/{}", cfg.seed));
         let started = Instant::now();
         for _ in 0..cfg.steps {
@@ -125,7 +176,7 @@ impl Recognizer {
             }
             let gain = f64::from(rng.range(0.8, 1.2));
             let xs = ((xs + 0.5) * gain - 0.5).to_device(device);
-            let loss = self.net.forward(&xs).cross_entropy_for_logits(&labels.index_select(0, &idx).to_device(device));
+            let loss = net.forward(&xs).cross_entropy_for_logits(&labels.index_select(0, &idx).to_device(device));
             opt.backward_step(&loss);
         }
         let seconds = started.elapsed().as_secs_f64();
@@ -144,7 +195,10 @@ impl Recognizer {
         training: Option<TrainingInfo>,
         metrics: BTreeMap<String, f64>,
     ) -> Result<Artifact, VisionError> {
-        let weights = save_weights(&self.vs)?;
+        let Net::Native { vs, .. } = &self.net else {
+            return Err(VisionError::artifact("an imported module is stored as it was imported"));
+        };
+        let weights = save_weights(vs)?;
         let manifest = Manifest { weights_sha256: sha256_hex(&weights), training, metrics, ..self.manifest.clone() };
         Ok(Artifact { manifest, weights })
     }

@@ -1,18 +1,18 @@
 //! A detector ready to serve: trained here (weights in safetensors) or imported (TorchScript).
 
 use crate::VisionError;
-use crate::artifact::{Artifact, Expect, MANIFEST_FORMAT, Manifest, ModelKind, TORCHSCRIPT, TrainingInfo, sha256_hex};
+pub use crate::artifact::DETECTOR_INPUT;
+use crate::artifact::{
+    Artifact, Expect, MANIFEST_FORMAT, Manifest, ModelKind, TORCHSCRIPT, TrainingInfo, load_torchscript, load_weights,
+    save_weights, sha256_hex,
+};
 use crate::detector::{self, ARCHITECTURE, DecodeConfig, DetectorNet, STRIDE};
 use crate::input::{batch, prepare, prepare_batch};
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 use visionlog_domain::Detection;
 use visionlog_imaging::Rgb;
-
-/// The input size our workers feed detectors: 256x192 (4:3, like the shelf photos).
-pub const DETECTOR_INPUT: (i64, i64) = (256, 192);
 
 enum Net {
     Native { vs: nn::VarStore, net: Box<DetectorNet> },
@@ -66,12 +66,7 @@ impl Detector {
                 load_weights(&mut vs, &artifact.weights)?;
                 Net::Native { vs, net: Box::new(net) }
             }
-            TORCHSCRIPT => {
-                let mut module = tch::CModule::load_data_on_device(&mut Cursor::new(&artifact.weights), device)
-                    .map_err(|e| VisionError::artifact(format!("not a TorchScript module: {e}")))?;
-                module.set_eval();
-                Net::Script(module)
-            }
+            TORCHSCRIPT => Net::Script(load_torchscript(&artifact.weights, device)?),
             other => return Err(VisionError::artifact(format!("unknown architecture {other:?}"))),
         };
         let det = Self { manifest: m.clone(), net, device };
@@ -174,34 +169,4 @@ impl Detector {
         let manifest = Manifest { weights_sha256: sha256_hex(&weights), training, metrics, ..self.manifest.clone() };
         Ok(Artifact { manifest, weights })
     }
-}
-
-/// The variables as a safetensors file's bytes.
-pub(crate) fn save_weights(vs: &nn::VarStore) -> Result<Vec<u8>, VisionError> {
-    let file = tempfile::Builder::new().suffix(".safetensors").tempfile()?;
-    vs.save(file.path())?;
-    Ok(std::fs::read(file.path())?)
-}
-
-/// Loads a safetensors file's bytes into the variables; every variable must be there, in its shape.
-pub(crate) fn load_weights(vs: &mut nn::VarStore, weights: &[u8]) -> Result<(), VisionError> {
-    let file = tempfile::Builder::new().suffix(".safetensors").tempfile()?;
-    std::fs::write(file.path(), weights)?;
-    vs.load(file.path()).map_err(|e| VisionError::artifact(format!("weights do not load: {e}")))
-}
-
-/// The artifact of a TorchScript detector traced elsewhere: its manifest says the classes (in
-/// output-channel order) and the input size it was traced for; [`Detector::load`] checks them.
-pub fn import_torchscript(module: Vec<u8>, classes: Vec<u32>, input: (i64, i64)) -> Artifact {
-    let manifest = Manifest {
-        format: MANIFEST_FORMAT,
-        kind: ModelKind::Detector,
-        architecture: TORCHSCRIPT.to_owned(),
-        classes,
-        input,
-        weights_sha256: sha256_hex(&module),
-        training: None,
-        metrics: BTreeMap::new(),
-    };
-    Artifact { manifest, weights: module }
 }

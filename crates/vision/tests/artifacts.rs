@@ -62,7 +62,7 @@ fn traced(det: &mut Detector) -> Vec<u8> {
 #[test]
 fn a_torchscript_module_imports_and_serves_like_the_native_one() {
     let mut det = Detector::new(&CLASSES, DETECTOR_INPUT, Device::Cpu, 4).unwrap();
-    let artifact = import_torchscript(traced(&mut det), CLASSES.to_vec(), DETECTOR_INPUT);
+    let artifact = import_torchscript(traced(&mut det), ModelKind::Detector, CLASSES.to_vec());
     let scripted = Detector::load(&artifact, &expect(), Device::Cpu).unwrap();
     assert!(scripted.vars().is_none());
     let xs = inputs();
@@ -101,10 +101,10 @@ fn damaged_or_mismatched_artifacts_are_refused() {
 
     // a TorchScript module with fewer output channels than the classes it claims
     let mut small = Detector::new(&[1, 2], DETECTOR_INPUT, Device::Cpu, 6).unwrap();
-    let wrong = import_torchscript(traced(&mut small), CLASSES.to_vec(), DETECTOR_INPUT);
+    let wrong = import_torchscript(traced(&mut small), ModelKind::Detector, CLASSES.to_vec());
     assert!(rejected(&wrong, &expect()).contains("wrong classes or input size"));
     // bytes that are no TorchScript at all
-    let junk = import_torchscript(b"not a module".to_vec(), CLASSES.to_vec(), DETECTOR_INPUT);
+    let junk = import_torchscript(b"not a module".to_vec(), ModelKind::Detector, CLASSES.to_vec());
     assert!(rejected(&junk, &expect()).contains("not a TorchScript module"));
     // an unknown architecture
     let mut alien = good.clone();

@@ -3,9 +3,11 @@
 mod common;
 
 use common::{CLASSES, scenes};
-use tch::Device;
+use tch::{Device, Kind, Tensor};
 use visionlog_vision::train::TrainConfig;
-use visionlog_vision::{Expect, ModelKind, RECOGNIZER_INPUT, Recognizer, VisionError};
+use visionlog_vision::{
+    DETECTOR_INPUT, Detector, Expect, ModelKind, RECOGNIZER_INPUT, Recognizer, VisionError, import_torchscript,
+};
 
 fn crops(prefix: &str, n: usize) -> Vec<(visionlog_imaging::Rgb, u32)> {
     scenes(prefix, n)
@@ -46,6 +48,48 @@ fn recognizes_held_out_crops_and_round_trips() {
     let refs: Vec<_> = held_out.iter().take(20).map(|(c, _)| c).collect();
     assert_eq!(rec.classify(&refs).unwrap(), back.classify(&refs).unwrap());
     // a detector's expectations do not take a recognizer
-    let as_detector = Expect { kind: ModelKind::Detector, ..expect };
+    let as_detector = Expect { kind: ModelKind::Detector, ..expect.clone() };
     assert!(matches!(Recognizer::load(&artifact, &as_detector, Device::Cpu), Err(VisionError::Artifact(_))));
+
+    // traced as a data scientist's `torch.jit.trace` would, imported, served: the same classes
+    rec.freeze();
+    let module = traced("Recognizer", [1, 3, RECOGNIZER_INPUT.1, RECOGNIZER_INPUT.0], &|x| rec.forward(x).unwrap());
+    let imported = import_torchscript(module.clone(), ModelKind::Recognizer, CLASSES.to_vec());
+    assert_eq!((imported.manifest.kind, imported.manifest.input), (ModelKind::Recognizer, RECOGNIZER_INPUT));
+    let script = Recognizer::load(&imported, &expect, Device::Cpu).unwrap();
+    let (native, served) = (rec.classify(&refs).unwrap(), script.classify(&refs).unwrap());
+    for ((a, p), (b, q)) in native.iter().zip(&served) {
+        assert!(a == b && (p - q).abs() < 1e-4, "{native:?} vs {served:?}");
+    }
+    assert!(script.to_artifact(None, Default::default()).is_err(), "an import is stored as it was imported");
+    // a module with other outputs is refused by its probe: fewer classes, or a detector
+    let fewer = import_torchscript(module, ModelKind::Recognizer, CLASSES[..4].to_vec());
+    let small = Expect { classes: CLASSES[..4].to_vec(), ..expect.clone() };
+    let reason = refused(Recognizer::load(&fewer, &small, Device::Cpu));
+    assert!(reason.contains("wrong classes or not a recognizer"), "{reason}");
+    let mut det = Detector::new(&CLASSES, DETECTOR_INPUT, Device::Cpu, 1).unwrap();
+    det.freeze();
+    let det_module = traced("Detector", [1, 3, DETECTOR_INPUT.1, DETECTOR_INPUT.0], &|x| det.forward(x).unwrap());
+    let reason = refused(Recognizer::load(
+        &import_torchscript(det_module, ModelKind::Recognizer, CLASSES.to_vec()),
+        &expect,
+        Device::Cpu,
+    ));
+    assert!(reason.contains("not a recognizer"), "{reason}");
+}
+
+fn refused(loaded: Result<Recognizer, VisionError>) -> String {
+    match loaded {
+        Err(VisionError::Artifact(reason)) => reason,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+/// A module traced from `forward` on a blank input of `shape`, as a `.pt` file's bytes.
+fn traced(name: &str, shape: [i64; 4], forward: &dyn Fn(&Tensor) -> Tensor) -> Vec<u8> {
+    let xs = Tensor::zeros(shape, (Kind::Float, Device::Cpu));
+    let module = tch::CModule::create_by_tracing(name, "forward", &[xs], &mut |ins| vec![forward(&ins[0])]).unwrap();
+    let file = tempfile::Builder::new().suffix(".pt").tempfile().unwrap();
+    module.save(file.path()).unwrap();
+    std::fs::read(file.path()).unwrap()
 }

@@ -20,8 +20,10 @@ use visionlog_tenants::Principal;
 pub(crate) struct ModelQuery {
     /// For admins: whose models.
     customer: Option<String>,
-    /// For a register: class ids in output-channel order.
+    /// For a register: class ids in output order.
     classes: Option<String>,
+    /// Which model of the class group: `detector` (default) or `recognizer`.
+    kind: Option<String>,
     /// For `show`: what was deployed at this instant.
     at_ms: Option<i64>,
 }
@@ -48,7 +50,12 @@ fn caller_and_stream(
 ) -> ApiResult<(Principal, ModelQuery, ModelKey)> {
     let who = principal(gw, headers)?;
     let q = query(q)?;
-    let key = ModelKey::detector(&customer(&who, &q)?, class_group);
+    let customer = customer(&who, &q)?;
+    let key = match q.kind.as_deref() {
+        None | Some("detector") => ModelKey::detector(&customer, class_group),
+        Some("recognizer") => ModelKey::recognizer(&customer, class_group),
+        Some(_) => return Err(Problem::bad_request("invalid_query", "kind: detector or recognizer")),
+    };
     Ok((who, q, key))
 }
 
@@ -143,8 +150,9 @@ fn idempotency(headers: &HeaderMap) -> Option<String> {
     headers.get(crate::tasks::IDEMPOTENCY_KEY).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
-/// `POST /v1/models/{class_group}/artifacts` (a TorchScript module as the body): checks it
-/// against the class group by loading it, stores it, and registers it as a new version.
+/// `POST /v1/models/{class_group}/artifacts[?kind=recognizer]` (a TorchScript module as the
+/// body): checks it against the class group by loading it, stores it, and registers it as a
+/// new version of the class group's detector or recognizer.
 pub(crate) async fn register(
     gw: Gw,
     headers: HeaderMap,
@@ -172,23 +180,16 @@ pub(crate) async fn register(
     let (k, by) = (key.clone(), actor_of(&who));
     let register = gw
         .blocking(move |gw| {
-            visionlog_models::import_detector(
-                gw.store.as_ref(),
-                gw.artifacts.as_ref(),
-                &k,
-                bytes.to_vec(),
-                classes,
-                &by,
-            )
-            .map_err(|e| match e {
-                visionlog_models::ImportError::UnknownClassGroup(_) => {
-                    Problem::new(StatusCode::NOT_FOUND, "unknown_class_group", "no task has used this class group")
-                }
-                visionlog_models::ImportError::Invalid(why) => {
-                    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_artifact", why)
-                }
-                visionlog_models::ImportError::Store(e) => Problem::internal(e),
-            })
+            visionlog_models::import_module(gw.store.as_ref(), gw.artifacts.as_ref(), &k, bytes.to_vec(), classes, &by)
+                .map_err(|e| match e {
+                    visionlog_models::ImportError::UnknownClassGroup(_) => {
+                        Problem::new(StatusCode::NOT_FOUND, "unknown_class_group", "no task has used this class group")
+                    }
+                    visionlog_models::ImportError::Invalid(why) => {
+                        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_artifact", why)
+                    }
+                    visionlog_models::ImportError::Store(e) => Problem::internal(e),
+                })
         })
         .await?;
     let folder = match &register {

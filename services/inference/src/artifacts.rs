@@ -1,8 +1,12 @@
 //! Artifacts in the object store: `models/<model id>/<folder>/manifest.json` and the weights
 //! file next to it (`weights.safetensors`, or `model.pt` for an imported TorchScript module).
 
+use visionlog_models::ModelKey;
 use visionlog_objects::{Objects, ObjectsError};
-use visionlog_vision::{Artifact, MAX_MANIFEST_BYTES, Manifest, TORCHSCRIPT, VisionError};
+use visionlog_vision::{
+    Artifact, Detector, Expect, MAX_MANIFEST_BYTES, Manifest, ModelKind, Recognizer, TORCHSCRIPT, VisionError,
+    import_torchscript,
+};
 
 /// Weights files larger than this are refused.
 pub const MAX_WEIGHTS_BYTES: u64 = 512 << 20;
@@ -38,36 +42,49 @@ pub fn put(objects: &Objects, folder: &str, a: &Artifact) -> Result<(), Artifact
     Ok(())
 }
 
-/// Reads an artifact (bounded); checking it is [`visionlog_vision::Detector::load`]'s job.
+/// Reads an artifact (bounded); checking it is [`Detector::load`]'s or [`Recognizer::load`]'s job.
 pub fn get(objects: &Objects, folder: &str) -> Result<Artifact, ArtifactError> {
     let manifest = Manifest::parse(&objects.get(&format!("{folder}/manifest.json"), MAX_MANIFEST_BYTES as u64)?)?;
     let weights = objects.get(&format!("{folder}/{}", weights_file(&manifest)), MAX_WEIGHTS_BYTES)?;
     Ok(Artifact { manifest, weights })
 }
 
-/// Checks a TorchScript detector traced elsewhere against its class group (`group_classes`;
-/// `classes` in output-channel order, the group's ascending if empty) by loading it and making
-/// a probe pass, in this process.
-pub fn check_detector(bytes: Vec<u8>, classes: Vec<u32>, group_classes: Vec<u32>) -> Result<Artifact, ArtifactError> {
-    use visionlog_vision::{DETECTOR_INPUT, Detector, Expect, ModelKind, import_torchscript};
+/// Checks a TorchScript module traced elsewhere, a detector or a recognizer, against its class
+/// group (`group_classes`; `classes` in output order, the group's ascending if empty) by
+/// loading it and making a probe pass, in this process.
+pub fn check_module(
+    bytes: Vec<u8>,
+    kind: ModelKind,
+    classes: Vec<u32>,
+    group_classes: Vec<u32>,
+) -> Result<Artifact, ArtifactError> {
     let classes = if classes.is_empty() { group_classes.clone() } else { classes };
-    let artifact = import_torchscript(bytes, classes, DETECTOR_INPUT);
-    let expect = Expect { kind: ModelKind::Detector, classes: group_classes, input: DETECTOR_INPUT };
-    Detector::load(&artifact, &expect, tch::Device::Cpu)?;
+    let artifact = import_torchscript(bytes, kind, classes);
+    let expect = Expect { kind, classes: group_classes, input: artifact.manifest.input };
+    match kind {
+        ModelKind::Detector => drop(Detector::load(&artifact, &expect, tch::Device::Cpu)?),
+        ModelKind::Recognizer => drop(Recognizer::load(&artifact, &expect, tch::Device::Cpu)?),
+    }
     Ok(artifact)
 }
 
-/// Checks a TorchScript detector ([`check_detector`]) and stores it as an artifact of
-/// `model_id`; returns its folder, to be registered.
-pub fn import_detector(
+/// Checks a TorchScript module ([`check_module`]) and stores it as an artifact of `model_id`;
+/// returns its folder, to be registered.
+pub fn import_module(
     objects: &Objects,
     model_id: &str,
     bytes: Vec<u8>,
+    kind: ModelKind,
     classes: Vec<u32>,
     group_classes: Vec<u32>,
 ) -> Result<String, ArtifactError> {
-    let artifact = check_detector(bytes, classes, group_classes)?;
+    let artifact = check_module(bytes, kind, classes, group_classes)?;
     store_imported(objects, model_id, &artifact)
+}
+
+/// The kind of model a stream holds.
+pub fn kind_of(key: &ModelKey) -> ModelKind {
+    if key.is_recognizer() { ModelKind::Recognizer } else { ModelKind::Detector }
 }
 
 /// Stores an imported artifact that was checked; returns its folder.
@@ -79,9 +96,10 @@ fn store_imported(objects: &Objects, model_id: &str, artifact: &Artifact) -> Res
 
 /// Runs the check of an uploaded module in another process (a module is code: loading and
 /// running it in the gateway would let it take the gateway's memory, time or address space).
-/// The binary supplies it: it runs `check(module file, classes, group classes)` in a child with
-/// a time and a memory limit, and answers why it was refused.
-pub type IsolatedCheck = std::sync::Arc<dyn Fn(&std::path::Path, &[u32], &[u32]) -> Result<(), String> + Send + Sync>;
+/// The binary supplies it: it runs `check(module file, kind, classes, group classes)` in a
+/// child with a time and a memory limit, and answers why it was refused.
+pub type IsolatedCheck =
+    std::sync::Arc<dyn Fn(&std::path::Path, ModelKind, &[u32], &[u32]) -> Result<(), String> + Send + Sync>;
 
 /// The libtorch check of imported artifacts, for the gateway and the CLI (they hold it as a
 /// [`visionlog_models::ArtifactImport`]).
@@ -94,22 +112,24 @@ pub struct TorchImport {
 }
 
 impl visionlog_models::ArtifactImport for TorchImport {
-    fn import_detector(
+    fn import_module(
         &self,
-        model_id: &str,
+        key: &ModelKey,
         module: Vec<u8>,
         classes: Vec<u32>,
         group_classes: Vec<u32>,
     ) -> Result<String, String> {
+        let (model_id, kind) = (key.model_id(), kind_of(key));
         let Some(check) = &self.isolated else {
-            return import_detector(&self.objects, model_id, module, classes, group_classes).map_err(|e| e.to_string());
+            return import_module(&self.objects, &model_id, module, kind, classes, group_classes)
+                .map_err(|e| e.to_string());
         };
         let file = tempfile::NamedTempFile::new().map_err(|e| format!("a file for the check: {e}"))?;
         std::fs::write(file.path(), &module).map_err(|e| format!("a file for the check: {e}"))?;
-        check(file.path(), &classes, &group_classes)?;
+        check(file.path(), kind, &classes, &group_classes)?;
         // checked in the child: stored here without loading it
         let classes = if classes.is_empty() { group_classes } else { classes };
-        let artifact = visionlog_vision::import_torchscript(module, classes, visionlog_vision::DETECTOR_INPUT);
-        store_imported(&self.objects, model_id, &artifact).map_err(|e| e.to_string())
+        let artifact = import_torchscript(module, kind, classes);
+        store_imported(&self.objects, &model_id, &artifact).map_err(|e| e.to_string())
     }
 }

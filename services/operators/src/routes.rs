@@ -106,8 +106,9 @@ fn subtasks_of(tenants: &Tenants, task: &Task, history: &[RecordedEvent]) -> Vec
 }
 
 /// The task as the tool shows it: images, class group, objects now, the step and the session,
-/// and which subtasks the operator works on (`subtasks`; the tool offers classes only where
-/// `recognition` is one, and box edits only where `detection` is).
+/// and which subtasks of its recipe the operator works on (`subtasks`) and which are left to
+/// the models (`hidden`: the tool offers no classes where `recognition` is hidden, and no box
+/// edits where `detection` is; in the detection recipe, detection includes the classes).
 fn tool_view(task_id: &str, history: &[RecordedEvent], me: &str, tenants: &Tenants) -> ApiResult<Value> {
     let s = visionlog_journal::state_as_of(history, None, None);
     let Some(task) = s.state else { return Err(Problem::task_not_found(task_id)) };
@@ -138,7 +139,8 @@ fn tool_view(task_id: &str, history: &[RecordedEvent], me: &str, tenants: &Tenan
     Ok(json!({
         "task_id": task_id, "version": s.version, "customer": task.customer, "class_group": task.class_group,
         "stage": task.stage.name(), "step": rules::step(&task, me), "session": session, "images": images,
-        "recipe": task.recipe, "subtasks": subtasks,
+        "recipe": task.recipe, "hidden": task.recipe.subtasks().iter().filter(|s| !subtasks.contains(s)).collect::<Vec<_>>(),
+        "subtasks": subtasks,
         "objects": objects, "events": history.iter().map(|r| json!({"version": r.envelope.version, "type": r.envelope.event_type, "actor": r.envelope.actor})).collect::<Vec<_>>(),
     }))
 }
@@ -355,7 +357,7 @@ pub(crate) async fn session(
         .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_session", e.to_string()))?;
     // what the customer left to the models stays theirs
     let shown = subtasks_of(&gw.tenants, &task, &history);
-    check_session(&summary, &initial, &shown)
+    check_session(&summary, &initial, task.recipe, &shown)
         .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "subtask_hidden", e))?;
     let counts =
         json!({ "removed": summary.removed.len(), "added": summary.added.len(), "labeled": summary.labeled.len() });

@@ -79,7 +79,7 @@ async function open(id, quiet) {
   clearTimeout(state.poll);
   if (t.step === "waiting") state.poll = setTimeout(() => { if (state.task && state.task.task_id === id) open(id, true).catch(() => {}); }, 1000);
 }
-function does(subtask) { return !state.task || !state.task.subtasks || state.task.subtasks.includes(subtask); }
+function does(subtask) { return !state.task || !(state.task.hidden || []).includes(subtask); }
 function relabel(classId) {
   if (!state.selected || !does("recognition")) return;
   act({ op: "label", object_id: state.selected, class_id: classId });

@@ -1,10 +1,11 @@
 //! `visionlog model ...`: the model streams — list, history, the "Train" button, promote,
-//! retire, and the import of a TorchScript detector traced elsewhere.
+//! retire, and the import of a TorchScript detector or recognizer traced elsewhere.
 
 use crate::runtime::{Backends, Runtime};
 use anyhow::{Context, bail};
 use visionlog_journal::{deterministic_id, now_ms};
 use visionlog_models::{ModelCommand, ModelKey, Outcome};
+use visionlog_vision::ModelKind;
 
 /// Which model stream.
 #[derive(clap::Args, Debug)]
@@ -76,25 +77,31 @@ pub(crate) enum ModelCmd {
         #[arg(long, default_value = "retired by hand")]
         reason: String,
     },
-    /// Registers a TorchScript detector (`torch.jit.trace`d: input `[n, 3, 192, 256]` in
-    /// `[-0.5, 0.5]`, output `[n, classes + 4, 24, 32]`); it is checked before it is registered.
+    /// Registers a TorchScript module (`torch.jit.trace`d, inputs in `[-0.5, 0.5]`): a detector
+    /// (input `[n, 3, 192, 256]`, output `[n, classes + 4, 24, 32]`) or, with `--kind
+    /// recognizer`, a crop recognizer (input `[n, 3, 32, 32]`, output `[n, classes]` logits);
+    /// it is checked before it is registered.
     Import {
         #[command(flatten)]
         which: Which,
         /// The `.pt` file.
         #[arg(long)]
         file: std::path::PathBuf,
-        /// Class ids in output-channel order (default: the class group's, ascending).
+        /// Class ids in output order (default: the class group's, ascending).
         #[arg(long, value_delimiter = ',')]
         classes: Vec<u32>,
     },
-    /// Loads a TorchScript detector and makes a probe pass (what the gateway runs in a child
-    /// process, under limits, before it stores an uploaded module); exits 0 when it fits.
+    /// Loads a TorchScript detector or recognizer and makes a probe pass (what the gateway
+    /// runs in a child process, under limits, before it stores an uploaded module); exits 0
+    /// when it fits.
     #[command(hide = true)]
     CheckModule {
         /// The `.pt` file.
         #[arg(long)]
         file: std::path::PathBuf,
+        /// `detector` or `recognizer`.
+        #[arg(long, default_value = "detector")]
+        kind: String,
         /// Class ids in output-channel order.
         #[arg(long, value_delimiter = ',')]
         classes: Vec<u32>,
@@ -107,7 +114,7 @@ pub(crate) enum ModelCmd {
 /// The check of uploaded modules in a child process: `visionlog model check-module` under an
 /// address-space limit (`ulimit -v`) of `memory_mb` and killed after `timeout`.
 pub(crate) fn isolated_check(memory_mb: u64, timeout: std::time::Duration) -> visionlog_inference::IsolatedCheck {
-    std::sync::Arc::new(move |file: &std::path::Path, classes: &[u32], group: &[u32]| {
+    std::sync::Arc::new(move |file: &std::path::Path, kind: ModelKind, classes: &[u32], group: &[u32]| {
         let exe = std::env::current_exe().map_err(|e| format!("the check cannot start: {e}"))?;
         let list = |c: &[u32]| c.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
         let mut child = std::process::Command::new("sh")
@@ -116,7 +123,7 @@ pub(crate) fn isolated_check(memory_mb: u64, timeout: std::time::Duration) -> vi
             .arg("sh")
             .arg((memory_mb * 1024).to_string())
             .arg(exe)
-            .args(["model", "check-module", "--file"])
+            .args(["model", "check-module", "--kind", kind.name(), "--file"])
             .arg(file)
             .args((!classes.is_empty()).then(|| format!("--classes={}", list(classes))))
             .args((!group.is_empty()).then(|| format!("--group-classes={}", list(group))))
@@ -163,9 +170,15 @@ pub(crate) fn isolated_check(memory_mb: u64, timeout: std::time::Duration) -> vi
 const NOT_FIT: i32 = 3;
 
 /// `model check-module`: exits [`NOT_FIT`] with the reason when the module does not fit.
-fn check_module(file: &std::path::Path, classes: &[u32], group_classes: &[u32]) -> anyhow::Result<()> {
+fn check_module(file: &std::path::Path, kind: &str, classes: &[u32], group_classes: &[u32]) -> anyhow::Result<()> {
+    let kind = match kind {
+        "detector" => ModelKind::Detector,
+        "recognizer" => ModelKind::Recognizer,
+        other => bail!("--kind {other:?}: detector or recognizer"),
+    };
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    if let Err(e) = visionlog_inference::artifacts::check_detector(bytes, classes.to_vec(), group_classes.to_vec()) {
+    let (classes, group_classes) = (classes.to_vec(), group_classes.to_vec());
+    if let Err(e) = visionlog_inference::artifacts::check_module(bytes, kind, classes, group_classes) {
         eprintln!("Error: {e}");
         std::process::exit(NOT_FIT);
     }
@@ -182,8 +195,8 @@ fn print_outcome(what: &str, o: &Outcome) -> anyhow::Result<()> {
 }
 
 pub(crate) fn run(b: &Backends, cmd: &ModelCmd) -> anyhow::Result<()> {
-    if let ModelCmd::CheckModule { file, classes, group_classes } = cmd {
-        return check_module(file, classes, group_classes);
+    if let ModelCmd::CheckModule { file, kind, classes, group_classes } = cmd {
+        return check_module(file, kind, classes, group_classes);
     }
     let rt = Runtime::open(b)?;
     let exec = |key: &ModelKey, c: &ModelCommand| {
@@ -237,14 +250,10 @@ pub(crate) fn run(b: &Backends, cmd: &ModelCmd) -> anyhow::Result<()> {
         ModelCmd::Import { which, file, classes } => {
             let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
             let key = which.key();
-            if key.is_recognizer() {
-                bail!("only detectors are imported as TorchScript modules so far; recognizers are trained here");
-            }
             // the operator's own file, checked in this process
             let artifacts = visionlog_inference::TorchImport { objects: rt.objects.clone(), isolated: None };
-            let c =
-                visionlog_models::import_detector(rt.store.as_ref(), &artifacts, &key, bytes, classes.clone(), "cli")
-                    .context("the module is not registered")?;
+            let c = visionlog_models::import_module(rt.store.as_ref(), &artifacts, &key, bytes, classes.clone(), "cli")
+                .context("the module is not registered")?;
             print_outcome("import", &exec(&key, &c)?)?;
         }
     }

@@ -69,7 +69,7 @@ pub(crate) fn run(b: &InferenceBench) -> anyhow::Result<()> {
         vec![det.forward(&ins[0]).expect("forward")]
     })?;
     module.save(&pt)?;
-    let artifact = import_torchscript(std::fs::read(&pt)?, classes.clone(), DETECTOR_INPUT);
+    let artifact = import_torchscript(std::fs::read(&pt)?, ModelKind::Detector, classes.clone());
     let expect = Expect { kind: ModelKind::Detector, classes: classes.clone(), input: DETECTOR_INPUT };
     let scripted = Detector::load(&artifact, &expect, rt.device)?;
     let photos: Vec<_> = scenes.iter().map(|(px, _)| px).collect();
