@@ -66,13 +66,37 @@ fn demo_personal(i: usize) -> (String, visionlog_privacy::Personal) {
     (format!("subject-{n}"), personal)
 }
 
-/// Tells whether the aggregators have decided every command sent so far (on a resumed run the
-/// tasks are complete before the re-sent commands are answered).
-fn commands_drained(rt: &Runtime) -> anyhow::Result<bool> {
+/// Tells whether the pipeline is at rest: every service that acts on events has read them all,
+/// and the aggregators have decided every command sent so far (on a resumed run the tasks are
+/// complete before the re-sent commands are answered). A task with a result may still have work
+/// coming (a sampled quality check, a new revision): stopping before the rest would leave the
+/// views behind the log.
+fn at_rest(rt: &Runtime) -> anyhow::Result<bool> {
+    let serving = visionlog_views::generations::read(rt.store.as_ref())?.0.serving;
+    let projector = visionlog_views::generations::group(serving);
+    let readers =
+        [visionlog_executor::GROUP, visionlog_simulated_operators::GROUP, visionlog_inference::GROUP, &projector];
+    let events = &rt.topics.events;
+    let mut ends = Vec::new();
+    for p in 0..rt.topics.partitions {
+        let end = rt.log.end_offset(events, p)?;
+        for group in readers {
+            if rt.log.committed(group, events, p)?.map_or(0, |c| c.offset) < end {
+                return Ok(false);
+            }
+        }
+        ends.push(end);
+    }
     for p in 0..rt.topics.partitions {
         let end = rt.log.end_offset(&rt.topics.commands, p)?;
         let done = rt.log.committed(visionlog_aggregator::GROUP, &rt.topics.commands, p)?.map_or(0, |c| c.offset);
         if done < end {
+            return Ok(false);
+        }
+    }
+    // a command decided since the readers were looked at appended events they have not read
+    for (p, end) in ends.into_iter().enumerate() {
+        if rt.log.end_offset(events, p as u32)? != end {
             return Ok(false);
         }
     }
@@ -283,7 +307,7 @@ fn submit(rt: &Runtime, args: &DemoArgs, range: std::ops::Range<usize>) -> anyho
     Ok(())
 }
 
-/// Waits until `tasks` tasks have a result and every command is decided (or the deadline).
+/// Waits until `tasks` tasks have a result and the pipeline is at rest (or the deadline).
 fn wait_for(
     rt: &Runtime,
     tasks: usize,
@@ -297,7 +321,7 @@ fn wait_for(
         let check =
             visionlog_views::list_summaries(rt.store.as_ref()).map_err(anyhow::Error::from).and_then(|summaries| {
                 completed = summaries.iter().filter(|s| s.completed_at_ms.is_some()).count();
-                Ok(completed >= tasks && commands_drained(rt)?)
+                Ok(completed >= tasks && at_rest(rt)?)
             });
         let done = check.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "demo: progress unknown for now; asking again");
