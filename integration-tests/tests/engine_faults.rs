@@ -99,7 +99,8 @@ fn a_cql_node_killed_under_load() {
         for (a, b) in live_rows.iter().zip(rebuilt_rows) {
             if a != b && *table == visionlog_views::views::TASK_STATE {
                 // say what differs: the folded task, not its bytes
-                let view = |r: &visionlog_store::Row| visionlog_views::views::decode::<visionlog_views::TaskView>(&r.value);
+                let view =
+                    |r: &visionlog_store::Row| visionlog_views::views::decode::<visionlog_views::TaskView>(&r.value);
                 panic!(
                     "{table}: the live row (v{}) differs from the rebuilt one (v{}):\nlive {:#?}\nrebuilt {:#?}",
                     a.version,
