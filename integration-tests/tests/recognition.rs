@@ -219,3 +219,68 @@ fn a_quality_check_correction_is_delivered_as_a_new_revision(dir: &std::path::Pa
     assert_eq!(result.body["objects"], delivered[1]["objects"], "{result:?}");
     assert_ne!(delivered[0]["objects"], delivered[1]["objects"], "the check changed the result");
 }
+
+/// The ping-pong between servers and operators (seed 000), with no model yet: a customer who
+/// leaves the classes to the recognizer (`operator_subtasks`) gets each task boxed by an
+/// operator without classes, sent to the servers for the classes (no recognizer:
+/// `ModelNotFound` for recognition), and back to an operator, who now sees the classes too and
+/// gives them; every step decided from the task's events.
+#[test]
+fn with_recognition_hidden_a_task_goes_to_an_operator_for_boxes_and_back_for_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = dir.path().join("tenants.json");
+    let file = json!({"tenants": [{"id": "acme", "qc_per_mille": 0,
+        "operator_subtasks": {"DETECTION_AND_RECOGNITION": ["detection"]}}]});
+    std::fs::write(&tenants, file.to_string()).unwrap();
+    let data = dir.path().join("data");
+    let out = visionlog(&data)
+        .args(["--tenants", tenants.to_str().unwrap(), "--fsync", "never"])
+        .args(["demo", "--tasks", "4", "--no-training", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "demo: {}", String::from_utf8_lossy(&out.stderr));
+    let demo = last_json(&out.stdout);
+    assert_eq!((demo["tasks_completed"].as_u64(), demo["version_gaps"].as_u64()), (Some(4), Some(0)), "{demo}");
+    for i in 0..4 {
+        let task = format!("task-{i:06}");
+        let out = visionlog(&data).args(["task", "show", &task, "--json"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let events: Vec<Value> =
+            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        let steps: Vec<&str> = events
+            .iter()
+            .filter(|e| e["type"] == "ModelNotFound")
+            .map(|e| e["event"]["step"].as_str().unwrap())
+            .collect();
+        assert_eq!(steps, ["detection", "recognition"], "{task}: {types:?}");
+        let sessions: Vec<usize> =
+            types.iter().enumerate().filter(|(_, t)| **t == "OperatorAssigned").map(|(i, _)| i).collect();
+        assert_eq!(sessions.len(), 2, "{task}: two annotation sessions: {types:?}");
+        let (first, second) = (&events[sessions[0]..sessions[1]], &events[sessions[1]..]);
+        // the first session draws the boxes and gives no class, the servers are asked for them
+        let drawn: Vec<&Value> = first
+            .iter()
+            .filter(|e| e["type"] == "ObjectsAdded")
+            .flat_map(|e| e["event"]["objects"].as_array().unwrap())
+            .collect();
+        assert!(!drawn.is_empty(), "{task}: {types:?}");
+        assert!(drawn.iter().all(|o| o["class_id"].is_null()), "{task}: a class given where it is hidden: {drawn:?}");
+        assert!(first.iter().all(|e| e["type"] != "ObjectsLabeled"), "{task}: {types:?}");
+        let asked = first.iter().find(|e| e["type"] == "RecognitionRequested").expect("recognition asked for");
+        assert_eq!(asked["event"]["objects"].as_array().map(Vec::len), Some(drawn.len()), "{asked}");
+        // no recognizer: the second session gives every drawn box its class, then the result
+        let labelled: std::collections::BTreeSet<&str> = second
+            .iter()
+            .filter(|e| e["type"] == "ObjectsLabeled")
+            .flat_map(|e| e["event"]["labels"].as_array().unwrap())
+            .map(|l| l["object_id"].as_str().unwrap())
+            .collect();
+        assert!(drawn.iter().all(|o| labelled.contains(o["object_id"].as_str().unwrap())), "{task}: {labelled:?}");
+        assert!(second.iter().any(|e| e["type"] == "TaskResultGenerated"), "{task}: {types:?}");
+        assert!(
+            first.iter().all(|e| e["type"] != "TaskResultGenerated"),
+            "{task}: a result before the classes: {types:?}"
+        );
+    }
+}

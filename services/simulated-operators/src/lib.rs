@@ -11,4 +11,4 @@
 mod pool;
 pub mod scenario;
 
-pub use pool::{GROUP, SeenTask, SimulatedOperators, TaskObjects};
+pub use pool::{GROUP, HiddenSubtasks, SeenTask, SimulatedOperators, TaskObjects};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use visionlog_domain::summarizer::{UiAction, summarize};
 use visionlog_domain::{
     AddObjects, AnnotatedObject, AssignOperator, BoundingBox, DetectedObject, FinishOperatorSession, LabelObjects,
-    ObjectId, ObjectLabel, OperatorId, RemoveObjects, SessionId, SessionPurpose, TaskCommand, TaskEvent,
+    ObjectId, ObjectLabel, OperatorId, RemoveObjects, SessionId, SessionPurpose, Subtask, TaskCommand, TaskEvent,
 };
 use visionlog_journal::{CommandBus, ConsumeError, EventHandler, HandledEvent, caused_by, deterministic_id};
 
@@ -25,18 +25,34 @@ pub struct SeenTask {
     pub annotator: Option<String>,
 }
 
+/// The subtasks of a task that an operator's session left to the models (its customer's
+/// setting for the recipe, read against the task's events up to the version given:
+/// `visionlog_domain::subtasks`), for the session's purpose.
+pub type HiddenSubtasks = Box<dyn Fn(&str, u64, SessionPurpose) -> Result<Vec<Subtask>, String> + Send>;
+
 /// Operators played by code: they take waiting tasks, annotate them from ground truth, and in
-/// quality checks correct a model's result to the ground truth.
+/// quality checks correct a model's result to the ground truth. Like people with the operator
+/// tool, they change only the subtasks their customer gives them (see [`Self::with_hidden`]).
 pub struct SimulatedOperators {
     bus: CommandBus,
     operators: Vec<String>,
     objects: Option<TaskObjects>,
+    hidden: Option<HiddenSubtasks>,
 }
 
 impl SimulatedOperators {
     /// Creates a pool of `n` operators.
     pub fn new(bus: CommandBus, n: usize) -> Self {
-        Self { bus, operators: (0..n.max(1)).map(|i| format!("op-{i}")).collect(), objects: None }
+        Self { bus, operators: (0..n.max(1)).map(|i| format!("op-{i}")).collect(), objects: None, hidden: None }
+    }
+
+    /// Lets sessions leave alone the subtasks a customer leaves to the models: where recognition
+    /// is hidden, boxes are drawn without classes and none is relabelled (the recognizer
+    /// classifies them); where detection is hidden, only classes are fixed. Without it every
+    /// subtask is worked on.
+    pub fn with_hidden(mut self, hidden: HiddenSubtasks) -> Self {
+        self.hidden = Some(hidden);
+        self
     }
 
     /// Lets quality checks see the task's objects, to correct them; without it a check finds
@@ -121,6 +137,26 @@ impl SimulatedOperators {
             commands.push(TaskCommand::AddObjects(AddObjects { session_id, objects: added }));
         }
         commands
+    }
+
+    /// A session's commands without what changes a hidden subtask: with detection hidden, no box
+    /// added or removed; with recognition hidden, no class given (boxes drawn without one, no
+    /// relabelling). What is left of the work goes to the models, or back to an operator when
+    /// their model is missing.
+    pub fn within(commands: Vec<TaskCommand>, hidden: &[Subtask]) -> Vec<TaskCommand> {
+        let (boxes, classes) = (!hidden.contains(&Subtask::Detection), !hidden.contains(&Subtask::Recognition));
+        commands
+            .into_iter()
+            .filter_map(|c| match c {
+                TaskCommand::AddObjects(_) | TaskCommand::RemoveObjects(_) if !boxes => None,
+                TaskCommand::LabelObjects(_) if !classes => None,
+                TaskCommand::AddObjects(mut a) if !classes => {
+                    a.objects.iter_mut().for_each(|o| o.class_id = None);
+                    Some(TaskCommand::AddObjects(a))
+                }
+                c => Some(c),
+            })
+            .collect()
     }
 
     fn send(
@@ -237,6 +273,10 @@ impl EventHandler for SimulatedOperators {
                     // a model's objects, corrected to what is on the shelf
                     commands = Self::corrections(a.session_id.as_str(), &now, &truth);
                 }
+                if let Some(hidden) = &self.hidden {
+                    let hidden = hidden(&env.task_id, env.version, a.purpose).map_err(ConsumeError::Transient)?;
+                    commands = Self::within(commands, &hidden);
+                }
                 commands.push(TaskCommand::FinishOperatorSession(FinishOperatorSession {
                     session_id: a.session_id.clone(),
                 }));
@@ -282,6 +322,35 @@ mod tests {
         assert_eq!(a.objects.len(), truth.len() - 2, "every true box but the two found");
         assert!(a.objects.iter().all(|o| o.object_id.as_str().starts_with("s7.q")));
         assert!(SimulatedOperators::corrections("s8", &[], &[]).is_empty());
+    }
+
+    #[test]
+    fn a_session_leaves_the_hidden_subtasks_to_the_models() {
+        let truth = scenario("task-4", "acme").truth;
+        let actions = SimulatedOperators::session_actions("task-4", "s3", &truth, 0);
+        let drawn = summarize(&BTreeMap::new(), &actions).unwrap().into_commands(&SessionId("s3".into()));
+        assert!(
+            drawn
+                .iter()
+                .any(|c| matches!(c, TaskCommand::AddObjects(a) if a.objects.iter().all(|o| o.class_id.is_some())))
+        );
+        // classes left to the recognizer: the same boxes, none with a class, nothing relabelled
+        let boxes_only = SimulatedOperators::within(drawn.clone(), &[Subtask::Recognition]);
+        let [TaskCommand::AddObjects(a)] = &boxes_only[..] else { panic!("{boxes_only:?}") };
+        assert_eq!(a.objects.len(), truth.len());
+        assert!(a.objects.iter().all(|o| o.class_id.is_none()));
+        // boxes left to the detector: only classes are fixed
+        let wrong = DetectedObject {
+            object_id: ObjectId("d1.0".into()),
+            image: truth[0].image,
+            bbox: truth[0].bbox,
+            class_id: Some(truth[0].class_id.unwrap() % 8 + 1),
+            score: 0.9,
+        };
+        let fixes = SimulatedOperators::corrections("s4", &[wrong], &truth);
+        let classes_only = SimulatedOperators::within(fixes, &[Subtask::Detection]);
+        assert!(matches!(&classes_only[..], [TaskCommand::LabelObjects(_)]), "{classes_only:?}");
+        assert_eq!(SimulatedOperators::within(drawn.clone(), &[]), drawn, "nothing hidden, nothing changed");
     }
 
     #[test]

@@ -372,7 +372,8 @@ impl Service {
                 }
                 Service::SimulatedOperators => Box::new(
                     visionlog_simulated_operators::SimulatedOperators::new(bus.clone(), operators)
-                        .seeing_views(store.clone()),
+                        .seeing_views(store.clone())
+                        .with_hidden(hidden_subtasks(&log, &codec, &topics, &store, &tenants)),
                 ),
                 Service::Inference => Box::new(visionlog_inference::InferenceWorker::new(
                     bus.clone(),
@@ -424,6 +425,39 @@ pub(crate) fn check_signing(rt: &Runtime, services: &[Service]) -> anyhow::Resul
         "webhooks: these tenants have no webhook_secrets in the tenants file; their deliveries are NOT signed"
     );
     Ok(())
+}
+
+/// The subtasks a simulated operator's session leaves to the models, as the operator tool
+/// reckons them for a person: the customer's setting for the recipe, read against the task's
+/// events up to the assignment (a subtask whose model is missing is worked on anyway).
+fn hidden_subtasks(
+    log: &Arc<dyn EventLog>,
+    codec: &Arc<Codec>,
+    topics: &Topics,
+    store: &Arc<dyn ReadStore>,
+    tenants: &Arc<visionlog_tenants::Tenants>,
+) -> visionlog_simulated_operators::HiddenSubtasks {
+    use visionlog_domain::TaskEvent;
+    let (log, codec, topics, store, tenants) =
+        (log.clone(), codec.clone(), topics.clone(), store.clone(), tenants.clone());
+    Box::new(move |task_id, version, purpose| {
+        let src = visionlog_views::HistorySource {
+            log: log.as_ref(),
+            codec: codec.as_ref(),
+            topics: &topics,
+            store: store.as_ref(),
+        };
+        let history = visionlog_views::task_history(src, task_id).map_err(|e| e.to_string())?;
+        let events: Vec<&TaskEvent> =
+            history.iter().filter(|r| r.envelope.version <= version).map(|r| &r.event).collect();
+        let Some(TaskEvent::TaskCreated(created)) = events.first() else {
+            return Err(format!("task {task_id}: its history does not start with TaskCreated"));
+        };
+        let shown = tenants.operator_subtasks(created.customer.as_str(), created.recipe);
+        let works =
+            visionlog_domain::subtasks::operator_subtasks(created.recipe, shown, purpose, events.iter().copied());
+        Ok(created.recipe.subtasks().iter().copied().filter(|s| !works.contains(s)).collect())
+    })
 }
 
 /// Starts services; each joins its consumer group and runs one thread per partition it is
