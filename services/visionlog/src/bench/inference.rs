@@ -135,28 +135,12 @@ pub(crate) fn run(b: &InferenceBench) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let ratios: Option<serde_json::Map<String, Value>> = baseline.as_ref().map(|py| {
-        BATCHES
-            .iter()
-            .map(|b| {
-                let k = b.to_string();
-                let r = ours[&k].as_f64().unwrap_or(0.0) / py[&k].as_f64().unwrap_or(f64::NAN);
-                (k, json!((r * 1000.0).round() / 1000.0))
-            })
-            .collect()
-    });
+    let ours_per_s = Value::Object(ours.clone());
+    let ratios = baseline.as_ref().map(|py| ratios_by_batch(&BATCHES, &ours_per_s, py));
     // the headline ratio: the geometric mean over the batch sizes
     let ratio = ratios.as_ref().map(geometric_mean);
     if let Some(py) = baseline.as_ref().map(|py| &py["recognizer"]) {
-        let ours = &recognizer["crops_per_s"];
-        let by_batch: serde_json::Map<String, Value> = CROP_BATCHES
-            .iter()
-            .map(|b| {
-                let k = b.to_string();
-                let r = ours[&k].as_f64().unwrap_or(0.0) / py[&k].as_f64().unwrap_or(f64::NAN);
-                (k, json!((r * 1000.0).round() / 1000.0))
-            })
-            .collect();
+        let by_batch = ratios_by_batch(&CROP_BATCHES, &recognizer["crops_per_s"], py);
         recognizer["python_crops_per_s"] = py.clone();
         recognizer["ratio"] = json!(geometric_mean(&by_batch));
         recognizer["ratio_by_batch"] = Value::Object(by_batch);
@@ -200,6 +184,18 @@ pub(crate) fn run(b: &InferenceBench) -> anyhow::Result<()> {
     }
     crate::output::line(report.to_string());
     Ok(())
+}
+
+/// Ours over Python's items/s per batch size, to three places.
+fn ratios_by_batch(batches: &[usize], ours: &Value, python: &Value) -> serde_json::Map<String, Value> {
+    batches
+        .iter()
+        .map(|b| {
+            let k = b.to_string();
+            let r = ours[&k].as_f64().unwrap_or(0.0) / python[&k].as_f64().unwrap_or(f64::NAN);
+            (k, json!((r * 1000.0).round() / 1000.0))
+        })
+        .collect()
 }
 
 /// The geometric mean of ratios, to three places.
