@@ -277,6 +277,12 @@ impl Tenants {
         self.tenants.get(customer).and_then(|t| t.operator_subtasks.get(&recipe)).map(Vec::as_slice)
     }
 
+    /// Whether any customer names the subtasks its operators annotate (where none does, every
+    /// operator works on every subtask, and no task history need be read to know it).
+    pub fn limits_operator_subtasks(&self) -> bool {
+        self.tenants.values().any(|t| !t.operator_subtasks.is_empty())
+    }
+
     /// `customer`'s quality-check sampling rate, per thousand.
     pub fn qc_per_mille(&self, customer: &str) -> u32 {
         self.tenants.get(customer).and_then(|t| t.qc_per_mille).unwrap_or(DEFAULT_QC_PER_MILLE)
